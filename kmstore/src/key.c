@@ -1,0 +1,102 @@
+/* key.c - key objects: an ID, and bytes in locked memory. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "encoding.h"
+#include "error.h"
+#include "secmem.h"
+
+struct kms_key {
+	char profile[KMS_PROFILE_NAME_MAX + 1];
+	char id[KMS_KEY_ID_MAX + 1];
+	uint8_t *bytes; /* secmem */
+	size_t len;
+};
+
+kms_rc kms_key_new(const char *profile, const char *key_id,
+		   const uint8_t *bytes, size_t len, kms_key **out,
+		   kms_error *err)
+{
+	kms_key *key;
+	kms_rc rc;
+
+	*out = NULL;
+	if (len < KMS_KEY_MIN || len > KMS_KEY_MAX)
+		return kms_fail(err, KMS_ERR_USAGE,
+				"key is %zu bytes; it must be %d to %d bytes",
+				len, KMS_KEY_MIN, KMS_KEY_MAX);
+	rc = kms_check_key_id(key_id, strlen(key_id), err);
+	if (rc != KMS_OK)
+		return rc;
+	if (profile == NULL)
+		profile = "";
+	if (strlen(profile) > KMS_PROFILE_NAME_MAX)
+		return kms_fail(err, KMS_ERR_USAGE, "profile name too long");
+	key = calloc(1, sizeof(*key));
+	if (key == NULL || (key->bytes = kms_secmem_alloc(len)) == NULL) {
+		free(key);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory for a key");
+	}
+	strcpy(key->profile, profile);
+	strcpy(key->id, key_id);
+	memcpy(key->bytes, bytes, len);
+	key->len = len;
+	*out = key;
+	return KMS_OK;
+}
+
+kms_rc kms_key_dup(const kms_key *key, kms_key **out, kms_error *err)
+{
+	return kms_key_new(key->profile, key->id, key->bytes, key->len, out, err);
+}
+
+void kms_key_free(kms_key *key)
+{
+	if (key == NULL)
+		return;
+	kms_secmem_free(key->bytes, key->len);
+	free(key);
+}
+
+const char *kms_key_id(const kms_key *key)
+{
+	return key->id;
+}
+
+const uint8_t *kms_key_bytes(const kms_key *key)
+{
+	return key->bytes;
+}
+
+size_t kms_key_size(const kms_key *key)
+{
+	return key->len;
+}
+
+const char *kms_key_profile(const kms_key *key)
+{
+	return key->profile;
+}
+
+void kms_key_check_value(const kms_key *key, char out[KMS_KCV_LEN + 1])
+{
+	static const char label[] = "kmstore-kcv";
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+	if (HMAC(EVP_sha256(), key->bytes, (int)key->len,
+		 (const unsigned char *)label, sizeof(label) - 1, mac,
+		 &mac_len) == NULL) {
+		/* Only if libcrypto cannot run SHA-256 at all. */
+		memset(out, '?', KMS_KCV_LEN);
+		out[KMS_KCV_LEN] = '\0';
+		return;
+	}
+	kms_hex_encode(mac, KMS_KCV_LEN / 2, hex);
+	memcpy(out, hex, KMS_KCV_LEN + 1);
+	kms_wipe(mac, sizeof(mac));
+}

@@ -1,0 +1,239 @@
+/* qkd.c - QKD profiles: keys from a KME over ETSI GS QKD 014, with mutual
+ * TLS. This file holds the profile (settings, checks); the HTTPS client is
+ * in etsi014.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "fileio.h"
+#include "profile.h"
+#include "qkd.h"
+#include "validate.h"
+
+#define SAE_ID_MAX 64
+#define DEFAULT_KEY_BITS 256
+#define DEFAULT_TIMEOUT_MS 5000
+
+static const struct kms_field qkd_fields[] = {
+	{ "url", KMS_FIELD_REQUIRED },
+	{ "local-sae-id", KMS_FIELD_REQUIRED },
+	{ "peer-sae-id", KMS_FIELD_REQUIRED },
+	{ "certificate", KMS_FIELD_REQUIRED },
+	{ "private-key", KMS_FIELD_REQUIRED },
+	{ "ca", KMS_FIELD_REQUIRED },
+	{ "key-size", 0 },
+	{ "timeout", 0 },
+	{ NULL, 0 },
+};
+
+/* https only, a host, no credentials, query or fragment: the ETSI paths
+ * are appended to it. */
+static kms_rc check_url(const kms_profile *p, const struct kms_setting *s,
+			kms_error *err)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL, *part = NULL;
+	const char *why = NULL;
+
+	if (u == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, s->value, 0) != CURLUE_OK)
+		why = "is not a valid URL";
+	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		 strcmp(scheme, "https") != 0)
+		why = "must be an https:// URL (ETSI GS QKD 014 runs over TLS)";
+	else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK)
+		why = "has no host";
+	else if (curl_url_get(u, CURLUPART_USER, &part, 0) == CURLUE_OK)
+		why = "must not carry a user name or password";
+	else if (curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK ||
+		 curl_url_get(u, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK)
+		why = "must not have a query or fragment";
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(part);
+	curl_url_cleanup(u);
+	if (why != NULL)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG, "'%.80s' %s",
+					s->value, why);
+	return KMS_OK;
+}
+
+static kms_rc check_sae(const kms_profile *p, const struct kms_setting *s,
+			kms_error *err)
+{
+	kms_error why;
+
+	if (kms_check_token("SAE ID", s->value, strlen(s->value), SAE_ID_MAX,
+			    &why) != KMS_OK)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG, "%s",
+					why.message);
+	return KMS_OK;
+}
+
+/* Seconds, with a fraction if wanted ("2.5"). */
+static kms_rc parse_timeout(const kms_profile *p, const struct kms_setting *s,
+			    long *ms, kms_error *err)
+{
+	char *end;
+	double v = strtod(s->value, &end);
+
+	if (end == s->value || *end != '\0' || !(v >= 0.1 && v <= 300))
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"'%.32s' is not a number of seconds from "
+					"0.1 to 300", s->value);
+	*ms = (long)(v * 1000 + 0.5);
+	return KMS_OK;
+}
+
+static kms_rc set_path(kms_profile *p, const char *name, char **out,
+		       kms_error *err)
+{
+	*out = kms_profile_path(p, kms_profile_find(p, name)->value);
+	if (*out == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	return KMS_OK;
+}
+
+static kms_rc qkd_configure(kms_profile *p, kms_error *err)
+{
+	const struct kms_setting *s;
+	struct kms_qkd_config *c;
+	kms_rc rc;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	p->state = c;
+	c->key_bits = DEFAULT_KEY_BITS;
+	c->timeout_ms = DEFAULT_TIMEOUT_MS;
+	s = kms_profile_find(p, "url");
+	if ((rc = check_url(p, s, err)) != KMS_OK)
+		return rc;
+	c->url = s->value;
+	s = kms_profile_find(p, "local-sae-id");
+	if ((rc = check_sae(p, s, err)) != KMS_OK)
+		return rc;
+	c->local_sae = s->value;
+	s = kms_profile_find(p, "peer-sae-id");
+	if ((rc = check_sae(p, s, err)) != KMS_OK)
+		return rc;
+	c->peer_sae = s->value;
+	if (strcmp(c->local_sae, c->peer_sae) == 0)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"is the same as local-sae-id");
+	s = kms_profile_find(p, "key-size");
+	if (s != NULL &&
+	    (rc = kms_setting_long(p, s, KMS_KEY_MIN * 8, KMS_KEY_MAX * 8,
+				   &c->key_bits, err)) != KMS_OK)
+		return rc;
+	if (c->key_bits % 8 != 0)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"%ld bits is not a whole number of bytes",
+					c->key_bits);
+	s = kms_profile_find(p, "timeout");
+	if (s != NULL && (rc = parse_timeout(p, s, &c->timeout_ms, err)) != KMS_OK)
+		return rc;
+	if ((rc = set_path(p, "certificate", &c->certificate, err)) != KMS_OK ||
+	    (rc = set_path(p, "private-key", &c->private_key, err)) != KMS_OK ||
+	    (rc = set_path(p, "ca", &c->ca, err)) != KMS_OK)
+		return rc;
+	p->key_size = (size_t)c->key_bits / 8;
+	return kms_qkd_client_new(p, err);
+}
+
+/* PEM files: the certificate and the CA bundle must parse, the private key
+ * must be private and match the certificate, so "kmstore check" finds what
+ * would otherwise surface as a TLS handshake failure at 3 a.m. */
+static kms_rc read_pem_cert(const kms_profile *p, const char *setting,
+			    const char *path, X509 **out, kms_error *err)
+{
+	FILE *f = fopen(path, "re");
+
+	*out = NULL;
+	if (f == NULL)
+		return kms_setting_fail(p, kms_profile_find(p, setting), err,
+					KMS_ERR_CONFIG, "cannot open %s: %m", path);
+	*out = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (*out == NULL)
+		return kms_setting_fail(p, kms_profile_find(p, setting), err,
+					KMS_ERR_CONFIG,
+					"%s holds no PEM certificate", path);
+	return KMS_OK;
+}
+
+static kms_rc check_private_key(const kms_profile *p, const char *path,
+				X509 *cert, kms_error *err)
+{
+	const struct kms_setting *s = kms_profile_find(p, "private-key");
+	EVP_PKEY *pkey;
+	kms_error why;
+	FILE *f;
+	int fd, match;
+
+	if (kms_open_private(path, "private key", &fd, &why) != KMS_OK)
+		return kms_setting_fail(p, s, err, why.code, "%s", why.message);
+	f = fdopen(fd, "r");
+	if (f == NULL) {
+		close(fd);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	if (pkey == NULL)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"%s holds no unencrypted PEM private key",
+					path);
+	match = X509_check_private_key(cert, pkey);
+	EVP_PKEY_free(pkey);
+	if (!match)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"%s does not match the certificate", path);
+	return KMS_OK;
+}
+
+static kms_rc qkd_check(kms_profile *p, kms_error *err)
+{
+	struct kms_qkd_config *c = p->state;
+	X509 *cert, *ca;
+	kms_rc rc;
+
+	rc = read_pem_cert(p, "ca", c->ca, &ca, err);
+	X509_free(ca);
+	if (rc != KMS_OK)
+		return rc;
+	rc = read_pem_cert(p, "certificate", c->certificate, &cert, err);
+	if (rc == KMS_OK)
+		rc = check_private_key(p, c->private_key, cert, err);
+	X509_free(cert);
+	return rc;
+}
+
+static void qkd_release(kms_profile *p)
+{
+	struct kms_qkd_config *c = p->state;
+
+	kms_qkd_client_free(c->client);
+	free(c->certificate);
+	free(c->private_key);
+	free(c->ca);
+	free(c);
+	p->state = NULL;
+}
+
+const struct kms_profile_type kms_qkd_type = {
+	.name = "qkd",
+	.fields = qkd_fields,
+	.configure = qkd_configure,
+	.check = qkd_check,
+	.get_key = kms_qkd_get_key,
+	.get_key_by_id = kms_qkd_get_key_by_id,
+	.status = kms_qkd_status,
+	.release = qkd_release,
+};

@@ -1,0 +1,147 @@
+/* secmem.c - an arena of locked pages for secrets.
+ *
+ * Keys are small and many processes (pluto, openssl) hold only a few, so
+ * one mapping of a few pages is carved into 64-byte slots instead of a page
+ * per key: mlock is limited by RLIMIT_MEMLOCK and each page counts. Freed
+ * slots are wiped at once and stay mapped, so a stale pointer reads zeros,
+ * never an old key. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "error.h"
+#include "secmem.h"
+
+#define SLOT 64
+#define CHUNK_SIZE (64 * 1024)
+#define SLOTS (CHUNK_SIZE / SLOT)
+#define WORDS (SLOTS / 64)
+
+struct chunk {
+	struct chunk *next;
+	unsigned char *base;
+	uint64_t used[WORDS];
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct chunk *chunks;
+static size_t in_use;
+static int warned_unlocked;
+
+void kms_wipe(void *ptr, size_t size)
+{
+	if (ptr != NULL)
+		explicit_bzero(ptr, size);
+}
+
+static int slot_used(const struct chunk *c, size_t i)
+{
+	return (c->used[i / 64] >> (i % 64)) & 1;
+}
+
+static void mark(struct chunk *c, size_t first, size_t n, int used)
+{
+	for (size_t i = first; i < first + n; i++) {
+		if (used)
+			c->used[i / 64] |= UINT64_C(1) << (i % 64);
+		else
+			c->used[i / 64] &= ~(UINT64_C(1) << (i % 64));
+	}
+}
+
+static struct chunk *chunk_new(void)
+{
+	static struct chunk none;
+	struct chunk *c;
+	void *base;
+
+	base = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return NULL;
+	(void)madvise(base, CHUNK_SIZE, MADV_DONTDUMP);
+	if (mlock(base, CHUNK_SIZE) != 0 && !warned_unlocked) {
+		warned_unlocked = 1;
+		kms_log(KMS_LOG_WARNING,
+			"cannot lock key memory (mlock: %s); keys may be swapped "
+			"to disk: raise the memlock limit (ulimit -l, "
+			"LimitMEMLOCK=)", strerror(errno));
+	}
+	/* The bookkeeping lives in ordinary memory: it holds no secret. */
+	c = malloc(sizeof(*c));
+	if (c == NULL) {
+		munmap(base, CHUNK_SIZE);
+		return NULL;
+	}
+	*c = none;
+	c->base = base;
+	return c;
+}
+
+static void *take(struct chunk *c, size_t n)
+{
+	size_t run = 0;
+
+	for (size_t i = 0; i < SLOTS; i++) {
+		run = slot_used(c, i) ? 0 : run + 1;
+		if (run == n) {
+			mark(c, i + 1 - n, n, 1);
+			return c->base + (i + 1 - n) * SLOT;
+		}
+	}
+	return NULL;
+}
+
+void *kms_secmem_alloc(size_t size)
+{
+	size_t n = (size + SLOT - 1) / SLOT;
+	struct chunk *c;
+	void *p = NULL;
+
+	if (size == 0 || size > KMS_SECMEM_MAX)
+		return NULL;
+	pthread_mutex_lock(&lock);
+	for (c = chunks; c != NULL && p == NULL; c = c->next)
+		p = take(c, n);
+	if (p == NULL && (c = chunk_new()) != NULL) {
+		c->next = chunks;
+		chunks = c;
+		p = take(c, n);
+	}
+	if (p != NULL)
+		in_use += n * SLOT;
+	pthread_mutex_unlock(&lock);
+	return p;
+}
+
+void kms_secmem_free(void *ptr, size_t size)
+{
+	size_t n = (size + SLOT - 1) / SLOT;
+	unsigned char *p = ptr;
+
+	if (ptr == NULL)
+		return;
+	kms_wipe(ptr, n * SLOT);
+	pthread_mutex_lock(&lock);
+	for (struct chunk *c = chunks; c != NULL; c = c->next) {
+		if (p >= c->base && p < c->base + CHUNK_SIZE) {
+			mark(c, (size_t)(p - c->base) / SLOT, n, 0);
+			in_use -= n * SLOT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+size_t kms_secmem_in_use(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&lock);
+	n = in_use;
+	pthread_mutex_unlock(&lock);
+	return n;
+}

@@ -1,0 +1,21 @@
+/* secmem.h - locked, non-dumpable memory for key bytes; internal. */
+#ifndef KMS_SECMEM_H
+#define KMS_SECMEM_H
+
+#include <stddef.h>
+
+#define KMS_SECMEM_MAX 4096 /* the largest single allocation */
+
+/* Zeroed memory from a locked arena (mlock'ed where RLIMIT_MEMLOCK allows,
+ * excluded from core dumps). NULL if size is 0, too large, or no memory. */
+void *kms_secmem_alloc(size_t size);
+/* Wipes and returns the memory to the arena; size must be the one
+ * allocated. NULL is ignored. */
+void kms_secmem_free(void *ptr, size_t size);
+/* Bytes handed out and not yet freed: for leak checks in tests. */
+size_t kms_secmem_in_use(void);
+
+/* A wipe the compiler may not remove. */
+void kms_wipe(void *ptr, size_t size);
+
+#endif

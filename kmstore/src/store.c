@@ -1,0 +1,553 @@
+/* store.c - the store: parsing kmstore.conf into profiles, and handing
+ * each request to the profile's type.
+ *
+ * The format is INI: "[profile]" sections of "name = value" lines, '#' or
+ * ';' comments (also after a value, following white space), indentation
+ * allowed. It is parsed here rather than with inih because Debian's libinih
+ * is built with a 200-byte line buffer, and a 256-byte key in hex does not
+ * fit in it; the grammar is small enough to fuzz whole (tests/fuzz). */
+#include <ctype.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fileio.h"
+#include "secmem.h"
+#include "store.h"
+
+#ifndef KMS_DEFAULT_CONF
+#define KMS_DEFAULT_CONF "/etc/kmstore/kmstore.conf"
+#endif
+#ifndef KMS_VERSION
+#define KMS_VERSION "0"
+#endif
+
+#define CONF_MAX (1024 * 1024)
+#define LINE_MAX_LEN 4096
+#define PROFILES_MAX 1024
+#define SETTINGS_MAX 64
+
+static const struct kms_profile_type *const types[] = {
+	&kms_static_type,
+	&kms_qkd_type,
+};
+
+struct kms_store {
+	char *path;
+	char *dir;
+	kms_profile **profiles;
+	size_t n_profiles;
+};
+
+struct parser {
+	kms_store *store;
+	kms_profile *current;
+	const char *file;
+	unsigned line;
+	kms_error *err;
+};
+
+const char *kms_version(void)
+{
+	return KMS_VERSION;
+}
+
+const char *kms_default_config_path(void)
+{
+	const char *env = getenv("KMSTORE_CONF");
+
+	return env != NULL && *env != '\0' ? env : KMS_DEFAULT_CONF;
+}
+
+static kms_rc parse_fail(struct parser *ps, kms_rc code, const char *fmt, ...)
+	KMS_PRINTF(3, 4);
+
+static kms_rc parse_fail(struct parser *ps, kms_rc code, const char *fmt, ...)
+{
+	char msg[KMS_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return kms_fail(ps->err, code, "%s:%u: %s", ps->file, ps->line, msg);
+}
+
+static void setting_free(struct kms_setting *s)
+{
+	free(s->name);
+	if (s->value != NULL) {
+		kms_wipe(s->value, strlen(s->value));
+		free(s->value);
+	}
+}
+
+static void profile_free(kms_profile *p)
+{
+	if (p == NULL)
+		return;
+	if (p->type != NULL && p->type->release != NULL && p->state != NULL)
+		p->type->release(p);
+	for (size_t i = 0; i < p->n_settings; i++)
+		setting_free(&p->settings[i]);
+	free(p->settings);
+	free(p);
+}
+
+void kms_store_free(kms_store *store)
+{
+	if (store == NULL)
+		return;
+	for (size_t i = 0; i < store->n_profiles; i++)
+		profile_free(store->profiles[i]);
+	free(store->profiles);
+	free(store->path);
+	free(store->dir);
+	free(store);
+}
+
+static kms_profile *store_lookup(const kms_store *store, const char *name)
+{
+	for (size_t i = 0; i < store->n_profiles; i++)
+		if (strcmp(store->profiles[i]->name, name) == 0)
+			return store->profiles[i];
+	return NULL;
+}
+
+static kms_rc add_profile(struct parser *ps, const char *name)
+{
+	kms_store *st = ps->store;
+	kms_profile *p, **grown, *twin;
+	kms_error why;
+
+	if (kms_check_profile_name(name, &why) != KMS_OK)
+		return parse_fail(ps, KMS_ERR_CONFIG, "section [%s]: %s", name,
+				  why.message);
+	twin = store_lookup(st, name);
+	if (twin != NULL)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "profile '%s' is defined twice (first at line %u)",
+				  name, twin->line);
+	if (st->n_profiles == PROFILES_MAX)
+		return parse_fail(ps, KMS_ERR_CONFIG, "more than %d profiles",
+				  PROFILES_MAX);
+	grown = realloc(st->profiles, (st->n_profiles + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
+	st->profiles = grown;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
+	strcpy(p->name, name);
+	p->file = st->path;
+	p->dir = st->dir;
+	p->line = ps->line;
+	st->profiles[st->n_profiles++] = p;
+	ps->current = p;
+	return KMS_OK;
+}
+
+static kms_rc add_setting(struct parser *ps, const char *name,
+			  const char *value)
+{
+	kms_profile *p = ps->current;
+	const struct kms_setting *twin;
+	struct kms_setting *grown, *s;
+
+	if (p == NULL)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "'%s' is set outside a [profile] section", name);
+	twin = kms_profile_find(p, name);
+	if (twin != NULL)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "profile '%s': '%s' is set twice (first at line %u)",
+				  p->name, name, twin->line);
+	if (p->n_settings == SETTINGS_MAX)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "profile '%s': more than %d settings", p->name,
+				  SETTINGS_MAX);
+	grown = realloc(p->settings, (p->n_settings + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
+	p->settings = grown;
+	s = &p->settings[p->n_settings];
+	s->name = strdup(name);
+	s->value = strdup(value);
+	s->line = ps->line;
+	if (s->name == NULL || s->value == NULL) {
+		setting_free(s);
+		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
+	}
+	p->n_settings++;
+	return KMS_OK;
+}
+
+/* Cuts a comment that follows white space: '#' and ';' appear in no
+ * setting name, key-id, encoding or path we accept right after a blank. */
+static void cut_comment(char *s)
+{
+	for (char *c = s; *c != '\0'; c++) {
+		if ((*c == '#' || *c == ';') && (c == s || isblank((unsigned char)c[-1]))) {
+			*c = '\0';
+			return;
+		}
+	}
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (isblank((unsigned char)*s))
+		s++;
+	end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+static int valid_setting_name(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+			return 0;
+	return 1;
+}
+
+static kms_rc parse_line(struct parser *ps, char *line)
+{
+	char *s, *eq, *name, *value;
+
+	cut_comment(line);
+	s = trim(line);
+	if (*s == '\0')
+		return KMS_OK;
+	if (*s == '[') {
+		char *close = strchr(s, ']');
+
+		if (close == NULL || close[1] != '\0')
+			return parse_fail(ps, KMS_ERR_CONFIG,
+					  "a section header must be \"[name]\" alone "
+					  "on its line");
+		*close = '\0';
+		return add_profile(ps, trim(s + 1));
+	}
+	eq = strchr(s, '=');
+	if (eq == NULL)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "expected \"name = value\" or \"[profile]\"");
+	*eq = '\0';
+	name = trim(s);
+	value = trim(eq + 1);
+	if (!valid_setting_name(name))
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "'%.40s' is not a setting name (lower-case letters, "
+				  "digits and '-')", name);
+	if (*value == '\0')
+		return parse_fail(ps, KMS_ERR_CONFIG, "'%s' has no value", name);
+	return add_setting(ps, name, value);
+}
+
+static kms_rc parse_text(struct parser *ps, const char *text, size_t len)
+{
+	char line[LINE_MAX_LEN + 1];
+	size_t pos = 0;
+	kms_rc rc = KMS_OK;
+
+	if (memchr(text, '\0', len) != NULL) {
+		ps->line = 1;
+		for (const char *c = text; *c != '\0'; c++)
+			ps->line += *c == '\n';
+		return parse_fail(ps, KMS_ERR_CONFIG, "a NUL byte in the file");
+	}
+	while (pos < len && rc == KMS_OK) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = (nl != NULL ? (size_t)(nl - text) : len) - pos;
+
+		ps->line++;
+		if (n > LINE_MAX_LEN) {
+			rc = parse_fail(ps, KMS_ERR_CONFIG,
+					"line is longer than %d bytes", LINE_MAX_LEN);
+			break;
+		}
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		rc = parse_line(ps, line);
+		pos += n + 1;
+	}
+	kms_wipe(line, sizeof(line)); /* it may have held a key */
+	return rc;
+}
+
+static const struct kms_profile_type *find_type(const char *name)
+{
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (strcmp(types[i]->name, name) == 0)
+			return types[i];
+	return NULL;
+}
+
+static const struct kms_field *find_field(const struct kms_profile_type *t,
+					  const char *name)
+{
+	for (const struct kms_field *f = t->fields; f->name != NULL; f++)
+		if (strcmp(f->name, name) == 0)
+			return f;
+	return NULL;
+}
+
+/* After configure(), secret settings (an inline key) are gone from the
+ * settings list: the type holds them in locked memory. */
+static void drop_secrets(kms_profile *p)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < p->n_settings; i++) {
+		const struct kms_field *f = find_field(p->type, p->settings[i].name);
+
+		if (f != NULL && (f->flags & KMS_FIELD_SECRET))
+			setting_free(&p->settings[i]);
+		else
+			p->settings[kept++] = p->settings[i];
+	}
+	p->n_settings = kept;
+}
+
+static kms_rc configure_profile(kms_profile *p, kms_error *err)
+{
+	const struct kms_setting *type = kms_profile_find(p, "type");
+	kms_rc rc;
+
+	if (type == NULL)
+		return kms_setting_fail(p, NULL, err, KMS_ERR_CONFIG,
+					"no 'type' (static or qkd)");
+	p->type = find_type(type->value);
+	if (p->type == NULL)
+		return kms_setting_fail(p, type, err, KMS_ERR_CONFIG,
+					"unknown type '%.32s' (static or qkd)",
+					type->value);
+	for (size_t i = 0; i < p->n_settings; i++) {
+		const struct kms_setting *s = &p->settings[i];
+
+		if (strcmp(s->name, "type") != 0 && find_field(p->type, s->name) == NULL)
+			return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+						"not a setting of a %s profile",
+						p->type->name);
+	}
+	for (const struct kms_field *f = p->type->fields; f->name != NULL; f++)
+		if ((f->flags & KMS_FIELD_REQUIRED) && kms_profile_find(p, f->name) == NULL)
+			return kms_setting_fail(p, NULL, err, KMS_ERR_CONFIG,
+						"'%s' is required for a %s profile",
+						f->name, p->type->name);
+	rc = p->type->configure(p, err);
+	drop_secrets(p);
+	return rc;
+}
+
+static kms_rc store_new(const char *path, kms_store **out, kms_error *err)
+{
+	kms_store *st = calloc(1, sizeof(*st));
+	char *copy;
+
+	*out = NULL;
+	if (st == NULL || (st->path = strdup(path)) == NULL ||
+	    (copy = strdup(path)) == NULL) {
+		kms_store_free(st);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	st->dir = strdup(dirname(copy));
+	free(copy);
+	if (st->dir == NULL) {
+		kms_store_free(st);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	*out = st;
+	return KMS_OK;
+}
+
+kms_rc kms_store_parse(const char *text, size_t len, const char *path,
+		       kms_store **out, kms_error *err)
+{
+	struct parser ps = { .file = path, .err = err };
+	kms_rc rc;
+
+	rc = store_new(path, &ps.store, err);
+	if (rc != KMS_OK)
+		return rc;
+	ps.file = ps.store->path;
+	rc = parse_text(&ps, text, len);
+	for (size_t i = 0; rc == KMS_OK && i < ps.store->n_profiles; i++)
+		rc = configure_profile(ps.store->profiles[i], err);
+	if (rc != KMS_OK) {
+		kms_store_free(ps.store);
+		return rc;
+	}
+	*out = ps.store;
+	return KMS_OK;
+}
+
+kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err)
+{
+	char resolved[PATH_MAX];
+	uint8_t *text;
+	size_t len;
+	kms_rc rc;
+
+	*out = NULL;
+	if (path == NULL)
+		path = kms_default_config_path();
+	/* Absolute, so relative key paths mean the same from any cwd. */
+	if (realpath(path, resolved) != NULL)
+		path = resolved;
+	rc = kms_read_private(path, "configuration file", CONF_MAX, 0, &text,
+			      &len, err);
+	if (rc != KMS_OK)
+		return rc;
+	rc = kms_store_parse((const char *)text, len, path, out, err);
+	kms_wipe(text, len);
+	free(text);
+	return rc;
+}
+
+const char *kms_store_path(const kms_store *store)
+{
+	return store->path;
+}
+
+size_t kms_store_profile_count(const kms_store *store)
+{
+	return store->n_profiles;
+}
+
+kms_profile *kms_store_profile_at(const kms_store *store, size_t index)
+{
+	return index < store->n_profiles ? store->profiles[index] : NULL;
+}
+
+kms_rc kms_store_find_profile(const kms_store *store, const char *name,
+			      kms_profile **out, kms_error *err)
+{
+	*out = store_lookup(store, name);
+	if (*out == NULL)
+		return kms_fail(err, KMS_ERR_NOT_FOUND,
+				"no such profile '%.*s' in %s", KMS_PROFILE_NAME_MAX,
+				name, store->path);
+	return KMS_OK;
+}
+
+/* Profiles */
+
+const struct kms_setting *kms_profile_find(const kms_profile *p,
+					   const char *name)
+{
+	for (size_t i = 0; i < p->n_settings; i++)
+		if (strcmp(p->settings[i].name, name) == 0)
+			return &p->settings[i];
+	return NULL;
+}
+
+kms_rc kms_setting_fail(const kms_profile *p, const struct kms_setting *s,
+			kms_error *err, kms_rc code, const char *fmt, ...)
+{
+	char msg[KMS_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s != NULL)
+		return kms_fail(err, code, "%s:%u: profile '%s': %s: %s", p->file,
+				s->line, p->name, s->name, msg);
+	return kms_fail(err, code, "%s:%u: profile '%s': %s", p->file, p->line,
+			p->name, msg);
+}
+
+char *kms_profile_path(const kms_profile *p, const char *value)
+{
+	char *out;
+
+	if (value[0] == '/')
+		return strdup(value);
+	if (asprintf(&out, "%s/%s", p->dir, value) < 0)
+		return NULL;
+	return out;
+}
+
+kms_rc kms_setting_long(const kms_profile *p, const struct kms_setting *s,
+			long min, long max, long *out, kms_error *err)
+{
+	char *end;
+	long v;
+
+	v = strtol(s->value, &end, 10);
+	if (end == s->value || *end != '\0' || v < min || v > max)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"'%.32s' is not a whole number from %ld to %ld",
+					s->value, min, max);
+	*out = v;
+	return KMS_OK;
+}
+
+const char *kms_profile_name(const kms_profile *p)
+{
+	return p->name;
+}
+
+const char *kms_profile_type(const kms_profile *p)
+{
+	return p->type->name;
+}
+
+size_t kms_profile_key_size(const kms_profile *p)
+{
+	return p->key_size;
+}
+
+const char *kms_profile_setting(const kms_profile *p, const char *name)
+{
+	const struct kms_setting *s = kms_profile_find(p, name);
+
+	return s != NULL ? s->value : NULL;
+}
+
+kms_rc kms_profile_check(kms_profile *p, kms_error *err)
+{
+	return p->type->check(p, err);
+}
+
+kms_rc kms_profile_get_key(kms_profile *p, kms_key **out, kms_error *err)
+{
+	*out = NULL;
+	return p->type->get_key(p, out, err);
+}
+
+kms_rc kms_profile_get_key_by_id(kms_profile *p, const char *key_id,
+				 kms_key **out, kms_error *err)
+{
+	kms_rc rc;
+
+	*out = NULL;
+	if (key_id == NULL)
+		return kms_fail(err, KMS_ERR_USAGE, "no key ID given");
+	rc = kms_check_key_id(key_id, strlen(key_id), err);
+	if (rc != KMS_OK)
+		return rc;
+	return p->type->get_key_by_id(p, key_id, out, err);
+}
+
+kms_rc kms_profile_status(kms_profile *p, kms_status *out, kms_error *err)
+{
+	static const kms_status unknown = {
+		.key_size_bits = -1, .stored_key_count = -1, .max_key_count = -1,
+		.max_key_per_request = -1, .min_key_size_bits = -1,
+		.max_key_size_bits = -1,
+	};
+
+	*out = unknown;
+	return p->type->status(p, out, err);
+}

@@ -1,0 +1,12 @@
+/* validate.h - shared syntax rules; internal. The public ones
+ * (kms_check_key_id, kms_check_profile_name) are in kmstore.h. */
+#ifndef KMS_VALIDATE_H
+#define KMS_VALIDATE_H
+
+#include "kmstore.h"
+
+/* 1..max bytes of printable ASCII without spaces; "what" names it. */
+kms_rc kms_check_token(const char *what, const char *s, size_t len,
+		       size_t max, kms_error *err);
+
+#endif

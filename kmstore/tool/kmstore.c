@@ -1,0 +1,302 @@
+/* kmstore.c - the kmstore command: list profiles, show a profile's status,
+ * fetch a key (showing its ID and check value; the key itself only on
+ * request), and validate a configuration. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmstore.h"
+#include "output.h"
+
+#define EXIT_CHECK_FAILED 1
+
+struct options {
+	const char *config;
+	const char *key_id;
+	enum reveal reveal;
+	bool json;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: kmstore [OPTIONS] COMMAND [ARGUMENTS]\n"
+"\n"
+"Post-quantum preshared keys (RFC 8784 PPKs) from static profiles and from\n"
+"QKD key management entities (ETSI GS QKD 014).\n"
+"\n"
+"Commands:\n"
+"  profiles              list the profiles: name, type, key size, key ID or\n"
+"                        KME URL and SAE IDs\n"
+"  status PROFILE        show whether PROFILE can serve keys (QKD: the KME's\n"
+"                        status for the peer SAE)\n"
+"  key PROFILE|URI       get a key for use now (QKD: a new key from enc_keys)\n"
+"                        and print its ID, size and check value; PROFILE may\n"
+"                        be a kmstore: URI (kmstore:profile=P;key-id=K)\n"
+"  check                 validate the configuration and every key file and\n"
+"                        certificate it names\n"
+"  help                  show this help\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE     configuration file (default: $KMSTORE_CONF if set,\n"
+"                        else %s)\n"
+"  -k, --key-id ID       with key: the key with this ID (QKD: dec_keys)\n"
+"  -r, --reveal FORMAT   with key: also print the key itself, as hex or\n"
+"                        base64\n"
+"  -j, --json            print one JSON document\n"
+"  -h, --help            show this help\n"
+"  -V, --version         show the version\n"
+"\n"
+"Exit status:\n"
+"  0   success\n"
+"  1   check found a problem\n"
+"  2   usage error\n"
+"  3   configuration error (a bad setting, key file or certificate)\n"
+"  4   permission refused (a file readable by others, or not yours)\n"
+"  5   no such profile or key\n"
+"  6   malformed kmstore: URI\n"
+"  7   the KME refused the request or answered badly\n"
+"  8   the KME is unreachable (connection, TLS or timeout)\n"
+"  9   operation not supported by the profile\n"
+"  10  system error (memory, I/O)\n",
+		KMS_DEFAULT_CONF);
+}
+
+static int fail(struct output *out, const kms_error *e)
+{
+	output_error(out, e);
+	if (out != NULL)
+		output_finish(out);
+	return e->code;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+	fputs("kmstore: ", stderr);
+	fprintf(stderr, fmt, arg);
+	fputs("\nTry 'kmstore --help'.\n", stderr);
+	return KMS_ERR_USAGE;
+}
+
+static int finish(struct output *out, int status)
+{
+	if (output_finish(out) != 0) {
+		fprintf(stderr, "kmstore: cannot write the output\n");
+		return KMS_ERR_SYSTEM;
+	}
+	return status;
+}
+
+static int cmd_profiles(const struct options *o, struct output *out)
+{
+	kms_store *store;
+	kms_error e;
+
+	if (kms_store_open(o->config, &store, &e) != KMS_OK)
+		return fail(out, &e);
+	output_profiles(out, store);
+	kms_store_free(store);
+	return finish(out, 0);
+}
+
+static int open_profile(const struct options *o, const char *name,
+			kms_store **store, kms_profile **p, kms_error *e)
+{
+	kms_rc rc = kms_store_open(o->config, store, e);
+
+	if (rc != KMS_OK)
+		return rc;
+	rc = kms_store_find_profile(*store, name, p, e);
+	if (rc != KMS_OK) {
+		kms_store_free(*store);
+		*store = NULL;
+	}
+	return rc;
+}
+
+static int cmd_status(const struct options *o, struct output *out,
+		      const char *name)
+{
+	kms_store *store;
+	kms_profile *p;
+	kms_status st;
+	kms_error e;
+
+	if (open_profile(o, name, &store, &p, &e) != KMS_OK)
+		return fail(out, &e);
+	if (kms_profile_status(p, &st, &e) != KMS_OK) {
+		kms_store_free(store);
+		return fail(out, &e);
+	}
+	output_status(out, p, &st);
+	kms_store_free(store);
+	return finish(out, 0);
+}
+
+static int cmd_key(const struct options *o, struct output *out,
+		   const char *what)
+{
+	const char *name = what, *key_id = o->key_id;
+	kms_uri uri = { 0 };
+	kms_store *store;
+	kms_profile *p;
+	kms_key *key;
+	kms_error e;
+	kms_rc rc;
+
+	if (kms_uri_is_kmstore(what)) {
+		if (kms_uri_parse(what, &uri, &e) != KMS_OK)
+			return fail(out, &e);
+		if (uri.profile == NULL) {
+			kms_uri_clear(&uri);
+			return usage_error("%s names no profile", what);
+		}
+		if (uri.key_id != NULL && key_id != NULL) {
+			kms_uri_clear(&uri);
+			return usage_error("%s has a key-id and --key-id is given too",
+					   what);
+		}
+		name = uri.profile;
+		if (uri.key_id != NULL)
+			key_id = uri.key_id;
+	}
+	rc = open_profile(o, name, &store, &p, &e);
+	if (rc == KMS_OK) {
+		rc = key_id != NULL ? kms_profile_get_key_by_id(p, key_id, &key, &e)
+				    : kms_profile_get_key(p, &key, &e);
+		kms_store_free(store);
+	}
+	kms_uri_clear(&uri);
+	if (rc != KMS_OK)
+		return fail(out, &e);
+	rc = output_key(out, key, o->reveal) == 0 ? KMS_OK : KMS_ERR_SYSTEM;
+	kms_key_free(key);
+	return finish(out, rc);
+}
+
+static int cmd_check(const struct options *o, struct output *out)
+{
+	kms_store *store;
+	int status = 0;
+	kms_error e;
+
+	if (kms_store_open(o->config, &store, &e) != KMS_OK) {
+		fail(out, &e);
+		return EXIT_CHECK_FAILED;
+	}
+	for (size_t i = 0; i < kms_store_profile_count(store); i++) {
+		kms_profile *p = kms_store_profile_at(store, i);
+		kms_rc rc = kms_profile_check(p, &e);
+
+		output_check(out, p, rc == KMS_OK ? NULL : &e);
+		if (rc != KMS_OK)
+			status = EXIT_CHECK_FAILED;
+	}
+	if (kms_store_profile_count(store) == 0) {
+		fprintf(stderr, "kmstore: %s defines no profile\n",
+			kms_store_path(store));
+		status = EXIT_CHECK_FAILED;
+	}
+	kms_store_free(store);
+	return finish(out, status);
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "key-id", required_argument, NULL, 'k' },
+		{ "reveal", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:k:r:jhV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'k':
+			o->key_id = optarg;
+			break;
+		case 'r':
+			if (strcmp(optarg, "hex") == 0)
+				o->reveal = REVEAL_HEX;
+			else if (strcmp(optarg, "base64") == 0)
+				o->reveal = REVEAL_BASE64;
+			else
+				return usage_error("--reveal takes hex or base64, "
+						   "not '%s'", optarg);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("kmstore %s\n", kms_version());
+			exit(0);
+		default:
+			fputs("Try 'kmstore --help'.\n", stderr);
+			return KMS_ERR_USAGE;
+		}
+	}
+	return 0;
+}
+
+/* Which arguments each command takes, so misuse is caught in one place. */
+static int check_arguments(const char *cmd, int nargs, const struct options *o)
+{
+	int want = strcmp(cmd, "status") == 0 || strcmp(cmd, "key") == 0;
+
+	if (nargs != want)
+		return usage_error(want ? "'%s' takes one argument"
+					: "'%s' takes no argument", cmd);
+	if (strcmp(cmd, "key") != 0 && (o->key_id != NULL || o->reveal != REVEAL_NONE))
+		return usage_error("--key-id and --reveal go with 'key', not '%s'",
+				   cmd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	struct output *out;
+	const char *cmd;
+	int rc;
+
+	rc = parse_options(argc, argv, &o);
+	if (rc != 0)
+		return rc;
+	if (optind == argc)
+		return usage_error("%s", "no command given");
+	cmd = argv[optind++];
+	if (strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "profiles") != 0 && strcmp(cmd, "status") != 0 &&
+	    strcmp(cmd, "key") != 0 && strcmp(cmd, "check") != 0)
+		return usage_error("unknown command '%s'", cmd);
+	rc = check_arguments(cmd, argc - optind, &o);
+	if (rc != 0)
+		return rc;
+	out = output_new(o.json);
+	if (out == NULL) {
+		fprintf(stderr, "kmstore: out of memory\n");
+		return KMS_ERR_SYSTEM;
+	}
+	if (strcmp(cmd, "profiles") == 0)
+		return cmd_profiles(&o, out);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(&o, out, argv[optind]);
+	if (strcmp(cmd, "key") == 0)
+		return cmd_key(&o, out, argv[optind]);
+	return cmd_check(&o, out);
+}

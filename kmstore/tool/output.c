@@ -1,0 +1,234 @@
+/* output.c - the kmstore command's output: aligned text for people, one
+ * JSON document (json-c) for programs. Errors also go to stderr as one
+ * line, so scripts that ignore stdout still see them. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "output.h"
+
+/* From libkmstore; the key's text form needs the same locked memory. */
+#include "encoding.h"
+#include "secmem.h"
+
+struct output {
+	bool json;
+	json_object *doc;
+};
+
+struct output *output_new(bool json)
+{
+	struct output *out = calloc(1, sizeof(*out));
+
+	if (out == NULL)
+		return NULL;
+	out->json = json;
+	if (json)
+		out->doc = json_object_new_object();
+	return out;
+}
+
+int output_finish(struct output *out)
+{
+	int rc = 0;
+
+	if (out->json) {
+		puts(json_object_to_json_string_ext(out->doc,
+			JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(out->doc);
+	}
+	if (fflush(stdout) != 0 || ferror(stdout))
+		rc = -1;
+	free(out);
+	return rc;
+}
+
+static void put_str(json_object *o, const char *name, const char *value)
+{
+	if (value != NULL)
+		json_object_object_add(o, name, json_object_new_string(value));
+}
+
+static void put_int(json_object *o, const char *name, long value)
+{
+	if (value >= 0)
+		json_object_object_add(o, name, json_object_new_int64(value));
+}
+
+/* The settings worth showing in a listing, and their JSON names. */
+static const char *const shown_settings[][2] = {
+	{ "key-id", "key_id" },
+	{ "url", "url" },
+	{ "local-sae-id", "local_sae_id" },
+	{ "peer-sae-id", "peer_sae_id" },
+};
+#define N_SHOWN (sizeof(shown_settings) / sizeof(shown_settings[0]))
+
+void output_profiles(struct output *out, const kms_store *store)
+{
+	size_t n = kms_store_profile_count(store);
+	json_object *list = NULL;
+
+	if (out->json) {
+		put_str(out->doc, "config", kms_store_path(store));
+		list = json_object_new_array();
+		json_object_object_add(out->doc, "profiles", list);
+	} else {
+		printf("%-24s %-7s %5s  %s\n", "PROFILE", "TYPE", "BITS", "SOURCE");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const kms_profile *p = kms_store_profile_at(store, i);
+		long bits = (long)kms_profile_key_size(p) * 8;
+
+		if (out->json) {
+			json_object *o = json_object_new_object();
+
+			put_str(o, "name", kms_profile_name(p));
+			put_str(o, "type", kms_profile_type(p));
+			put_int(o, "key_bits", bits > 0 ? bits : -1);
+			for (size_t k = 0; k < N_SHOWN; k++)
+				put_str(o, shown_settings[k][1],
+					kms_profile_setting(p, shown_settings[k][0]));
+			json_object_array_add(list, o);
+			continue;
+		}
+		printf("%-24s %-7s ", kms_profile_name(p), kms_profile_type(p));
+		if (bits > 0)
+			printf("%5ld ", bits);
+		else
+			printf("%5s ", "?");
+		for (size_t k = 0; k < N_SHOWN; k++) {
+			const char *v = kms_profile_setting(p, shown_settings[k][0]);
+
+			if (v != NULL)
+				printf(" %s=%s", shown_settings[k][0], v);
+		}
+		putchar('\n');
+	}
+}
+
+void output_status(struct output *out, const kms_profile *p,
+		   const kms_status *st)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} counts[] = {
+		{ "key_size", offsetof(kms_status, key_size_bits) },
+		{ "stored_key_count", offsetof(kms_status, stored_key_count) },
+		{ "max_key_count", offsetof(kms_status, max_key_count) },
+		{ "max_key_per_request", offsetof(kms_status, max_key_per_request) },
+		{ "min_key_size", offsetof(kms_status, min_key_size_bits) },
+		{ "max_key_size", offsetof(kms_status, max_key_size_bits) },
+	};
+
+	if (out->json) {
+		put_str(out->doc, "profile", kms_profile_name(p));
+		put_str(out->doc, "type", kms_profile_type(p));
+		put_str(out->doc, "state", st->state);
+		if (st->source_kme_id[0] != '\0')
+			put_str(out->doc, "source_KME_ID", st->source_kme_id);
+		if (st->target_kme_id[0] != '\0')
+			put_str(out->doc, "target_KME_ID", st->target_kme_id);
+	} else {
+		printf("%-20s %s\n%-20s %s\n%-20s %s\n", "profile",
+		       kms_profile_name(p), "type", kms_profile_type(p), "state",
+		       st->state);
+		if (st->source_kme_id[0] != '\0')
+			printf("%-20s %s\n", "source_KME_ID", st->source_kme_id);
+		if (st->target_kme_id[0] != '\0')
+			printf("%-20s %s\n", "target_KME_ID", st->target_kme_id);
+	}
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		long v = *(const long *)((const char *)st + counts[i].offset);
+
+		if (out->json)
+			put_int(out->doc, counts[i].name, v);
+		else if (v >= 0)
+			printf("%-20s %ld\n", counts[i].name, v);
+	}
+}
+
+/* The key itself, only on request; the text lives in locked memory and is
+ * wiped as soon as it is printed. */
+static int print_secret(struct output *out, const kms_key *key,
+			enum reveal reveal)
+{
+	size_t len = kms_key_size(key);
+	size_t room = reveal == REVEAL_HEX ? 2 * len + 1 : 4 * ((len + 2) / 3) + 1;
+	char *text = kms_secmem_alloc(room);
+
+	if (text == NULL)
+		return -1;
+	if (reveal == REVEAL_HEX)
+		kms_hex_encode(kms_key_bytes(key), len, text);
+	else
+		kms_base64_encode(kms_key_bytes(key), len, text);
+	if (out->json) {
+		put_str(out->doc, "key", text);
+		put_str(out->doc, "encoding", reveal == REVEAL_HEX ? "hex" : "base64");
+	} else {
+		printf("%-12s %s\n", "key", text);
+	}
+	kms_secmem_free(text, room);
+	return 0;
+}
+
+int output_key(struct output *out, const kms_key *key, enum reveal reveal)
+{
+	char kcv[KMS_KCV_LEN + 1];
+	size_t len = kms_key_size(key);
+
+	kms_key_check_value(key, kcv);
+	if (out->json) {
+		put_str(out->doc, "profile", kms_key_profile(key));
+		put_str(out->doc, "key_id", kms_key_id(key));
+		put_int(out->doc, "bytes", (long)len);
+		put_int(out->doc, "bits", (long)len * 8);
+		put_str(out->doc, "check_value", kcv);
+	} else {
+		printf("%-12s %s\n%-12s %s\n%-12s %zu bytes (%zu bits)\n%-12s %s\n",
+		       "profile", kms_key_profile(key), "key-id", kms_key_id(key),
+		       "size", len, len * 8, "check-value", kcv);
+	}
+	return reveal == REVEAL_NONE ? 0 : print_secret(out, key, reveal);
+}
+
+void output_check(struct output *out, const kms_profile *p, const kms_error *e)
+{
+	if (out->json) {
+		json_object *list, *o = json_object_new_object();
+
+		if (!json_object_object_get_ex(out->doc, "profiles", &list)) {
+			list = json_object_new_array();
+			json_object_object_add(out->doc, "profiles", list);
+		}
+		put_str(o, "name", kms_profile_name(p));
+		put_str(o, "type", kms_profile_type(p));
+		json_object_object_add(o, "ok", json_object_new_boolean(e == NULL));
+		if (e != NULL)
+			put_str(o, "error", e->message);
+		json_object_array_add(list, o);
+	} else if (e == NULL) {
+		printf("ok      %s (%s)\n", kms_profile_name(p), kms_profile_type(p));
+	} else {
+		printf("FAILED  %s (%s)\n", kms_profile_name(p), kms_profile_type(p));
+	}
+	if (e != NULL)
+		fprintf(stderr, "kmstore: %s\n", e->message);
+}
+
+void output_error(struct output *out, const kms_error *e)
+{
+	fprintf(stderr, "kmstore: %s\n", e->message);
+	if (out != NULL && out->json) {
+		json_object *o = json_object_new_object();
+
+		put_str(o, "code", kms_rc_name(e->code));
+		put_str(o, "message", e->message);
+		json_object_object_add(out->doc, "error", o);
+	}
+}
