@@ -1,45 +1,525 @@
-/* etsi014.c - the ETSI GS QKD 014 client of QKD profiles.
+/* etsi014.c - the ETSI GS QKD 014 client of QKD profiles: libcurl, HTTPS
+ * with mutual TLS, one deadline for the whole call.
  *
- * Not built yet: the network client is its own piece of work (issue 3).
- * Until then a QKD profile parses and checks, and its key requests fail
- * with KMS_ERR_UNSUPPORTED. */
+ * Three constraints shape it:
+ * - It runs inside NSS's PKCS#11 module, which may not create threads
+ *   (CKF_LIBRARY_CANT_CREATE_OS_THREADS), and curl's threaded resolver
+ *   would. So the host is resolved here, in the caller's thread, and handed
+ *   to curl with CURLOPT_RESOLVE: curl never resolves.
+ * - Several threads may fetch keys at once (pluto's helpers, a PKCS#11
+ *   application). Each call has its own easy handle; connections and TLS
+ *   sessions live in a CURLSH shared by the profile's calls, so keep-alive
+ *   and session resumption work across calls and threads.
+ * - The answer becomes an IKE PPK: the body is size-limited, held in locked
+ *   memory and checked strictly (etsi014_json.c). */
+#include <errno.h>
+#include <stdarg.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+
+#include "etsi014_json.h"
+#include "fileio.h"
 #include "qkd.h"
+#include "secmem.h"
+#include "uri.h"
+
+#define BODY_MAX 16384
+#define BACKOFF_FIRST_MS 50
+#define BACKOFF_MAX_MS 1000
+
+struct kms_qkd_client {
+	CURLSH *share;
+	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+	char *host;     /* as in the URL, without brackets */
+	long port;
+	char *base;     /* the URL without a trailing '/' */
+};
+
+enum op { OP_STATUS, OP_ENC_KEYS, OP_DEC_KEYS };
+
+static const char *const op_names[] = {
+	[OP_STATUS] = "status",
+	[OP_ENC_KEYS] = "enc_keys",
+	[OP_DEC_KEYS] = "dec_keys",
+};
+
+struct body {
+	char *data; /* secmem, BODY_MAX + 1 */
+	size_t len;
+	int overflow;
+};
+
+/* One request in flight: what failed is described relative to it. */
+struct call {
+	kms_profile *p;
+	struct kms_qkd_config *c;
+	enum op op;
+	const char *sae; /* the SAE ID in the path */
+	long deadline_ms; /* monotonic */
+	int attempts;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+
+static void curl_init(void)
+{
+	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a,
+		       void *ctx)
+{
+	struct kms_qkd_client *cl = ctx;
+
+	(void)h;
+	(void)a;
+	pthread_mutex_lock(&cl->locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *ctx)
+{
+	struct kms_qkd_client *cl = ctx;
+
+	(void)h;
+	pthread_mutex_unlock(&cl->locks[data]);
+}
+
+static kms_rc split_url(struct kms_qkd_client *cl, const char *url,
+			kms_error *err)
+{
+	CURLU *u = curl_url();
+	char *host = NULL, *port = NULL;
+	size_t n;
+	kms_rc rc = KMS_OK;
+
+	if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
+		rc = kms_fail(err, KMS_ERR_CONFIG, "cannot parse the KME URL %s", url);
+		goto out;
+	}
+	n = strlen(host);
+	if (host[0] == '[' && n > 2)
+		cl->host = strndup(host + 1, n - 2);
+	else
+		cl->host = strdup(host);
+	cl->port = strtol(port, NULL, 10);
+	n = strlen(url);
+	while (n > 0 && url[n - 1] == '/')
+		n--;
+	cl->base = strndup(url, n);
+	if (cl->host == NULL || cl->base == NULL)
+		rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+out:
+	curl_free(host);
+	curl_free(port);
+	curl_url_cleanup(u);
+	return rc;
+}
 
 kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 {
-	(void)p;
-	(void)err;
+	struct kms_qkd_config *c = p->state;
+	struct kms_qkd_client *cl;
+
+	pthread_once(&curl_once, curl_init);
+	if (curl_init_rc != CURLE_OK)
+		return kms_fail(err, KMS_ERR_SYSTEM, "libcurl cannot start: %s",
+				curl_easy_strerror(curl_init_rc));
+	cl = calloc(1, sizeof(*cl));
+	if (cl == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	c->client = cl;
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&cl->locks[i], NULL);
+	cl->share = curl_share_init();
+	if (cl->share == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	curl_share_setopt(cl->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(cl->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(cl->share, CURLSHOPT_USERDATA, cl);
+	curl_share_setopt(cl->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	curl_share_setopt(cl->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	return split_url(cl, c->url, err);
+}
+
+void kms_qkd_client_free(struct kms_qkd_client *cl)
+{
+	if (cl == NULL)
+		return;
+	if (cl->share != NULL)
+		curl_share_cleanup(cl->share);
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_destroy(&cl->locks[i]);
+	free(cl->host);
+	free(cl->base);
+	free(cl);
+}
+
+static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
+			const char *fmt, ...) KMS_PRINTF(4, 5);
+
+/* "profile 'P': KME URL: enc_keys for SAE 'X': ..." */
+static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
+			const char *fmt, ...)
+{
+	char msg[KMS_ERROR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return kms_fail(err, code, "profile '%s': KME %s: %s for SAE '%s': %s",
+			k->p->name, k->c->url, op_names[k->op], k->sae, msg);
+}
+
+/* The address curl will connect to, resolved in this thread (see top). */
+static kms_rc resolve(const struct call *k, struct curl_slist **list,
+		      kms_error *err)
+{
+	struct kms_qkd_client *cl = k->c->client;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	char addr[INET6_ADDRSTRLEN], entry[512];
+	int gai;
+
+	hints.ai_flags = AI_NUMERICHOST;
+	gai = getaddrinfo(cl->host, NULL, &hints, &res);
+	if (gai != 0) {
+		hints.ai_flags = AI_ADDRCONFIG;
+		gai = getaddrinfo(cl->host, NULL, &hints, &res);
+	}
+	if (gai != 0)
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "cannot resolve '%s': %s", cl->host,
+				 gai_strerror(gai));
+	if (res->ai_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr,
+			  addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET,
+			  &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr,
+			  addr, sizeof(addr));
+	freeaddrinfo(res);
+	snprintf(entry, sizeof(entry), "%s%s%s:%ld:%s%s%s",
+		 strchr(cl->host, ':') ? "[" : "", cl->host,
+		 strchr(cl->host, ':') ? "]" : "", cl->port,
+		 strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "");
+	*list = curl_slist_append(NULL, entry);
+	if (*list == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	return KMS_OK;
 }
 
-void kms_qkd_client_free(struct kms_qkd_client *client)
+static size_t on_data(char *ptr, size_t size, size_t n, void *ctx)
 {
-	(void)client;
+	struct body *b = ctx;
+
+	(void)size; /* always 1 */
+	if (n > BODY_MAX - b->len) {
+		b->overflow = 1;
+		return 0; /* curl aborts the transfer */
+	}
+	memcpy(b->data + b->len, ptr, n);
+	b->len += n;
+	return n;
 }
 
-static kms_rc not_built(const kms_profile *p, kms_error *err)
+static int set_options(CURL *h, const struct call *k, const char *url,
+		       const char *request, struct curl_slist *headers,
+		       struct curl_slist *resolved, struct body *b,
+		       char *errbuf, long budget_ms)
 {
-	return kms_fail(err, KMS_ERR_UNSUPPORTED,
-			"profile '%s': the ETSI GS QKD 014 client is not built "
-			"into this kmstore yet", p->name);
+	const struct kms_qkd_config *c = k->c;
+	CURLcode rc = CURLE_OK;
+
+#define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(h, opt, val)
+	SET(CURLOPT_URL, url);
+	SET(CURLOPT_SHARE, c->client->share);
+	SET(CURLOPT_RESOLVE, resolved);
+	SET(CURLOPT_NOSIGNAL, 1L);
+	SET(CURLOPT_NOPROXY, "*");
+	SET(CURLOPT_PROTOCOLS_STR, "https");
+	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	SET(CURLOPT_SSL_VERIFYPEER, 1L);
+	SET(CURLOPT_SSL_VERIFYHOST, 2L);
+	SET(CURLOPT_CAINFO, c->ca);
+	SET(CURLOPT_CAPATH, NULL); /* only the configured CA, not the system's */
+	SET(CURLOPT_SSLCERT, c->certificate);
+	SET(CURLOPT_SSLKEY, c->private_key);
+	SET(CURLOPT_TIMEOUT_MS, budget_ms);
+	SET(CURLOPT_CONNECTTIMEOUT_MS, budget_ms);
+	SET(CURLOPT_HTTPHEADER, headers);
+	SET(CURLOPT_WRITEFUNCTION, on_data);
+	SET(CURLOPT_WRITEDATA, b);
+	SET(CURLOPT_ERRORBUFFER, errbuf);
+	SET(CURLOPT_USERAGENT, "kmstore/" KMS_VERSION);
+	if (request != NULL) {
+		SET(CURLOPT_POSTFIELDS, request);
+	}
+#undef SET
+	return rc == CURLE_OK ? 0 : -1;
+}
+
+static int tls_failure(CURLcode rc, const char *errbuf)
+{
+	switch (rc) {
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_ISSUER_ERROR:
+		return 1;
+	case CURLE_RECV_ERROR:
+		/* TLS 1.3 reports a refused client certificate as an alert on
+		 * the first read after the handshake. */
+		return strstr(errbuf, "alert") != NULL;
+	default:
+		return 0;
+	}
+}
+
+static int transient(CURLcode rc)
+{
+	return rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+	       rc == CURLE_SEND_ERROR || rc == CURLE_PARTIAL_FILE;
+}
+
+/* Waits before the next attempt; 0 if the deadline leaves no room. */
+static int backoff(struct call *k)
+{
+	long wait = BACKOFF_FIRST_MS << (k->attempts < 6 ? k->attempts - 1 : 5);
+	long left = k->deadline_ms - now_ms();
+	struct timespec ts;
+
+	if (wait > BACKOFF_MAX_MS)
+		wait = BACKOFF_MAX_MS;
+	if (left <= wait + 10)
+		return 0;
+	ts.tv_sec = wait / 1000;
+	ts.tv_nsec = (wait % 1000) * 1000000;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+	return 1;
+}
+
+static kms_rc http_failure(struct call *k, long status, const struct body *b,
+			   kms_error *err)
+{
+	char text[200];
+	kms_rc code = KMS_ERR_KME;
+
+	kms_etsi_error_text(b->data, b->len, text, sizeof(text));
+	if (k->op == OP_DEC_KEYS && (status == 400 || status == 404))
+		code = KMS_ERR_NOT_FOUND;
+	return call_fail(k, err, code, "HTTP %ld%s%s%s", status,
+			 status == 401 ? " (the KME does not accept this SAE's "
+					 "certificate for this request)" : "",
+			 text[0] ? ": " : "", text);
+}
+
+static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
+			       const struct body *b, kms_error *err)
+{
+	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+
+	if (b->overflow)
+		return call_fail(k, err, KMS_ERR_KME,
+				 "the answer is larger than %d bytes", BODY_MAX);
+	if (rc == CURLE_OPERATION_TIMEDOUT || now_ms() >= k->deadline_ms)
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "no answer within the timeout of %.1f s (%d "
+				 "attempt%s; last: %s)", k->c->timeout_ms / 1000.0,
+				 k->attempts, k->attempts == 1 ? "" : "s", detail);
+	if (tls_failure(rc, errbuf))
+		return call_fail(k, err, KMS_ERR_UNREACHABLE, "TLS failure: %s",
+				 detail);
+	if (rc == CURLE_COULDNT_CONNECT)
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "cannot connect: %s", detail);
+	return call_fail(k, err, KMS_ERR_UNREACHABLE, "%s (after %d attempt%s)",
+			 detail, k->attempts, k->attempts == 1 ? "" : "s");
+}
+
+/* One attempt; *again is set when a retry may help. */
+static kms_rc attempt(struct call *k, const char *url, const char *request,
+		      struct curl_slist *headers, struct body *b, int *again,
+		      kms_error *err)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *resolved = NULL;
+	long status = 0, budget = k->deadline_ms - now_ms();
+	CURLcode rc;
+	CURL *h;
+	kms_rc out;
+
+	*again = 0;
+	b->len = 0;
+	b->overflow = 0;
+	k->attempts++;
+	out = resolve(k, &resolved, err);
+	if (out != KMS_OK)
+		return out;
+	h = curl_easy_init();
+	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
+				     errbuf, budget > 1 ? budget : 1) != 0) {
+		curl_easy_cleanup(h);
+		curl_slist_free_all(resolved);
+		return kms_fail(err, KMS_ERR_SYSTEM, "cannot set up libcurl");
+	}
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(resolved);
+	if (rc != CURLE_OK) {
+		*again = transient(rc) && !tls_failure(rc, errbuf) && !b->overflow;
+		return transfer_failure(k, rc, errbuf, b, err);
+	}
+	if (status == 200)
+		return KMS_OK;
+	*again = status == 502 || status == 503 || status == 504;
+	return http_failure(k, status, b, err);
+}
+
+static kms_rc perform(struct call *k, const char *url, const char *request,
+		      struct body *b, kms_error *err)
+{
+	struct curl_slist *headers = NULL, *h2;
+	kms_rc rc;
+	int again;
+	int fd;
+
+	/* curl would read an over-exposed key as happily as a private one. */
+	rc = kms_open_private(k->c->private_key, "TLS private key", &fd, err);
+	if (rc != KMS_OK)
+		return call_fail(k, err, rc, "%s", err != NULL ? err->message : "");
+	close(fd);
+	headers = curl_slist_append(NULL, "Accept: application/json");
+	h2 = headers ? curl_slist_append(headers, "Content-Type: application/json") : NULL;
+	if (h2 == NULL) {
+		curl_slist_free_all(headers);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	do {
+		rc = attempt(k, url, request, headers, b, &again, err);
+	} while (rc != KMS_OK && again && backoff(k));
+	curl_slist_free_all(headers);
+	return rc;
+}
+
+/* Runs op for the SAE sae with request (NULL: GET) and leaves the answer
+ * in b (secmem). */
+static kms_rc run(kms_profile *p, enum op op, const char *sae,
+		  const char *request, struct body *b, kms_error *err)
+{
+	struct kms_qkd_config *c = p->state;
+	struct call k = { .p = p, .c = c, .op = op, .sae = sae,
+			  .deadline_ms = now_ms() + c->timeout_ms };
+	char path_sae[3 * 64 + 1];
+	char *url;
+	kms_rc rc;
+
+	kms_percent_encode(path_sae, sizeof(path_sae), sae);
+	if (asprintf(&url, "%s/api/v1/keys/%s/%s", c->client->base, path_sae,
+		     op_names[op]) < 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	b->data = kms_secmem_alloc(BODY_MAX + 1);
+	if (b->data == NULL) {
+		free(url);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	rc = perform(&k, url, request, b, err);
+	free(url);
+	if (rc != KMS_OK) {
+		kms_secmem_free(b->data, BODY_MAX + 1);
+		b->data = NULL;
+	}
+	return rc;
+}
+
+static kms_rc fetch_key(kms_profile *p, enum op op, const char *want_id,
+			kms_key **out, kms_error *err)
+{
+	struct kms_qkd_config *c = p->state;
+	size_t key_len = (size_t)c->key_bits / 8;
+	char id[KMS_KEY_ID_MAX + 1];
+	struct body b = { 0 };
+	uint8_t *key;
+	char *request;
+	kms_rc rc;
+
+	request = op == OP_ENC_KEYS ? kms_etsi_enc_keys_request(1, c->key_bits)
+				    : kms_etsi_dec_keys_request(want_id);
+	if (request == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	/* enc_keys names the peer (slave) SAE; dec_keys names the peer as the
+	 * master that asked for the key. */
+	rc = run(p, op, c->peer_sae, request, &b, err);
+	free(request);
+	if (rc != KMS_OK)
+		return rc;
+	key = kms_secmem_alloc(key_len);
+	if (key == NULL) {
+		kms_secmem_free(b.data, BODY_MAX + 1);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	rc = kms_etsi_parse_key_container(b.data, b.len, want_id, key_len, id,
+					  key, err);
+	kms_secmem_free(b.data, BODY_MAX + 1);
+	if (rc == KMS_OK)
+		rc = kms_key_new(p->name, id, key, key_len, out, err);
+	else
+		kms_error_prefix(err, "profile '%s': KME %s: %s", p->name, c->url,
+				 op_names[op]);
+	kms_secmem_free(key, key_len);
+	return rc;
 }
 
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)
 {
-	(void)out;
-	return not_built(p, err);
+	return fetch_key(p, OP_ENC_KEYS, NULL, out, err);
 }
 
 kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 			     kms_error *err)
 {
-	(void)id;
-	(void)out;
-	return not_built(p, err);
+	return fetch_key(p, OP_DEC_KEYS, id, out, err);
 }
 
 kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
 {
-	(void)out;
-	return not_built(p, err);
+	struct kms_qkd_config *c = p->state;
+	struct body b = { 0 };
+	kms_rc rc;
+
+	rc = run(p, OP_STATUS, c->peer_sae, NULL, &b, err);
+	if (rc != KMS_OK)
+		return rc;
+	rc = kms_etsi_parse_status(b.data, b.len, out, err);
+	kms_secmem_free(b.data, BODY_MAX + 1);
+	if (rc != KMS_OK)
+		return kms_error_prefix(err, "profile '%s': KME %s: status",
+					p->name, c->url);
+	strcpy(out->state, "ready");
+	return KMS_OK;
 }

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "error.h"
+#include "uri.h"
 
 #define SCHEME "kmstore:"
 #define URI_MAX 4096
@@ -177,8 +178,9 @@ static size_t put_encoded(char *buf, size_t size, size_t o, const char *v)
 	static const char digits[] = "0123456789ABCDEF";
 
 	for (; *v != '\0'; v++) {
-		/* '=' and '&' are legal in values but confuse readers. */
-		if (plain_char(*v) && *v != '=' && *v != '&') {
+		/* '=' and '&' are legal in values but confuse readers; '['
+		 * and ']' are not allowed in a URL path segment. */
+		if (plain_char(*v) && strchr("=&[]", *v) == NULL) {
 			if (o + 1 < size)
 				buf[o] = *v;
 			o++;
@@ -220,6 +222,18 @@ size_t kms_uri_format(char *buf, size_t size, const char *profile,
 		o = put_plain(buf, size, o, ";key-id=");
 		o = put_encoded(buf, size, o, key_id);
 	}
+	if (size > 0)
+		buf[o < size ? o : size - 1] = '\0';
+	return o;
+}
+
+size_t kms_percent_encode(char *buf, size_t size, const char *value)
+{
+	size_t o;
+
+	if (size > 0)
+		memset(buf, 0, size);
+	o = put_encoded(buf, size, 0, value);
 	if (size > 0)
 		buf[o < size ? o : size - 1] = '\0';
 	return o;

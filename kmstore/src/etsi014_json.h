@@ -1,0 +1,35 @@
+/* etsi014_json.h - ETSI GS QKD 014 request and response bodies (json-c);
+ * internal. Kept apart from the HTTP client so they can be unit tested and
+ * fuzzed on their own. */
+#ifndef KMS_ETSI014_JSON_H
+#define KMS_ETSI014_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kmstore.h"
+
+/* Request bodies, malloc'ed; NULL when out of memory. */
+char *kms_etsi_enc_keys_request(long number, long size_bits);
+char *kms_etsi_dec_keys_request(const char *key_id);
+
+/* Parses a Key container that must hold exactly one key whose ID is a
+ * valid key ID (and equals want_id when that is not NULL) and whose key is
+ * canonical base64 of exactly key_len bytes. On success the ID is copied
+ * to id (KMS_KEY_ID_MAX + 1 bytes) and the key to key (key_len bytes);
+ * the decoded text of the key inside json-c is wiped. Errors are
+ * KMS_ERR_KME with a message naming the fault, never key bytes. */
+kms_rc kms_etsi_parse_key_container(const char *body, size_t len,
+				    const char *want_id, size_t key_len,
+				    char *id, uint8_t *key, kms_error *err);
+
+/* Parses a Status object into st (fields left as they are if absent). */
+kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
+			     kms_error *err);
+
+/* The KME's own explanation of an error response: the "message" of a JSON
+ * error body, or the start of any other body, reduced to printable ASCII
+ * and at most size - 1 bytes. Empty if the body says nothing. */
+void kms_etsi_error_text(const char *body, size_t len, char *out, size_t size);
+
+#endif

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages that kmstore's build, tests and demo use.
+# Idempotent: asks apt only for what is missing.
+set -euo pipefail
+
+packages=(
+	build-essential cmake pkgconf clang libclang-rt-14-dev
+	libssl-dev openssl libcurl4-openssl-dev curl libjson-c-dev
+	libmicrohttpd-dev libgnutls28-dev libcmocka-dev
+	python3 valgrind
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

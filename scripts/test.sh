@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds kmstore three ways and runs every test: the release build, an
+# ASan+UBSan build, and the libFuzzer targets for a bounded time.
+# Usage: bash scripts/test.sh [BUILD_ROOT]   (default: ./build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${1:-build}
+jobs=$(nproc)
+
+bash scripts/deps.sh
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+section "build and test (RelWithDebInfo)"
+cmake -S . -B "$root/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$root/release" -j "$jobs"
+ctest --test-dir "$root/release" --output-on-failure -j "$jobs"
+
+section "build and test (ASan + UBSan)"
+cmake -S . -B "$root/asan" -DCMAKE_BUILD_TYPE=Debug -DKMSTORE_SANITIZE=ON >/dev/null
+cmake --build "$root/asan" -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	ctest --test-dir "$root/asan" --output-on-failure -j "$jobs"
+
+section "fuzz targets (bounded runs)"
+CC=clang cmake -S . -B "$root/fuzz" -DCMAKE_BUILD_TYPE=Debug -DKMSTORE_FUZZ=ON >/dev/null
+cmake --build "$root/fuzz" -j "$jobs"
+ctest --test-dir "$root/fuzz" --output-on-failure -R '^fuzz_'
