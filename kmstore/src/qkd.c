@@ -58,9 +58,9 @@ static kms_rc check_url(const kms_profile *p, const struct kms_setting *s,
 	curl_free(host);
 	curl_free(part);
 	curl_url_cleanup(u);
+	/* The value is not quoted back: it may hold a password. */
 	if (why != NULL)
-		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG, "'%.80s' %s",
-					s->value, why);
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG, "%s", why);
 	return KMS_OK;
 }
 

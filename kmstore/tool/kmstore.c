@@ -80,6 +80,16 @@ static int usage_error(const char *fmt, const char *arg)
 	return KMS_ERR_USAGE;
 }
 
+/* A usage error found once the output exists: reported like any error
+ * (a JSON error object with --json), and the output freed. */
+static int usage_fail(struct output *out, const char *fmt, const char *arg)
+{
+	kms_error e = { .code = KMS_ERR_USAGE };
+
+	snprintf(e.message, sizeof(e.message), fmt, arg);
+	return fail(out, &e);
+}
+
 static int finish(struct output *out, int status)
 {
 	if (output_finish(out) != 0) {
@@ -151,12 +161,12 @@ static int cmd_key(const struct options *o, struct output *out,
 			return fail(out, &e);
 		if (uri.profile == NULL) {
 			kms_uri_clear(&uri);
-			return usage_error("%s names no profile", what);
+			return usage_fail(out, "%s names no profile", what);
 		}
 		if (uri.key_id != NULL && key_id != NULL) {
 			kms_uri_clear(&uri);
-			return usage_error("%s has a key-id and --key-id is given too",
-					   what);
+			return usage_fail(out, "%s has a key-id and --key-id is given too",
+					  what);
 		}
 		name = uri.profile;
 		if (uri.key_id != NULL)

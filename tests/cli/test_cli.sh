@@ -1,0 +1,279 @@
+#!/bin/bash
+# test_cli.sh - the kmstore command, run for real against configuration and
+# key files written here. Usage: test_cli.sh PATH/TO/kmstore
+set -euo pipefail
+
+KMSTORE=${1:?usage: test_cli.sh PATH/TO/kmstore}
+T=$(mktemp -d "${TMPDIR:-/tmp}/kmstore-cli-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+umask 077
+unset KMSTORE_CONF
+
+n=0 passed=0 failed=0
+
+report() { # report OK WHAT [DETAIL]
+	n=$((n + 1))
+	if [ "$1" = 1 ]; then
+		passed=$((passed + 1))
+		echo "ok $n - $2"
+	else
+		failed=$((failed + 1))
+		echo "not ok $n - $2${3:+ ($3)}"
+	fi
+}
+
+# run ARGS...: runs kmstore; sets rc, out, err (set -e must not stop us).
+run() {
+	set +e
+	"$KMSTORE" "$@" >"$T/out" 2>"$T/err"
+	rc=$?
+	set -e
+	out=$(cat "$T/out")
+	err=$(cat "$T/err")
+}
+
+expect_rc() { # expect_rc WANT WHAT
+	if [ "$rc" = "$1" ]; then report 1 "$2"
+	else report 0 "$2" "expected exit $1, got $rc; stderr: ${err:0:200}"; fi
+}
+
+expect_eq() { # expect_eq WANT GOT WHAT
+	if [ "$1" = "$2" ]; then report 1 "$3"
+	else report 0 "$3" "expected '$1', got '$2'"; fi
+}
+
+expect_in() { # expect_in NEEDLE HAYSTACK WHAT
+	case "$2" in
+	*"$1"*) report 1 "$3" ;;
+	*) report 0 "$3" "expected '$1' in '${2:0:300}'" ;;
+	esac
+}
+
+expect_not_in() { # expect_not_in NEEDLE HAYSTACK WHAT
+	case "$2" in
+	*"$1"*) report 0 "$3" "expected no '$1', got it in '${2:0:300}'" ;;
+	*) report 1 "$3" ;;
+	esac
+}
+
+# expect_json PYTHON-EXPRESSION WHAT: the expression, on d = the JSON
+# document kmstore printed, must be true.
+expect_json() {
+	local why
+	if why=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+if not eval(sys.argv[2]):
+    print(json.dumps(d)[:300])
+    sys.exit(1)
+' "$T/out" "$1" 2>&1); then report 1 "$2"
+	else report 0 "$2" "expected $1, got $why"; fi
+}
+
+hex_of() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+kcv_of() { # the check value computed apart from kmstore
+	printf kmstore-kcv | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(hex_of "$1")" |
+		sed 's/.*= //' | cut -c1-6
+}
+
+# Files: a 32-byte key, a TLS client certificate and key for a QKD profile.
+openssl rand -out "$T/west.key" 32
+KEY_HEX=$(hex_of "$T/west.key")
+KEY_B64=$(base64 -w0 "$T/west.key")
+KCV=$(kcv_of "$T/west.key")
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout "$T/sae-a.key" -out "$T/sae-a.crt" -subj /CN=SAE_A -days 2 2>/dev/null
+cp "$T/sae-a.crt" "$T/kme-ca.crt"
+
+CONF=$T/kmstore.conf
+cat >"$CONF" <<CONF
+# written by test_cli.sh
+[west-east-static]
+type   = static
+key-id = PPK_ID_1
+key    = file:west.key          # relative to this file
+
+[inline]
+type   = static
+key-id = a/b;c
+key    = hex:$KEY_HEX
+
+[west-east-qkd]
+type         = qkd
+url          = https://kme-a.example:8443
+local-sae-id = SAE_A
+peer-sae-id  = SAE_B
+certificate  = sae-a.crt
+private-key  = sae-a.key
+ca           = kme-ca.crt
+key-size     = 512
+timeout      = 3
+CONF
+chmod 600 "$CONF"
+
+# --- profiles
+run -c "$CONF" profiles
+expect_rc 0 "profiles exits 0"
+expect_in "west-east-static" "$out" "profiles lists the static profile"
+expect_in "key-id=PPK_ID_1" "$out" "profiles shows the key ID"
+line=$(grep '^west-east-qkd ' "$T/out" || true)
+expect_in "qkd" "$line" "profiles shows the qkd type"
+expect_in "512" "$line" "profiles shows the qkd key size in bits"
+expect_in "url=https://kme-a.example:8443" "$line" "profiles shows the KME url"
+expect_in "local-sae-id=SAE_A peer-sae-id=SAE_B" "$line" "profiles shows the SAE IDs"
+expect_not_in "$KEY_HEX" "$out$err" "profiles prints no key"
+
+run -c "$CONF" --json profiles
+expect_rc 0 "profiles --json exits 0"
+expect_json '[p["name"] for p in d["profiles"]] == ["west-east-static", "inline", "west-east-qkd"]' \
+	"profiles --json lists the profiles in order"
+expect_json 'd["profiles"][0] == {"name": "west-east-static", "type": "static", "key_bits": 256, "key_id": "PPK_ID_1"}' \
+	"profiles --json: static profile fields"
+expect_json 'd["profiles"][2]["type"] == "qkd" and d["profiles"][2]["key_bits"] == 512 and d["profiles"][2]["url"] == "https://kme-a.example:8443" and d["profiles"][2]["local_sae_id"] == "SAE_A" and d["profiles"][2]["peer_sae_id"] == "SAE_B"' \
+	"profiles --json: qkd profile fields"
+expect_json 'd["config"].endswith("/kmstore.conf")' "profiles --json names the config file"
+
+# --- key
+run -c "$CONF" key west-east-static
+expect_rc 0 "key exits 0"
+expect_in "PPK_ID_1" "$out" "key prints the key ID"
+expect_in "32 bytes (256 bits)" "$out" "key prints the size"
+got=$(awk '$1 == "check-value" { print $2 }' "$T/out")
+expect_eq "$KCV" "$got" "key check value equals HMAC-SHA256 by openssl"
+expect_not_in "$KEY_HEX" "$out$err" "key prints no hex key without --reveal"
+expect_not_in "${KEY_B64%%=*}" "$out$err" "key prints no base64 key without --reveal"
+
+run -c "$CONF" --json key west-east-static
+expect_rc 0 "key --json exits 0"
+expect_json 'd["check_value"] == "'"$KCV"'" and d["key_id"] == "PPK_ID_1" and d["bytes"] == 32 and d["bits"] == 256 and d["profile"] == "west-east-static"' \
+	"key --json fields"
+expect_json '"key" not in d' "key --json has no key without --reveal"
+
+run -c "$CONF" key west-east-static --reveal hex
+expect_rc 0 "key --reveal hex exits 0"
+expect_eq "$KEY_HEX" "$(awk '$1 == "key" { print $2 }' "$T/out")" "key --reveal hex is the raw key"
+run -c "$CONF" key west-east-static --reveal base64
+expect_eq "$KEY_B64" "$(awk '$1 == "key" { print $2 }' "$T/out")" "key --reveal base64 is the raw key"
+run -c "$CONF" --json key west-east-static -r base64
+expect_json 'd["key"] == "'"$KEY_B64"'" and d["encoding"] == "base64"' "key --json --reveal base64"
+
+run -c "$CONF" key inline --reveal hex
+expect_eq "$KEY_HEX" "$(awk '$1 == "key" { print $2 }' "$T/out")" "inline hex: key is the same bytes"
+expect_eq "$KCV" "$(awk '$1 == "check-value" { print $2 }' "$T/out")" "inline hex: same check value"
+
+run -c "$CONF" key 'kmstore:profile=west-east-static;key-id=PPK_ID_1'
+expect_rc 0 "key by kmstore: URI with key-id exits 0"
+expect_eq "$KCV" "$(awk '$1 == "check-value" { print $2 }' "$T/out")" "key by URI: same check value"
+run -c "$CONF" key 'KMSTORE:profile=inline;key-id=a%2Fb%3Bc'
+expect_rc 0 "key by URI with a percent-encoded key ID"
+expect_in "a/b;c" "$out" "key by URI: decoded key ID printed"
+run -c "$CONF" key 'kmstore:profile=west-east-static'
+expect_rc 0 "key by URI without key-id"
+run -c "$CONF" key inline --key-id 'a/b;c'
+expect_rc 0 "key --key-id with the right ID"
+
+run -c "$CONF" key west-east-static --key-id PPK_ID_2
+expect_rc 5 "key --key-id wrong ID exits 5"
+expect_in "PPK_ID_2" "$err" "wrong key ID is named"
+run -c "$CONF" key no-such-profile
+expect_rc 5 "unknown profile exits 5"
+expect_in "no-such-profile" "$err" "unknown profile is named"
+run -c "$CONF" key 'kmstore:profile=west-east-static;color=red'
+expect_rc 6 "URI with an unknown attribute exits 6"
+expect_in "color" "$err" "the bad attribute is named"
+run -c "$CONF" key 'kmstore:profile=a%ZZ'
+expect_rc 6 "URI with a bad %-escape exits 6"
+run -c "$CONF" key 'kmstore:'
+expect_rc 2 "URI without a profile is a usage error"
+run -c "$CONF" key 'kmstore:profile=inline;key-id=a%2Fb%3Bc' --key-id x
+expect_rc 2 "key-id in the URI and --key-id is a usage error"
+
+run -c "$CONF" --json key no-such-profile
+expect_rc 5 "--json failure exits 5"
+expect_json 'd["error"]["code"] == "not-found" and "no-such-profile" in d["error"]["message"]' \
+	"--json failure prints an error object"
+
+# --- status
+run -c "$CONF" status west-east-static
+expect_rc 0 "status of a static profile exits 0"
+expect_in "ready" "$out" "status says ready"
+
+# --- check
+run -c "$CONF" check
+expect_rc 0 "check of a good config exits 0"
+run -c "$CONF" --json check
+expect_json 'all(p["ok"] for p in d["profiles"]) and len(d["profiles"]) == 3' "check --json: every profile ok"
+
+head -c 15 "$T/west.key" >"$T/short.key"
+BROKEN=$T/broken.conf
+printf '[good]\ntype = static\nkey-id = g\nkey = hex:%s\n\n[broken]\ntype = static\nkey-id = b\nkey = file:short.key\n' \
+	"$KEY_HEX" >"$BROKEN"
+chmod 600 "$BROKEN"
+run -c "$BROKEN" check
+expect_rc 1 "check with a broken key file exits 1"
+expect_in "$BROKEN:9: profile 'broken': key:" "$err" "check names file:line of the broken key"
+expect_in "15 bytes" "$err" "check says what is wrong with the key"
+expect_not_in "$KEY_HEX" "$out$err" "check prints no key"
+run -c "$BROKEN" --json check
+expect_json 'd["profiles"][0]["ok"] is True and d["profiles"][1]["ok"] is False and ":9:" in d["profiles"][1]["error"]' \
+	"check --json marks the broken profile"
+
+printf '[p]\ntype = static\nkey-id = x\nkey = hex:00\n' >"$T/badkey.conf"
+chmod 600 "$T/badkey.conf"
+run -c "$T/badkey.conf" profiles
+expect_rc 3 "a config error exits 3"
+expect_in "badkey.conf:4: profile 'p': key:" "$err" "a config error names file:line"
+
+# --- permissions
+cp "$CONF" "$T/open.conf"
+chmod 644 "$T/open.conf"
+run -c "$T/open.conf" profiles
+expect_rc 4 "a config readable by others exits 4"
+expect_in "chmod 600" "$err" "the refusal says how to fix it"
+run -c "$T/open.conf" check
+expect_rc 1 "check of a config readable by others exits 1"
+chmod 644 "$T/west.key"
+run -c "$CONF" key west-east-static
+expect_rc 4 "a key file readable by others exits 4"
+expect_in "chmod 600" "$err" "key file refusal says chmod 600"
+chmod 600 "$T/west.key"
+
+# --- KMSTORE_CONF
+set +e
+KMSTORE_CONF=$CONF "$KMSTORE" profiles >"$T/out" 2>"$T/err"
+rc=$?
+set -e
+out=$(cat "$T/out")
+err=$(cat "$T/err")
+expect_rc 0 "KMSTORE_CONF is honoured"
+expect_in "west-east-static" "$out" "KMSTORE_CONF's profiles are listed"
+
+# --- usage
+run --help
+expect_rc 0 "--help exits 0"
+for word in profiles status key check help --config --key-id --reveal --json --help --version KMSTORE_CONF; do
+	expect_in "$word" "$out" "--help mentions $word"
+done
+for code in 0 1 2 3 4 5 6 7 8 9 10; do
+	if grep -Eq "^ +$code +[a-z]" "$T/out"; then report 1 "--help documents exit status $code"
+	else report 0 "--help documents exit status $code" "no line for $code"; fi
+done
+run help
+expect_rc 0 "help command exits 0"
+run --version
+expect_rc 0 "--version exits 0"
+run --bogus profiles
+expect_rc 2 "an unknown option exits 2"
+run -c "$CONF" frobnicate
+expect_rc 2 "an unknown command exits 2"
+run -c "$CONF" key
+expect_rc 2 "key without a profile exits 2"
+run -c "$CONF" key west-east-static --reveal raw
+expect_rc 2 "--reveal raw exits 2"
+run -c "$CONF" profiles --key-id x
+expect_rc 2 "--key-id with profiles exits 2"
+run
+expect_rc 2 "no command exits 2"
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
