@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# test_qkd.sh - the kmstore command against two real KMEs (kme-sim, HTTPS
+# with mutual TLS on 127.0.0.1): keys shared by enc_keys/dec_keys, and each
+# fault a KME or the network can show, each a clear error in bounded time.
+# Usage: test_qkd.sh KMSTORE KME_SIM KME_SIM_PKI
+set -euo pipefail
+kmstore=$1 kmesim=$2 pki=$3
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/tap.sh"
+. "$here/../lib/kme-env.sh"
+work=$(mktemp -d /tmp/test-qkd.XXXXXX)
+trap 'kme_env_stop; rm -rf "$work"' EXIT
+
+KME_TIMEOUT=2
+# Restarts the lab with other kme-sim options (faults).
+lab() {
+	kme_env_stop
+	rm -rf "$work/lab"
+	kme_env_start "$work/lab" "$kmesim" "$pki" "$@"
+	W=$work/lab/west.conf E=$work/lab/east.conf
+}
+json() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+# A copy of a site's config with one setting changed: conf_with FILE NAME VALUE
+conf_with() {
+	local out=$work/lab/changed.conf
+	sed "s|^$2 .*|$2 = $3|" "$1" >"$out"
+	chmod 600 "$out"
+	echo "$out"
+}
+
+lab --pool-size 20 --key-rate 0
+
+# --- the good path ---------------------------------------------------------
+run "$kmstore" -c "$W" --json key qkd
+expect_rc 0 "west gets a new key from KME_A (enc_keys)"
+id=$(json "$RUN_OUT" key_id) kcv_w=$(json "$RUN_OUT" check_value)
+run "$kmstore" -c "$E" --json key qkd --key-id "$id"
+expect_rc 0 "east gets that key from KME_B by its ID (dec_keys)"
+expect_eq "$kcv_w" "$(json "$RUN_OUT" check_value)" "both sites hold the same key (check value $kcv_w)"
+expect_eq "$id" "$(json "$RUN_OUT" key_id)" "east's key has the ID west was given"
+run "$kmstore" -c "$E" key qkd --key-id "$id"
+expect_rc 5 "a key is delivered once: the second dec_keys is 'no such key'"
+expect_in "HTTP 400" "$RUN_ERR" "the error quotes the KME's HTTP status"
+run "$kmstore" -c "$W" key qkd --reveal hex
+expect_rc 0 "west gets another key, revealed"
+hex=$(awk '$1 == "key" { print $2 }' <<<"$RUN_OUT")
+id2=$(awk '$1 == "key-id" { print $2 }' <<<"$RUN_OUT")
+run "$kmstore" -c "$E" key "kmstore:profile=qkd;key-id=$id2" --reveal hex
+expect_eq "$hex" "$(awk '$1 == "key" { print $2 }' <<<"$RUN_OUT")" "the revealed keys are the same 32 bytes"
+expect_eq 64 "${#hex}" "the key has the configured 256 bits"
+run "$kmstore" -c "$W" status qkd
+expect_rc 0 "status answers"
+expect_in "stored_key_count" "$RUN_OUT" "status shows the KME's key count"
+run "$kmstore" -c "$W" check
+expect_rc 0 "check accepts the QKD profile, its certificate, key and CA"
+
+# --- refused by the KME or the TLS layer ----------------------------------
+c=$(conf_with "$E" url "$KME_A_URL")
+run "$kmstore" -c "$c" key qkd
+expect_rc 7 "SAE_B's certificate at SAE_A's KME is refused"
+expect_in "HTTP 401" "$RUN_ERR" "... with the KME's 401"
+c=$(conf_with "$W" certificate "$work/lab/pki/rogue-sae.crt")
+c2=$work/lab/rogue.conf
+sed "s|^private-key .*|private-key = $work/lab/pki/rogue-sae.key|" "$c" >"$c2"
+chmod 600 "$c2"
+run "$kmstore" -c "$c2" key qkd
+expect_rc 8 "a client certificate from an untrusted CA is refused"
+expect_in "TLS" "$RUN_ERR" "... as a TLS failure"
+expect_faster 1.5 "... at once, without retries"
+c=$(conf_with "$W" ca "$work/lab/pki/rogue-ca.crt")
+run "$kmstore" -c "$c" key qkd
+expect_rc 8 "a KME whose certificate is not from the configured CA is refused"
+expect_in "TLS failure" "$RUN_ERR" "... as a TLS failure"
+port=${KME_A_URL##*:}
+c=$(conf_with "$W" url "https://localhost:$port")
+run "$kmstore" -c "$c" key qkd
+expect_rc 0 "the KME certificate's DNS name (localhost) is accepted"
+
+# --- the KME is away ------------------------------------------------------
+kme_env_stop
+run "$kmstore" -c "$W" key qkd
+expect_rc 8 "KME down: unreachable"
+expect_in "cannot connect" "$RUN_ERR" "... says it cannot connect"
+expect_faster 1.0 "... at once (connection refused is not retried)"
+
+# --- faults injected by kme-sim ------------------------------------------
+lab --fault latency=3000
+run "$kmstore" -c "$W" key qkd
+expect_rc 8 "a KME slower than the 2 s timeout"
+expect_in "timeout" "$RUN_ERR" "... is reported as a timeout"
+expect_faster 3.0 "... within the timeout plus a margin"
+
+lab --fault latency=1000
+run "$kmstore" -c "$W" key qkd
+expect_rc 0 "a KME slow but within the timeout still serves"
+
+lab --fault 503:50
+ok=0
+for i in 1 2 3 4 5 6; do
+	run "$kmstore" -c "$W" key qkd
+	[ "$RUN_RC" -eq 0 ] && ok=$((ok + 1))
+done
+expect_eq 6 "$ok" "half the answers 503: every request succeeds after retries"
+
+lab --fault 503
+run "$kmstore" -c "$W" key qkd
+expect_rc 7 "a KME that always answers 503"
+expect_in "HTTP 503" "$RUN_ERR" "... is reported with its status after the retries"
+expect_faster 3.0 "... within the timeout plus a margin"
+
+lab --fault malformed
+run "$kmstore" -c "$W" key qkd
+expect_rc 7 "a malformed JSON answer"
+expect_in "not valid JSON" "$RUN_ERR" "... is named as such"
+
+lab --fault oversized
+run "$kmstore" -c "$W" key qkd
+expect_rc 7 "an oversized answer"
+expect_in "larger than" "$RUN_ERR" "... is cut off and named"
+
+lab --fault wrong-length
+run "$kmstore" -c "$W" key qkd
+expect_rc 7 "a key of the wrong length"
+expect_in "not 32 bytes" "$RUN_ERR" "... is named"
+
+lab --fault extra-key
+run "$kmstore" -c "$W" key qkd
+expect_rc 7 "two keys where one was asked for"
+expect_in "sent 2 keys" "$RUN_ERR" "... is named"
+
+lab --fault html-error=404
+run "$kmstore" -c "$W" key qkd
+expect_rc 7 "an HTML error page"
+expect_in "HTTP 404" "$RUN_ERR" "... is reported with its status"
+
+lab --fault drop
+run "$kmstore" -c "$W" key qkd
+expect_rc 8 "a KME that drops every connection"
+expect_faster 3.0 "... fails within the timeout plus a margin"
+
+lab --fault blackhole
+run "$kmstore" -c "$W" key qkd
+expect_rc 8 "a KME that accepts and never answers"
+expect_faster 3.0 "... fails within the timeout plus a margin"
+
+lab --pool-size 1 --key-rate 0
+run "$kmstore" -c "$W" key qkd
+expect_rc 0 "the last key of the pool"
+run "$kmstore" -c "$W" key qkd
+expect_rc 7 "an empty pool (503 until the timeout)"
+expect_in "HTTP 503" "$RUN_ERR" "... names the KME's 503"
+
+lab
+run "$kmstore" -c "$W" --json key qkd
+id=$(json "$RUN_OUT" key_id)
+lab --fault wrong-id
+run "$kmstore" -c "$E" key qkd --key-id "$id"
+expect_rc 7 "dec_keys answered with another key ID"
+expect_in "not the '$id' asked for" "$RUN_ERR" "... is named"
+
+tap_done
