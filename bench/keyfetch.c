@@ -44,6 +44,8 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static void die(const char *what, const kms_error *e) __attribute__((noreturn));
+
 static void die(const char *what, const kms_error *e)
 {
 	fprintf(stderr, "keyfetch: %s: %s\n", what, e != NULL ? e->message : "failed");
