@@ -357,6 +357,12 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 	if (rc == CURLE_COULDNT_CONNECT)
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "cannot connect: %s", detail);
+	if (rc == CURLE_GOT_NOTHING)
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "the KME closed the connection without an answer, "
+				 "%d time%s (does it accept this SAE's client "
+				 "certificate?)", k->attempts,
+				 k->attempts == 1 ? "" : "s");
 	return call_fail(k, err, KMS_ERR_UNREACHABLE, "%s (after %d attempt%s)",
 			 detail, k->attempts, k->attempts == 1 ? "" : "s");
 }

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#define KMS_SECMEM_MAX 16384 /* the largest single allocation */
+#define KMS_SECMEM_MAX 32768 /* the largest single allocation */
 
 /* Zeroed memory from a locked arena (mlock'ed where RLIMIT_MEMLOCK allows,
  * excluded from core dumps). NULL if size is 0, too large, or no memory. */

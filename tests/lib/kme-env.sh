@@ -10,7 +10,9 @@
 # $KME_DIR/west.conf, $KME_DIR/east.conf, each with profiles "qkd" (the
 # site's SAE to the other's) and "static" (one shared 256-bit key in
 # $KME_DIR/static.key). Options after the third argument go to kme-sim
-# (e.g. --fault 503:50). KME_TIMEOUT sets the profiles' timeout (default 3).
+# (e.g. --fault 503:50). KME_TIMEOUT sets the profiles' timeout (default 3);
+# KME_A_CERT names another certificate (and key) of the PKI for KME_A, e.g.
+# wrong-name for one issued to another host name.
 
 kme_env_write_conf() { # FILE URL LOCAL PEER CERT KEY
 	cat >"$1" <<CONF
@@ -47,7 +49,7 @@ kme_env_start() {
 	chmod 600 "$KME_DIR/static.key"
 	rm -f "$KME_DIR/ready"
 	"$sim" --ca "$KME_DIR/pki/ca.crt" \
-		--kme "id=KME_A,listen=127.0.0.1:0,cert=$KME_DIR/pki/kme-a.crt,key=$KME_DIR/pki/kme-a.key,sae=SAE_A" \
+		--kme "id=KME_A,listen=127.0.0.1:0,cert=$KME_DIR/pki/${KME_A_CERT:-kme-a}.crt,key=$KME_DIR/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=127.0.0.1:0,cert=$KME_DIR/pki/kme-b.crt,key=$KME_DIR/pki/kme-b.key,sae=SAE_B" \
 		--ready-file "$KME_DIR/ready" "$@" >"$KME_DIR/kme-sim.out" 2>"$KME_DIR/kme-sim.log" &
 	KME_PID=$!

@@ -1,0 +1,157 @@
+/* client_threads.c - the ETSI 014 client under the two thread rules it
+ * lives by, against real KMEs (kme-sim):
+ *
+ * 1. It creates no thread. NSS loads PKCS#11 modules with
+ *    CKF_LIBRARY_CANT_CREATE_OS_THREADS; libcurl's threaded resolver would
+ *    start one per name lookup. This program interposes pthread_create:
+ *    while the library runs, any call is counted and refused.
+ * 2. Several threads may fetch keys at once from the same profiles: each
+ *    pair of keys must match, none may be lost or mixed up.
+ *
+ * Usage: client_threads WEST_CONF EAST_CONF THREADS ROUNDS
+ * (WEST_CONF's url should name the KME by host name, to exercise the
+ * resolver.) Prints a TAP-style line per check and "N passed, M failed". */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmstore.h"
+
+static atomic_int library_thread_attempts;
+static atomic_int test_creates_threads;
+static int passed, failed;
+
+typedef int create_fn(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+		      void *);
+
+int pthread_create(pthread_t *t, const pthread_attr_t *a,
+		   void *(*fn)(void *), void *arg)
+{
+	static create_fn *real;
+
+	if (!atomic_load(&test_creates_threads)) {
+		atomic_fetch_add(&library_thread_attempts, 1);
+		return EAGAIN;
+	}
+	if (real == NULL)
+		real = (create_fn *)dlsym(RTLD_NEXT, "pthread_create");
+	return real(t, a, fn, arg);
+}
+
+static void check(int ok, const char *what, const char *detail)
+{
+	if (ok)
+		printf("ok %d - %s\n", ++passed + failed, what);
+	else
+		printf("not ok %d - %s\n#   %s\n", passed + ++failed, what,
+		       detail != NULL ? detail : "");
+}
+
+struct sites {
+	kms_profile *west, *east;
+	int rounds;
+	atomic_int good, bad;
+	char first_error[KMS_ERROR_MAX];
+	pthread_mutex_t lock;
+};
+
+static int round_trip(struct sites *s, kms_error *e)
+{
+	kms_key *a = NULL, *b = NULL;
+	int same;
+
+	if (kms_profile_get_key(s->west, &a, e) != KMS_OK)
+		return 0;
+	if (kms_profile_get_key_by_id(s->east, kms_key_id(a), &b, e) != KMS_OK) {
+		kms_key_free(a);
+		return 0;
+	}
+	same = kms_key_size(a) == kms_key_size(b) &&
+	       memcmp(kms_key_bytes(a), kms_key_bytes(b), kms_key_size(a)) == 0;
+	if (!same)
+		snprintf(e->message, sizeof(e->message), "keys differ for ID %s",
+			 kms_key_id(a));
+	kms_key_free(a);
+	kms_key_free(b);
+	return same;
+}
+
+static void *worker(void *arg)
+{
+	struct sites *s = arg;
+
+	for (int i = 0; i < s->rounds; i++) {
+		kms_error e = { 0 };
+
+		if (round_trip(s, &e)) {
+			atomic_fetch_add(&s->good, 1);
+			continue;
+		}
+		atomic_fetch_add(&s->bad, 1);
+		pthread_mutex_lock(&s->lock);
+		if (s->first_error[0] == '\0')
+			snprintf(s->first_error, sizeof(s->first_error), "%s", e.message);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return NULL;
+}
+
+static kms_profile *open_qkd(const char *conf, kms_store **store)
+{
+	kms_profile *p;
+	kms_error e;
+
+	if (kms_store_open(conf, store, &e) != KMS_OK ||
+	    kms_store_find_profile(*store, "qkd", &p, &e) != KMS_OK) {
+		fprintf(stderr, "client_threads: %s\n", e.message);
+		exit(2);
+	}
+	return p;
+}
+
+int main(int argc, char **argv)
+{
+	struct sites s = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	kms_store *ws, *es;
+	pthread_t *t;
+	int n, ok;
+	char detail[KMS_ERROR_MAX + 64];
+	kms_error e = { 0 };
+
+	if (argc != 5) {
+		fprintf(stderr, "usage: client_threads WEST_CONF EAST_CONF THREADS ROUNDS\n");
+		return 2;
+	}
+	n = atoi(argv[3]);
+	s.rounds = atoi(argv[4]);
+	s.west = open_qkd(argv[1], &ws);
+	s.east = open_qkd(argv[2], &es);
+
+	ok = round_trip(&s, &e);
+	check(ok, "a key round trip with the KME named by host name", e.message);
+	snprintf(detail, sizeof(detail), "%d pthread_create calls",
+		 atomic_load(&library_thread_attempts));
+	check(atomic_load(&library_thread_attempts) == 0,
+	      "the library created no thread (name resolution included)", detail);
+
+	t = calloc((size_t)n, sizeof(*t));
+	atomic_store(&test_creates_threads, 1);
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, worker, &s);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	snprintf(detail, sizeof(detail), "%d of %d round trips failed; first: %s",
+		 atomic_load(&s.bad), n * s.rounds, s.first_error);
+	check(atomic_load(&s.good) == n * s.rounds,
+	      "concurrent round trips from several threads all match", detail);
+
+	free(t);
+	kms_store_free(ws);
+	kms_store_free(es);
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}
