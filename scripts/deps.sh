@@ -7,7 +7,7 @@ packages=(
 	build-essential cmake pkgconf clang libclang-rt-14-dev
 	libssl-dev openssl libcurl4-openssl-dev curl libjson-c-dev
 	libmicrohttpd-dev libgnutls28-dev libcmocka-dev
-	python3 valgrind
+	python3 valgrind perl gpgv xz-utils ca-certificates
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds kmstore three ways and runs every test: the release build, an
-# ASan+UBSan build, and the libFuzzer targets for a bounded time.
+# Builds kmstore and runs every test: the release build, an ASan+UBSan
+# build, the OpenSSL faces against OpenSSL 3.5 (built once into a cache),
+# and the libFuzzer targets for a bounded time.
 # Usage: bash scripts/test.sh [BUILD_ROOT]   (default: ./build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,9 @@ cmake -S . -B "$root/asan" -DCMAKE_BUILD_TYPE=Debug -DKMSTORE_SANITIZE=ON >/dev/
 cmake --build "$root/asan" -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	ctest --test-dir "$root/asan" --output-on-failure -j "$jobs"
+
+section "OpenSSL provider and engine against OpenSSL 3.5 (EVP_SKEY)"
+bash scripts/openssl35.sh "$root/openssl35"
 
 section "fuzz targets (bounded runs)"
 CC=clang cmake -S . -B "$root/fuzz" -DCMAKE_BUILD_TYPE=Debug -DKMSTORE_FUZZ=ON >/dev/null
