@@ -4,7 +4,7 @@
 static const char b64[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static int hex_value(char c)
+int kms_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -42,7 +42,7 @@ int kms_hex_decode(const char *in, size_t len, uint8_t *out, size_t *where)
 		return -1;
 	}
 	for (size_t i = 0; i < len; i += 2) {
-		int hi = hex_value(in[i]), lo = hex_value(in[i + 1]);
+		int hi = kms_hex_digit(in[i]), lo = kms_hex_digit(in[i + 1]);
 
 		if (hi < 0 || lo < 0) {
 			*where = hi < 0 ? i : i + 1;

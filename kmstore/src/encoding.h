@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The value of one hex digit, or -1. */
+int kms_hex_digit(char c);
+
 /* Decoded length for a valid input, or SIZE_MAX if len cannot be valid. */
 size_t kms_hex_decoded_len(size_t len);
 size_t kms_base64_decoded_len(const char *in, size_t len);

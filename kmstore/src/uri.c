@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "encoding.h"
 #include "error.h"
 #include "uri.h"
 
@@ -23,17 +24,6 @@ int kms_uri_is_kmstore(const char *s)
 	return s != NULL && strncasecmp(s, SCHEME, sizeof(SCHEME) - 1) == 0;
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes the value in [s, s+len) into a new string; off is the value's
  * offset in the URI, for messages. */
 static kms_rc decode_value(const char *s, size_t len, size_t off,
@@ -46,8 +36,8 @@ static kms_rc decode_value(const char *s, size_t len, size_t off,
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	for (size_t i = 0; i < len; i++) {
 		if (s[i] == '%') {
-			int hi = i + 2 < len ? hex_digit(s[i + 1]) : -1;
-			int lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+			int hi = i + 2 < len ? kms_hex_digit(s[i + 1]) : -1;
+			int lo = hi >= 0 ? kms_hex_digit(s[i + 2]) : -1;
 
 			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
 				free(v);
