@@ -1,0 +1,236 @@
+/* slot_token.c - PKCS#11 slot and token management: one slot with a
+ * present token per kmstore profile. Token label = profile name (what
+ * `pkcs11:token=` matches), manufacturer "kmstore", model = profile type.
+ * No login: the secrets are behind the kmstore configuration's file
+ * permissions, not a PIN. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "module.h"
+
+/* The one mechanism: C_GenerateKey is "a key for use now". Listing it is
+ * also what makes NSS call C_GenerateKey rather than generate a key in its
+ * own softoken. Nothing else is listed: NSS must move keys into softoken
+ * to compute with them. */
+static const CK_MECHANISM_TYPE mechanisms[] = { CKM_GENERIC_SECRET_KEY_GEN };
+#define N_MECHANISMS (sizeof(mechanisms) / sizeof(mechanisms[0]))
+
+/* A stable serial number per profile name (FNV-1a), so a token keeps its
+ * serial when profiles are added or reordered. */
+static void make_serial(const char *name, char out[17])
+{
+	unsigned long long h = 0xcbf29ce484222325ULL;
+
+	for (; *name != '\0'; name++) {
+		h ^= (unsigned char)*name;
+		h *= 0x100000001b3ULL;
+	}
+	snprintf(out, 17, "%016llx", h);
+}
+
+CK_RV p11_tokens_load(void)
+{
+	size_t n = p11.store != NULL ? kms_store_profile_count(p11.store) : 0;
+
+	p11.tokens = NULL;
+	p11.n_tokens = 0;
+	if (n == 0)
+		return CKR_OK;
+	p11.tokens = calloc(n, sizeof(*p11.tokens));
+	if (p11.tokens == NULL)
+		return CKR_HOST_MEMORY;
+	for (size_t i = 0; i < n; i++) {
+		struct p11_token *t = &p11.tokens[i];
+
+		t->id = (CK_SLOT_ID)i + 1;
+		t->profile = kms_store_profile_at(p11.store, i);
+		make_serial(kms_profile_name(t->profile), t->serial);
+	}
+	p11.n_tokens = n;
+	return CKR_OK;
+}
+
+void p11_tokens_free(void)
+{
+	for (size_t i = 0; i < p11.n_tokens; i++)
+		p11_token_clear(&p11.tokens[i]);
+	free(p11.tokens);
+	p11.tokens = NULL;
+	p11.n_tokens = 0;
+}
+
+struct p11_token *p11_token_get(CK_SLOT_ID id)
+{
+	if (id < 1 || id > p11.n_tokens)
+		return NULL;
+	return &p11.tokens[id - 1];
+}
+
+CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
+		    CK_ULONG_PTR pulCount)
+{
+	CK_RV rv;
+
+	(void)tokenPresent; /* every slot has its token */
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	if (pSlotList != NULL && *pulCount < p11.n_tokens)
+		rv = CKR_BUFFER_TOO_SMALL;
+	else if (pSlotList != NULL)
+		for (size_t i = 0; i < p11.n_tokens; i++)
+			pSlotList[i] = p11.tokens[i].id;
+	*pulCount = p11.n_tokens;
+	p11_leave();
+	return rv;
+}
+
+CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
+{
+	struct p11_token *t;
+	char desc[80];
+	CK_RV rv;
+
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	t = p11_token_get(slotID);
+	if (t == NULL) {
+		p11_leave();
+		return CKR_SLOT_ID_INVALID;
+	}
+	memset(pInfo, 0, sizeof(*pInfo));
+	snprintf(desc, sizeof(desc), "kmstore profile %s",
+		 kms_profile_name(t->profile));
+	p11_pad(pInfo->slotDescription, sizeof(pInfo->slotDescription), desc);
+	p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), "kmstore");
+	pInfo->flags = CKF_TOKEN_PRESENT;
+	pInfo->hardwareVersion.major = KMS_P11_VERSION_MAJOR;
+	pInfo->hardwareVersion.minor = KMS_P11_VERSION_MINOR;
+	pInfo->firmwareVersion = pInfo->hardwareVersion;
+	p11_leave();
+	return CKR_OK;
+}
+
+static void count_sessions(CK_SLOT_ID slot, CK_ULONG *all, CK_ULONG *rw)
+{
+	*all = *rw = 0;
+	for (size_t i = 0; i < p11.n_sessions; i++) {
+		if (p11.sessions[i]->slot != slot)
+			continue;
+		(*all)++;
+		if (p11.sessions[i]->flags & CKF_RW_SESSION)
+			(*rw)++;
+	}
+}
+
+static void fill_token_info(const struct p11_token *t, CK_TOKEN_INFO *info)
+{
+	memset(info, 0, sizeof(*info));
+	p11_pad(info->label, sizeof(info->label), kms_profile_name(t->profile));
+	p11_pad(info->manufacturerID, sizeof(info->manufacturerID), "kmstore");
+	p11_pad(info->model, sizeof(info->model), kms_profile_type(t->profile));
+	p11_pad(info->serialNumber, sizeof(info->serialNumber), t->serial);
+	info->flags = CKF_TOKEN_INITIALIZED;
+	info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+	info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+	count_sessions(t->id, &info->ulSessionCount, &info->ulRwSessionCount);
+	info->ulMaxPinLen = 0;
+	info->ulMinPinLen = 0;
+	info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+	info->hardwareVersion.major = KMS_P11_VERSION_MAJOR;
+	info->hardwareVersion.minor = KMS_P11_VERSION_MINOR;
+	info->firmwareVersion = info->hardwareVersion;
+	p11_pad(info->utcTime, sizeof(info->utcTime), "");
+}
+
+CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
+{
+	struct p11_token *t;
+	CK_RV rv;
+
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	t = p11_token_get(slotID);
+	if (t != NULL)
+		fill_token_info(t, pInfo);
+	p11_leave();
+	return t != NULL ? CKR_OK : CKR_SLOT_ID_INVALID;
+}
+
+CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList,
+			 CK_ULONG_PTR pulCount)
+{
+	CK_RV rv;
+
+	if (pulCount == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	if (p11_token_get(slotID) == NULL)
+		rv = CKR_SLOT_ID_INVALID;
+	else if (pList != NULL && *pulCount < N_MECHANISMS)
+		rv = CKR_BUFFER_TOO_SMALL;
+	else if (pList != NULL)
+		memcpy(pList, mechanisms, sizeof(mechanisms));
+	if (rv != CKR_SLOT_ID_INVALID)
+		*pulCount = N_MECHANISMS;
+	p11_leave();
+	return rv;
+}
+
+CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
+			 CK_MECHANISM_INFO_PTR pInfo)
+{
+	struct p11_token *t;
+	size_t bytes;
+	CK_RV rv;
+
+	if (pInfo == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	t = p11_token_get(slotID);
+	if (t == NULL) {
+		p11_leave();
+		return CKR_SLOT_ID_INVALID;
+	}
+	if (type != CKM_GENERIC_SECRET_KEY_GEN) {
+		p11_leave();
+		return CKR_MECHANISM_INVALID;
+	}
+	/* In bits for this mechanism (CKA_VALUE_LEN is in bytes). */
+	bytes = kms_profile_key_size(t->profile);
+	pInfo->ulMinKeySize = (bytes ? bytes : KMS_KEY_MIN) * 8;
+	pInfo->ulMaxKeySize = (bytes ? bytes : KMS_KEY_MAX) * 8;
+	pInfo->flags = CKF_GENERATE;
+	p11_leave();
+	return CKR_OK;
+}
+
+/* Tokens never come or go while the module is initialized. */
+CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot,
+			 CK_VOID_PTR pReserved)
+{
+	(void)pSlot;
+	(void)pReserved;
+	if (!atomic_load(&p11.initialized))
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	/* Blocking forever would be the truth, but a caller that blocks on
+	 * it (with no event ever coming) is better told at once. */
+	return (flags & CKF_DONT_BLOCK) ? CKR_NO_EVENT
+					: CKR_FUNCTION_NOT_SUPPORTED;
+}

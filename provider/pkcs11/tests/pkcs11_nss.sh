@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# The module through NSS, as libreswan's pluto uses it: an NSS database
+# with the module added by modutil, pkcs11: URIs parsed by NSS, keys
+# generated and found by ID, HMAC-SHA256 and IKEv2 prf+ computed by NSS's
+# softoken with the key and compared with values computed without NSS,
+# error cases, threads, and NSS FIPS mode.
+# Usage: pkcs11_nss.sh MODULE NSS_CLIENT
+MODULE=$1
+NSS_CLIENT=$2
+. "$(dirname "$0")/lib.sh"
+for t in modutil certutil; do
+	command -v $t >/dev/null || { echo "# $t (libnss3-tools) not installed: skipped"; exit 77; }
+done
+
+client() { "$NSS_CLIENT" "$@"; }
+field() { printf '%s\n' "$1" | sed -n "s/^$2=//p"; }
+
+write_static_conf
+db=$WORK/db
+check "modutil -add the module with -string config=..." \
+	nss_db "$db" "config=$WORK/static.conf log=stderr"
+has "pkcs11.txt holds the parameter string" "$(cat "$db/pkcs11.txt")" \
+	"^parameters=config=$WORK/static.conf log=stderr$"
+
+list=$(tool modutil -dbdir "sql:$db" -list 2>&1)
+has "modutil -list: the module is loaded" "$list" "2\. kmstore"
+has "modutil -list: one token per profile" "$list" \
+	"uri: pkcs11:token=west-static;manufacturer=kmstore;serial=[0-9a-f]{16};model=static"
+has "modutil -list: the second profile" "$list" "token: second"
+list=$(tool certutil -U -d "sql:$db" 2>&1)
+has "certutil -U lists the token URIs" "$list" \
+	"uri: pkcs11:token=west-static;manufacturer=kmstore;.*model=static"
+
+out=$(client "$db" tokens kmstore)
+has "NSS sees the tokens, model = profile type" "$out" \
+	"^token=west-static model=static$"
+key_hex=$(hex_of "$WORK/static.key")
+
+# pkcs11:token=P: "a key for use now", through C_GenerateKey.
+out=$(client "$db" key pkcs11:token=west-static)
+same "pkcs11:token=P generates: CKA_ID is the key ID" "$(field "$out" id)" PPK_ID_1
+same "... and the value is the static key" "$(field "$out" key)" "$key_hex"
+same "... and the module created no thread" "$(field "$out" new-threads)" 0
+out=$(client "$db" key pkcs11:token=west-static token)
+same "... also as a token object (PK11_ATTR_TOKEN)" "$(field "$out" key)" "$key_hex"
+
+# pkcs11:token=P;id=K: "that key", through C_FindObjects (PK11_FindFixedKey).
+out=$(client "$db" key 'pkcs11:token=west-static;id=PPK_ID_1')
+same "pkcs11:token=P;id=K finds the key" "$(field "$out" key)" "$key_hex"
+out=$(client "$db" key 'pkcs11:token=west-static;id=%50%50%4B%5F%49%44%5F%31')
+same "... with a percent-encoded id" "$(field "$out" key)" "$key_hex"
+uri=$(tool modutil -dbdir "sql:$db" -list 2>/dev/null |
+	sed -n 's/^[[:space:]]*uri: \(pkcs11:token=west-static;.*\)$/\1/p')
+out=$(client "$db" key "$uri;id=PPK_ID_1")
+same "... with the full token URI modutil prints" "$(field "$out" key)" "$key_hex"
+out=$(client "$db" key 'pkcs11:token=second;id=PPK_ID_2')
+same "the other token's key (48 bytes)" "$(field "$out" key)" \
+	"$(hex_of "$WORK/second.key")"
+
+# The key in NSS's softoken: HMAC-SHA256 and IKEv2 prf+ as pluto uses it.
+data=$(printf 'kmstore PPK test' | od -An -v -tx1 | tr -d ' \n')
+want=$(printf 'kmstore PPK test' | openssl dgst -sha256 -mac HMAC \
+	-macopt "hexkey:$key_hex" | sed 's/^.*= //')
+out=$(client "$db" hmac 'pkcs11:token=west-static;id=PPK_ID_1' "$data")
+same "HMAC-SHA256 by NSS = openssl dgst -mac HMAC" "$(field "$out" hmac)" "$want"
+out=$(client "$db" hmac pkcs11:token=west-static "$data")
+same "... with a generated key too" "$(field "$out" hmac)" "$want"
+seed=000102030405060708090a0b0c0d0e0f
+want=$(python3 - "$key_hex" "$seed" 100 <<'EOF'
+import hashlib, hmac, sys
+key, seed, n = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2]), int(sys.argv[3])
+out, t, i = b"", b"", 1
+while len(out) < n:   # RFC 7296 prf+
+    t = hmac.new(key, t + seed + bytes([i]), hashlib.sha256).digest()
+    out, i = out + t, i + 1
+print(out[:n].hex())
+EOF
+)
+out=$(client "$db" prfplus 'pkcs11:token=west-static;id=PPK_ID_1' "$seed" 100)
+same "prf+ (CKM_NSS_IKE_PRF_PLUS_DERIVE) = RFC 7296 prf+ in Python" \
+	"$(field "$out" key)" "$want"
+
+# Errors.
+client "$db" key pkcs11:token=nosuchtoken >/dev/null 2>&1
+same "unknown token: no slot (exit 3)" $? 3
+err=$(client "$db" key 'pkcs11:token=west-static;id=NOPE' 2>&1 >/dev/null)
+same "unknown key ID: no key (exit 4)" $? 4
+has "... and the module says why" "$err" "no key NOPE: .*has no key with ID 'NOPE'"
+for bad in 'pkcs11:token=west-static;id=%zz' 'pkcs11:token=west-static;id=%4' \
+	'kmstore:profile=west-static' 'pkcs11:id=PPK_ID_1' 'pkcs11:token=a;token=b' \
+	'pkcs11:token=west-static?pin-value=1;x'; do
+	client "$db" key "$bad" >/dev/null 2>&1
+	same "malformed URI '$bad' (exit 5)" $? 5
+done
+client "$db" key 'pkcs11:token=west-static;id=PPK%0A_1' >/dev/null 2>&1
+same "a key ID with a control character finds nothing (exit 4)" $? 4
+
+# A configuration the module refuses: it loads with no tokens and says why.
+bad=$WORK/bad
+nss_db "$bad" "config=$WORK/missing.conf log=stderr"
+err=$(client "$bad" tokens kmstore 2>&1)
+has "missing configuration: the module loads, the log names the file" "$err" \
+	"error: cannot open configuration file $WORK/missing.conf"
+cp "$WORK/static.conf" "$WORK/open.conf"
+chmod 644 "$WORK/open.conf"
+open=$WORK/open
+nss_db "$open" "config=$WORK/open.conf"
+err=$(client "$open" key pkcs11:token=west-static 2>&1)
+same "configuration readable by others: no token (exit 3)" $? 3
+has "... and the log says chmod 600" "$err" "fix: chmod 600 $WORK/open.conf"
+nss_db "$WORK/typo" "conifg=$WORK/static.conf"
+err=$(client "$WORK/typo" tokens kmstore 2>&1)
+has "unknown module parameter: named in the log" "$err" "unknown parameter 'conifg'"
+quiet=$WORK/quiet
+nss_db "$quiet" "config=$WORK/missing.conf log=none"
+err=$(client "$quiet" tokens kmstore 2>&1)
+same "log=none: nothing on stderr" "$err" "" empty-ok
+
+# The registration helper (kmstore-nss-register), as for libreswan.
+register=$(dirname "$0")/../../../scripts/nss-register.sh
+reg=$WORK/reg
+out=$(tool bash "$register" --dbdir "$reg" --create --module "$MODULE" \
+	--config "$WORK/static.conf" --log stderr --max-keys 8 2>&1)
+same "nss-register.sh --create registers the module" $? 0
+has "... with the parameter string" "$(cat "$reg/pkcs11.txt")" \
+	"^parameters=config=$WORK/static.conf log=stderr max-keys=8$"
+has "... and NSS sees the tokens" "$(client "$reg" tokens kmstore)" \
+	"^token=second model=static$"
+tool bash "$register" --dbdir "$reg" --module "$MODULE" \
+	--config "$WORK/static.conf" >/dev/null 2>&1
+same "registering again replaces the entry" \
+	"$(grep -c '^name=kmstore$' "$reg/pkcs11.txt")" 1
+tool bash "$register" --dbdir "$reg" --remove >/dev/null 2>&1
+same "nss-register.sh --remove" "$(grep -c '^name=kmstore$' "$reg/pkcs11.txt")" 0
+
+# Threads (NSS passes CKF_OS_LOCKING_OK).
+out=$(client "$db" threads pkcs11:token=west-static 8 50)
+has "8 threads generating and finding keys through NSS" "$out" \
+	"rounds=400 failures=0"
+if [ -n "${P11_VALGRIND:-}" ]; then
+	out=$("$P11_VALGRIND" --tool=helgrind -q --error-exitcode=9 \
+		--suppressions="$(dirname "$0")/helgrind.supp" \
+		"$NSS_CLIENT" "$db" threads pkcs11:token=west-static 4 10 2>&1)
+	same "... 4 threads under valgrind's helgrind: no data race reported" $? 0
+	has "... and all rounds right" "$out" "rounds=40 failures=0"
+fi
+
+# NSS FIPS mode: NSS refuses to import a foreign key into its FIPS
+# softoken; an application that reads the value and derives the key in
+# (as libreswan's symkey_from_bytes does) gets the same HMAC.
+fips=$WORK/fips
+nss_db "$fips" "config=$WORK/static.conf"
+if echo | tool modutil -dbdir "sql:$fips" -fips true -force >/dev/null 2>&1; then
+	want=$(printf 'kmstore PPK test' | openssl dgst -sha256 -mac HMAC \
+		-macopt "hexkey:$key_hex" | sed 's/^.*= //')
+	out=$(client "$fips" fips-hmac 'pkcs11:token=west-static;id=PPK_ID_1' "$data" 2>&1)
+	same "FIPS mode: NSS is in FIPS mode" "$(field "$out" fips)" 1
+	same "FIPS mode: the key is found, NSS refuses to move it" \
+		"$(field "$out" direct)" refused
+	same "FIPS mode: imported by derivation, the HMAC is right" \
+		"$(field "$out" hmac)" "$want"
+else
+	not_ok "modutil -fips true"
+fi
+
+finish

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# QKD through NSS and the module, as two libreswan peers would use it: west
+# (initiator) generates a key on its QKD token (enc_keys at KME_A) and
+# reads its CKA_ID; east (responder, another process, another NSS
+# database) finds that key by ID on its own QKD token (dec_keys at KME_B).
+# Then the faults: a key delivered once, a KME that does not answer, a KME
+# that is down; each a clear error in bounded time.
+# Usage: pkcs11_qkd.sh MODULE NSS_CLIENT KME_SIM KME_SIM_PKI
+MODULE=$1
+NSS_CLIENT=$2
+KME_SIM=$3
+KME_SIM_PKI=$4
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+for t in modutil certutil; do
+	command -v $t >/dev/null || { echo "# $t (libnss3-tools) not installed: skipped"; exit 77; }
+done
+. "$here/../../../tests/lib/kme-env.sh"
+cleanup_hooks+=(kme_env_stop)
+
+client() { "$NSS_CLIENT" "$@"; }
+field() { printf '%s\n' "$1" | sed -n "s/^$2=//p"; }
+now() { date +%s.%N; }
+# within SECONDS START: the time since START is under SECONDS.
+within() { python3 -c 'import sys,time; sys.exit(time.time() - float(sys.argv[2]) >= float(sys.argv[1]))' "$@"; }
+
+KME_TIMEOUT=2 # read by kme-env.sh
+if ! kme_env_start "$WORK/lab" "$KME_SIM" "$KME_SIM_PKI" --pool-size 200 >/dev/null; then
+	not_ok "the two-KME lab starts"
+	finish
+	exit 1
+fi
+west=$WORK/west east=$WORK/east
+check "west's NSS database with the module (west.conf)" \
+	nss_db "$west" "config=$KME_DIR/west.conf"
+check "east's NSS database with the module (east.conf)" \
+	nss_db "$east" "config=$KME_DIR/east.conf"
+has "the QKD token's model is qkd" "$(client "$west" tokens kmstore)" \
+	"^token=qkd model=qkd$"
+
+out=$(client "$west" key pkcs11:token=qkd)
+id=$(field "$out" id) key=$(field "$out" key)
+has "west: pkcs11:token=qkd generates a key (enc_keys), CKA_ID = its key ID" \
+	"$id" '^[[:print:]]{1,64}$'
+same "... 256 bits" "${#key}" 64
+same "... and no thread was created for the HTTPS request" \
+	"$(field "$out" new-threads)" 0
+out=$(client "$east" key "pkcs11:token=qkd;id=$id")
+same "east (another process): pkcs11:token=qkd;id=K finds the same key (dec_keys)" \
+	"$(field "$out" key)" "$key"
+err=$(client "$east" key "pkcs11:token=qkd;id=$id" 2>&1 >/dev/null)
+same "a QKD key is delivered once: a second search in a new process finds nothing" \
+	$? 4
+has "... and the log quotes the KME" "$err" "no key .*HTTP 40[04]"
+
+# The PPK in NSS's softoken on both sides: the same HMAC.
+data=$(printf 'IKE_AUTH' | od -An -v -tx1 | tr -d ' \n')
+out=$(client "$west" hmac pkcs11:token=qkd "$data")
+id=$(field "$out" id) mac=$(field "$out" hmac)
+out=$(client "$east" hmac "pkcs11:token=qkd;id=$id" "$data")
+same "west's and east's HMAC with the QKD key agree" "$(field "$out" hmac)" "$mac"
+
+out=$(client "$west" threads pkcs11:token=qkd 4 5)
+has "4 threads generating QKD keys and finding them by ID at once" "$out" \
+	"rounds=20 failures=0"
+if command -v pkcs11-tool >/dev/null; then
+	out=$(KMSTORE_CONF=$KME_DIR/west.conf tool pkcs11-tool --module "$MODULE" \
+		--token-label qkd -O 2>&1)
+	same "pkcs11-tool -O on the QKD token succeeds" $? 0
+	same "... and a search without an ID takes nothing from the KME" \
+		"$(printf '%s\n' "$out" | grep -c 'Key Object')" 0
+fi
+
+# A KME that accepts the connection and never answers: bounded by timeout.
+kme_env_stop
+rm -rf "$WORK/lab"
+# shellcheck disable=SC2034 # read by kme-env.sh
+KME_TIMEOUT=1
+kme_env_start "$WORK/lab" "$KME_SIM" "$KME_SIM_PKI" --fault blackhole >/dev/null
+start=$(now)
+err=$(client "$west" key pkcs11:token=qkd 2>&1 >/dev/null)
+same "KME silent: generating fails" $? 1
+check "... within 3 s (timeout = 1 s)" within 3 "$start"
+has "... and the log says the KME timed out" "$err" "no key for use now: .*(timed out|timeout)"
+start=$(now)
+err=$(client "$east" key "pkcs11:token=qkd;id=$id" 2>&1 >/dev/null)
+same "KME silent: finding by ID fails" $? 4
+check "... within 3 s" within 3 "$start"
+
+# The KMEs are down: connection refused, at once.
+kme_env_stop
+start=$(now)
+err=$(client "$west" key pkcs11:token=qkd 2>&1 >/dev/null)
+same "KME down: generating fails" $? 1
+check "... at once (under 1.5 s)" within 1.5 "$start"
+has "... with the reason logged" "$err" "no key for use now: .*(refused|connect)"
+has "... and NSS maps it to CKR_DEVICE_ERROR" "$err" "SEC_ERROR_PKCS11_DEVICE_ERROR"
+
+finish
