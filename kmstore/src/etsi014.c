@@ -299,10 +299,15 @@ static int tls_failure(CURLcode rc, const char *errbuf)
 	}
 }
 
+/* A send error on a fresh connection is not among these: under TLS 1.3 a
+ * KME that refuses the client certificate sends its alert after the
+ * client's handshake is done, and when the request is written first the
+ * client sees only a broken pipe. curl itself retries a reused connection
+ * that turned out dead. */
 static int transient(CURLcode rc)
 {
 	return rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
-	       rc == CURLE_SEND_ERROR || rc == CURLE_PARTIAL_FILE;
+	       rc == CURLE_PARTIAL_FILE;
 }
 
 /* Waits before the next attempt; 0 if the deadline leaves no room. */
@@ -357,6 +362,12 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 	if (rc == CURLE_COULDNT_CONNECT)
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "cannot connect: %s", detail);
+	if (rc == CURLE_SEND_ERROR)
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "TLS failure? the KME closed the connection while "
+				 "the request was sent (%s); a KME refusing this "
+				 "SAE's client certificate under TLS 1.3 looks like "
+				 "this", detail);
 	if (rc == CURLE_GOT_NOTHING)
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "the KME closed the connection without an answer, "

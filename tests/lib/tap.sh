@@ -51,6 +51,15 @@ expect_in() {
 	fi
 }
 
+# expect_match REGEX HAYSTACK WHAT (bash extended regex)
+expect_match() {
+	if [[ "$2" =~ $1 ]]; then
+		tap_ok "$3"
+	else
+		tap_not_ok "$3" "expected to match: $1" "in: $2"
+	fi
+}
+
 # expect_not_in TEXT HAYSTACK WHAT
 expect_not_in() {
 	if [[ "$2" != *"$1"* ]]; then
