@@ -18,15 +18,15 @@ tap_not_ok() {
 }
 
 # run CMD...: runs it, keeping its exit status, stdout, stderr and seconds in
-# RUN_RC, RUN_OUT, RUN_ERR, RUN_SECS.
+# RUN_RC, RUN_OUT, RUN_ERR, RUN_SECS. The caller's set -e stays as it was.
 run() {
-	local t0 t1 o e
+	local t0 t1 o e errexit=${-//[^e]/}
 	o=$(mktemp) e=$(mktemp)
 	t0=$(date +%s.%N)
 	set +e
 	"$@" >"$o" 2>"$e"
 	RUN_RC=$?
-	set -e
+	[ -n "$errexit" ] && set -e
 	t1=$(date +%s.%N)
 	RUN_OUT=$(cat "$o") RUN_ERR=$(cat "$e")
 	RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
