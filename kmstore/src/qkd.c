@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -198,12 +199,31 @@ static kms_rc check_private_key(const kms_profile *p, const char *path,
 	return KMS_OK;
 }
 
+/* The CA is the only trust anchor for the KME, and the certificate names
+ * this SAE: neither may be writable by others. */
+static kms_rc check_not_writable(const kms_profile *p, const char *setting,
+				 const char *path, kms_error *err)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0 && (st.st_mode & 022))
+		return kms_setting_fail(p, kms_profile_find(p, setting), err,
+					KMS_ERR_PERMISSION,
+					"%s is writable by group or others (mode "
+					"%04o); fix: chmod go-w %s", path,
+					(unsigned)(st.st_mode & 07777), path);
+	return KMS_OK;
+}
+
 static kms_rc qkd_check(kms_profile *p, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
 	X509 *cert, *ca;
 	kms_rc rc;
 
+	if ((rc = check_not_writable(p, "ca", c->ca, err)) != KMS_OK ||
+	    (rc = check_not_writable(p, "certificate", c->certificate, err)) != KMS_OK)
+		return rc;
 	rc = read_pem_cert(p, "ca", c->ca, &ca, err);
 	X509_free(ca);
 	if (rc != KMS_OK)

@@ -36,8 +36,19 @@ int output_finish(struct output *out)
 	int rc = 0;
 
 	if (out->json) {
-		puts(json_object_to_json_string_ext(out->doc,
-			JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+		const char *text = json_object_to_json_string_ext(out->doc,
+			JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+		json_object *key;
+
+		puts(text);
+		/* A revealed key is in json-c's heap twice, in the string and in
+		 * the printed document (both owned by doc): wipe them before
+		 * json-c frees them. */
+		if (json_object_object_get_ex(out->doc, "key", &key)) {
+			kms_wipe((char *)text, strlen(text));
+			kms_wipe((char *)json_object_get_string(key),
+				 (size_t)json_object_get_string_len(key));
+		}
 		json_object_put(out->doc);
 	}
 	if (fflush(stdout) != 0 || ferror(stdout))

@@ -7,6 +7,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <gnutls/gnutls.h>
 #include <json-c/json_c_version.h>
@@ -542,8 +543,27 @@ static void write_ready_file(const struct options *o)
 	free(tmp);
 }
 
+/* A stop that waits for a wedged connection thread must not hang a lab
+ * script: after SHUTDOWN_GRACE_S the process exits all the same, and says
+ * so. */
+#define SHUTDOWN_GRACE_S 5
+
+static void *shutdown_watchdog(void *arg)
+{
+	(void)arg;
+	sleep(SHUTDOWN_GRACE_S);
+	fprintf(stderr, "kme-sim: connections still busy %d s after the signal; "
+		"exiting without them\n", SHUTDOWN_GRACE_S);
+	_exit(0);
+	return NULL;
+}
+
 static void stop_all(struct options *o, struct kme_model *m)
 {
+	pthread_t watchdog;
+
+	if (pthread_create(&watchdog, NULL, shutdown_watchdog, NULL) == 0)
+		pthread_detach(watchdog);
 	fault_begin_shutdown(); /* wakes delayed and blackholed requests */
 	for (size_t i = 0; i < o->n; i++) {
 		if (o->ls[i].daemon != NULL)

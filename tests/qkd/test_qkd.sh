@@ -53,6 +53,11 @@ expect_rc 0 "status answers"
 expect_in "stored_key_count" "$RUN_OUT" "status shows the KME's key count"
 run "$kmstore" -c "$W" check
 expect_rc 0 "check accepts the QKD profile, its certificate, key and CA"
+cp "$work/lab/pki/ca.crt" "$work/lab/open-ca.crt"
+chmod 666 "$work/lab/open-ca.crt"
+run "$kmstore" -c "$(conf_with "$W" ca "$work/lab/open-ca.crt")" check
+expect_rc 1 "check refuses a CA file that others may write"
+expect_in "chmod go-w" "$RUN_ERR" "... and says how to fix it"
 # No thread of its own, and safe from many: see client_threads.c.
 c=$(conf_with "$W" url "https://localhost:${KME_A_URL##*:}")
 run "$threads" "$c" "$E" 4 25

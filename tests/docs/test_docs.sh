@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# test_docs.sh - the documentation agrees with the programs:
+#   - every command, option and exit status in kmstore(1) is in
+#     `kmstore --help`, and the reverse; options likewise for kme-sim(1),
+#     kme-sim-pki and kmstore-nss-register (kmstore-pkcs11(8));
+#   - every man page renders with groff -man -ww without a warning, and
+#     with man -l;
+#   - every ```ini block of docs/guide.md and docs/kmstore.md and every
+#     example of kmstore.conf(5) passes `kmstore check`, once the files it
+#     names exist (paths are moved under a temporary directory; key files
+#     get random bytes, certificates come from kme-sim-pki);
+#   - man page references and local Markdown links lead somewhere.
+# Usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR
+set -euo pipefail
+
+KMSTORE=${1:?usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR}
+KME_SIM=${2:?usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR}
+SRC=${3:?usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR}
+MAN=$SRC/docs/man
+T=$(mktemp -d "${TMPDIR:-/tmp}/kmstore-docs-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+unset KMSTORE_CONF
+umask 077
+
+. "$SRC/tests/lib/tap.sh"
+
+# roff_items PAGE SECTION: the tag line of every .TP item of a section,
+# without roff markup (fonts, macro names, quotes, \- escapes).
+roff_items() {
+	awk -v want="$2" '
+		/^\.SH / { sec = $0; sub(/^\.SH +/, "", sec); gsub(/"/, "", sec); gsub(/\\-/, "-", sec); next }
+		sec != want { next }
+		tag { print; tag = 0; next }
+		/^\.TP/ { tag = 1 }
+	' "$1" | sed -E 's/^\.[A-Z]+ +//; s/\\f[BIRP]//g; s/\\-/-/g; s/\\&//g; s/"//g'
+}
+
+# roff_section PAGE SECTION: the lines of a section, markup removed.
+roff_section() {
+	awk -v want="$2" '
+		/^\.SH / { sec = $0; sub(/^\.SH +/, "", sec); gsub(/"/, "", sec); gsub(/\\-/, "-", sec); next }
+		sec == want { print }
+	' "$1" | sed -E 's/^\.[A-Z]+ +//; s/\\f[BIRP]//g; s/\\-/-/g; s/\\&//g; s/"//g'
+}
+
+# options: the -x and --xx words of stdin, one per line, sorted.
+options() {
+	grep -oE -- '(^|[ ,[|])--?[A-Za-z][A-Za-z0-9-]*' | sed -E 's/^[ ,[|]//' | sort -u
+}
+
+# help_section TEXT TITLE: the lines of a --help section ("Commands:")
+# up to the next blank line.
+help_section() {
+	awk -v t="$2" '$0 == t { on = 1; next } on && /^$/ { exit } on' <<<"$1"
+}
+
+# same WHAT A B: the two lists are equal; otherwise say what differs.
+same() {
+	if [ "$2" = "$3" ]; then
+		tap_ok "$1"
+	else
+		tap_not_ok "$1" \
+			"only in the man page: $(comm -23 <(sort <<<"$2") <(sort <<<"$3") | tr '\n' ' ')" \
+			"only in --help:       $(comm -13 <(sort <<<"$2") <(sort <<<"$3") | tr '\n' ' ')"
+	fi
+}
+
+# --- kmstore(1) against kmstore --help ---
+help=$("$KMSTORE" --help)
+same "kmstore(1) COMMANDS = kmstore --help commands" \
+	"$(roff_items "$MAN/kmstore.1" COMMANDS | awk '{ print $1 }' | sort -u)" \
+	"$(help_section "$help" "Commands:" | grep -E '^  [a-z]' | awk '{ print $1 }' | sort -u)"
+same "kmstore(1) OPTIONS = kmstore --help options" \
+	"$(roff_items "$MAN/kmstore.1" OPTIONS | options)" \
+	"$(help_section "$help" "Options:" | grep -E '^  -' | sed -E 's/^  //; s/   .*//' | options)"
+same "kmstore(1) EXIT STATUS = kmstore --help exit statuses" \
+	"$(roff_items "$MAN/kmstore.1" "EXIT STATUS" | awk '{ print $1 }' | sort -n)" \
+	"$(help_section "$help" "Exit status:" | grep -E '^  [0-9]' | awk '{ print $1 }' | sort -n)"
+synopsis=$(roff_section "$MAN/kmstore.1" SYNOPSIS | tr '\n' ' ')
+missing=
+for c in $(help_section "$help" "Commands:" | grep -E '^  [a-z]' | awk '{ print $1 }'); do
+	[[ " $synopsis " == *" $c "* ]] || missing="$missing $c"
+done
+expect_eq "" "$missing" "every kmstore command appears in the SYNOPSIS of kmstore(1)"
+
+# --- kme-sim(1) against kme-sim --help, and kme-sim-pki --help ---
+help=$("$KME_SIM" --help)
+same "kme-sim(1) OPTIONS = kme-sim --help options" \
+	"$(roff_items "$MAN/kme-sim.1" OPTIONS | options)" \
+	"$(grep -E '^  -' <<<"$help" | sed -E 's/^  //; s/   .*//' | options)"
+pki_help=$(bash "$SRC/tests/kme-sim/kme-sim-pki" --help)
+same "kme-sim(1) SYNOPSIS of kme-sim-pki = kme-sim-pki --help options" \
+	"$(roff_section "$MAN/kme-sim.1" SYNOPSIS | sed -n '/^kme-sim-pki/,$p' | options)" \
+	"$(sed -n '1,/^$/p' <<<"$pki_help" | options)"
+
+# --- kmstore-nss-register in kmstore-pkcs11(8) ---
+reg_help=$(bash "$SRC/scripts/nss-register.sh" --help)
+same "kmstore-pkcs11(8) REGISTRATION = kmstore-nss-register --help options" \
+	"$(roff_items "$MAN/kmstore-pkcs11.8" REGISTRATION | options | grep -vx -- '-h')" \
+	"$( { options <<<"$reg_help"; echo --help; } | sort -u)"
+
+# --- every page renders ---
+pages=$(ls "$MAN"/*.[1-8])
+for page in $pages; do
+	name=$(basename "$page")
+	if head -1 "$page" | grep -q '^\.so '; then
+		target=$MAN/$(head -1 "$page" | sed -E 's/^\.so +man[0-9]\///')
+		if [ -f "$target" ]; then tap_ok "$name links to an existing page"
+		else tap_not_ok "$name links to an existing page" "no $target"; fi
+		continue
+	fi
+	if ! command -v groff >/dev/null; then
+		tap_ok "$name: skipped rendering, groff is not installed (Debian: groff-base)"
+		continue
+	fi
+	warnings=$(groff -man -Tutf8 -ww -z "$page" 2>&1 || echo "groff failed")
+	expect_eq "" "$warnings" "$name renders with groff -man -ww without warnings"
+	if command -v man >/dev/null; then
+		out=$(MANWIDTH=80 man -l "$page" 2>&1 >/dev/null) && rc=0 || rc=$?
+		expect_eq "0:" "$rc:$out" "$name renders with man -l"
+	fi
+done
+
+# --- references between pages, and local links in the Markdown ---
+bad=
+for ref in $(cat $pages | grep -E '^\.BR (kmstore|kme)' | sed -E 's/^\.BR +//; s/\\-/-/g' |
+	awk '{ print $1 $2 }' | grep -oE '^[a-z.-]+\([0-9]\)' | sort -u); do
+	f=$MAN/${ref%%(*}.${ref//[^0-9]/}
+	[ -f "$f" ] || bad="$bad $ref"
+done
+expect_eq "" "$bad" "every kmstore or kme-sim page a man page refers to exists"
+bad=
+for md in "$SRC"/README.md "$SRC"/docs/*.md; do
+	for link in $(grep -oE '\]\([^)#:]+(#[^)]*)?\)' "$md" | sed -E 's/^\]\(//; s/[#)].*//'); do
+		[ -e "$(dirname "$md")/$link" ] || bad="$bad $(basename "$md"):$link"
+	done
+done
+expect_eq "" "$bad" "every local link in README.md and docs/*.md leads to a file"
+
+# --- configuration examples pass kmstore check ---
+pki=$T/pki
+if ! bash "$SRC/tests/kme-sim/kme-sim-pki" "$pki" >"$T/pki.log" 2>&1; then
+	tap_not_ok "test PKI made with kme-sim-pki" "$(cat "$T/pki.log")"
+	tap_done
+	exit
+fi
+
+# check_example NAME FILE: moves the paths the example names under a
+# directory of its own, makes those files, runs kmstore check.
+n_examples=0
+check_example() {
+	local dir=$T/ex$((++n_examples)) out rc
+	mkdir -p "$dir/conf"
+	python3 - "$2" "$dir" "$pki" 2>"$dir/prepare.log" <<'EOF' || { tap_not_ok "$1: example could be prepared" "$(cat "$dir/prepare.log" 2>/dev/null)"; return; }
+import os, re, shutil, sys
+src, root, pki = sys.argv[1:]
+conf_dir = os.path.join(root, "conf")
+sources = {"certificate": "sae-a.crt", "private-key": "sae-a.key", "ca": "ca.crt"}
+out = []
+for line in open(src).read().split("\n"):
+    m = re.match(r"^(\s*)([a-z0-9-]+)(\s*=\s*)(\S+)(.*)$", line)
+    if m:
+        name, value = m.group(2), m.group(4)
+        kind = None
+        if name == "key" and value.startswith("file:"):
+            kind, path, prefix = "key", value[5:], "file:"
+        elif name in sources:
+            kind, path, prefix = name, value, ""
+        if kind:
+            # absolute paths move under root; relative ones stay relative
+            # to the configuration file, which lives in root/conf.
+            new = root + path if path.startswith("/") else path
+            real = new if new.startswith("/") else os.path.join(conf_dir, new)
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            if not os.path.exists(real):
+                if kind == "key":
+                    with open(real, "wb") as f:
+                        f.write(os.urandom(32))
+                else:
+                    shutil.copyfile(os.path.join(pki, sources[kind]), real)
+                os.chmod(real, 0o600 if kind in ("key", "private-key") else 0o644)
+            line = m.group(1) + name + m.group(3) + prefix + new + m.group(5)
+    out.append(line)
+dst = os.path.join(conf_dir, "kmstore.conf")
+with open(dst, "w") as f:
+    f.write("\n".join(out))
+os.chmod(dst, 0o600)
+EOF
+	set +e
+	out=$("$KMSTORE" --config "$dir/conf/kmstore.conf" check 2>&1)
+	rc=$?
+	set -e
+	if [ "$rc" -eq 0 ]; then
+		tap_ok "$1 passes kmstore check"
+	else
+		tap_not_ok "$1 passes kmstore check" "exit $rc: $out" "example:"
+		sed 's/^/#     /' "$2"
+	fi
+}
+
+# Markdown: ```ini blocks are kmstore.conf examples (use another info
+# string for other INI-like files, e.g. ```text for openssl.cnf).
+for md in "$SRC/docs/guide.md" "$SRC/docs/kmstore.md"; do
+	[ -f "$md" ] || { tap_not_ok "$(basename "$md") exists"; continue; }
+	count=$(grep -c '^```ini$' "$md" || true)
+	if [ "$count" -eq 0 ]; then
+		tap_not_ok "$(basename "$md") has ini examples"
+		continue
+	fi
+	for i in $(seq "$count"); do
+		awk -v want="$i" '
+			/^```ini$/ { n++; if (n == want) { on = 1; next } }
+			on && /^```/ { exit }
+			on { print }
+		' "$md" >"$T/example"
+		line=$(grep -n '^```ini$' "$md" | sed -n "${i}p" | cut -d: -f1)
+		check_example "$(basename "$md"):$line" "$T/example"
+	done
+done
+
+# kmstore.conf(5): every .nf/.fi block of EXAMPLES.
+count=0
+while :; do
+	awk -v want="$((count + 1))" '
+		/^\.SH / { sec = ($0 ~ /^\.SH +EXAMPLES/) ; next }
+		sec && /^\.nf/ { n++; if (n == want) { on = 1; next } }
+		on && /^\.fi/ { exit }
+		on { print }
+	' "$MAN/kmstore.conf.5" | sed -E 's/\\-/-/g; s/\\e/\\/g; s/\\\(aq/'"'"'/g; s/\\&//g' >"$T/example"
+	[ -s "$T/example" ] || break
+	count=$((count + 1))
+	check_example "kmstore.conf.5 EXAMPLES #$count" "$T/example"
+done
+if [ "$count" -gt 0 ]; then tap_ok "kmstore.conf.5 has $count examples"
+else tap_not_ok "kmstore.conf.5 has examples"; fi
+
+tap_done
