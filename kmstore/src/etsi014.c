@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 
 #include "etsi014_json.h"
 #include "fileio.h"
@@ -240,7 +241,29 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *ctx)
 	}
 	memcpy(b->data + b->len, ptr, n);
 	b->len += n;
+	/* curl's download buffer is freed unwiped: wipe what was taken. */
+	kms_wipe(ptr, n);
 	return n;
+}
+
+/* OpenSSL keeps the last TLS record it decrypted (here: keys in base64)
+ * in its read buffer, unwiped, until the next one or the connection's
+ * end; SSL_OP_CLEANSE_PLAINTEXT wipes it as soon as curl has read it. */
+static CURLcode cleanse_plaintext(CURL *h, void *ssl_ctx, void *arg)
+{
+	(void)h;
+	(void)arg;
+	SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+	return CURLE_OK;
+}
+
+/* The callback gets the backend's context: an SSL_CTX only with OpenSSL. */
+static int curl_uses_openssl(void)
+{
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+	return v->ssl_version != NULL &&
+	       strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
 }
 
 static int set_options(CURL *h, const struct call *k, const char *url,
@@ -273,6 +296,9 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	SET(CURLOPT_WRITEDATA, b);
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_USERAGENT, "kmstore/" KMS_VERSION);
+	if (curl_uses_openssl()) {
+		SET(CURLOPT_SSL_CTX_FUNCTION, cleanse_plaintext);
+	}
 	if (request != NULL) {
 		SET(CURLOPT_POSTFIELDS, request);
 	}

@@ -40,7 +40,8 @@ static CK_RV get_ulong(const CK_ATTRIBUTE *a, CK_ULONG *out)
 {
 	if (a->pValue == NULL || a->ulValueLen != sizeof(CK_ULONG))
 		return CKR_ATTRIBUTE_VALUE_INVALID;
-	*out = *(const CK_ULONG *)a->pValue;
+	/* The caller's buffer need not be aligned for a CK_ULONG. */
+	memcpy(out, a->pValue, sizeof(*out));
 	return CKR_OK;
 }
 

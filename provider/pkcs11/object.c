@@ -20,8 +20,13 @@ struct search {
 
 static int attr_ulong_is(const CK_ATTRIBUTE *a, CK_ULONG v)
 {
-	return a->pValue != NULL && a->ulValueLen == sizeof(CK_ULONG) &&
-	       *(const CK_ULONG *)a->pValue == v;
+	CK_ULONG u;
+
+	/* The caller's buffer need not be aligned for a CK_ULONG. */
+	if (a->pValue == NULL || a->ulValueLen != sizeof(CK_ULONG))
+		return 0;
+	memcpy(&u, a->pValue, sizeof(u));
+	return u == v;
 }
 
 static void read_id(const CK_ATTRIBUTE *a, struct search *q)
