@@ -4,6 +4,18 @@
  * KME, HTTP status; never key bytes) and become PKCS#11 return values. */
 #include "module.h"
 
+/* The check value lets the two peers' logs be compared: the same key ID
+ * must show the same value (non-secret, see kms_key_check_value). */
+static void log_served(const kms_profile *p, const kms_key *key,
+		       const char *how)
+{
+	char kcv[KMS_KCV_LEN + 1];
+
+	kms_key_check_value(key, kcv);
+	p11_log(KMS_LOG_INFO, "token %s: key %s %s (check value %s)",
+		kms_profile_name(p), kms_key_id(key), how, kcv);
+}
+
 CK_RV p11_fetch_now(kms_profile *p, kms_key **out, CK_ULONG *kms_code)
 {
 	kms_error err;
@@ -15,8 +27,7 @@ CK_RV p11_fetch_now(kms_profile *p, kms_key **out, CK_ULONG *kms_code)
 			kms_profile_name(p), err.message);
 		return p11_rv_from_kms(rc);
 	}
-	p11_log(KMS_LOG_INFO, "token %s: key %s for use now", kms_profile_name(p),
-		kms_key_id(*out));
+	log_served(p, *out, "for use now");
 	return CKR_OK;
 }
 
@@ -31,8 +42,7 @@ CK_RV p11_fetch_by_id(kms_profile *p, const char *id, kms_key **out,
 	*kms_code = rc;
 	switch (rc) {
 	case KMS_OK:
-		p11_log(KMS_LOG_INFO, "token %s: key %s found",
-			kms_profile_name(p), id);
+		log_served(p, *out, "found");
 		return CKR_OK;
 	case KMS_ERR_NOT_FOUND:
 	case KMS_ERR_USAGE:

@@ -1,0 +1,275 @@
+# ike-lab.sh - two libreswan plutos, west and east, in network namespaces,
+# each with an NSS database holding the kmstore PKCS#11 module and its own
+# KME (kme-sim). Used by tests/ike/ike_e2e.sh, bench/ike and scripts/demo.sh.
+# Bash, also under set -e; source it, then:
+#
+#   ike_lab_init MODULE KME_SIM KME_SIM_PKI [DIR]
+#                      settings (kmstore-pkcs11.so, kme-sim, kme-sim-pki);
+#                      DIR: the lab's files [a new mktemp directory]
+#   ike_lab_up         the network: 1 with the reason on stderr when
+#                      namespaces cannot be made (not root, no netns)
+#   ike_lab_kmes_start [kme-sim options...]
+#                      kme-sim in the lab namespace: KME_A (west's) and KME_B
+#                      (east's) sharing one simulated QKD link, and the
+#                      sites' kmstore.conf: $IKE_LAB_DIR/kme/{west,east}.conf,
+#                      profiles "qkd" (timeout $KME_TIMEOUT, default 3 s) and
+#                      "static" (STATIC_PPK_1, in $IKE_LAB_DIR/kme/static.key)
+#   ike_lab_kmes_stop
+#   ike_lab_side SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA]
+#                      SIDE (west|east) to run the pluto installed in PREFIX
+#                      (libreswan-patches/build.sh) with conn "west-east"
+#                      (PSK authentication, IKEv2, plus CONN_OPTIONS, one a
+#                      line), SECRETS added to ipsec.secrets and CONF_EXTRA
+#                      to ipsec.conf; KMSTORE_CONF empty: no module
+#   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added
+#   ike_lab_whack SIDE ARGS...      whack for that pluto (30 s at most)
+#   ike_lab_initiate SIDE CONN [WHACK_OPTIONS...]
+#                      an IKE SA without a Child SA (this kernel has no ESP)
+#                      and without revival; whack's output in
+#                      $IKE_LAB_DIR/SIDE/initiate.out, its exit status
+#                      returned, its wall time in $IKE_LAB_SECS
+#   ike_lab_log SIDE   pluto's log so far (with the module's messages)
+#   ike_lab_exec SIDE CMD...        CMD in SIDE's namespace (reaches its KME)
+#   ike_lab_stop [SIDE...]          shuts the plutos down [both] (killed
+#                      after 2 s); pluto's exit status in $IKE_LAB_DIR/SIDE/exit;
+#                      $IKE_LAB_CRASHES counts the plutos that died of a
+#                      signal other than that SIGKILL (their files are kept)
+#   ike_lab_down       everything stopped and removed, the files too unless
+#                      IKE_LAB_KEEP=1; safe to call twice (an EXIT trap)
+#
+# The network, all on 192.0.2.0/24 (RFC 5737), namespaces named after the
+# caller's PID so that parallel runs do not collide:
+#
+#   west 192.0.2.1 --veth-- [bridge br0 in "lab": 192.0.2.254] --veth-- 192.0.2.2 east
+#                                      |
+#                    kme-sim: KME_A 192.0.2.254:8443, KME_B 192.0.2.254:8444
+#
+# Files: $IKE_LAB_DIR/SIDE/{ipsec.conf,ipsec.secrets,nss/,run/,pluto.log}.
+
+# shellcheck shell=bash disable=SC2034 # the IKE_LAB_* globals are the API
+# shellcheck source=kme-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/kme-env.sh"
+
+ike_lab_abs() { # PATH -> absolute (pluto runs in its dump directory)
+	case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac
+}
+
+ike_lab_init() {
+	IKE_LAB_MODULE=$(ike_lab_abs "$1") IKE_LAB_KME_SIM=$(ike_lab_abs "$2")
+	IKE_LAB_KME_SIM_PKI=$(ike_lab_abs "$3")
+	IKE_LAB_DIR=${4:-$(mktemp -d "${TMPDIR:-/tmp}/ike-lab.XXXXXX")}
+	mkdir -p "$IKE_LAB_DIR"
+	IKE_LAB_ID=$(printf '%05d' $(($$ % 100000)))
+	IKE_LAB_NS_W=kmsw$IKE_LAB_ID IKE_LAB_NS_E=kmse$IKE_LAB_ID IKE_LAB_NS_L=kmsl$IKE_LAB_ID
+	IKE_LAB_PIDS=() IKE_LAB_SECS=0 IKE_LAB_CRASHES=0
+}
+
+ike_lab_ns() { # SIDE -> the namespace
+	case $1 in
+	west) echo "$IKE_LAB_NS_W" ;;
+	east) echo "$IKE_LAB_NS_E" ;;
+	*) echo "$IKE_LAB_NS_L" ;;
+	esac
+}
+
+ike_lab_up() {
+	local id=$IKE_LAB_ID side ns addr i
+	{
+		ip netns add "$IKE_LAB_NS_L" && ip netns add "$IKE_LAB_NS_W" && ip netns add "$IKE_LAB_NS_E" &&
+			ip -n "$IKE_LAB_NS_L" link set lo up &&
+			ip -n "$IKE_LAB_NS_L" link add br0 type bridge &&
+			ip -n "$IKE_LAB_NS_L" addr add 192.0.2.254/24 dev br0 &&
+			ip -n "$IKE_LAB_NS_L" link set br0 up
+	} 2>"$IKE_LAB_DIR/lab.err" || { head -n 1 "$IKE_LAB_DIR/lab.err" >&2; return 1; }
+	for side in w e; do
+		if [ $side = w ]; then ns=$IKE_LAB_NS_W addr=192.0.2.1; else ns=$IKE_LAB_NS_E addr=192.0.2.2; fi
+		{
+			ip link add "k${side}a$id" type veth peer name "k${side}b$id" &&
+				ip link set "k${side}a$id" netns "$ns" &&
+				ip link set "k${side}b$id" netns "$IKE_LAB_NS_L" &&
+				ip -n "$ns" link set "k${side}a$id" name eth1 &&
+				ip -n "$ns" link set lo up &&
+				ip -n "$ns" addr add $addr/24 dev eth1 &&
+				ip -n "$ns" link set eth1 up &&
+				ip -n "$IKE_LAB_NS_L" link set "k${side}b$id" master br0 &&
+				ip -n "$IKE_LAB_NS_L" link set "k${side}b$id" up
+		} 2>"$IKE_LAB_DIR/lab.err" || { head -n 1 "$IKE_LAB_DIR/lab.err" >&2; return 1; }
+	done
+	# the bridge has no STP: its ports forward at once; check when we can
+	command -v ping >/dev/null || return 0
+	for i in $(seq 30); do
+		ip netns exec "$IKE_LAB_NS_W" ping -c1 -W1 192.0.2.2 >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	echo "ike-lab: west cannot reach east" >&2
+	return 1
+}
+
+ike_lab_kmes_start() { # [kme-sim options...]
+	local d=$IKE_LAB_DIR/kme i
+	KME_DIR=$d	# for kme_env_write_conf
+	mkdir -p "$d"
+	if [ ! -f "$d/pki/ca.crt" ]; then
+		"$IKE_LAB_KME_SIM_PKI" "$d/pki" --ip 192.0.2.254 >"$d/pki.log" 2>&1 || {
+			cat "$d/pki.log" >&2
+			return 1
+		}
+		head -c 32 /dev/urandom >"$d/static.key"
+		chmod 600 "$d/static.key"
+	fi
+	rm -f "$d/ready"
+	ip netns exec "$IKE_LAB_NS_L" "$IKE_LAB_KME_SIM" --ca "$d/pki/ca.crt" \
+		--kme "id=KME_A,listen=192.0.2.254:8443,cert=$d/pki/kme-a.crt,key=$d/pki/kme-a.key,sae=SAE_A" \
+		--kme "id=KME_B,listen=192.0.2.254:8444,cert=$d/pki/kme-b.crt,key=$d/pki/kme-b.key,sae=SAE_B" \
+		--ready-file "$d/ready" "$@" >>"$d/kme-sim.out" 2>>"$d/kme-sim.log" &
+	IKE_LAB_KME_PID=$!
+	for i in $(seq 100); do
+		[ -s "$d/ready" ] && break
+		kill -0 "$IKE_LAB_KME_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ ! -s "$d/ready" ]; then
+		echo "ike-lab: kme-sim did not start:" >&2
+		tail -n 5 "$d/kme-sim.log" >&2
+		return 1
+	fi
+	KME_A_URL=https://192.0.2.254:8443 KME_B_URL=https://192.0.2.254:8444
+	kme_env_write_conf "$d/west.conf" "$KME_A_URL" SAE_A SAE_B "$d/pki/sae-a.crt" "$d/pki/sae-a.key"
+	kme_env_write_conf "$d/east.conf" "$KME_B_URL" SAE_B SAE_A "$d/pki/sae-b.crt" "$d/pki/sae-b.key"
+}
+
+ike_lab_kmes_stop() {
+	if [ -n "${IKE_LAB_KME_PID:-}" ]; then
+		kill "$IKE_LAB_KME_PID" 2>/dev/null || true
+		wait "$IKE_LAB_KME_PID" 2>/dev/null || true
+		IKE_LAB_KME_PID=
+	fi
+	return 0
+}
+
+ike_lab_side() { # SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA]
+	local side=$1 prefix=$2 conf=$3 opts=${4:-} secrets=${5:-} conf_extra=${6:-}
+	local d=$IKE_LAB_DIR/$1 me=192.0.2.1 peer=192.0.2.2 peer_side=east
+	[ "$side" = west ] || { me=192.0.2.2 peer=192.0.2.1 peer_side=west; }
+	prefix=$(ike_lab_abs "$prefix")
+	[ -x "$prefix/libexec/ipsec/pluto" ] || { echo "ike-lab: no pluto in $prefix" >&2; return 1; }
+	rm -rf "$d"
+	mkdir -p "$d/nss" "$d/run"
+	certutil -N -d "sql:$d/nss" --empty-password || return 1
+	if [ -n "$conf" ]; then
+		modutil -dbdir "sql:$d/nss" -add kmstore -libfile "$IKE_LAB_MODULE" \
+			-string "config=$conf log=stderr log-level=info" -force >/dev/null 2>&1 || return 1
+	fi
+	cat >"$d/ipsec.conf" <<EOF
+config setup
+	plutodebug=none
+
+conn west-east
+	left=$me
+	leftid=@$side
+	right=$peer
+	rightid=@$peer_side
+	authby=secret
+	ikev2=yes
+	retransmit-timeout=10s
+$(printf '%s\n' "$opts" | sed '/^$/d; s/^/\t/')
+$conf_extra
+EOF
+	{
+		echo "@west @east : PSK \"kmstore lab pre-shared key, not the PPK\""
+		[ -z "$secrets" ] || printf '%s\n' "$secrets"
+	} >"$d/ipsec.secrets"
+	chmod 600 "$d/ipsec.secrets"
+	echo "$prefix" >"$d/prefix"
+}
+
+ike_lab_start() { # SIDE
+	local side=$1 d=$IKE_LAB_DIR/$1 ns prefix i
+	ns=$(ike_lab_ns "$side") prefix=$(cat "$d/prefix")
+	rm -f "$d/run/pluto.ctl"
+	# --stderrlog: pluto's log and the module's messages (log=stderr) in
+	# one file, in order
+	ip netns exec "$ns" "$prefix/libexec/ipsec/pluto" --nofork --stderrlog \
+		--config "$d/ipsec.conf" --rundir "$d/run" \
+		--secretsfile "$d/ipsec.secrets" --nssdir "$d/nss" --dumpdir "$d/run" \
+		>"$d/pluto.out" 2>"$d/pluto.log" &
+	IKE_LAB_PIDS+=($!)
+	echo $! >"$d/pid"
+	for i in $(seq 100); do
+		[ -S "$d/run/pluto.ctl" ] && break
+		sleep 0.05
+	done
+	[ -S "$d/run/pluto.ctl" ] || { echo "ike-lab: pluto ($side) did not start:" >&2; tail -n 20 "$d/pluto.log" >&2; return 1; }
+	# shellcheck disable=SC2046 # one word per conn
+	ip netns exec "$ns" "$prefix/libexec/ipsec/addconn" --ctlsocket "$d/run/pluto.ctl" \
+		--config "$d/ipsec.conf" $(awk '$1 == "conn" && $2 != "%default" { print $2 }' "$d/ipsec.conf") \
+		>"$d/addconn.out" 2>&1 ||
+		{ echo "ike-lab: addconn ($side) failed:" >&2; cat "$d/addconn.out" >&2; return 1; }
+}
+
+ike_lab_whack() { # SIDE ARGS...
+	local d=$IKE_LAB_DIR/$1
+	shift
+	timeout 30 "$(cat "$d/prefix")/libexec/ipsec/whack" --rundir "$d/run" "$@"
+}
+
+ike_lab_initiate() { # SIDE CONN [WHACK_OPTIONS...]
+	local side=$1 conn=$2 t0 t1 rc
+	shift 2
+	ike_lab_whack "$side" --impair omit_v2_ike_auth_child >/dev/null || true
+	ike_lab_whack "$side" --impair revival >/dev/null || true
+	t0=$(date +%s.%N) rc=0
+	ike_lab_whack "$side" --initiate --name "$conn" "$@" >"$IKE_LAB_DIR/$side/initiate.out" 2>&1 || rc=$?
+	t1=$(date +%s.%N)
+	IKE_LAB_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+	return $rc
+}
+
+ike_lab_log() { # SIDE
+	cat "$IKE_LAB_DIR/$1/pluto.log" 2>/dev/null
+}
+
+ike_lab_exec() { # SIDE CMD...
+	local ns
+	ns=$(ike_lab_ns "$1")
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+ike_lab_stop() { # [SIDE...]
+	local side pid i rc
+	[ $# -gt 0 ] || set -- west east
+	for side in "$@"; do
+		[ -f "$IKE_LAB_DIR/$side/pid" ] || continue
+		pid=$(cat "$IKE_LAB_DIR/$side/pid")
+		ike_lab_whack "$side" --shutdown >/dev/null 2>&1 &
+		for i in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		kill -9 "$pid" 2>/dev/null || true
+		rc=0
+		wait "$pid" 2>/dev/null || rc=$?
+		echo $rc >"$IKE_LAB_DIR/$side/exit"
+		if [ $rc -gt 128 ] && [ $rc != 137 ]; then
+			IKE_LAB_CRASHES=$((IKE_LAB_CRASHES + 1))
+			cp -a "$IKE_LAB_DIR/$side" "$IKE_LAB_DIR/crash-$side-$$-$SECONDS"
+			echo "ike-lab: pluto ($side) died of signal $((rc - 128)); kept: $IKE_LAB_DIR/crash-$side-$$-$SECONDS" >&2
+		fi
+		rm -f "$IKE_LAB_DIR/$side/pid"
+	done
+	return 0
+}
+
+ike_lab_down() {
+	local p n
+	[ -n "${IKE_LAB_DIR:-}" ] || return 0
+	for p in "${IKE_LAB_PIDS[@]}"; do
+		{ kill -9 "$p" && wait "$p"; } 2>/dev/null || true
+	done
+	IKE_LAB_PIDS=()
+	ike_lab_kmes_stop
+	for n in "$IKE_LAB_NS_W" "$IKE_LAB_NS_E" "$IKE_LAB_NS_L"; do ip netns del "$n" 2>/dev/null || true; done
+	if [ "${IKE_LAB_KEEP:-0}" != 1 ]; then
+		rm -rf "$IKE_LAB_DIR"
+		IKE_LAB_DIR=
+	fi
+	return 0
+}
