@@ -1,0 +1,429 @@
+/* soak.c - thousands of QKD keys through one face of kmstore against KMEs
+ * that misbehave now and then (kme-sim --fault 503:5 ...), in one long-
+ * lived process as pluto is: does anything grow (memory, descriptors), and
+ * does every failure have one of the injected causes?
+ *
+ * One round = a key for use now from profile (token) "west" (enc_keys at
+ * KME_A), then the key with that ID from "east" (dec_keys at KME_B), and
+ * the two compared byte for byte, as an IKE initiator and responder do.
+ *
+ *   soak --face lib CONF        libkmstore: kms_profile_get_key, _by_id
+ *   soak --face nss NSSDB       the PKCS#11 module through NSS, as pluto:
+ *                               PK11_TokenKeyGenWithFlags on pkcs11:token=
+ *                               west, PK11_FindFixedKey on token=east
+ * Options: -n ROUNDS [5000], -t SECONDS time cap [600], -w WARMUP rounds
+ * before the baseline [100], -r KB allowed RSS growth after the warm-up
+ * [1024], -e CAUSE[,CAUSE...] the causes that are expected (the injected
+ * faults; "any": all), -q no progress lines.
+ *
+ * Prints keys served, errors by cause (kms_rc and message class; NSS error
+ * and the CKR it stands for), RSS and open descriptors at start, after the
+ * warm-up and at the end, and a verdict. Exit 0 when: no descriptor
+ * growth, RSS growth within the bound, no mismatched key, every error of
+ * an expected cause, and at least one key served; 1 otherwise; 2 usage. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kmstore.h"
+
+#ifdef SOAK_NSS
+#include <nss.h>
+#include <pk11pub.h>
+#include <prerror.h>
+#include <secerr.h>
+#endif
+
+#define MAX_CAUSES 64
+
+struct cause {
+	char name[96];
+	long n;
+};
+
+static struct {
+	struct cause v[MAX_CAUSES];
+	int n;
+} causes;
+
+static long served, mismatched, failed_rounds;
+
+static void count_cause(const char *name)
+{
+	for (int i = 0; i < causes.n; i++)
+		if (strcmp(causes.v[i].name, name) == 0) {
+			causes.v[i].n++;
+			return;
+		}
+	if (causes.n < MAX_CAUSES) {
+		snprintf(causes.v[causes.n].name, sizeof(causes.v[0].name), "%s",
+			 name);
+		causes.v[causes.n++].n = 1;
+	}
+}
+
+/* The class of a libkmstore message: what the KME or the network did. */
+static const char *message_class(const char *m)
+{
+	static const struct {
+		const char *needle, *cls;
+	} classes[] = {
+		{ "not valid JSON", "malformed" },
+		{ "HTTP 503", "503" },
+		{ "closed the connection", "drop" },
+		{ "no answer within the timeout", "timeout" },
+		{ "transfer closed", "truncated" },
+		{ "larger than", "oversized" },
+		{ "TLS failure", "tls" },
+		{ "cannot connect", "refused" },
+		{ "HTTP 4", "http-4xx" },
+		{ "HTTP 5", "http-5xx" },
+		{ "bytes of base64", "wrong-length" },
+		{ "keys; 1 was asked", "extra-key" },
+		{ "not the '", "wrong-id" },
+	};
+
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strstr(m, classes[i].needle) != NULL)
+			return classes[i].cls;
+	return "other";
+}
+
+static long rss_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[256];
+	long kb = -1;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static int open_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory itself */
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- libkmstore ---- */
+
+static kms_store *store;
+static kms_profile *west, *east;
+
+static int lib_open(const char *conf)
+{
+	kms_error e;
+
+	if (kms_store_open(conf, &store, &e) != KMS_OK ||
+	    kms_store_find_profile(store, "west", &west, &e) != KMS_OK ||
+	    kms_store_find_profile(store, "east", &east, &e) != KMS_OK) {
+		fprintf(stderr, "soak: %s\n", e.message);
+		return -1;
+	}
+	return 0;
+}
+
+static void lib_failed(kms_rc rc, const kms_error *e, const char *side)
+{
+	char name[96];
+
+	snprintf(name, sizeof(name), "%s kms_rc=%s (%s)", side, kms_rc_name(rc),
+		 message_class(e->message));
+	count_cause(name);
+}
+
+static void lib_round(void)
+{
+	kms_key *a = NULL, *b = NULL;
+	kms_error e;
+	kms_rc rc;
+
+	rc = kms_profile_get_key(west, &a, &e);
+	if (rc != KMS_OK) {
+		lib_failed(rc, &e, "enc");
+		failed_rounds++;
+		return;
+	}
+	rc = kms_profile_get_key_by_id(east, kms_key_id(a), &b, &e);
+	if (rc != KMS_OK) {
+		lib_failed(rc, &e, "dec");
+		failed_rounds++;
+	} else if (kms_key_size(a) != kms_key_size(b) ||
+		   memcmp(kms_key_bytes(a), kms_key_bytes(b), kms_key_size(a)) != 0) {
+		mismatched++;
+		count_cause("MISMATCH");
+	} else {
+		served++;
+	}
+	kms_key_free(a);
+	kms_key_free(b);
+}
+
+static void lib_close(void)
+{
+	kms_store_free(store);
+}
+
+/* ---- the PKCS#11 module through NSS ---- */
+
+#ifdef SOAK_NSS
+static PK11SlotInfo *west_slot, *east_slot;
+
+/* NSS's error, with the CKR it comes from (NSS's table in pk11err). */
+static const char *ckr_of(PRErrorCode e)
+{
+	switch (e) {
+	case SEC_ERROR_PKCS11_FUNCTION_FAILED:
+		return "CKR_FUNCTION_FAILED";
+	case SEC_ERROR_PKCS11_DEVICE_ERROR:
+		return "CKR_DEVICE_ERROR";
+	case SEC_ERROR_PKCS11_GENERAL_ERROR:
+		return "CKR_GENERAL_ERROR";
+	case SEC_ERROR_BAD_DATA:
+		return "CKR_ARGUMENTS_BAD?";
+	case SEC_ERROR_NO_MEMORY:
+		return "CKR_HOST_MEMORY";
+	case 0:
+		return "no error code";
+	default:
+		return "?";
+	}
+}
+
+static void nss_failed(const char *side)
+{
+	PRErrorCode e = PR_GetError();
+	const char *name = PR_ErrorToName(e);
+	char buf[96];
+
+	snprintf(buf, sizeof(buf), "%s %s = %s", side, name ? name : "0",
+		 ckr_of(e));
+	count_cause(buf);
+}
+
+static int nss_open(const char *db)
+{
+	char dir[4096];
+
+	snprintf(dir, sizeof(dir), "sql:%s", db);
+	if (NSS_Initialize(dir, "", "", "secmod.db", NSS_INIT_READONLY) != SECSuccess) {
+		fprintf(stderr, "soak: NSS_Initialize(%s) failed\n", dir);
+		return -1;
+	}
+	west_slot = PK11_FindSlotByName("pkcs11:token=west");
+	east_slot = PK11_FindSlotByName("pkcs11:token=east");
+	if (west_slot == NULL || east_slot == NULL) {
+		fprintf(stderr, "soak: tokens west and east not both in %s\n", db);
+		return -1;
+	}
+	return 0;
+}
+
+static void nss_round(void)
+{
+	PK11AttrFlags attrs = PK11_ATTR_SESSION | PK11_ATTR_INSENSITIVE |
+			      PK11_ATTR_EXTRACTABLE;
+	SECItem id = { siBuffer, NULL, 0 };
+	PK11SymKey *a, *b = NULL;
+	const SECItem *x, *y;
+
+	PR_SetError(0, 0);
+	a = PK11_TokenKeyGenWithFlags(west_slot, CKM_GENERIC_SECRET_KEY_GEN, NULL,
+				      0, NULL, CKF_SIGN | CKF_DERIVE, attrs, NULL);
+	if (a == NULL) {
+		nss_failed("enc");
+		failed_rounds++;
+		return;
+	}
+	if (PK11_ReadRawAttribute(PK11_TypeSymKey, a, CKA_ID, &id) != SECSuccess) {
+		nss_failed("CKA_ID");
+		failed_rounds++;
+		PK11_FreeSymKey(a);
+		return;
+	}
+	PR_SetError(0, 0);
+	b = PK11_FindFixedKey(east_slot, CKM_GENERIC_SECRET_KEY_GEN, &id, NULL);
+	if (b == NULL) {
+		nss_failed("dec");
+		failed_rounds++;
+	} else if (PK11_ExtractKeyValue(a) != SECSuccess ||
+		   PK11_ExtractKeyValue(b) != SECSuccess ||
+		   (x = PK11_GetKeyData(a)) == NULL ||
+		   (y = PK11_GetKeyData(b)) == NULL || x->len != y->len ||
+		   memcmp(x->data, y->data, x->len) != 0) {
+		mismatched++;
+		count_cause("MISMATCH");
+	} else {
+		served++;
+	}
+	if (b != NULL)
+		PK11_FreeSymKey(b);
+	SECITEM_FreeItem(&id, PR_FALSE);
+	PK11_FreeSymKey(a);
+}
+
+static int nss_close(void)
+{
+	PK11_FreeSlot(west_slot);
+	PK11_FreeSlot(east_slot);
+	if (NSS_Shutdown() != SECSuccess) {
+		fprintf(stderr, "soak: NSS_Shutdown failed (a key or slot leaked)\n");
+		return -1;
+	}
+	return 0;
+}
+#endif
+
+/* An error is expected when its description holds one of the causes. */
+static int expected(const char *name, const char *list)
+{
+	char buf[512], *save = NULL;
+
+	if (strcmp(list, "any") == 0)
+		return 1;
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (char *c = strtok_r(buf, ",", &save); c != NULL;
+	     c = strtok_r(NULL, ",", &save))
+		if (strstr(name, c) != NULL)
+			return 1;
+	return 0;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: soak --face lib|nss [-n ROUNDS] [-t SECONDS] "
+		"[-w WARMUP] [-r KB] [-e CAUSES|any] [-q] CONF|NSSDB\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	long rounds = 5000, warmup = 100, rss_bound = 1024, done = 0;
+	double cap = 600, t0, t_warm = 0, t_end;
+	const char *face = NULL, *expect = "", *target = NULL;
+	long rss0, rss1 = 0, rss2;
+	int fd0, fd1 = 0, fd2, quiet = 0, ok = 1, nss = 0;
+	void (*round_fn)(void);
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--face") == 0 && v) face = v, i++;
+		else if (strcmp(a, "-n") == 0 && v) rounds = atol(v), i++;
+		else if (strcmp(a, "-t") == 0 && v) cap = atof(v), i++;
+		else if (strcmp(a, "-w") == 0 && v) warmup = atol(v), i++;
+		else if (strcmp(a, "-r") == 0 && v) rss_bound = atol(v), i++;
+		else if (strcmp(a, "-e") == 0 && v) expect = v, i++;
+		else if (strcmp(a, "-q") == 0) quiet = 1;
+		else if (a[0] != '-' && target == NULL) target = a;
+		else return usage();
+	}
+	if (face == NULL || target == NULL || rounds < 1 || warmup < 0 || cap <= 0)
+		return usage();
+	if (warmup >= rounds)
+		warmup = rounds / 5;
+
+	rss0 = rss_kb();
+	fd0 = open_fds();
+	if (strcmp(face, "lib") == 0) {
+		if (lib_open(target) != 0)
+			return 1;
+		round_fn = lib_round;
+	} else if (strcmp(face, "nss") == 0) {
+#ifdef SOAK_NSS
+		if (nss_open(target) != 0)
+			return 1;
+		round_fn = nss_round;
+		nss = 1;
+#else
+		fprintf(stderr, "soak: built without NSS\n");
+		return 2;
+#endif
+	} else {
+		return usage();
+	}
+
+	t0 = now();
+	for (done = 0; done < rounds; done++) {
+		if (done == warmup) {
+			rss1 = rss_kb();
+			fd1 = open_fds();
+			t_warm = now();
+		}
+		if (now() - t0 > cap) {
+			fprintf(stderr, "soak: time cap of %.0f s reached\n", cap);
+			break;
+		}
+		round_fn();
+		if (!quiet && (done + 1) % 1000 == 0)
+			fprintf(stderr, "soak: %ld rounds, %ld keys, RSS %ld kB, "
+				"%d fds\n", done + 1, served, rss_kb(), open_fds());
+	}
+	if (done <= warmup) { /* capped before the baseline */
+		rss1 = rss_kb();
+		fd1 = open_fds();
+		t_warm = now();
+	}
+	t_end = now();
+	rss2 = rss_kb();
+	fd2 = open_fds();
+
+	printf("soak: face %s, %ld rounds in %.1f s (%.1f rounds/s after the "
+	       "warm-up of %ld)\n", face, done, t_end - t0,
+	       t_end > t_warm ? (double)(done - warmup) / (t_end - t_warm) : 0.0,
+	       warmup);
+	printf("keys served: %ld (each fetched at west and at east, equal)\n",
+	       served);
+	printf("failed rounds: %ld, mismatched keys: %ld\n", failed_rounds,
+	       mismatched);
+	printf("errors by cause:%s\n", causes.n ? "" : " none");
+	for (int i = 0; i < causes.n; i++) {
+		int exp = strcmp(causes.v[i].name, "MISMATCH") != 0 &&
+			  expected(causes.v[i].name, expect);
+
+		printf("  %6ld  %s%s\n", causes.v[i].n, causes.v[i].name,
+		       exp ? "" : "   <- NOT EXPECTED");
+		ok &= exp;
+	}
+	printf("RSS kB: start %ld, after warm-up %ld, end %ld: growth %+ld kB "
+	       "(bound %ld): %s\n", rss0, rss1, rss2, rss2 - rss1, rss_bound,
+	       rss2 - rss1 <= rss_bound ? "ok" : "GROWS");
+	printf("open fds: start %d, after warm-up %d, end %d: %s\n", fd0, fd1,
+	       fd2, fd2 <= fd1 ? "ok" : "GROWS");
+	ok &= rss2 - rss1 <= rss_bound && fd2 <= fd1 && mismatched == 0 &&
+	      served > 0;
+
+	if (nss) {
+#ifdef SOAK_NSS
+		ok &= nss_close() == 0;
+#endif
+	} else {
+		lib_close();
+	}
+	printf("verdict: %s\n", ok ? "ok" : "FAIL");
+	return ok ? 0 : 1;
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# fault_matrix.sh - every fault a KME (kme-sim) or its TLS can show, against
+# every face of kmstore: the kmstore command, the OpenSSL provider (openssl
+# storeutl) and the PKCS#11 module through NSS (tests/faults/faces.sh).
+# Each cell asserts: the outcome (no key; a key for "slow, within the
+# timeout"), an error naming the cause (the row's regex, in kmstore's own
+# words, not the KME's), the face's code for it (kmstore's exit status,
+# the provider's reason, NSS's error), the time (the profile's timeout plus
+# FAULT_MARGIN) and no crash (signal, hang, sanitizer report). kme-sim is
+# restarted per row only; all faces of a row share it. The matrix is
+# printed at the end: rows are faults, columns faces.
+#
+# Environment: as faces.sh, plus KME_SIM and KME_SIM_PKI; FAULT_ROWS and
+# FAULT_FACES (extended regexes) run a part of the matrix. A face whose
+# programs are missing is a column of "skip".
+#
+# Another column (pluto in the netns harness, later): a face_pluto in
+# faces.sh (enc: the initiator's tunnel with ppk-uri= and the faulty KME;
+# dec: the responder's), its name in FACES_ALL and faces_available, its
+# codes in face_code below, and whatever it checks beyond a cell (the
+# tunnel's ppk= policy, another tunnel still served) in check_cell.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/tap.sh"
+. "$here/../lib/kme-env.sh"
+. "$here/faces.sh"
+: "${KME_SIM:?}" "${KME_SIM_PKI:?}" "${KMSTORE:?}"
+
+work=$(mktemp -d /tmp/fault-matrix.XXXXXX)
+trap 'kme_env_stop; rm -rf "$work"' EXIT
+
+export KME_TIMEOUT=2 # the profiles' timeout, seconds (kme-env.sh)
+MARGIN=${FAULT_MARGIN:-1}
+LIMIT=$((KME_TIMEOUT + MARGIN))
+
+faces_available
+FACES_RUN=()
+for f in "${FACES[@]}"; do
+	[[ $f =~ ${FAULT_FACES:-.} ]] && FACES_RUN+=("$f")
+done
+faces_init "$work/faces"
+
+# One PKI for every row: kme-env.sh calls "$pki" DIR, here a copy.
+"$KME_SIM_PKI" "$work/pki" >"$work/pki.log" 2>&1
+pki_copy() { cp -a "$work/pki" "$1"; }
+
+# The rows: NAME | kme-sim options | configuration change | OP | class | regex
+#   options: @down starts the lab and stops kme-sim (connection refused);
+#            @wrong-name serves KME_A with a certificate for another name
+#   change:  SETTING=PKI-FILE[,...] in the QKD profile of the site asked
+#   OP:      enc (west asks for a key for use now), dec (east asks for a
+#            key west was given), ok (as enc, and a key must come)
+#   class:   the kmstore exit status: 7 the KME answered badly, 8 the KME
+#            is unreachable (connection, TLS, timeout)
+rows=(
+	"down|@down||enc|8|cannot connect: .*(refused|Failed to connect)"
+	"black hole|--fault blackhole||enc|8|no answer within the timeout of 2\\.0 s"
+	"slow 1.4 s < timeout|--fault latency=1400||ok|0|"
+	"slow 2.5 s > timeout|--fault latency=2500||enc|8|no answer within the timeout of 2\\.0 s"
+	"drop|--fault drop||enc|8|closed the connection without an answer"
+	"400 JSON|--fault status=400||enc|7|enc_keys for SAE 'SAE_B': HTTP 400: fault injection"
+	"401 JSON|--fault status=401||enc|7|enc_keys for SAE 'SAE_B': HTTP 401 \\(the KME does not accept"
+	"403 JSON|--fault status=403||enc|7|enc_keys for SAE 'SAE_B': HTTP 403: fault injection"
+	"404 JSON|--fault status=404||enc|7|enc_keys for SAE 'SAE_B': HTTP 404: fault injection"
+	"503 JSON|--fault 503||enc|7|enc_keys for SAE 'SAE_B': HTTP 503: fault injection"
+	"400 HTML|--fault html-error=400||enc|7|enc_keys for SAE 'SAE_B': HTTP 400: <html>"
+	"401 HTML|--fault html-error=401||enc|7|enc_keys for SAE 'SAE_B': HTTP 401 \\(the KME does not accept"
+	"403 HTML|--fault html-error=403||enc|7|enc_keys for SAE 'SAE_B': HTTP 403: <html>"
+	"404 HTML|--fault html-error=404||enc|7|enc_keys for SAE 'SAE_B': HTTP 404: <html>"
+	"503 HTML|--fault html-error=503||enc|7|enc_keys for SAE 'SAE_B': HTTP 503: <html>"
+	"malformed JSON|--fault malformed||enc|7|answer is not valid JSON"
+	"truncated body|--fault truncated||enc|8|transfer closed with [0-9]+ bytes remaining"
+	"oversized body|--fault oversized||enc|7|the answer is larger than [0-9]+ bytes"
+	"wrong key length|--fault wrong-length||enc|7|key '[^']+' is not 32 bytes"
+	"wrong key ID (dec)|--fault wrong-id,path=dec_keys||dec|7|answered with key_ID '[^']+', not the '[^']+'"
+	"extra key|--fault extra-key||enc|7|the KME sent 2 keys; 1 was asked for"
+	"503 (dec)|--fault 503,path=dec_keys||dec|7|dec_keys for SAE 'SAE_A': HTTP 503"
+	"black hole (dec)|--fault blackhole,path=dec_keys||dec|8|dec_keys for SAE 'SAE_A': no answer within the timeout"
+	"untrusted KME CA|-|ca=rogue-ca.crt|enc|8|TLS failure: .*(certificate|verify)"
+	"KME cert other name|@wrong-name||enc|8|TLS failure: .*(kme\\.invalid|name|match)"
+	"client cert refused|-|certificate=rogue-sae-a.crt,private-key=rogue-sae-a.key|enc|8|TLS failure(: .*alert|\\? the KME closed)"
+)
+
+# What each face says for a class beyond the message: the provider's
+# reason string, the NSS error (C_GenerateKey's CKR) for enc. A search by
+# ID (dec) that fails finds nothing: NSS has no error code for it.
+declare -A face_code=(
+	[openssl,7]="kmstore:[a-z_]+:KME error:" [openssl,8]="kmstore:[a-z_]+:KME unreachable:"
+	[pkcs11,7]="SEC_ERROR_PKCS11_FUNCTION_FAILED" [pkcs11,8]="SEC_ERROR_PKCS11_DEVICE_ERROR"
+)
+
+declare -A cell
+row_names=()
+
+# lab OPTIONS...: kme-sim afresh, and both sites' configurations.
+lab() {
+	kme_env_stop
+	rm -rf "$work/lab"
+	kme_env_start "$work/lab" "$KME_SIM" pki_copy "$@" >/dev/null
+	cp "$work/lab/west.conf" "$work/faces/west.conf"
+	cp "$work/lab/east.conf" "$work/faces/east.conf"
+}
+
+# change SIDE SETTING=FILE[,...]: in that site's current configuration.
+change() {
+	local conf=$work/faces/$1.conf kv
+	IFS=, read -ra kvs <<<"$2"
+	for kv in "${kvs[@]}"; do
+		sed -i "s|^${kv%%=*} .*|${kv%%=*} = $work/lab/pki/${kv#*=}|" "$conf"
+	done
+}
+
+# A key ID that west was given (enc_keys at KME_A), for east to ask for.
+west_key_id() {
+	"$KMSTORE" -c "$work/lab/west.conf" --json key qkd |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])'
+}
+
+# check_cell ROW FACE OP CLASS REGEX: one TAP line per cell.
+check_cell() {
+	local row=$1 face=$2 op=$3 class=$4 re=$5 why=() code
+	if face_crashed; then
+		why+=("crashed or hung (exit $CELL_RC)")
+	fi
+	if [[ $op == ok ]]; then
+		[[ $CELL_KEY == 1 ]] || why+=("no key delivered")
+	else
+		[[ $CELL_KEY == 0 ]] || why+=("a key was delivered")
+		[[ $CELL_OUT =~ $re ]] || why+=("no /$re/")
+		case $face in
+		kmstore) [[ $CELL_RC -eq $class ]] || why+=("exit $CELL_RC, not $class") ;;
+		openssl | pkcs11)
+			code=${face_code[$face,$class]}
+			[[ $face == pkcs11 && $op == dec ]] && code="no key with that ID"
+			[[ $CELL_OUT =~ $code ]] || why+=("no /$code/")
+			;;
+		esac
+	fi
+	awk -v t="$CELL_SECS" -v l="$LIMIT" 'BEGIN { exit !(t < l) }' ||
+		why+=("took ${CELL_SECS}s, limit ${LIMIT}s")
+	if [[ ${#why[@]} -eq 0 ]]; then
+		cell[$row,$face]="ok $CELL_SECS"
+		tap_ok "$row × $face (${CELL_SECS}s)"
+		[[ $op == ok ]] || printf '#   %s\n' "$(grep -m1 -E -- "$re" <<<"$CELL_OUT" | cut -c1-240)"
+	else
+		cell[$row,$face]="FAIL $CELL_SECS"
+		tap_not_ok "$row × $face (${CELL_SECS}s)" "${why[@]}" \
+			"output: $(head -c 1500 <<<"$CELL_OUT")"
+	fi
+}
+
+for spec in "${rows[@]}"; do
+	IFS='|' read -r name opts chg op class re <<<"$spec"
+	[[ $name =~ ${FAULT_ROWS:-.} ]] || continue
+	row_names+=("$name")
+	case $opts in
+	@down) lab ;;
+	@wrong-name) KME_A_CERT=wrong-name lab ;;
+	-) lab ;;
+	*) read -ra o <<<"$opts"; lab "${o[@]}" ;;
+	esac
+	if [[ $op == dec ]]; then
+		side=east
+		[[ -n $chg ]] && change east "$chg"
+	else
+		side=west
+		[[ -n $chg ]] && change west "$chg"
+	fi
+	declare -A ids=()
+	if [[ $op == dec ]]; then
+		for face in "${FACES_RUN[@]}"; do ids[$face]=$(west_key_id); done
+	fi
+	[[ $opts == @down ]] && kme_env_stop
+	for face in "${FACES_ALL[@]}"; do
+		if [[ " ${FACES_RUN[*]} " != *" $face "* ]]; then
+			cell[$name,$face]="skip"
+			continue
+		fi
+		"face_$face" "${op/ok/enc}" "$side" "${ids[$face]:-}"
+		check_cell "$name" "$face" "$op" "$class" "$re"
+	done
+	unset ids
+done
+kme_env_stop
+
+# The matrix.
+{
+	printf '\n%-22s' "fault \\ face"
+	for face in "${FACES_ALL[@]}"; do printf ' | %-10s' "$face"; done
+	printf '\n%s' "----------------------"
+	for face in "${FACES_ALL[@]}"; do printf -- '-+-----------'; done
+	printf '\n'
+	for name in "${row_names[@]}"; do
+		printf '%-22s' "$name"
+		for face in "${FACES_ALL[@]}"; do printf ' | %-10s' "${cell[$name,$face]}"; done
+		printf '\n'
+	done
+	printf '(seconds per cell; profile timeout %s s, limit %s s)\n\n' "$KME_TIMEOUT" "$LIMIT"
+} | sed 's/^/# /'
+
+tap_done
