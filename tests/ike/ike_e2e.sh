@@ -137,6 +137,16 @@ case_qkd() {
 	else
 		tap_not_ok "qkd: both sides used the KME's key ID" "west: $wid" "east: $eid"
 	fi
+	# The module logs each key it serves with its check value: the same ID
+	# must show the same value on both sides, so the two keys are equal.
+	local wkcv ekcv
+	wkcv=$(ike_lab_log west | sed -n "s/.*token qkd: key $wid for use now (check value \([0-9a-f]*\)).*/\1/p" | head -n 1)
+	ekcv=$(ike_lab_log east | sed -n "s/.*token qkd: key $wid found (check value \([0-9a-f]*\)).*/\1/p" | head -n 1)
+	if [ -n "$wkcv" ] && [ "$wkcv" = "$ekcv" ]; then
+		tap_ok "qkd: both plutos got the same key (check value $wkcv)"
+	else
+		tap_not_ok "qkd: both plutos got the same key" "west: $wkcv" "east: $ekcv"
+	fi
 	echo "# two successive IKE SAs take two QKD keys"
 	ike_lab_whack west --deletestate 1 >/dev/null 2>&1 || ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
 	sleep 0.5
