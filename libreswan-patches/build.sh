@@ -77,20 +77,8 @@ fi
 
 # --- the source -----------------------------------------------------------
 
-# The URIs of the main Debian archive in the apt sources (deb822 .sources
-# and one-line sources.list), not the security archive: the same rule as
-# scripts/openssl35.sh.
-archive_uris() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' "$f"
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
-		sed -E -n 's/^[[:space:]]*deb(-src)?[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\3/p' "$f"
-	done
-}
+# The main Debian archives of the apt sources: scripts/lib/apt-archives.sh.
+. "$(dirname "$(readlink -f "$0")")/../scripts/lib/apt-archives.sh"
 
 check_sha() { # FILE
 	echo "$sha256  $1" | sha256sum -c --quiet - >/dev/null 2>&1
@@ -115,7 +103,7 @@ fetch_tarball() { # -> prints the cached tarball's path
 			fi
 			say "$mirror: sha256 mismatch, not used"
 		fi
-	done < <(archive_uris | grep -E '^https?://' | grep -v -- '-security' | sed 's:/*$::' | awk '!seen[$0]++')
+	done < <(debian_archives)
 	rm -f "$tmp"
 	die "could not fetch $tarname with sha256 $sha256 from the mirrors in the apt sources; give --source"
 }

@@ -30,22 +30,11 @@ jobs=$(nproc)
 say() { printf 'openssl35: %s\n' "$*"; }
 die() { printf 'openssl35: error: %s\n' "$*" >&2; exit 1; }
 
-# The URIs of the main Debian archive in the apt sources (deb822 .sources
-# and one-line sources.list), not the security archive.
-archive_uris() {
-	local f
-	for f in /etc/apt/sources.list.d/*.sources; do
-		[[ -f $f ]] || continue
-		awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' "$f"
-	done
-	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-		[[ -f $f ]] || continue
-		sed -E -n 's/^[[:space:]]*deb(-src)?[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\3/p' "$f"
-	done
-}
+# The main Debian archives of the apt sources: scripts/lib/apt-archives.sh.
+. scripts/lib/apt-archives.sh
 
 pick_archive() {
-	archive_uris | grep -E '^https?://' | grep -v -- '-security' | sed 's:/*$::' | awk '!seen[$0]++' | head -n 1
+	debian_archives | head -n 1
 }
 
 keyring() {
