@@ -367,7 +367,105 @@ case_kme_silent_others() {
 	ike_lab_kmes_start || tap_not_ok "kme-sim restarts"
 }
 
-ALL=(checkconfig static qkd mismatch unknown_id intermediate interop kme_down kme_silent kme_silent_others)
+# The stock initiator's conn static (ipsec.secrets PPKS, no ppk-uri).
+static_conn_stock() {
+	printf 'conn static\n\tleft=192.0.2.1\n\tleftid=@west-s\n\tright=192.0.2.2\n\trightid=@east-s\n'
+	printf '\tauthby=secret\n\tikev2=yes\n\tretransmit-timeout=10s\n\tppk=insist\n'
+}
+
+# log_from SIDE LINE: SIDE's log from line LINE on (what one attempt logged).
+log_from() { tail -n "+$2" "$IKE_LAB_DIR/$1/pluto.log" 2>/dev/null; }
+log_lines() { wc -l <"$IKE_LAB_DIR/$1/pluto.log"; }
+kme_dec_lines() { grep -c ' dec_keys for ' "$IKE_LAB_DIR/kme/kme-sim.log" || true; }
+
+# A hostile initiator: a stock 5.2 pluto sends, as its PPK_ID, whatever its
+# ipsec.secrets PPKS line names. East (patched, ppk=insist, the QKD token)
+# must refuse each without a PPK, forward the printable ones to its KME
+# exactly (escaped in the URL or the JSON body: the KME decodes the same
+# bytes), never ask for the others, log them sanitized, and keep serving.
+case_hostile_peer() {
+	echo "# hostile peer: PPK_IDs chosen by the initiator"
+	local key ids=() id name fwd q before wbefore kbefore got want new spec
+	key=$(od -An -tx1 -v "$IKE_LAB_DIR/kme/static.key" | tr -d ' \n')
+	# NAME|ID|forwarded (1: printable, the KME must see exactly ID)
+	ids=(
+		"percent signs|%2e%2e%2f%00%25|1"
+		"path separators|../../etc/passwd\\..\\x|1"
+		"JSON metacharacters|x\"}],\"key_IDs\":[{\"key_ID\":\"y|1"
+		"URL metacharacters|a?key_ID=b&c#d|1"
+		"unknown UUID|0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0|1"
+		"control characters|key$(printf '\001')id$(printf '\033')[31m|0"
+		"a space|STATIC PPK|0"
+		"non-ASCII|cl$(printf '\303\251')|0"
+		"64 bytes and a tab|$(printf 'A%.0s' $(seq 63))$(printf '\t')|0"
+		"overlong (65 bytes)|$(printf 'B%.0s' $(seq 65))|0"
+		"overlong (300 bytes)|$(printf 'C%.0s' $(seq 300))|0"
+	)
+	ike_lab_side west "$STOCK" '' 'ppk=insist' \
+		"$STATIC_PSK"$'\n'"@west-s @east-s : PPKS \"STATIC_PPK_1\" 0x$key" "$(static_conn_stock)"
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$STATIC_PSK" "$(static_conn east)"
+	ike_lab_start west && ike_lab_start east || return
+	local secrets=$IKE_LAB_DIR/west/ipsec.secrets base
+	base=$(cat "$secrets")
+	for spec in "${ids[@]}"; do
+		name=${spec%%|*} id=${spec#*|} fwd=${id##*|} id=${id%|*}
+		q='"'
+		[[ $id == *'"'* ]] && q="'"
+		printf '%s\n@west @east : PPKS %s%s%s 0x%s\n' "$base" "$q" "$id" "$q" "$key" >"$secrets"
+		ike_lab_whack west --rereadsecrets >/dev/null 2>&1
+		before=$(log_lines east) wbefore=$(log_lines west) kbefore=$(kme_dec_lines)
+		initiate
+		new=$(log_from east $((before + 1)))
+		expect_not_in "established IKE SA" "$new" "hostile ($name): no IKE SA"
+		expect_in "AUTHENTICATION_FAILED" "$(log_from west $((wbefore + 1)))" "hostile ($name): west gets AUTHENTICATION_FAILED"
+		if [ "$fwd" = 1 ]; then
+			expect_in "ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID" "$new" "hostile ($name): east asked its token, which had no such key"
+			# the key_IDs the KME decoded, in its log as JSON: exactly one, ID
+			got=$(grep ' dec_keys for ' "$IKE_LAB_DIR/kme/kme-sim.log" | tail -n +$((kbefore + 1)) |
+				sed -n 's/.* dec_keys for SAE_A: key_IDs //p')
+			want=$(python3 -c 'import json,sys; print(json.dumps([sys.argv[1]]))' "$id")
+			if python3 -c 'import json,sys; sys.exit(0 if [json.loads(l) for l in sys.argv[1].splitlines()] == [json.loads(sys.argv[2])] else 1)' "$got" "$want" 2>/dev/null; then
+				tap_ok "hostile ($name): the KME got exactly that key_ID, once ($want)"
+			else
+				tap_not_ok "hostile ($name): the KME got exactly that key_ID" "want: $want" "got: $got"
+			fi
+		else
+			expect_eq "$kbefore" "$(kme_dec_lines)" "hostile ($name): the KME was not asked"
+			if [ ${#id} -le 64 ]; then
+				expect_in "ppk-uri=pkcs11:token=qkd: rejecting received PPK_ID" "$new" "hostile ($name): east rejects it, naming the byte"
+			else
+				expect_in "PPK ID ${#id} byte length exceeds 64" "$new" "hostile ($name): east rejects its length"
+			fi
+			# answered at once, not dropped (the initiator would retransmit)
+			awk -v s="$INIT_SECS" 'BEGIN { exit !(s < 2) }' && tap_ok "hostile ($name): refused in ${INIT_SECS}s" ||
+				tap_not_ok "hostile ($name): refused at once" "took ${INIT_SECS}s"
+		fi
+	done
+	# nothing a peer sent reaches pluto's log raw (jam_sanitized_hunk)
+	if LC_ALL=C grep -q $'[\001-\010\013-\037\177-\377]' "$IKE_LAB_DIR/east/pluto.log"; then
+		tap_not_ok "hostile: east's log has no raw control or non-ASCII byte" \
+			"$(LC_ALL=C grep -n $'[\001-\010\013-\037\177-\377]' "$IKE_LAB_DIR/east/pluto.log" | cat -v | head -n 3)"
+	else
+		tap_ok "hostile: east's log has no raw control or non-ASCII byte"
+	fi
+	echo "# east keeps serving: conn static"
+	run ike_lab_whack west --initiate --name static
+	expect_rc 0 "hostile: east still serves conn static"
+	expect_in "PPK AUTH calculated as responder" "$(grep -F '"static"' "$IKE_LAB_DIR/east/pluto.log")" "hostile: east used the static PPK for conn static"
+	ike_lab_stop
+	echo "# ppk=propose on both sides: a malformed (overlong) PPK_ID, then NO_PPK_AUTH"
+	ike_lab_side west "$STOCK" '' 'ppk=propose' "@west @east : PPKS \"$(printf 'D%.0s' $(seq 80))\" 0x$key"
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=propose\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west && ike_lab_start east || return
+	initiate
+	expect_rc_init 0 "hostile, propose: west initiates"
+	established east "hostile, propose: IKE SA established without PPK"
+	expect_in "PPK ID 80 byte length exceeds 64" "$(ike_lab_log east)" "hostile, propose: east refused the PPK_ID"
+	expect_not_in "PPK AUTH calculated" "$(ike_lab_log east)" "hostile, propose: no PPK used"
+	ike_lab_stop
+}
+
+ALL=(checkconfig static qkd mismatch unknown_id intermediate interop hostile_peer kme_down kme_silent kme_silent_others)
 started=$SECONDS
 for c in "${ALL[@]}"; do
 	case_wanted "$c" || continue

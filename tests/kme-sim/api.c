@@ -102,6 +102,22 @@ static void log_request(const struct api_server *srv, struct MHD_Connection *c,
 		fault);
 }
 
+/* The key IDs a dec_keys request asked for, as they were decoded: a test
+ * can tell that a client escaped them (into the URL or the JSON body). */
+static void log_key_ids(const struct api_server *srv, const char *sae,
+			char *const *ids, size_t n)
+{
+	char who[KME_ID_MAX + 1], *json;
+
+	if (srv->quiet)
+		return;
+	clean_for_log(sae, who, sizeof(who));
+	json = etsi_ids_json(ids, n);
+	fprintf(stderr, "kme-sim %s dec_keys for %s: key_IDs %s\n",
+		srv->model->kmes[srv->kme].id, who, json ? json : "(out of memory)");
+	free(json);
+}
+
 /* ---- responses ---- */
 
 static void wipe_string(void *p)
@@ -370,7 +386,9 @@ static void do_dec_keys(struct reply *rp, const struct api_server *srv,
 	char **ids = NULL;
 	size_t n = 0;
 
-	if (dec_key_ids(c, method, rq, &ids, &n, &res) != 0 ||
+	if (dec_key_ids(c, method, rq, &ids, &n, &res) == 0)
+		log_key_ids(srv, rt->sae, ids, n);
+	if (ids == NULL ||
 	    kme_dec_keys(srv->model, srv->kme, rq->cn, rt->sae,
 			 (const char *const *)ids, n, &keys, &res) != 200) {
 		reply_error(rp, srv, &res);

@@ -77,6 +77,15 @@ char *etsi_status_json(const struct kme_status *s)
 	return finish(o);
 }
 
+char *etsi_ids_json(char *const *ids, size_t n)
+{
+	struct json_object *arr = json_object_new_array();
+
+	for (size_t i = 0; arr != NULL && i < n; i++)
+		json_object_array_add(arr, json_object_new_string(ids[i]));
+	return finish(arr);
+}
+
 char *etsi_base64(const unsigned char *in, size_t len)
 {
 	static const char tab[] =

@@ -24,6 +24,9 @@ int etsi_parse_enc_request(const char *body, size_t len, unsigned *number,
 int etsi_parse_dec_request(const char *body, size_t len, char ***ids,
 			   size_t *n_ids, struct kme_result *res);
 void etsi_free_ids(char **ids, size_t n);
+/* The key IDs as a JSON array of strings, for the log: whatever bytes a
+ * client sent show escaped, exactly as they were decoded. */
+char *etsi_ids_json(char *const *ids, size_t n);
 
 /* Standard base64 with padding, as ETSI 014 carries keys. */
 char *etsi_base64(const unsigned char *data, size_t len);
