@@ -20,12 +20,24 @@
 #                                 key with KEY_ID)
 #
 # that sets CELL_RC (exit status), CELL_OUT (stdout and stderr), CELL_SECS
-# and CELL_KEY (1 when a key was delivered). Each run is bounded by
-# FACE_HANG seconds (timeout(1); exit 124 means it hung). A new face (pluto
-# in the netns harness) is one more such function and a name in FACES.
+# and CELL_KEY (1 when a key was delivered), and CELL_WHY (what else went
+# wrong, for a face that checks more than one answer). Each run is bounded
+# by FACE_HANG seconds (timeout(1); exit 124 means it hung). A face with a
+# KME of its own has a face_NAME_row hook that sets it up for each row.
+#
+# pluto (PLUTO_PREFIX: a patched libreswan, libreswan-patches/build.sh; as
+# root): two plutos in the netns lab of tests/lib/ike-lab.sh, with their own
+# kme-sim that face_pluto_row starts with the row's faults. A cell starts
+# both plutos with three connections, west initiating each:
+#   west-east  ppk=insist, ppk-uri=pkcs11:token=qkd: the cell (enc: west's
+#              fetch fails; dec: east's);
+#   propose    ppk=propose, the same token: must come up without a PPK;
+#   static     ppk=insist, the static token: must come up with its PPK
+#              (the pluto is still serving).
 
 FACE_HANG=${FACE_HANG:-20}
-FACES_ALL=(kmstore openssl pkcs11)
+FACE_SCAN=$(dirname "${BASH_SOURCE[0]}")/../hygiene/scan_secrets.py
+FACES_ALL=(kmstore openssl pkcs11 pluto)
 
 # faces_available: the faces whose programs are there (into FACES).
 faces_available() {
@@ -35,6 +47,9 @@ faces_available() {
 	[[ -x ${NSS_CLIENT:-} && -f ${P11_MODULE:-} ]] &&
 		command -v modutil >/dev/null && command -v certutil >/dev/null &&
 		FACES+=(pkcs11)
+	[[ -x ${PLUTO_PREFIX:-}/libexec/ipsec/pluto && -f ${P11_MODULE:-} && $(id -u) == 0 &&
+		-z ${KMSTORE_TEST_PRELOAD:-} ]] && command -v ip >/dev/null &&
+		command -v modutil >/dev/null && FACES+=(pluto)
 	return 0
 }
 
@@ -70,6 +85,33 @@ faces_init() {
 				>"$FACE_DIR/nss-$side/modutil.out" 2>&1 || return 1
 		done
 	fi
+	if [[ " ${FACES[*]} " == *" pluto "* ]]; then
+		# shellcheck source=../lib/ike-lab.sh
+		. "$(dirname "${BASH_SOURCE[0]}")/../lib/ike-lab.sh"
+		ike_lab_init "$P11_MODULE" "$KME_SIM" "$KME_SIM_PKI" "$FACE_DIR/ike"
+		if ! ike_lab_up 2>"$FACE_DIR/ike-up.err"; then
+			echo "# pluto: no network namespaces: $(head -n 1 "$FACE_DIR/ike-up.err")"
+			FACES=("${FACES[@]/pluto/}")
+		fi
+	fi
+}
+
+# faces_fini: what faces_init started (an EXIT trap).
+faces_fini() {
+	if [[ -n ${IKE_LAB_DIR:-} ]]; then
+		ike_lab_down
+	fi
+	return 0
+}
+
+# faces_conf_set CONF DIR SETTING=FILE[,...]: a profile's settings, to
+# files in DIR (a certificate, a CA of the PKI).
+faces_conf_set() {
+	local conf=$1 dir=$2 kv kvs
+	IFS=, read -ra kvs <<<"$3"
+	for kv in "${kvs[@]}"; do
+		sed -i "s|^${kv%%=*} .*|${kv%%=*} = $dir/${kv#*=}|" "$conf"
+	done
 }
 
 # face_run CMD...: CELL_RC, CELL_OUT, CELL_SECS of one bounded run.
@@ -77,6 +119,7 @@ face_run() {
 	local t0 t1 errexit=${-//[^e]/}
 	t0=$(date +%s.%N)
 	set +e
+	CELL_WHY=()
 	CELL_OUT=$(timeout -k 2 "$FACE_HANG" "$@" 2>&1)
 	CELL_RC=$?
 	[[ -n $errexit ]] && set -e
@@ -126,6 +169,97 @@ face_pkcs11() { # OP SIDE [ID]
 	face_run "$NSS_CLIENT" "$FACE_DIR/nss-$2" key "$uri"
 	CELL_KEY=0
 	[[ $CELL_RC -eq 0 && $CELL_OUT == *$'\nkey='* ]] && CELL_KEY=1
+	return 0
+}
+
+# face_pluto_row SIDE CHANGE DOWN [KME_SIM_OPTIONS...]: the lab's kme-sim for
+# a row (KME_A_CERT from the environment), CHANGE to SIDE's configuration
+# (faces_conf_set), and DOWN=1: no KME listening at all.
+face_pluto_row() {
+	local side=$1 change=$2 down=$3
+	shift 3
+	ike_lab_kmes_stop
+	ike_lab_kmes_start "$@" || return 1
+	[[ $down == 1 ]] && ike_lab_kmes_stop
+	[[ -z $change ]] || faces_conf_set "$IKE_LAB_DIR/kme/$side.conf" "$IKE_LAB_DIR/kme/pki" "$change"
+	return 0
+}
+
+# The three connections of face_pluto (CONN_OPTIONS and CONF_EXTRA of
+# ike_lab_side), and their PSKs.
+face_pluto_conns() { # SIDE
+	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2 name ppk token
+	[[ $1 == west ]] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
+	while read -r name ppk token; do
+		cat <<EOF
+conn $name
+	left=$ma
+	leftid=@$me-$name
+	right=$pa
+	rightid=@$peer-$name
+	authby=secret
+	ikev2=yes
+	retransmit-timeout=10s
+	ppk=$ppk
+	ppk-uri=pkcs11:token=$token
+EOF
+	done <<<$'propose propose qkd\nstatic insist static'
+}
+FACE_PLUTO_PSKS='@west-propose @east-propose : PSK "kmstore lab PSK, propose"
+@west-static @east-static : PSK "kmstore lab PSK, static"'
+
+# face_pluto_conn_log SIDE CONN: SIDE's log lines of CONN.
+face_pluto_conn_log() { grep -F "\"$2\"" "$IKE_LAB_DIR/$1/pluto.log" 2>/dev/null; }
+
+face_pluto() { # OP SIDE [ID]: OP and ID are the other faces'; west initiates
+	local side
+	CELL_WHY=() CELL_KEY=0
+	for side in west east; do
+		ike_lab_side $side "$PLUTO_PREFIX" "$IKE_LAB_DIR/kme/$side.conf" \
+			$'ppk=insist\nppk-uri=pkcs11:token=qkd' "$FACE_PLUTO_PSKS" "$(face_pluto_conns $side)"
+		ike_lab_start $side >"$IKE_LAB_DIR/start.err" 2>&1 || {
+			CELL_RC=125 CELL_SECS=0 CELL_OUT="pluto ($side) did not start: $(cat "$IKE_LAB_DIR/start.err")"
+			ike_lab_stop
+			return 0
+		}
+	done
+	CELL_RC=0
+	ike_lab_initiate west west-east || CELL_RC=$?
+	CELL_SECS=$IKE_LAB_SECS
+	cp "$IKE_LAB_DIR/west/initiate.out" "$IKE_LAB_DIR/west/cell.out"
+	sleep 0.2 # the responder's last lines
+	face_pluto_conn_log east west-east | grep -q "PPK AUTH calculated as responder" && CELL_KEY=1
+	# The policy of the tunnel, and another one served.
+	ike_lab_initiate west propose ||
+		CELL_WHY+=("conn propose (ppk=propose): whack --initiate exited $?")
+	face_pluto_conn_log east propose | grep -q "established IKE SA" ||
+		CELL_WHY+=("conn propose (ppk=propose): no IKE SA")
+	if [[ $CELL_KEY == 0 ]] && face_pluto_conn_log east propose | grep -q "PPK AUTH calculated"; then
+		CELL_WHY+=("conn propose: a PPK was used though the KME failed")
+	fi
+	ike_lab_initiate west static ||
+		CELL_WHY+=("conn static: whack --initiate exited $?")
+	face_pluto_conn_log east static | grep -q "PPK AUTH calculated as responder" ||
+		CELL_WHY+=("conn static: not served with its PPK")
+	grep -Eq 'EXPECTATION FAILED|ASSERTION FAILED|PASSERT' "$IKE_LAB_DIR"/{west,east}/pluto.log &&
+		CELL_WHY+=("pluto: $(grep -Eh 'EXPECTATION FAILED|ASSERTION FAILED|PASSERT' "$IKE_LAB_DIR"/{west,east}/pluto.log | head -n 1)")
+	for side in west east; do
+		kill -0 "$(cat "$IKE_LAB_DIR/$side/pid")" 2>/dev/null || CELL_WHY+=("pluto ($side) is gone")
+	done
+	local crashes=$IKE_LAB_CRASHES
+	ike_lab_stop
+	[[ $IKE_LAB_CRASHES == "$crashes" ]] || CELL_WHY+=("a pluto died of a signal")
+	# Secret hygiene: conn static's key in what the plutos, the module,
+	# whack or kme-sim printed (not --shapes: pluto logs long paths).
+	local leak
+	mkdir -p "$IKE_LAB_DIR/secrets"
+	od -An -v -tx1 "$IKE_LAB_DIR/kme/static.key" | tr -d ' \n' >"$IKE_LAB_DIR/secrets/static"
+	leak=$(python3 "$FACE_SCAN" "$IKE_LAB_DIR/secrets" "$IKE_LAB_DIR"/{west,east}/*.{log,out} \
+		"$IKE_LAB_DIR/kme/kme-sim.log" 2>&1) || CELL_WHY+=("a key in the output: $(grep LEAK <<<"$leak")")
+	# what west-east logged on both sides, the module's lines included
+	CELL_OUT="$(cat "$IKE_LAB_DIR/west/cell.out")
+$(grep -v -F -e '"propose"' -e '"static"' "$IKE_LAB_DIR/west/pluto.log")
+$(grep -v -F -e '"propose"' -e '"static"' "$IKE_LAB_DIR/east/pluto.log")"
 	return 0
 }
 

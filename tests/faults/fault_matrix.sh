@@ -14,11 +14,10 @@
 # FAULT_FACES (extended regexes) run a part of the matrix. A face whose
 # programs are missing is a column of "skip".
 #
-# Another column (pluto in the netns harness, later): a face_pluto in
-# faces.sh (enc: the initiator's tunnel with ppk-uri= and the faulty KME;
-# dec: the responder's), its name in FACES_ALL and faces_available, its
-# codes in face_code below, and whatever it checks beyond a cell (the
-# tunnel's ppk= policy, another tunnel still served) in check_cell.
+# The pluto column (faces.sh; PLUTO_PREFIX, as root) replays each row on a
+# kme-sim of its own in the netns lab: its cell is the tunnel whose fetch
+# meets the fault (enc: the initiator's, dec: the responder's), and it also
+# asserts that tunnel's ppk= policy and that another tunnel is served.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/tap.sh"
@@ -27,7 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${KME_SIM:?}" "${KME_SIM_PKI:?}" "${KMSTORE:?}"
 
 work=$(mktemp -d /tmp/fault-matrix.XXXXXX)
-trap 'kme_env_stop; rm -rf "$work"' EXIT
+trap 'kme_env_stop; faces_fini; rm -rf "$work"' EXIT
 
 export KME_TIMEOUT=2 # the profiles' timeout, seconds (kme-env.sh)
 MARGIN=${FAULT_MARGIN:-1}
@@ -87,7 +86,10 @@ rows=(
 declare -A face_code=(
 	[openssl,7]="kmstore:[a-z_]+:KME error:" [openssl,8]="kmstore:[a-z_]+:KME unreachable:"
 	[pkcs11,7]="SEC_ERROR_PKCS11_FUNCTION_FAILED" [pkcs11,8]="SEC_ERROR_PKCS11_DEVICE_ERROR"
+	[pluto,enc]="ppk-uri=pkcs11:token=qkd: no PPK for this IKE SA: the token did not give a key: SEC_ERROR_PKCS11_"
+	[pluto,dec]="ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID [^ ]+: the token could not get the key: SEC_ERROR_PKCS11_"
 )
+face_code[pluto,7]=${face_code[pluto,enc]}FUNCTION_FAILED face_code[pluto,8]=${face_code[pluto,enc]}DEVICE_ERROR
 
 declare -A cell
 row_names=()
@@ -99,15 +101,6 @@ lab() {
 	kme_env_start "$work/lab" "$KME_SIM" pki_copy "$@" >/dev/null
 	cp "$work/lab/west.conf" "$work/faces/west.conf"
 	cp "$work/lab/east.conf" "$work/faces/east.conf"
-}
-
-# change SIDE SETTING=FILE[,...]: in that site's current configuration.
-change() {
-	local conf=$work/faces/$1.conf kv
-	IFS=, read -ra kvs <<<"$2"
-	for kv in "${kvs[@]}"; do
-		sed -i "s|^${kv%%=*} .*|${kv%%=*} = $work/lab/pki/${kv#*=}|" "$conf"
-	done
 }
 
 # A key ID that west was given (enc_keys at KME_A), for east to ask for.
@@ -129,15 +122,21 @@ check_cell() {
 		[[ $CELL_OUT =~ $re ]] || why+=("no /$re/")
 		case $face in
 		kmstore) [[ $CELL_RC -eq $class ]] || why+=("exit $CELL_RC, not $class") ;;
-		openssl | pkcs11)
+		*)
 			code=${face_code[$face,$class]}
 			[[ $face == pkcs11 && $op == dec ]] && code="no key with that ID"
+			[[ $face == pluto && $op == dec ]] && code=${face_code[pluto,dec]}
 			[[ $CELL_OUT =~ $code ]] || why+=("no /$code/")
 			;;
 		esac
 	fi
-	awk -v t="$CELL_SECS" -v l="$LIMIT" 'BEGIN { exit !(t < l) }' ||
-		why+=("took ${CELL_SECS}s, limit ${LIMIT}s")
+	why+=("${CELL_WHY[@]}")
+	# pluto's "ok" cell waits for two slow fetches, the initiator's and
+	# the responder's, one after the other
+	local limit=$LIMIT
+	[[ $face == pluto && $op == ok ]] && limit=$((2 * KME_TIMEOUT + MARGIN))
+	awk -v t="$CELL_SECS" -v l="$limit" 'BEGIN { exit !(t < l) }' ||
+		why+=("took ${CELL_SECS}s, limit ${limit}s")
 	if [[ ${#why[@]} -eq 0 ]]; then
 		cell[$row,$face]="ok $CELL_SECS"
 		tap_ok "$row × $face (${CELL_SECS}s)"
@@ -153,27 +152,32 @@ for spec in "${rows[@]}"; do
 	IFS='|' read -r name opts chg op class re <<<"$spec"
 	[[ $name =~ ${FAULT_ROWS:-.} ]] || continue
 	row_names+=("$name")
+	kopts=() kcert='' down=0
 	case $opts in
-	@down) lab ;;
-	@wrong-name) KME_A_CERT=wrong-name lab ;;
-	-) lab ;;
-	*) read -ra o <<<"$opts"; lab "${o[@]}" ;;
+	@down) down=1 ;;
+	@wrong-name) kcert=wrong-name ;;
+	-) ;;
+	*) read -ra kopts <<<"$opts" ;;
 	esac
-	if [[ $op == dec ]]; then
-		side=east
-		[[ -n $chg ]] && change east "$chg"
-	else
-		side=west
-		[[ -n $chg ]] && change west "$chg"
-	fi
+	KME_A_CERT=$kcert lab "${kopts[@]}"
+	side=west
+	[[ $op == dec ]] && side=east
+	[[ -z $chg ]] || faces_conf_set "$work/faces/$side.conf" "$work/lab/pki" "$chg"
 	declare -A ids=()
-	if [[ $op == dec ]]; then
-		for face in "${FACES_RUN[@]}"; do ids[$face]=$(west_key_id); done
-	fi
-	[[ $opts == @down ]] && kme_env_stop
+	for face in "${FACES_RUN[@]}"; do
+		[[ $op == dec ]] && ! declare -F "face_${face}_row" >/dev/null &&
+			ids[$face]=$(west_key_id)
+	done
+	[[ $down == 1 ]] && kme_env_stop
 	for face in "${FACES_ALL[@]}"; do
 		if [[ " ${FACES_RUN[*]} " != *" $face "* ]]; then
 			cell[$name,$face]="skip"
+			continue
+		fi
+		if declare -F "face_${face}_row" >/dev/null &&
+			! KME_A_CERT=$kcert "face_${face}_row" "$side" "$chg" "$down" "${kopts[@]}" >"$work/row.err" 2>&1; then
+			cell[$name,$face]="FAIL"
+			tap_not_ok "$name × $face" "the row's KME did not start: $(cat "$work/row.err")"
 			continue
 		fi
 		"face_$face" "${op/ok/enc}" "$side" "${ids[$face]:-}"
@@ -195,7 +199,7 @@ kme_env_stop
 		for face in "${FACES_ALL[@]}"; do printf ' | %-10s' "${cell[$name,$face]}"; done
 		printf '\n'
 	done
-	printf '(seconds per cell; profile timeout %s s, limit %s s)\n\n' "$KME_TIMEOUT" "$LIMIT"
+	printf '(seconds per cell; profile timeout %s s, limit %s s; pluto: the initiation of the failing tunnel)\n\n' "$KME_TIMEOUT" "$LIMIT"
 } | sed 's/^/# /'
 
 tap_done

@@ -13,7 +13,8 @@
 #                      (east's) sharing one simulated QKD link, and the
 #                      sites' kmstore.conf: $IKE_LAB_DIR/kme/{west,east}.conf,
 #                      profiles "qkd" (timeout $KME_TIMEOUT, default 3 s) and
-#                      "static" (STATIC_PPK_1, in $IKE_LAB_DIR/kme/static.key)
+#                      "static" (STATIC_PPK_1, in $IKE_LAB_DIR/kme/static.key);
+#                      KME_A_CERT as in kme-env.sh
 #   ike_lab_kmes_stop
 #   ike_lab_side SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA]
 #                      SIDE (west|east) to run the pluto installed in PREFIX
@@ -119,7 +120,7 @@ ike_lab_kmes_start() { # [kme-sim options...]
 	fi
 	rm -f "$d/ready"
 	ip netns exec "$IKE_LAB_NS_L" "$IKE_LAB_KME_SIM" --ca "$d/pki/ca.crt" \
-		--kme "id=KME_A,listen=192.0.2.254:8443,cert=$d/pki/kme-a.crt,key=$d/pki/kme-a.key,sae=SAE_A" \
+		--kme "id=KME_A,listen=192.0.2.254:8443,cert=$d/pki/${KME_A_CERT:-kme-a}.crt,key=$d/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=192.0.2.254:8444,cert=$d/pki/kme-b.crt,key=$d/pki/kme-b.key,sae=SAE_B" \
 		--ready-file "$d/ready" "$@" >>"$d/kme-sim.out" 2>>"$d/kme-sim.log" &
 	IKE_LAB_KME_PID=$!
