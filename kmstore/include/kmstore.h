@@ -69,6 +69,8 @@ KMS_API void kms_set_logger(kms_log_fn *fn, void *ctx);
 
 KMS_API const char *kms_version(void);
 KMS_API const char *kms_rc_name(kms_rc rc);
+/* A short human reason ("KME unreachable"), as OpenSSL's errors show it. */
+KMS_API const char *kms_rc_describe(kms_rc rc);
 
 /* The configuration path used when kms_store_open gets NULL: $KMSTORE_CONF
  * if set and not empty, else the compiled-in default. */

@@ -36,20 +36,10 @@ static const ENGINE_CMD_DEFN commands[] = {
 /* Set by the CONFIG command; one engine per process in practice. */
 static char *config_path;
 
-/* Our error library: messages are the library's, reasons its kms_rc. */
+/* Our error library: messages are the library's, reasons its kms_rc with
+ * its descriptions (filled by load_error_strings). */
 static int err_lib;
-static ERR_STRING_DATA reasons[] = {
-	{ KMS_ERR_USAGE, "invalid argument" },
-	{ KMS_ERR_CONFIG, "configuration error" },
-	{ KMS_ERR_PERMISSION, "file permissions refused" },
-	{ KMS_ERR_NOT_FOUND, "no such profile or key" },
-	{ KMS_ERR_URI, "malformed kmstore: URI" },
-	{ KMS_ERR_KME, "KME error" },
-	{ KMS_ERR_UNREACHABLE, "KME unreachable" },
-	{ KMS_ERR_UNSUPPORTED, "unsupported" },
-	{ KMS_ERR_SYSTEM, "system error" },
-	{ 0, NULL }
-};
+static ERR_STRING_DATA reasons[KMS_ERR_SYSTEM - KMS_ERR_USAGE + 1 + 1];
 static ERR_STRING_DATA lib_name[] = {
 	{ 0, "kmstore engine" },
 	{ 0, NULL }
@@ -60,6 +50,12 @@ static void load_error_strings(void)
 	if (err_lib != 0)
 		return;
 	err_lib = ERR_get_next_error_library();
+	/* The error codes are KMS_ERR_USAGE..KMS_ERR_SYSTEM, no gaps
+	 * (tests/unit/test_config.c checks it); the last entry stays {0}. */
+	for (int rc = KMS_ERR_USAGE; rc <= KMS_ERR_SYSTEM; rc++) {
+		reasons[rc - KMS_ERR_USAGE].error = (unsigned long)rc;
+		reasons[rc - KMS_ERR_USAGE].string = kms_rc_describe((kms_rc)rc);
+	}
 	lib_name[0].error = ERR_PACK(err_lib, 0, 0);
 	ERR_load_strings(err_lib, reasons);
 	ERR_load_strings(err_lib, lib_name);

@@ -2,6 +2,7 @@
  * provider.c - the kmstore OpenSSL provider: entry point, parameters,
  * the algorithms it offers, and errors raised through the core.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,23 +142,32 @@ static int get_params(void *provctx, OSSL_PARAM params[])
 	return 1;
 }
 
-/* Reason strings for the codes we raise: the library's kms_rc values. */
+/* Reason strings for the codes we raise: the library's kms_rc values, with
+ * its descriptions, and our own. Built in OSSL_provider_init, which the core
+ * always calls before it asks for them; under pthread_once because several
+ * library contexts may load the provider at once, from different threads,
+ * and pthread_once also makes the filled table visible to each of them. */
+static OSSL_ITEM reasons[KMS_ERR_SYSTEM - KMS_ERR_USAGE + 1 + 2];
+static pthread_once_t reasons_once = PTHREAD_ONCE_INIT;
+
+static void build_reasons(void)
+{
+	size_t n = 0;
+
+	/* The error codes are KMS_ERR_USAGE..KMS_ERR_SYSTEM, no gaps
+	 * (tests/unit/test_config.c checks it). */
+	for (int rc = KMS_ERR_USAGE; rc <= KMS_ERR_SYSTEM; rc++) {
+		reasons[n].id = (unsigned int)rc;
+		reasons[n++].ptr = (void *)kms_rc_describe((kms_rc)rc);
+	}
+	reasons[n].id = KMSP_R_INTERNAL;
+	reasons[n++].ptr = "internal error";
+	reasons[n].id = 0; /* the end */
+	reasons[n].ptr = NULL;
+}
+
 static const OSSL_ITEM *get_reason_strings(void *provctx)
 {
-	static const OSSL_ITEM reasons[] = {
-		{ KMS_ERR_USAGE, "invalid argument" },
-		{ KMS_ERR_CONFIG, "configuration error" },
-		{ KMS_ERR_PERMISSION, "file permissions refused" },
-		{ KMS_ERR_NOT_FOUND, "no such profile or key" },
-		{ KMS_ERR_URI, "malformed kmstore: URI" },
-		{ KMS_ERR_KME, "KME error" },
-		{ KMS_ERR_UNREACHABLE, "KME unreachable" },
-		{ KMS_ERR_UNSUPPORTED, "unsupported" },
-		{ KMS_ERR_SYSTEM, "system error" },
-		{ KMSP_R_INTERNAL, "internal error" },
-		{ 0, NULL }
-	};
-
 	(void)provctx;
 	return reasons;
 }
@@ -229,6 +239,8 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 {
 	kmsp_provctx *pc;
 
+	if (pthread_once(&reasons_once, build_reasons) != 0)
+		return 0;
 	take_core_functions(in);
 	pc = calloc(1, sizeof(*pc));
 	if (pc == NULL)

@@ -67,6 +67,23 @@ struct p11_token *p11_token_get(CK_SLOT_ID id)
 	return &p11.tokens[id - 1];
 }
 
+/* The opening of the C_* functions that take a slot: enter the module
+ * (initialized, locked) and find the slot's token. On CKR_OK the lock is
+ * held and *tp set; on any other value the lock is not held. */
+static CK_RV enter_slot(CK_SLOT_ID id, struct p11_token **tp)
+{
+	CK_RV rv = p11_enter();
+
+	if (rv != CKR_OK)
+		return rv;
+	*tp = p11_token_get(id);
+	if (*tp == NULL) {
+		p11_leave();
+		return CKR_SLOT_ID_INVALID;
+	}
+	return CKR_OK;
+}
+
 CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
 		    CK_ULONG_PTR pulCount)
 {
@@ -96,14 +113,9 @@ CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 
 	if (pInfo == NULL)
 		return CKR_ARGUMENTS_BAD;
-	rv = p11_enter();
+	rv = enter_slot(slotID, &t);
 	if (rv != CKR_OK)
 		return rv;
-	t = p11_token_get(slotID);
-	if (t == NULL) {
-		p11_leave();
-		return CKR_SLOT_ID_INVALID;
-	}
 	memset(pInfo, 0, sizeof(*pInfo));
 	snprintf(desc, sizeof(desc), "kmstore profile %s",
 		 kms_profile_name(t->profile));
@@ -159,34 +171,30 @@ CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO_PTR pInfo)
 
 	if (pInfo == NULL)
 		return CKR_ARGUMENTS_BAD;
-	rv = p11_enter();
+	rv = enter_slot(slotID, &t);
 	if (rv != CKR_OK)
 		return rv;
-	t = p11_token_get(slotID);
-	if (t != NULL)
-		fill_token_info(t, pInfo);
+	fill_token_info(t, pInfo);
 	p11_leave();
-	return t != NULL ? CKR_OK : CKR_SLOT_ID_INVALID;
+	return CKR_OK;
 }
 
 CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList,
 			 CK_ULONG_PTR pulCount)
 {
+	struct p11_token *t;
 	CK_RV rv;
 
 	if (pulCount == NULL)
 		return CKR_ARGUMENTS_BAD;
-	rv = p11_enter();
+	rv = enter_slot(slotID, &t);
 	if (rv != CKR_OK)
 		return rv;
-	if (p11_token_get(slotID) == NULL)
-		rv = CKR_SLOT_ID_INVALID;
-	else if (pList != NULL && *pulCount < N_MECHANISMS)
+	if (pList != NULL && *pulCount < N_MECHANISMS)
 		rv = CKR_BUFFER_TOO_SMALL;
 	else if (pList != NULL)
 		memcpy(pList, mechanisms, sizeof(mechanisms));
-	if (rv != CKR_SLOT_ID_INVALID)
-		*pulCount = N_MECHANISMS;
+	*pulCount = N_MECHANISMS;
 	p11_leave();
 	return rv;
 }
@@ -200,14 +208,9 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
 
 	if (pInfo == NULL)
 		return CKR_ARGUMENTS_BAD;
-	rv = p11_enter();
+	rv = enter_slot(slotID, &t);
 	if (rv != CKR_OK)
 		return rv;
-	t = p11_token_get(slotID);
-	if (t == NULL) {
-		p11_leave();
-		return CKR_SLOT_ID_INVALID;
-	}
 	if (type != CKM_GENERIC_SECRET_KEY_GEN) {
 		p11_leave();
 		return CKR_MECHANISM_INVALID;

@@ -1,5 +1,6 @@
 /* test_config.c - parsing kmstore.conf: every field of both profile types,
- * the comment and line-ending forms, and every error with its line. */
+ * the comment and line-ending forms, and every error with its line; the
+ * result codes' names and descriptions. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,6 +413,51 @@ static void test_url_password_not_echoed(void **state)
 	assert_non_null(strstr(err.message, "user name or password"));
 }
 
+/* Every kms_rc has its own description; other values get the fallback.
+ * The OpenSSL provider and engine build their reason tables over
+ * KMS_ERR_USAGE..KMS_ERR_SYSTEM: the scan of 0..255 fails if a new code
+ * falls outside that range or leaves a gap, until they are updated. */
+static void test_rc_describe(void **state)
+{
+	static const kms_rc all[] = {
+		KMS_OK, KMS_ERR_USAGE, KMS_ERR_CONFIG, KMS_ERR_PERMISSION,
+		KMS_ERR_NOT_FOUND, KMS_ERR_URI, KMS_ERR_KME,
+		KMS_ERR_UNREACHABLE, KMS_ERR_UNSUPPORTED, KMS_ERR_SYSTEM,
+	};
+	const size_t n = sizeof(all) / sizeof(all[0]);
+	const char *fallback = kms_rc_describe((kms_rc)-1);
+
+	(void)state;
+	assert_non_null(fallback);
+	assert_string_not_equal(fallback, "");
+	for (size_t i = 0; i < n; i++) {
+		const char *d = kms_rc_describe(all[i]);
+
+		assert_non_null(d);
+		assert_string_not_equal(d, "");
+		assert_string_not_equal(d, fallback);
+		assert_string_not_equal(kms_rc_name(all[i]), "unknown");
+		for (size_t j = 0; j < i; j++)
+			assert_string_not_equal(d, kms_rc_describe(all[j]));
+	}
+	/* What OpenSSL's error output shows, and tests grep for. */
+	assert_string_equal(kms_rc_describe(KMS_ERR_KME), "KME error");
+	assert_string_equal(kms_rc_describe(KMS_ERR_UNREACHABLE),
+			    "KME unreachable");
+	for (int v = 0; v < 256; v++) {
+		int known = v == KMS_OK ||
+			    (v >= KMS_ERR_USAGE && v <= KMS_ERR_SYSTEM);
+
+		if (known)
+			assert_string_not_equal(kms_rc_describe((kms_rc)v),
+						fallback);
+		else
+			assert_string_equal(kms_rc_describe((kms_rc)v),
+					    fallback);
+	}
+	assert_int_equal(KMS_ERR_SYSTEM - KMS_ERR_USAGE + 2, (int)n);
+}
+
 #define BAD(name) { #name, test_bad, NULL, NULL, &name }
 
 int main(void)
@@ -424,6 +470,7 @@ int main(void)
 		cmocka_unit_test(test_line_length),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_url_password_not_echoed),
+		cmocka_unit_test(test_rc_describe),
 		BAD(outside_section), BAD(header_unclosed), BAD(header_trailing),
 		BAD(name_space), BAD(name_empty), BAD(name_long),
 		BAD(profile_twice), BAD(setting_twice), BAD(no_equals),
