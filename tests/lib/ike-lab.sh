@@ -22,7 +22,9 @@
 #                      (PSK authentication, IKEv2, plus CONN_OPTIONS, one a
 #                      line), SECRETS added to ipsec.secrets and CONF_EXTRA
 #                      to ipsec.conf; KMSTORE_CONF empty: no module
-#   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added
+#   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added;
+#                      IKE_LAB_WRAPPER: a command to run pluto under
+#                      (e.g. valgrind with its options)
 #   ike_lab_whack SIDE ARGS...      whack for that pluto (30 s at most)
 #   ike_lab_initiate SIDE CONN [WHACK_OPTIONS...]
 #                      an IKE SA without a Child SA (this kernel has no ESP)
@@ -32,7 +34,7 @@
 #   ike_lab_log SIDE   pluto's log so far (with the module's messages)
 #   ike_lab_exec SIDE CMD...        CMD in SIDE's namespace (reaches its KME)
 #   ike_lab_stop [SIDE...]          shuts the plutos down [both] (killed
-#                      after 2 s); pluto's exit status in $IKE_LAB_DIR/SIDE/exit;
+#                      after 2 s, 60 s under IKE_LAB_WRAPPER); pluto's exit status in $IKE_LAB_DIR/SIDE/exit;
 #                      $IKE_LAB_CRASHES counts the plutos that died of a
 #                      signal other than that SIGKILL (their files are kept)
 #   ike_lab_down       everything stopped and removed, the files too unless
@@ -190,13 +192,14 @@ ike_lab_start() { # SIDE
 	rm -f "$d/run/pluto.ctl"
 	# --stderrlog: pluto's log and the module's messages (log=stderr) in
 	# one file, in order
-	ip netns exec "$ns" "$prefix/libexec/ipsec/pluto" --nofork --stderrlog \
+	# shellcheck disable=SC2086 # IKE_LAB_WRAPPER is a command line
+	ip netns exec "$ns" ${IKE_LAB_WRAPPER:-} "$prefix/libexec/ipsec/pluto" --nofork --stderrlog \
 		--config "$d/ipsec.conf" --rundir "$d/run" \
 		--secretsfile "$d/ipsec.secrets" --nssdir "$d/nss" --dumpdir "$d/run" \
 		>"$d/pluto.out" 2>"$d/pluto.log" &
 	IKE_LAB_PIDS+=($!)
 	echo $! >"$d/pid"
-	for i in $(seq 100); do
+	for i in $(seq 600); do
 		[ -S "$d/run/pluto.ctl" ] && break
 		sleep 0.05
 	done
@@ -244,7 +247,11 @@ ike_lab_stop() { # [SIDE...]
 		[ -f "$IKE_LAB_DIR/$side/pid" ] || continue
 		pid=$(cat "$IKE_LAB_DIR/$side/pid")
 		ike_lab_whack "$side" --shutdown >/dev/null 2>&1 &
-		for i in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+		# under a wrapper (valgrind) the shutdown takes longer
+		for i in $(seq "$([ -n "${IKE_LAB_WRAPPER:-}" ] && echo 1200 || echo 40)"); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.05
+		done
 		kill -9 "$pid" 2>/dev/null || true
 		rc=0
 		wait "$pid" 2>/dev/null || rc=$?
