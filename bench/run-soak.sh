@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # run-soak.sh - bench/soak against two kme-sim KMEs on 127.0.0.1 that fail
 # now and then (5% 503, 2% dropped connections, 1% malformed JSON): first
-# through libkmstore, then through the PKCS#11 module in NSS; then a
-# shorter run of each under valgrind memcheck. Prints the figures.
+# through libkmstore, then through the PKCS#11 module in NSS, then through
+# the OpenSSL provider (OSSL_STORE in-process); then a shorter run of each
+# under valgrind memcheck. Prints the figures.
 #
 # Usage: bash bench/run-soak.sh [BUILD_DIR] [ROUNDS]   (build/release, 5000)
 # Environment: SOAK_TIME_CAP seconds per face [600]; SOAK_FAULTS kme-sim
 # --fault options; SOAK_VALGRIND=0 skips valgrind, SOAK_VALGRIND_ROUNDS
-# [150]; SOAK_FACES [lib nss]; SOAK_RSS_BOUND kB [1024] (ASan's quarantine
-# grows RSS: the ASan build checks leaks at exit instead); SOAK_PRELOAD the
-# ASan runtime in a sanitizer build. SOAK, KME_SIM,
-# KME_SIM_PKI, P11_MODULE default to the build tree. The ctest soak_short
+# [150]; SOAK_FACES [lib, then nss and ossl where P11_MODULE and the
+# provider exist]; SOAK_RSS_BOUND kB [1024] (ASan's quarantine grows RSS:
+# the ASan build checks leaks at exit instead); SOAK_PRELOAD the ASan
+# runtime in a sanitizer build. SOAK, KME_SIM, KME_SIM_PKI, P11_MODULE,
+# KMSTORE_PROVIDER_DIR default to the build tree. The ctest soak_short
 # runs this with SOAK_ROUNDS=300 and no valgrind: exit 0 only when every
 # face's verdict is ok and the module logged nothing but injected causes.
 set -euo pipefail
@@ -21,14 +23,19 @@ SOAK=${SOAK:-$build/bench/soak}
 KME_SIM=${KME_SIM:-$build/tests/kme-sim/kme-sim}
 KME_SIM_PKI=${KME_SIM_PKI:-$src/tests/kme-sim/kme-sim-pki}
 P11_MODULE=${P11_MODULE:-$build/provider/pkcs11/kmstore-pkcs11.so}
+KMSTORE_PROVIDER_DIR=${KMSTORE_PROVIDER_DIR:-$build/provider/openssl}
 cap=${SOAK_TIME_CAP:-600}
 faults=${SOAK_FAULTS:---fault 503:5 --fault drop:2 --fault malformed:1}
-# What those faults look like: libkmstore's message classes (soak.c) and
-# the NSS errors they become.
+# What those faults look like: libkmstore's message classes (soak.c), the
+# NSS errors they become, and the provider's reasons with those classes.
 expect_lib=503,drop,malformed
 expect_nss=SEC_ERROR_PKCS11_FUNCTION_FAILED,SEC_ERROR_PKCS11_DEVICE_ERROR
+expect_ossl='KME error (503),KME unreachable (drop),KME error (malformed)'
 expect_log='HTTP 503|closed the connection without an answer|not valid JSON'
-faces=${SOAK_FACES:-lib nss}
+faces=lib
+[[ -f $P11_MODULE ]] && faces+=" nss"
+[[ -f $KMSTORE_PROVIDER_DIR/kmstore.so ]] && faces+=" ossl"
+faces=${SOAK_FACES:-$faces}
 vg_rounds=${SOAK_VALGRIND_ROUNDS:-150}
 rss_bound=${SOAK_RSS_BOUND:-1024}
 
@@ -73,6 +80,8 @@ run_face() {
 	[[ $# -gt 0 ]] && bound=10000000
 	if [[ $face == lib ]]; then
 		target=$conf expect=$expect_lib
+	elif [[ $face == ossl ]]; then
+		target=$conf expect=$expect_ossl
 	else
 		target=$work/nss expect=$expect_nss
 		if [[ ! -d $work/nss ]] && ! nss_db "$work/nss"; then
@@ -84,8 +93,8 @@ run_face() {
 	echo "== $face: $n rounds${1:+ under $1}, faults: $faults"
 	local seen
 	seen=$(wc -l <"$KME_DIR/kme-sim.log")
-	"$@" "$SOAK" --face "$face" -n "$n" -t "$cap" -r "$bound" -e "$expect" -q \
-		"$target" 2>"$log" || rc=$?
+	"$@" "$SOAK" --face "$face" -n "$n" -t "$cap" -r "$bound" -e "$expect" \
+		-p "$KMSTORE_PROVIDER_DIR" -q "$target" 2>"$log" || rc=$?
 	# What kme-sim injected (one log line per request; retries included).
 	tail -n "+$((seen + 1))" "$KME_DIR/kme-sim.log" >"$work/sim.log"
 	echo "kme-sim: $(grep -c '"POST' "$work/sim.log" || true) requests, faults" \

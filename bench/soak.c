@@ -11,16 +11,24 @@
  *   soak --face nss NSSDB       the PKCS#11 module through NSS, as pluto:
  *                               PK11_TokenKeyGenWithFlags on pkcs11:token=
  *                               west, PK11_FindFixedKey on token=east
+ *   soak --face ossl CONF       the OpenSSL provider in-process, in its own
+ *                               OSSL_LIB_CTX: OSSL_STORE on kmstore:profile=
+ *                               west, then kmstore:profile=east;key-id=ID;
+ *                               kmstore.so from -p DIR (else
+ *                               $KMSTORE_PROVIDER_DIR, else OpenSSL's
+ *                               modules directory), CONF as KMSTORE_CONF
  * Options: -n ROUNDS [5000], -t SECONDS time cap [600], -w WARMUP rounds
  * before the baseline [100], -r KB allowed RSS growth after the warm-up
  * [1024], -e CAUSE[,CAUSE...] the causes that are expected (the injected
- * faults; "any": all), -q no progress lines.
+ * faults; "any": all), -p DIR the provider's directory (ossl), -q no
+ * progress lines.
  *
  * Prints keys served, errors by cause (kms_rc and message class; NSS error
- * and the CKR it stands for), RSS and open descriptors at start, after the
- * warm-up and at the end, and a verdict. Exit 0 when: no descriptor
- * growth, RSS growth within the bound, no mismatched key, every error of
- * an expected cause, and at least one key served; 1 otherwise; 2 usage. */
+ * and the CKR it stands for; OpenSSL reason and message class), RSS and
+ * open descriptors at start, after the warm-up and at the end, and a
+ * verdict. Exit 0 when: no descriptor growth, RSS growth within the
+ * bound, no mismatched key, every error of an expected cause, and at least
+ * one key served; 1 otherwise; 2 usage. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +45,14 @@
 #include <secerr.h>
 #endif
 
+#ifdef SOAK_OSSL
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/provider.h>
+#include <openssl/store.h>
+#endif
+
 #define MAX_CAUSES 64
 
 struct cause {
@@ -50,6 +66,7 @@ static struct {
 } causes;
 
 static long served, mismatched, failed_rounds;
+static const char *ossl_dir; /* -p: where kmstore.so is (face ossl) */
 
 static void count_cause(const char *name)
 {
@@ -183,9 +200,10 @@ static void lib_round(void)
 	kms_key_free(b);
 }
 
-static void lib_close(void)
+static int lib_close(void)
 {
 	kms_store_free(store);
+	return 0;
 }
 
 /* ---- the PKCS#11 module through NSS ---- */
@@ -298,6 +316,154 @@ static int nss_close(void)
 }
 #endif
 
+/* ---- the OpenSSL provider, in-process ---- */
+
+#ifdef SOAK_OSSL
+static OSSL_LIB_CTX *ossl_ctx;
+static OSSL_PROVIDER *ossl_kmstore, *ossl_default;
+
+/* The provider raises the library's kms_rc as the reason ("KME error") and
+ * its message as the error data, so the message class is there too. The
+ * kmstore error is named, else the first one (OSSL_STORE's own). */
+static void ossl_failed(const char *side)
+{
+	const char *lib = NULL, *reason = NULL, *cls = "no message", *data;
+	unsigned long e;
+	char name[96];
+	int flags, found = 0, ours = 0;
+
+	while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+		const char *l = ERR_lib_error_string(e);
+		int mine = l != NULL && strcmp(l, "kmstore") == 0;
+
+		if (found && (ours || !mine))
+			continue;
+		found = 1;
+		ours = mine;
+		lib = l;
+		reason = ERR_reason_error_string(e);
+		/* Read now: the next ERR_get_error_all may clear it. */
+		cls = (flags & ERR_TXT_STRING) && data != NULL && data[0] ?
+			      message_class(data) : "no message";
+	}
+	if (!found)
+		snprintf(name, sizeof(name), "%s no error in the queue", side);
+	else
+		snprintf(name, sizeof(name), "%s %s: %s (%s)", side,
+			 lib ? lib : "?", reason ? reason : "?", cls);
+	count_cause(name);
+}
+
+static int ossl_open(const char *conf)
+{
+	const char *dir = ossl_dir ? ossl_dir : getenv("KMSTORE_PROVIDER_DIR");
+
+	/* OpenSSL 3.0 passes a provider parameter (kmstore-config) only from
+	 * an openssl.cnf; the environment is the provider's other way. */
+	if (setenv("KMSTORE_CONF", conf, 1) != 0)
+		return -1;
+	ossl_ctx = OSSL_LIB_CTX_new();
+	if (ossl_ctx == NULL ||
+	    (dir != NULL && !OSSL_PROVIDER_set_default_search_path(ossl_ctx, dir))) {
+		fprintf(stderr, "soak: cannot make an OpenSSL library context\n");
+		return -1;
+	}
+	/* Both, as docs/openssl.md says: an application computes with the
+	 * keys in the default provider. */
+	ossl_kmstore = OSSL_PROVIDER_load(ossl_ctx, "kmstore");
+	ossl_default = OSSL_PROVIDER_load(ossl_ctx, "default");
+	if (ossl_kmstore == NULL || ossl_default == NULL) {
+		fprintf(stderr, "soak: cannot load the providers kmstore (from %s) "
+			"and default\n", dir ? dir : "OpenSSL's modules directory");
+		ERR_print_errors_fp(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+/* The key a kmstore: URI names, as an application loads it (test_hmac.c);
+ * NULL with the error queue on failure. */
+static EVP_PKEY *ossl_load(const char *uri)
+{
+	OSSL_STORE_CTX *st;
+	EVP_PKEY *pkey = NULL;
+
+	st = OSSL_STORE_open_ex(uri, ossl_ctx, NULL, NULL, NULL, NULL, NULL, NULL);
+	if (st == NULL)
+		return NULL;
+	while (pkey == NULL && !OSSL_STORE_eof(st)) {
+		OSSL_STORE_INFO *info = OSSL_STORE_load(st);
+
+		if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
+			pkey = OSSL_STORE_INFO_get1_PKEY(info);
+		OSSL_STORE_INFO_free(info);
+		if (info == NULL && OSSL_STORE_error(st))
+			break;
+	}
+	OSSL_STORE_close(st);
+	return pkey;
+}
+
+/* The bytes of both keys, as EVP_PKEY_get_raw_private_key copies them. */
+static int ossl_equal(EVP_PKEY *a, EVP_PKEY *b)
+{
+	unsigned char x[KMS_KEY_MAX], y[KMS_KEY_MAX];
+	size_t xl = sizeof(x), yl = sizeof(y);
+	int eq;
+
+	eq = EVP_PKEY_get_raw_private_key(a, x, &xl) == 1 &&
+	     EVP_PKEY_get_raw_private_key(b, y, &yl) == 1 && xl == yl &&
+	     CRYPTO_memcmp(x, y, xl) == 0;
+	OPENSSL_cleanse(x, sizeof(x));
+	OPENSSL_cleanse(y, sizeof(y));
+	return eq;
+}
+
+static void ossl_round(void)
+{
+	char id[KMS_KEY_ID_MAX + 1], uri[512];
+	EVP_PKEY *a, *b;
+
+	ERR_clear_error();
+	a = ossl_load("kmstore:profile=west");
+	if (a == NULL) {
+		ossl_failed("enc");
+		failed_rounds++;
+		return;
+	}
+	/* The ID percent-encoded by the library, as the provider lists it. */
+	if (EVP_PKEY_get_utf8_string_param(a, "kmstore-key-id", id, sizeof(id),
+					   NULL) != 1 ||
+	    kms_uri_format(uri, sizeof(uri), "east", id) >= sizeof(uri)) {
+		ossl_failed("kmstore-key-id");
+		failed_rounds++;
+		EVP_PKEY_free(a);
+		return;
+	}
+	b = ossl_load(uri);
+	if (b == NULL) {
+		ossl_failed("dec");
+		failed_rounds++;
+	} else if (!ossl_equal(a, b)) {
+		mismatched++;
+		count_cause("MISMATCH");
+	} else {
+		served++;
+	}
+	EVP_PKEY_free(b);
+	EVP_PKEY_free(a);
+}
+
+static int ossl_close(void)
+{
+	int ok = OSSL_PROVIDER_unload(ossl_default) == 1 &&
+		 OSSL_PROVIDER_unload(ossl_kmstore) == 1;
+
+	OSSL_LIB_CTX_free(ossl_ctx);
+	return ok ? 0 : -1;
+}
+#endif
+
 /* An error is expected when its description holds one of the causes. */
 static int expected(const char *name, const char *list)
 {
@@ -315,8 +481,9 @@ static int expected(const char *name, const char *list)
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: soak --face lib|nss [-n ROUNDS] [-t SECONDS] "
-		"[-w WARMUP] [-r KB] [-e CAUSES|any] [-q] CONF|NSSDB\n");
+	fprintf(stderr, "usage: soak --face lib|nss|ossl [-n ROUNDS] [-t SECONDS] "
+		"[-w WARMUP] [-r KB] [-e CAUSES|any] [-p PROVIDER_DIR] [-q] "
+		"CONF|NSSDB\n");
 	return 2;
 }
 
@@ -326,8 +493,9 @@ int main(int argc, char **argv)
 	double cap = 600, t0, t_warm = 0, t_end;
 	const char *face = NULL, *expect = "", *target = NULL;
 	long rss0, rss1 = 0, rss2;
-	int fd0, fd1 = 0, fd2, quiet = 0, ok = 1, nss = 0;
+	int fd0, fd1 = 0, fd2, quiet = 0, ok = 1;
 	void (*round_fn)(void);
+	int (*close_fn)(void) = lib_close;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -338,6 +506,7 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "-w") == 0 && v) warmup = atol(v), i++;
 		else if (strcmp(a, "-r") == 0 && v) rss_bound = atol(v), i++;
 		else if (strcmp(a, "-e") == 0 && v) expect = v, i++;
+		else if (strcmp(a, "-p") == 0 && v) ossl_dir = v, i++;
 		else if (strcmp(a, "-q") == 0) quiet = 1;
 		else if (a[0] != '-' && target == NULL) target = a;
 		else return usage();
@@ -358,9 +527,19 @@ int main(int argc, char **argv)
 		if (nss_open(target) != 0)
 			return 1;
 		round_fn = nss_round;
-		nss = 1;
+		close_fn = nss_close;
 #else
 		fprintf(stderr, "soak: built without NSS\n");
+		return 2;
+#endif
+	} else if (strcmp(face, "ossl") == 0) {
+#ifdef SOAK_OSSL
+		if (ossl_open(target) != 0)
+			return 1;
+		round_fn = ossl_round;
+		close_fn = ossl_close;
+#else
+		fprintf(stderr, "soak: built without the OpenSSL provider\n");
 		return 2;
 #endif
 	} else {
@@ -417,13 +596,7 @@ int main(int argc, char **argv)
 	ok &= rss2 - rss1 <= rss_bound && fd2 <= fd1 && mismatched == 0 &&
 	      served > 0;
 
-	if (nss) {
-#ifdef SOAK_NSS
-		ok &= nss_close() == 0;
-#endif
-	} else {
-		lib_close();
-	}
+	ok &= close_fn() == 0;
 	printf("verdict: %s\n", ok ? "ok" : "FAIL");
 	return ok ? 0 : 1;
 }
