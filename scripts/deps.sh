@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-	build-essential cmake pkgconf clang libclang-rt-14-dev
+	build-essential cmake pkgconf clang libclang-rt-14-dev llvm-14
 	libssl-dev openssl libcurl4-openssl-dev curl libjson-c-dev
 	libmicrohttpd-dev libgnutls28-dev libcmocka-dev
 	python3 valgrind perl gpgv xz-utils ca-certificates
