@@ -36,11 +36,9 @@ if(BUILD_TESTING AND EXISTS ${PROJECT_SOURCE_DIR}/tests/kme-sim/CMakeLists.txt)
   # LeakSanitizer checks for leaks at exit instead. modutil, not
   # instrumented, preloads the ASan runtime to load the module.
   set(soak_rss 1024)
-  set(soak_preload "")
+  set(soak_preload "${KMSTORE_TEST_PRELOAD}")
   if(KMSTORE_SANITIZE)
     set(soak_rss 10000000)
-    execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
-                    OUTPUT_VARIABLE soak_preload OUTPUT_STRIP_TRAILING_WHITESPACE)
   endif()
   add_test(NAME soak_short
            COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/run-soak.sh ${PROJECT_BINARY_DIR} 300)
