@@ -61,7 +61,7 @@ fi
 for side in west east; do
 	if [ "$ppk" = ppks ]; then
 		ike_lab_side $side "$prefix" '' 'ppk=propose' \
-			"@west @east : PPKS \"PPK_ID_1\" 0x$(od -An -tx1 -v "$IKE_LAB_DIR/kme/static.key" | tr -d ' \n')"
+			"@west @east : PPKS \"PPK_ID_1\" 0x$(kme_env_hex "$IKE_LAB_DIR/kme/static.key")"
 	else
 		ike_lab_side $side "$prefix" "$IKE_LAB_DIR/kme/$side.conf" $'ppk=propose\nppk-uri=pkcs11:token=qkd'
 	fi
@@ -99,15 +99,11 @@ no_ppk_e=$(log east | grep -c 'ppk-uri=[^ ]*: no PPK for received' || true)
 module_errors() { log "$1" | grep '^kmstore-pkcs11: \(error\|warning\):' || true; }
 unexpected=$( { module_errors west; module_errors east; } | grep -vcE "$expect_log" || true)
 cause() { { module_errors west; module_errors east; } | grep -c "$1" || true; }
-injected=$( { grep -o 'fault=[^ ]*' "$IKE_LAB_DIR/kme/kme-sim.log" || true; } | { grep -v 'fault=-$' || true; } |
-	sed 's/:[0-9]*$//' | sort | uniq -c |
-	awk '{ printf "%s%s %s", s, $1, substr($2, 7); s = ", " } END { if (!NR) printf "none" }')
-requests=$(grep -c '"POST' "$IKE_LAB_DIR/kme/kme-sim.log" || true)
 
 echo "ike-soak: PPK from $ppk${IKE_LAB_WRAPPER:+, plutos under valgrind}: $done rounds in $secs s ($(awk -v n=$done -v s=$secs 'BEGIN { printf "%.1f", n / (s ? s : 1) }') IKE SAs/s), faults: $faults"
 echo "IKE SAs established: $established of $done (whack failed $failed); with a PPK: $with_ppk; without (ppk=propose): initiator's fetch failed $no_ppk_w, responder's $no_ppk_e"
 echo "module, causes of failed fetches: $(cause 'HTTP 503') HTTP 503, $(cause 'closed the connection') dropped, $(cause 'not valid JSON') malformed, $unexpected other"
-echo "kme-sim: $requests requests, faults injected: $injected"
+echo "kme-sim: $(kme_env_requests "$IKE_LAB_DIR/kme/kme-sim.log")"
 printf 'pluto        %8s %8s %8s %8s   %s\n' start warm-up halfway end 'growth: first half, second half'
 row() { printf '%-12s %8s %8s %8s %8s   %+d, %+d\n' "$1" "$2" "$3" "$4" "$5" $(($4 - $3)) $(($5 - $4)); }
 row 'west RSS kB' "$rw0" "$rw1" "$rwm" "$rw2"

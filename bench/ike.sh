@@ -42,7 +42,7 @@ ike_lab_init "$module" "$build/tests/kme-sim/kme-sim" tests/kme-sim/kme-sim-pki
 trap ike_lab_down EXIT
 ike_lab_up
 ike_lab_kmes_start --pool-size $((4 * n + 100))
-ppk_hex=$(od -An -tx1 -v "$IKE_LAB_DIR/kme/static.key" | tr -d ' \n')
+ppk_hex=$(kme_env_hex "$IKE_LAB_DIR/kme/static.key")
 
 conns() { # SIDE PPK_OPTION: conns c1..cN
 	local side=$1 opt=$2 i me=w peer=e ma=192.0.2.1 pa=192.0.2.2

@@ -97,10 +97,7 @@ run_face() {
 		-p "$KMSTORE_PROVIDER_DIR" -q "$target" 2>"$log" || rc=$?
 	# What kme-sim injected (one log line per request; retries included).
 	tail -n "+$((seen + 1))" "$KME_DIR/kme-sim.log" >"$work/sim.log"
-	echo "kme-sim: $(grep -c '"POST' "$work/sim.log" || true) requests, faults" \
-		"injected: $(grep -o 'fault=[^ ]*' "$work/sim.log" | grep -v 'fault=-$' |
-			sed 's/:[0-9]*$//' | sort | uniq -c |
-			awk '{ printf "%s%s %s", s, $1, substr($2, 7); s = ", " } END { if (!NR) printf "none" }')"
+	echo "kme-sim: $(kme_env_requests "$work/sim.log")"
 	if [[ $# -gt 0 ]]; then
 		echo "valgrind (exit $rc): $(grep -E 'ERROR SUMMARY|definitely lost|indirectly lost' "$log" |
 			sed 's/^==[0-9]*== *//' | tr '\n' ';' | sed 's/;$//')"

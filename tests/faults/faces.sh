@@ -36,7 +36,6 @@
 #              (the pluto is still serving).
 
 FACE_HANG=${FACE_HANG:-20}
-FACE_SCAN=$(dirname "${BASH_SOURCE[0]}")/../hygiene/scan_secrets.py
 FACES_ALL=(kmstore openssl pkcs11 pluto)
 
 # faces_available: the faces whose programs are there (into FACES).
@@ -250,12 +249,9 @@ face_pluto() { # OP SIDE [ID]: OP and ID are the other faces'; west initiates
 	ike_lab_stop
 	[[ $IKE_LAB_CRASHES == "$crashes" ]] || CELL_WHY+=("a pluto died of a signal")
 	# Secret hygiene: conn static's key in what the plutos, the module,
-	# whack or kme-sim printed (not --shapes: pluto logs long paths).
+	# whack or kme-sim printed.
 	local leak
-	mkdir -p "$IKE_LAB_DIR/secrets"
-	od -An -v -tx1 "$IKE_LAB_DIR/kme/static.key" | tr -d ' \n' >"$IKE_LAB_DIR/secrets/static"
-	leak=$(python3 "$FACE_SCAN" "$IKE_LAB_DIR/secrets" "$IKE_LAB_DIR"/{west,east}/*.{log,out} \
-		"$IKE_LAB_DIR/kme/kme-sim.log" 2>&1) || CELL_WHY+=("a key in the output: $(grep LEAK <<<"$leak")")
+	leak=$(ike_lab_scan_secrets) || CELL_WHY+=("a key in the output: $leak")
 	# what west-east logged on both sides, the module's lines included
 	CELL_OUT="$(cat "$IKE_LAB_DIR/west/cell.out")
 $(grep -v -F -e '"propose"' -e '"static"' "$IKE_LAB_DIR/west/pluto.log")

@@ -52,15 +52,14 @@ FACE_P11_PARAMS="log-level=info"
 pki_copy() { cp -a "$work/pki" "$1"; } # kme-env.sh calls "$pki" DIR
 kme_env_start "$work/lab" "$KME_SIM" pki_copy -v >/dev/null
 faces_init "$work/faces"
-hex_of() { od -An -v -tx1 "$1" | tr -d ' \n'; }
 # The static key outside the lab, which is made afresh per fault below.
 cp "$KME_DIR/static.key" "$work/static.key"
 
 # Both sites get a third profile with an inline key (the configuration
 # file holds the key itself).
 head -c 48 /dev/urandom >"$work/inline.key"
-inline_hex=$(hex_of "$work/inline.key")
-hex_of "$work/static.key" >"$sec/static"
+inline_hex=$(kme_env_hex "$work/inline.key")
+kme_env_hex "$work/static.key" >"$sec/static"
 echo "$inline_hex" >"$sec/inline"
 for side in west east; do
 	sed "s|file:$KME_DIR/static.key|file:$work/static.key|" "$KME_DIR/$side.conf" \

@@ -250,7 +250,7 @@ case_intermediate() {
 }
 
 static_ppks() { # the PPKS line for ipsec.secrets of a stock pluto
-	echo "@west @east : PPKS \"STATIC_PPK_1\" 0x$(od -An -tx1 -v "$IKE_LAB_DIR/kme/static.key" | tr -d ' \n')"
+	echo "@west @east : PPKS \"STATIC_PPK_1\" 0x$(kme_env_hex "$IKE_LAB_DIR/kme/static.key")"
 }
 
 case_interop() {
@@ -386,7 +386,7 @@ kme_dec_lines() { grep -c ' dec_keys for ' "$IKE_LAB_DIR/kme/kme-sim.log" || tru
 case_hostile_peer() {
 	echo "# hostile peer: PPK_IDs chosen by the initiator"
 	local key ids=() id name fwd q before wbefore kbefore got want new spec
-	key=$(od -An -tx1 -v "$IKE_LAB_DIR/kme/static.key" | tr -d ' \n')
+	key=$(kme_env_hex "$IKE_LAB_DIR/kme/static.key")
 	# NAME|ID|forwarded (1: printable, the KME must see exactly ID)
 	ids=(
 		"percent signs|%2e%2e%2f%00%25|1"
@@ -471,21 +471,11 @@ case_hostile_peer() {
 # Secret hygiene: after each case, every pluto log (with the module's
 # lines), whack output and kme-sim's log is searched for the keys the lab
 # knows (the static key, the mismatch case's other key) in hex, base64 and
-# raw form (tests/hygiene/scan_secrets.py).
+# raw form.
 LEAKS=()
 scan_case() { # CASE
-	local secrets=$IKE_LAB_DIR/secrets f out files
-	files=$(find "$IKE_LAB_DIR"/west "$IKE_LAB_DIR"/east "$IKE_LAB_DIR"/kme \( -name '*.log' -o -name '*.out' \) 2>/dev/null)
-	[ -n "$files" ] || return 0 # a case without plutos
-	mkdir -p "$secrets"
-	for f in "$IKE_LAB_DIR/kme/static.key" "$IKE_LAB_DIR/other.key"; do
-		[ -f "$f" ] && od -An -v -tx1 "$f" | tr -d ' \n' >"$secrets/$(basename "$f" .key)"
-	done
-	# logs and outputs, not ipsec.secrets (a stock pluto's PPKS line
-	# holds the key)
-	# shellcheck disable=SC2086 # one path a line, none with blanks
-	out=$(python3 "$here/../hygiene/scan_secrets.py" "$secrets" $files 2>&1) ||
-		LEAKS+=("$1: $(grep LEAK <<<"$out" | head -n 3)")
+	local out
+	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
 ALL=(checkconfig static qkd mismatch unknown_id intermediate interop hostile_peer kme_down kme_silent kme_silent_others)

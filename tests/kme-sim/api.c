@@ -385,10 +385,11 @@ static void do_dec_keys(struct reply *rp, const struct api_server *srv,
 	struct kme_keys keys;
 	char **ids = NULL;
 	size_t n = 0;
+	bool parsed = dec_key_ids(c, method, rq, &ids, &n, &res) == 0;
 
-	if (dec_key_ids(c, method, rq, &ids, &n, &res) == 0)
+	if (parsed)
 		log_key_ids(srv, rt->sae, ids, n);
-	if (ids == NULL ||
+	if (!parsed ||
 	    kme_dec_keys(srv->model, srv->kme, rq->cn, rt->sae,
 			 (const char *const *)ids, n, &keys, &res) != 200) {
 		reply_error(rp, srv, &res);

@@ -33,6 +33,11 @@
 #                      returned, its wall time in $IKE_LAB_SECS
 #   ike_lab_log SIDE   pluto's log so far (with the module's messages)
 #   ike_lab_exec SIDE CMD...        CMD in SIDE's namespace (reaches its KME)
+#   ike_lab_scan_secrets [KEY_FILE...]
+#                      the plutos' logs (with the module's lines), whack's
+#                      outputs and kme-sim's log searched for the static
+#                      key and KEY_FILEs (tests/hygiene/scan_secrets.py):
+#                      1 with the LEAK lines on stdout if one is found
 #   ike_lab_stop [SIDE...]          shuts the plutos down [both] (killed
 #                      after 2 s, 60 s under IKE_LAB_WRAPPER); pluto's exit status in $IKE_LAB_DIR/SIDE/exit;
 #                      $IKE_LAB_CRASHES counts the plutos that died of a
@@ -238,6 +243,22 @@ ike_lab_exec() { # SIDE CMD...
 	ns=$(ike_lab_ns "$1")
 	shift
 	ip netns exec "$ns" "$@"
+}
+
+ike_lab_scan_secrets() { # [KEY_FILE...]
+	local secrets=$IKE_LAB_DIR/secrets f files out
+	files=$(find "$IKE_LAB_DIR"/west "$IKE_LAB_DIR"/east "$IKE_LAB_DIR"/kme \
+		\( -name '*.log' -o -name '*.out' \) 2>/dev/null)
+	[ -n "$files" ] || return 0 # no pluto ran
+	mkdir -p "$secrets"
+	for f in "$IKE_LAB_DIR/kme/static.key" "$@"; do
+		[ ! -f "$f" ] || kme_env_hex "$f" >"$secrets/$(basename "$f" .key)"
+	done
+	# logs and outputs, not ipsec.secrets (a stock pluto's PPKS line
+	# holds the key by design)
+	# shellcheck disable=SC2086 # one path a line, none with blanks
+	out=$(python3 "$(dirname "${BASH_SOURCE[0]}")/../hygiene/scan_secrets.py" "$secrets" $files 2>&1) ||
+		{ grep LEAK <<<"$out"; return 1; }
 }
 
 ike_lab_stop() { # [SIDE...]

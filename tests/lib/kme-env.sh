@@ -5,6 +5,7 @@
 #
 #   kme_env_start DIR KME_SIM KME_SIM_PKI [kme-sim options...]
 #   kme_env_stop
+#   kme_env_hex FILE, kme_env_requests KME_SIM_LOG   (helpers, below)
 #
 # After start: $KME_DIR, $KME_PID, $KME_A_URL, $KME_B_URL, and
 # $KME_DIR/west.conf, $KME_DIR/east.conf, each with profiles "qkd" (the
@@ -13,6 +14,21 @@
 # (e.g. --fault 503:50). KME_TIMEOUT sets the profiles' timeout (default 3);
 # KME_A_CERT names another certificate (and key) of the PKI for KME_A, e.g.
 # wrong-name for one issued to another host name.
+
+# kme_env_hex FILE: a key file's bytes in hex, one line (for PPKS lines and
+# the secret scanner).
+kme_env_hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+
+# kme_env_requests LOG: "N requests, faults injected: N 503, N drop, ..." of
+# a kme-sim log (one line per request, retries included).
+kme_env_requests() {
+	local n faults
+	n=$(grep -c '"POST' "$1" || true)
+	faults=$( { grep -o 'fault=[^ ]*' "$1" || true; } | { grep -v 'fault=-$' || true; } |
+		sed 's/:[0-9]*$//' | sort | uniq -c |
+		awk '{ printf "%s%s %s", s, $1, substr($2, 7); s = ", " } END { if (!NR) printf "none" }')
+	echo "$n requests, faults injected: $faults"
+}
 
 kme_env_write_conf() { # FILE URL LOCAL PEER CERT KEY
 	cat >"$1" <<CONF
