@@ -382,6 +382,19 @@ post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{"number":1}'
 check "extra-key: two keys when one was asked for" "200 2" "$CODE $(jq '.keys | length' <<<"$BODY")"
 stop_sim
 
+start_sim seq --sequential-ids
+ids=''
+for n in 1 2; do
+	post sae-a "$A/api/v1/keys/SAE_B/enc_keys" "{\"number\":$n}"
+	ids+="$(jq -r '.keys[].key_ID' <<<"$BODY" | tr '\n' ' ')"
+done
+check "--sequential-ids: key_IDs count up from 1" \
+	"00000000-0000-4000-8000-000000000001 00000000-0000-4000-8000-000000000002 00000000-0000-4000-8000-000000000003 " "$ids"
+post sae-b "$B/api/v1/keys/SAE_A/dec_keys" '{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000002"}]}'
+check "--sequential-ids: dec_keys finds a key by its counted ID" "200 00000000-0000-4000-8000-000000000002" \
+	"$CODE $(jq -r '.keys[0].key_ID' <<<"$BODY")"
+stop_sim
+
 start_sim blackhole --fault kme=KME_A:blackhole
 req sae-a "$A/api/v1/keys/SAE_B/status" --max-time 2
 check "blackhole: no answer, the client times out (curl 28)" "28" "$RC"
