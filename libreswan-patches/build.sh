@@ -10,6 +10,14 @@
 #                      you already have (a directory is copied, never changed)
 #   --stock            apply only the crash fixes (patches marked "fix" in
 #                      the series), i.e. stock 5.2 behaviour for interop tests
+#   --destdir          build with libreswan's default paths (/usr/local,
+#                      /etc, /var, /run/pluto) and install into
+#                      BUILD_DIR/destdir (make DESTDIR=), as a package build
+#                      does: what libreswan's test harness expects
+#                      (libreswan-patches/testing/run.sh copies it into a
+#                      sandbox) [BUILD_DIR: build/libreswan-testing]
+#   --print-source     print the checked source tarball's path (fetched
+#                      once, as for a build) or --source, and exit
 #   --deps             install the build dependencies with apt-get first
 #   --force            rebuild even when BUILD_DIR is up to date
 #   -j N               parallel make jobs [nproc]
@@ -20,8 +28,9 @@
 # named in this machine's apt sources, and its sha256 is always checked.
 #
 # Result: BUILD_DIR/prefix/libexec/ipsec/pluto, whack, addconn, ...
-# (PREFIX=BUILD_DIR/prefix; sysconfdir, vardir, rundir under it too).
-# BUILD_DIR/prefix/.kmstore-build says what was built from what.
+# (PREFIX=BUILD_DIR/prefix; sysconfdir, vardir, rundir under it too), or
+# with --destdir BUILD_DIR/destdir/usr/local/libexec/ipsec/pluto, ...
+# The install's .kmstore-build says what was built from what.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,11 +45,14 @@ say() { printf 'libreswan-build: %s\n' "$*" >&2; }
 die() { printf 'libreswan-build: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-source_arg='' stock=no deps=no force=no jobs=$(nproc) build=''
+source_arg='' stock=no deps=no force=no jobs=$(nproc) build='' destdir=no
+print_source=no
 while [ $# -gt 0 ]; do
 	case $1 in
 	--source) source_arg=${2:?--source needs a path}; shift ;;
 	--stock) stock=yes ;;
+	--destdir) destdir=yes ;;
+	--print-source) print_source=yes ;;
 	--deps) deps=yes ;;
 	--force) force=yes ;;
 	-j) jobs=${2:?-j needs a number}; shift ;;
@@ -54,14 +66,23 @@ done
 if [ -z "$build" ]; then
 	build=$here/../build/libreswan
 	[ $stock = no ] || build=$build-stock
+	[ $destdir = no ] || build=$build-testing
 fi
-mkdir -p "$build"
-build=$(cd "$build" && pwd)
+if [ $print_source = no ]; then
+	mkdir -p "$build"
+	build=$(cd "$build" && pwd)
+fi
 prefix=$build/prefix
+# what make install writes, and where pluto ends up
+install_root=$prefix pluto=$prefix/libexec/ipsec/pluto
+if [ $destdir = yes ]; then
+	install_root=$build/destdir pluto=$build/destdir/usr/local/libexec/ipsec/pluto
+fi
 
 # --- dependencies -------------------------------------------------------
 
 build_deps=(libnss3-dev libnspr4-dev libevent-dev bison flex pkg-config make gcc)
+[ $print_source = no ] || build_deps=()
 missing=()
 for p in "${build_deps[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -129,23 +150,28 @@ else
 	source_arg=$tarball
 	src_desc="tarball $tarball (sha256 $sha256)"
 fi
+if [ $print_source = yes ]; then
+	printf '%s\n' "$source_arg"
+	exit 0
+fi
 
 # What this build is made of; an identical stamp means nothing to do.
 stamp=$(
 	echo "source: $src_desc"
 	echo "stock: $stock"
+	[ $destdir = no ] || echo "destdir: default paths"
 	for p in $(series_patches); do sha256sum "$series_dir/$p" | sed "s:$series_dir/::"; done
 	sha256sum "$0" | cut -c1-64
 )
-if [ $force = no ] && [ -x "$prefix/libexec/ipsec/pluto" ] && [ -f "$prefix/.kmstore-build" ] &&
-	[ "$(cat "$prefix/.kmstore-build")" = "$stamp" ]; then
-	say "up to date: $prefix"
+if [ $force = no ] && [ -x "$pluto" ] && [ -f "$install_root/.kmstore-build" ] &&
+	[ "$(cat "$install_root/.kmstore-build")" = "$stamp" ]; then
+	say "up to date: $install_root"
 	exit 0
 fi
 
 started=$SECONDS
 src=$build/src
-rm -rf "$src" "$prefix"
+rm -rf "$src" "$install_root"
 mkdir -p "$src"
 if [ -d "$source_arg" ]; then
 	cp -a "$source_arg/." "$src/"
@@ -162,11 +188,15 @@ done
 # --- build -----------------------------------------------------------------
 
 # The minimal pluto: no DNSSEC, LDAP, curl, seccomp, labeled IPsec, audit,
-# systemd, PAM, NetworkManager, libcap-ng; everything under the prefix;
-# no man pages (they need xmlto).
+# systemd, PAM, NetworkManager, libcap-ng; everything under the prefix
+# (or libreswan's default paths, installed under DESTDIR); no man pages
+# (they need xmlto).
 make_vars=(
 	PREFIX="$prefix" SYSCONFDIR="$prefix/etc" VARDIR="$prefix/var"
 	RUNDIR="$prefix/run/pluto" LOGDIR="$prefix/var/log"
+)
+[ $destdir = no ] || make_vars=(DESTDIR="$install_root")
+make_vars+=(
 	USE_DNSSEC=false USE_LIBCURL=false USE_LDAP=false USE_SECCOMP=false
 	USE_LABELED_IPSEC=false USE_LINUX_AUDIT=false USE_SYSTEMD_WATCHDOG=false
 	USE_AUTHPAM=false USE_NM=false USE_LIBCAP_NG=false
@@ -181,6 +211,6 @@ if ! make -C "$src" "${make_vars[@]}" install-base >"$build/install.log" 2>&1; t
 	tail -n 30 "$build/install.log" >&2
 	die "make install-base failed; see $build/install.log"
 fi
-[ -x "$prefix/libexec/ipsec/pluto" ] || die "no pluto in $prefix/libexec/ipsec"
-printf '%s\n' "$stamp" >"$prefix/.kmstore-build"
-say "installed into $prefix in $((SECONDS - started)) s"
+[ -x "$pluto" ] || die "no pluto in $(dirname "$pluto")"
+printf '%s\n' "$stamp" >"$install_root/.kmstore-build"
+say "installed into $install_root in $((SECONDS - started)) s"
