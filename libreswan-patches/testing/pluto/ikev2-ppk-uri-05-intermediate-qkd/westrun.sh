@@ -1,0 +1,2 @@
+ipsec auto --up westnet-eastnet-ppk-uri
+echo done
