@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that kmstore's build, tests and demo use.
+# Installs the Debian 12 packages that kmstore's build, tests and demo use
+# (the last line: libreswan's namespace test runner, for
+# libreswan-patches/testing/run.sh).
 # Idempotent: asks apt only for what is missing.
 set -euo pipefail
 
@@ -10,6 +12,7 @@ packages=(
 	python3 valgrind perl gpgv xz-utils ca-certificates
 	libnss3-dev libnss3-tools libp11-kit-dev p11-kit p11-kit-modules
 	opensc gnutls-bin jq groff-base man-db
+	sudo python3-pexpect iptables iputils-ping diffstat gawk
 )
 
 missing=()
