@@ -89,6 +89,10 @@ stop_sim() {
 	STOP_RC=0
 	wait "$SIM" || STOP_RC=$?
 	[[ $STOP_RC -eq 0 ]] || bad_exits+=" $SIM_NAME:$STOP_RC"
+	# reaped: PIDs wrap within minutes here, so cleanup must not kill it
+	local p kept=()
+	for p in "${sim_pids[@]}"; do [[ $p == "$SIM" ]] || kept+=("$p"); done
+	sim_pids=("${kept[@]}")
 }
 
 # req CERT URL [curl options]: CODE (HTTP status), RC (curl exit status),
