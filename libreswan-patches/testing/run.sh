@@ -100,6 +100,11 @@ done
 
 # --- libreswan with its default paths, and kmstore ------------------------
 
+# one run at a time in a build directory (it is emptied and refilled)
+mkdir -p "$build"
+exec 9>"$build/.run.lock"
+flock -n 9 || die "another run.sh is using $build (--build another directory)"
+
 # build.sh knows one release until it takes --libreswan
 build_args=()
 [ "$version" = 5.2 ] || build_args=(--libreswan "$version")
