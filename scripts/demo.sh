@@ -81,7 +81,7 @@ STATIC_CONN() { # SIDE
 	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2
 	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
 	printf 'conn static\n\tleft=%s\n\tleftid=@%s-static\n\tright=%s\n\trightid=@%s-static\n' $ma $me $pa $peer
-	printf '\tauthby=secret\n\tikev2=yes\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n'
+	printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n'
 }
 psk2='@west-static @east-static : PSK "demo pre-shared key 2, not the PPK"'
 for side in west east; do
