@@ -290,6 +290,31 @@ case_intermediate() {
 	ike_lab_stop
 }
 
+# RFC 9370 additional key exchanges (5.4): two IKE_INTERMEDIATE exchanges,
+# the PPK in the last one. Classic groups stand in for ML-KEM-768 (which
+# needs NSS >= 3.118.1): the exchanges, the fetch and the PPK take the same
+# path, only the KEM differs.
+case_intermediate_addke() {
+	if [ "$V_PATCHED" = 5.2 ]; then
+		echo "# intermediate_addke: libreswan $V_PATCHED has no additional key exchanges"
+		return
+	fi
+	echo "# intermediate=yes, addke1=dh20, addke2=dh21: the QKD PPK in the second IKE_INTERMEDIATE"
+	local opts=$'ppk=insist\nintermediate=yes\nppk-uri=pkcs11:token=qkd\nike=aes;dh19;addke1=dh20;addke2=dh21'
+	ike_lab_side west "$PATCHED" "$W_CONF" "$opts" ''
+	ike_lab_side east "$PATCHED" "$E_CONF" "$opts" ''
+	ike_lab_start west && ike_lab_start east || return
+	initiate
+	expect_rc_init 0 "addke: west initiates"
+	established east "addke: IKE SA established"
+	expect_in "sent IKE_INTERMEDIATE request to 192.0.2.2:UDP/500 {addke1=DH20}" "$(ike_lab_log west)" "addke: the first IKE_INTERMEDIATE has no PPK"
+	expect_in "sent IKE_INTERMEDIATE request to 192.0.2.2:UDP/500 {addke2=DH21, PPK}" "$(ike_lab_log west)" "addke: the second carries the PPK"
+	expect_match "$(ppk_in_intermediate initiator)" "$(ike_lab_log west)" "addke: west used the PPK in IKE_INTERMEDIATE"
+	expect_match "$(ppk_in_intermediate responder)" "$(ike_lab_log east)" "addke: east used the PPK in IKE_INTERMEDIATE"
+	same_qkd_key addke
+	ike_lab_stop
+}
+
 # Two patched releases: PATCHED_PREFIX and IKE_OTHER, each as initiator.
 cross_pairs() {
 	printf '%s %s\n' "$PATCHED" "$OTHER" "$OTHER" "$PATCHED"
@@ -586,7 +611,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig static qkd mismatch unknown_id intermediate interop hostile_peer kme_down kme_silent kme_silent_others)
+ALL=(checkconfig static qkd mismatch unknown_id intermediate intermediate_addke interop hostile_peer kme_down kme_silent kme_silent_others)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do
