@@ -123,6 +123,20 @@ case_static() {
 	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "static: east used the PPK"
 	expect_in "ppk-uri=pkcs11:token=static: using PPK_ID STATIC_PPK_1 (256-bit PPK)" "$(ike_lab_log west)" "static: west logs the key ID"
 	expect_in "ppk-uri=pkcs11:token=static: using received PPK_ID STATIC_PPK_1" "$(ike_lab_log east)" "static: east logs the key ID"
+	echo "# a second IKE SA (SPEC 9, new IKE SA, static): the same key ID and key"
+	ike_lab_whack west --deletestate 1 >/dev/null 2>&1
+	sleep 0.5
+	initiate
+	expect_rc_init 0 "static: second IKE SA"
+	local ids kcvs
+	ids=$(ppk_ids_used west | sort -u | tr '\n' ' ')
+	kcvs=$(ike_lab_log west | sed -n 's/.*token static: key STATIC_PPK_1 for use now (check value \([0-9a-f]*\)).*/\1/p')
+	if [ "$(ppk_ids_used west | wc -l)" -eq 2 ] && [ "$ids" = "STATIC_PPK_1 " ] &&
+		[ "$(wc -l <<<"$kcvs")" -eq 2 ] && [ "$(sort -u <<<"$kcvs" | wc -l)" -eq 1 ]; then
+		tap_ok "static: two IKE SAs, one key ID and one key (check value $(head -n 1 <<<"$kcvs"))"
+	else
+		tap_not_ok "static: two IKE SAs, one key ID and one key" "west's PPK_IDs: $(ppk_ids_used west | tr '\n' ' ')" "check values: $(tr '\n' ' ' <<<"$kcvs")"
+	fi
 	ike_lab_stop
 }
 
@@ -176,6 +190,61 @@ case_qkd() {
 		tap_not_ok "qkd: two IKE SAs, two different key IDs" "west: $(ppk_ids_used west | tr '\n' ' ')" "east: $(ppk_ids_used east | tr '\n' ' ')"
 	fi
 	ike_lab_stop
+}
+
+# SPEC 9, IKE SA rekey by CREATE_CHILD_SA: the new IKE SA's keys derive
+# from the old one's SK_d (RFC 7296 section 2.18), into which the PPK was
+# mixed once (RFC 8784 section 3); no PPK is fetched or sent again, with
+# either profile. West rekeys three times in a row; with the QKD profile
+# both KMEs are stopped first, so a rekey that asked the token would log a
+# failure. Then an exchange on the newest IKE SA (west deletes it): east
+# can only act on it with the same keys as west.
+rekey_three() { # PROFILE
+	local p=$1 i new old ew ee
+	for i in 1 2 3; do
+		run ike_lab_whack west --rekey-ike --name west-east
+		new=$(sed -n 's/.*"west-east" #\([0-9]*\): initiator rekeyed IKE SA #\([0-9]*\).*/\1 \2/p' <<<"$RUN_OUT")
+		if [ "$RUN_RC" -eq 0 ] && [ -n "$new" ]; then
+			tap_ok "rekey $p: rekey $i: IKE SA #${new#* } replaced by #${new% *}"
+		else
+			tap_not_ok "rekey $p: rekey $i: whack --rekey-ike" "exit $RUN_RC" "$RUN_OUT"
+		fi
+	done
+	sleep 0.3	# east logs its side
+	ew=$(ike_lab_log west | grep -c 'initiator rekeyed IKE SA #')
+	ee=$(ike_lab_log east | grep -c 'responder rekeyed IKE SA #')
+	expect_eq "3 3" "$ew $ee" "rekey $p: three rekeys on both sides"
+	expect_eq 1 "$(ppk_ids_used west | wc -l)" "rekey $p: west used one PPK for the four IKE SAs"
+	expect_eq 1 "$(ppk_ids_used east | wc -l)" "rekey $p: east used one PPK for the four IKE SAs"
+	expect_not_in "no PPK for" "$(ike_lab_log west)$(ike_lab_log east)" "rekey $p: no fetch was tried"
+	expect_eq "1 1" "$(ike_lab_log west | grep -c 'PPK AUTH calculated as initiator') $(ike_lab_log east | grep -c 'PPK AUTH calculated as responder')" \
+		"rekey $p: the PPK went into the first IKE SA's AUTH only"
+	# the newest IKE SA on each side
+	new=${new% *}
+	old=$(ike_lab_log east | sed -n 's/.*"west-east" #\([0-9]*\): responder rekeyed IKE SA #.*/\1/p' | tail -n 1)
+	ike_lab_whack west --deletestate "$new" >/dev/null 2>&1
+	if wait_log east "\"west-east\" #$old: deleting IKE SA (established IKE SA)" 5; then
+		tap_ok "rekey $p: east acted on west's delete of the newest IKE SA (west #$new, east #$old)"
+	else
+		tap_not_ok "rekey $p: an exchange on the newest IKE SA" "east never logged deleting #$old" \
+			"$(ike_lab_log east | grep -v '^|' | tail -n 5)"
+	fi
+}
+
+case_rekey() {
+	local p
+	for p in static qkd; do
+		echo "# SPEC 9, IKE SA rekey by CREATE_CHILD_SA, $p profile: no new PPK"
+		ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token='$p ''
+		ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token='$p ''
+		ike_lab_start west && ike_lab_start east || return
+		initiate
+		expect_rc_init 0 "rekey $p: west initiates"
+		[ $p = static ] || ike_lab_kmes_stop
+		rekey_three $p
+		ike_lab_stop
+		[ $p = static ] || ike_lab_kmes_start || tap_not_ok "kme-sim restarts"
+	done
 }
 
 case_mismatch() {
@@ -611,7 +680,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig static qkd mismatch unknown_id intermediate intermediate_addke interop hostile_peer kme_down kme_silent kme_silent_others)
+ALL=(checkconfig static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer kme_down kme_silent kme_silent_others)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do
