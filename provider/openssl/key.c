@@ -193,12 +193,12 @@ kmsp_key *kmsp_key_fetch(const kmsp_provctx *pc, const kms_store *store,
 	return k;
 }
 
-kms_store *kmsp_store_open(const kmsp_provctx *pc)
+kms_store *kmsp_store_get(const kmsp_provctx *pc)
 {
 	kms_store *store = NULL;
 	kms_error err = { 0 };
 
-	if (kms_store_open(pc->config_path, &store, &err) != KMS_OK) {
+	if (kms_store_cache_get(pc->stores, &store, &err) != KMS_OK) {
 		KMSP_RAISE_KMS(pc, &err);
 		return NULL;
 	}
@@ -223,7 +223,7 @@ kmsp_key *kmsp_key_from_uri(const kmsp_provctx *pc, const char *uri)
 			   uri);
 		goto out;
 	}
-	store = kmsp_store_open(pc);
+	store = kmsp_store_get(pc);
 	if (store == NULL)
 		goto out;
 	if (kms_store_find_profile(store, parsed.profile, &p, &err) != KMS_OK) {

@@ -11,13 +11,7 @@ run out "$TEST_SKEY" "$KMSTORE_PROVIDER_DIR" kmstore:profile=west-east-static \
 if ((rc == 77)); then
 	skip_all "$out"
 fi
-while read -r line; do
-	case $line in
-	"ok - "*) ok "${line#ok - }" ;;
-	"not ok - "*) not_ok "${line#not ok - }" ;;
-	*) printf '# %s\n' "$line" ;;
-	esac
-done <<<"$out"
+relay "$out"
 check "EVP_SKEY program exit status" test "$rc" = 0
 
 run out ossl skeyutl "${prov[@]}" -skeymgmt GENERIC-SECRET -propquery provider=kmstore \
