@@ -46,6 +46,7 @@ relay() {
 		case $line in
 		"ok - "*) ok "${line#ok - }" ;;
 		"not ok - "*) not_ok "${line#not ok - }" ;;
+		"#"*) printf '%s\n' "$line" ;;
 		*) printf '# %s\n' "$line" ;;
 		esac
 	done <<<"$1"
