@@ -19,7 +19,6 @@
  * CONF is KMSTORE_CONF. Prints "ok - ..." / "not ok - ..." per check (the
  * shell test counts them) and "# ..." figures; exit 1 on any failure.
  */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,6 +34,8 @@
 #include <openssl/evp.h>
 #include <openssl/provider.h>
 #include <openssl/store.h>
+
+#include "proc.h"
 
 static OSSL_LIB_CTX *libctx;
 static int failures;
@@ -61,35 +62,6 @@ static void check(int cond, const char *what)
 		ERR_print_errors_fp(stdout);
 	}
 	ERR_clear_error();
-}
-
-static long rss_kb(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	long kb = -1;
-
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
-}
-
-static int open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n - 1; /* the directory itself */
 }
 
 /* Loads every object of uri; returns how many, and the first key. */
@@ -140,18 +112,6 @@ static size_t raw(EVP_PKEY *k, unsigned char *buf, size_t size)
 	if (k == NULL || EVP_PKEY_get_raw_private_key(k, buf, &len) != 1)
 		return 0;
 	return len;
-}
-
-static size_t read_file(const char *path, unsigned char *buf, size_t size)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL)
-		return 0;
-	n = fread(buf, 1, size, f);
-	fclose(f);
-	return n;
 }
 
 static void write_file(const char *path, const char *text, mode_t mode)

@@ -21,6 +21,8 @@
 #include <openssl/provider.h>
 #include <openssl/store.h>
 
+#include "proc.h"
+
 #ifndef OSSL_OP_SKEYMGMT
 int main(void)
 {
@@ -42,18 +44,6 @@ static void check(int cond, const char *what)
 		ERR_print_errors_fp(stdout);
 	}
 	ERR_clear_error();
-}
-
-static size_t read_file(const char *path, unsigned char *buf, size_t size)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL)
-		return 0;
-	n = fread(buf, 1, size, f);
-	fclose(f);
-	return n;
 }
 
 static OSSL_PARAM *uri_params(OSSL_PARAM params[2], const char *uri)
