@@ -8,9 +8,10 @@
  *   opens CONF N          N opens of kmstore:profile=west-east-static and of the
  *                         listing: descriptors and RSS after a warm-up and
  *                         at the end (RSS bound in KB: $REUSE_RSS_KB, 1024)
- *   qkd CONF N            N round trips (a key for use now from profile
- *                         west, that key by ID from east): keys equal, and
- *                         the number of TCP connections the process opened
+ *   qkd CONF N [T]        N round trips (a key for use now from profile
+ *                         west, that key by ID from east) in each of T
+ *                         threads [1]: keys equal, and the number of TCP
+ *                         connections the process opened
  *   reload CONF KEYFILE   the configuration replaced, rewritten, made
  *                         readable by others, broken, restored between
  *                         opens; keys loaded before stay whole
@@ -43,15 +44,19 @@ static atomic_int tcp_connects;
 
 /* Every TCP connection libcurl opens, counted: the executable's connect
  * comes before libc's for the libraries it loads (linked -rdynamic). */
+static int (*real_connect)(int, const struct sockaddr *, socklen_t);
+
+/* Found before any thread starts. */
+__attribute__((constructor)) static void find_connect(void)
+{
+	*(void **)&real_connect = dlsym(RTLD_NEXT, "connect");
+}
+
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	static int (*real)(int, const struct sockaddr *, socklen_t);
-
-	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "connect");
 	if (addr != NULL && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6))
 		atomic_fetch_add(&tcp_connects, 1);
-	return real(fd, addr, len);
+	return real_connect(fd, addr, len);
 }
 
 static void check(int cond, const char *what)
@@ -166,34 +171,78 @@ static int mode_opens(int n)
 	return 0;
 }
 
-static int mode_qkd(int n)
+/* One round trip: a key for use now from west, that key by ID from east;
+ * 1 when both are the same key. */
+static int qkd_round(void)
 {
 	unsigned char a[256], b[256];
-	int served = 0;
+	char id[128], uri[512];
+	EVP_PKEY *w = load_key("kmstore:profile=west"), *e;
+	size_t al, bl;
+	int same;
 
-	for (int i = 0; i < n; i++) {
-		char id[128], uri[512];
-		EVP_PKEY *w = load_key("kmstore:profile=west"), *e;
-		size_t al, bl;
+	key_id(w, id, sizeof(id));
+	/* The IDs of kme-sim are UUIDs: nothing to percent-encode. */
+	snprintf(uri, sizeof(uri), "kmstore:profile=east;key-id=%s", id);
+	e = load_key(uri);
+	al = raw(w, a, sizeof(a));
+	bl = raw(e, b, sizeof(b));
+	same = al > 0 && al == bl && memcmp(a, b, al) == 0;
+	if (!same) {
+		const char *data = NULL;
 
-		key_id(w, id, sizeof(id));
-		/* The IDs of kme-sim are UUIDs: nothing to percent-encode. */
-		snprintf(uri, sizeof(uri), "kmstore:profile=east;key-id=%s", id);
-		e = load_key(uri);
-		al = raw(w, a, sizeof(a));
-		bl = raw(e, b, sizeof(b));
-		served += al > 0 && al == bl && memcmp(a, b, al) == 0;
-		EVP_PKEY_free(w);
-		EVP_PKEY_free(e);
+		ERR_peek_last_error_data(&data, NULL);
+		printf("# a round trip failed: %s\n", data != NULL ? data : "(no message)");
 	}
 	OPENSSL_cleanse(a, sizeof(a));
 	OPENSSL_cleanse(b, sizeof(b));
-	printf("# %d round trips: %d keys equal on both sides, %d TCP connections\n",
-	       n, served, atomic_load(&tcp_connects));
-	check(served == n, "every key served at west and at east, equal");
-	/* One per KME (two here) while they keep the connections open;
-	 * before the provider kept its store there were 2 per round trip. */
-	check(atomic_load(&tcp_connects) <= 4, "KME connections reused across opens");
+	EVP_PKEY_free(w);
+	EVP_PKEY_free(e);
+	ERR_clear_error();
+	return same;
+}
+
+struct qkd_worker {
+	int n;
+	int served;
+};
+
+static void *qkd_work(void *arg)
+{
+	struct qkd_worker *w = arg;
+
+	for (int i = 0; i < w->n; i++)
+		w->served += qkd_round();
+	OPENSSL_thread_stop();
+	return NULL;
+}
+
+/* n round trips by each of t threads, all through the one store. */
+static int mode_qkd(int n, int t)
+{
+	struct qkd_worker w[64];
+	pthread_t th[64];
+	int served = 0;
+
+	if (t < 1 || t > 64)
+		return 2;
+	for (int i = 0; i < t; i++) {
+		w[i] = (struct qkd_worker){ .n = n };
+		if (pthread_create(&th[i], NULL, qkd_work, &w[i]) != 0)
+			return 2;
+	}
+	for (int i = 0; i < t; i++) {
+		pthread_join(th[i], NULL);
+		served += w[i].served;
+	}
+	printf("# %d thread%s x %d round trips: %d keys equal on both sides, "
+	       "%d TCP connections\n", t, t == 1 ? "" : "s", n, served,
+	       atomic_load(&tcp_connects));
+	check(served == n * t, "every key served at west and at east, equal");
+	/* A connection per KME and thread at most, while the KMEs keep
+	 * them open; before the provider kept its store there were 2 per
+	 * round trip. */
+	check(atomic_load(&tcp_connects) <= 2 * t, "KME connections reused across opens");
 	return 0;
 }
 
@@ -352,7 +401,7 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "opens") == 0)
 		rc = mode_opens(atoi(argv[4]));
 	else if (strcmp(mode, "qkd") == 0)
-		rc = mode_qkd(atoi(argv[4]));
+		rc = mode_qkd(atoi(argv[4]), argc > 5 ? atoi(argv[5]) : 1);
 	else if (strcmp(mode, "reload") == 0)
 		rc = mode_reload(argv[3], argv[4]);
 	else if (strcmp(mode, "threads") == 0 && argc > 5)
