@@ -13,12 +13,15 @@
  *   curl per request   one curl process per HTTPS request
  *   curl, one process  one curl process for all enc_keys, one for all
  *                      dec_keys, reusing its connection
- * libkmstore and the provider take turns, RUNS times each (1 thread, then
- * THREADS; which face goes first alternates), and each cell reports its
- * median run; the provider's ratio to libkmstore is the median of the
- * turns' ratios, per thread count, and the worst of those two cells. A last line
- * gives what an open costs the provider where no KME is involved (a static
- * profile's key): its fixed cost, not part of the ratio.
+ * In RUNS turns at each thread count (1, then THREADS) every thread does N
+ * round trips of each face, one face and then the other round by round, so
+ * that both meet the same load on a shared machine. A face's rate in a
+ * turn is its round trips over the time they took, per thread; each cell
+ * shows its median turn and every turn. The provider's ratio to libkmstore
+ * is the median over the turns, per thread count, and the worst of those
+ * two cells is named. A last line gives what an open costs the provider
+ * where no KME is involved (a static profile's key): its fixed cost, not
+ * part of the ratio.
  * CONF holds the QKD profiles "west" and "east" and the static profile
  * "static" (bench/run-keyfetch.sh writes it).
  * Usage: keyfetch [-n N] [-j THREADS] [-r RUNS] [-p PROVIDER_DIR] CONF */
@@ -162,72 +165,80 @@ static void ossl_round(void)
 
 enum face { LIB, OSSL };
 
-/* One thread's share of a run: rounds [from, from + count). */
-struct job {
+/* A cell: one face at one thread count, over all turns. */
+struct cell {
+	struct result r;     /* every round's latency; seconds at the median rate */
 	enum face face;
+	int threads;
+	double rates[64];    /* per turn */
+	int runs;
+};
+
+/* One thread of a turn: n round trips of each face, taking turns round by
+ * round, so that both meet the same load; each face's time is summed. */
+struct job {
+	struct cell *cells[2];
+	int nfaces, n, first;
 	struct site *w, *e;
-	double *lat_ms;
-	int count;
-	pthread_barrier_t *start;
+	double *lat_ms[2];
+	double busy[2];
 };
 
 static void *run_job(void *arg)
 {
 	struct job *j = arg;
 
-	pthread_barrier_wait(j->start);
-	for (int i = 0; i < j->count; i++) {
-		double t = now();
+	for (int i = 0; i < j->nfaces * j->n; i++) {
+		int f = (i + j->first) % j->nfaces;
+		double t = now(), dt;
 
-		if (j->face == LIB)
+		if (j->cells[f]->face == LIB)
 			lib_round(j->w, j->e);
 #ifdef KEYFETCH_OSSL
 		else
 			ossl_round();
 #endif
-		j->lat_ms[i] = (now() - t) * 1000;
+		dt = now() - t;
+		j->lat_ms[f][i / j->nfaces] = dt * 1000;
+		j->busy[f] += dt;
 	}
 	return NULL;
 }
 
-/* One run of n round trips by threads threads; its rate goes to runs[k]. */
-struct cell {
-	struct result r;     /* latencies of every run, seconds of the median */
-	enum face face;
-	int threads;
-	double rates[16];
-	int runs;
-};
-
-static void run_cell(struct cell *c, struct site *w, struct site *e, int n)
+/* One turn at a thread count: each face's rate is its round trips over the
+ * time they took, per thread. */
+static void run_turn(struct cell **cells, int nfaces, struct site *w,
+		     struct site *e, int n, int turn)
 {
-	pthread_t th[64];
+	int threads = cells[0]->threads;
 	struct job jobs[64];
-	pthread_barrier_t start;
-	double t0;
-	int from = c->runs * n;
+	pthread_t th[64];
+	double busy[2] = { 0, 0 };
 
-	pthread_barrier_init(&start, NULL, (unsigned)c->threads + 1);
-	for (int i = 0; i < c->threads; i++) {
-		int count = n / c->threads + (i < n % c->threads);
-
-		jobs[i] = (struct job){ c->face, w, e, c->r.lat_ms + from, count, &start };
-		from += count;
+	for (int i = 0; i < threads; i++) {
+		jobs[i] = (struct job){ .nfaces = nfaces, .n = n,
+					.first = (i + turn) % nfaces, .w = w, .e = e };
+		for (int f = 0; f < nfaces; f++) {
+			jobs[i].cells[f] = cells[f];
+			jobs[i].lat_ms[f] = cells[f]->r.lat_ms +
+					    (size_t)(cells[f]->runs * threads + i) * (size_t)n;
+		}
 		if (pthread_create(&th[i], NULL, run_job, &jobs[i]) != 0)
 			die("pthread_create", NULL);
 	}
-	t0 = now();
-	pthread_barrier_wait(&start);
-	for (int i = 0; i < c->threads; i++)
+	for (int i = 0; i < threads; i++) {
 		pthread_join(th[i], NULL);
-	c->rates[c->runs++] = n / (now() - t0);
-	pthread_barrier_destroy(&start);
+		for (int f = 0; f < nfaces; f++)
+			busy[f] += jobs[i].busy[f];
+	}
+	for (int f = 0; f < nfaces; f++)
+		cells[f]->rates[cells[f]->runs++] = (double)threads * n / (busy[f] / threads);
 }
 
 /* The median over the turns of a's rate over b's in the same turn. */
 static double median_ratio(const struct cell *a, const struct cell *b)
 {
-	double v[16];
+	double v[64];
 
 	for (int k = 0; k < a->runs; k++)
 		v[k] = a->rates[k] / b->rates[k];
@@ -237,7 +248,7 @@ static double median_ratio(const struct cell *a, const struct cell *b)
 
 static double median_rate(struct cell *c)
 {
-	double v[16];
+	double v[64];
 
 	memcpy(v, c->rates, sizeof(double) * (size_t)c->runs);
 	qsort(v, (size_t)c->runs, sizeof(double), cmp_double);
@@ -429,7 +440,7 @@ int main(int argc, char **argv)
 			continue;
 		if (opt == 'j' && (threads = atoi(optarg)) > 1 && threads <= 64)
 			continue;
-		if (opt == 'r' && (runs = atoi(optarg)) > 0 && runs <= 16)
+		if (opt == 'r' && (runs = atoi(optarg)) > 0 && runs <= 64)
 			continue;
 		if (opt == 'p') {
 			provider_dir = optarg;
@@ -455,28 +466,28 @@ int main(int argc, char **argv)
 	for (int t = 0; t < 2; t++)
 		for (int f = 0; f < nfaces; f++) {
 			struct cell *c = &cells[ncells++];
+			int nthreads = t == 0 ? 1 : threads;
 
 			memset(c, 0, sizeof(*c));
 			c->face = (enum face)f;
-			c->threads = t == 0 ? 1 : threads;
-			c->r.n = n * runs;
-			c->r.lat_ms = calloc((size_t)(n * runs), sizeof(double));
+			c->threads = nthreads;
+			c->r.n = n * runs * nthreads;
+			c->r.lat_ms = calloc((size_t)c->r.n, sizeof(double));
 		}
 	/* Warm: connections up, the provider's methods fetched. */
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 50; i++) {
 		lib_round(&w, &e);
 #ifdef KEYFETCH_OSSL
 		ossl_round();
 #endif
 	}
-	/* Turns: the two faces one after the other at each thread count,
-	 * which goes first alternating, so that the load of a shared machine
-	 * falls on both; each turn gives one ratio per thread count. */
 	for (int r = 0; r < runs; r++)
-		for (int t = 0; t < 2; t++)
-			for (int f = 0; f < nfaces; f++)
-				run_cell(&cells[t * nfaces + (r % 2 ? nfaces - 1 - f : f)],
-					 &w, &e, n);
+		for (int t = 0; t < 2; t++) {
+			struct cell *pair[2] = { &cells[t * nfaces],
+						 &cells[t * nfaces + nfaces - 1] };
+
+			run_turn(pair, nfaces, &w, &e, n, r);
+		}
 
 	/* curl per request spawns two processes per round trip: 200 do. */
 	each.n = n < 200 ? n : 200;
@@ -486,11 +497,11 @@ int main(int argc, char **argv)
 	bench_curl_each(&w, &e, &each);
 	bench_curl_reused(&w, &e, &reused);
 
-	printf("%d round trips per run (enc_keys at west + dec_keys at east), "
-	       "256-bit keys; libkmstore and the provider in turns, %d runs "
-	       "each, the median run shown\n", n, runs);
+	printf("enc_keys at west + dec_keys at east, 256-bit keys; %d turns, in "
+	       "each every thread does %d round trips of each face, alternating; "
+	       "the median turn shown\n", runs, n);
 	printf("%-24s %9s %9s %9s   %s\n", "method", "keys/s", "p50 ms", "p99 ms",
-	       "(keys/s of each run)");
+	       "(keys/s of each turn)");
 	for (int i = 0; i < ncells; i++) {
 		struct cell *c = &cells[i];
 		char name[64];
@@ -503,7 +514,7 @@ int main(int argc, char **argv)
 		c->r.name = name;
 		c->r.seconds = c->r.n / median_rate(c);
 		print(&c->r);
-		printf("   runs:");
+		printf("   turns:");
 		for (int k = 0; k < c->runs; k++)
 			printf(" %.0f", c->rates[k]);
 		printf("\n");
