@@ -426,16 +426,16 @@ static CURL *take_handle(struct kms_qkd_client *cl)
 	if (cl->n_idle > 0)
 		h = cl->idle[--cl->n_idle];
 	pthread_mutex_unlock(&cl->idle_lock);
-	if (h == NULL)
-		return curl_easy_init();
-	curl_easy_reset(h); /* the options go, the connection stays */
-	return h;
+	return h != NULL ? h : curl_easy_init();
 }
 
 static void give_back(struct kms_qkd_client *cl, CURL *h)
 {
 	if (h == NULL)
 		return;
+	/* The options (pointers into the call's memory) go; the connection
+	 * stays. */
+	curl_easy_reset(h);
 	pthread_mutex_lock(&cl->idle_lock);
 	if (cl->n_idle < IDLE_MAX) {
 		cl->idle[cl->n_idle++] = h;
@@ -473,8 +473,6 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	/* Pointers into this call's memory go before the handle rests. */
-	curl_easy_reset(h);
 	give_back(k->c->client, h);
 	curl_slist_free_all(resolved);
 	if (rc != CURLE_OK) {
