@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "error.h"
@@ -40,6 +41,7 @@ struct kms_store_cache {
 	kms_store *store;    /* the current store, or NULL */
 	char *read_path;     /* the path it was read by (before resolving) */
 	unsigned char digest[EVP_MAX_MD_SIZE]; /* of the text it was parsed from */
+	unsigned int digest_len;                /* 0: none (hashing failed) */
 	struct stat id;      /* the file as stat saw it before that read */
 	int trusted;         /* id is old enough to tell a change */
 };
@@ -122,15 +124,15 @@ static kms_rc refresh(kms_store_cache *c, const char *path, kms_store **old,
 		drop(c, old);
 		return rc;
 	}
-	if (!EVP_Digest(text, len, digest, &dlen, EVP_sha256(), NULL)) {
-		kms_store_text_free(text, len);
-		drop(c, old);
-		return kms_fail(err, KMS_ERR_SYSTEM, "cannot hash %s: SHA-256 failed",
-				resolved);
-	}
+	/* Where the application's default library context has no SHA-256
+	 * the text is parsed each time, as without the cache. */
+	ERR_set_mark();
+	if (!EVP_Digest(text, len, digest, &dlen, EVP_sha256(), NULL))
+		dlen = 0;
+	ERR_pop_to_mark(); /* not the application's error */
 	if (c->store != NULL && strcmp(c->read_path, path) == 0 &&
-	    strcmp(kms_store_path(c->store), resolved) == 0 &&
-	    memcmp(c->digest, digest, dlen) == 0) {
+	    strcmp(kms_store_path(c->store), resolved) == 0 && dlen > 0 &&
+	    dlen == c->digest_len && memcmp(c->digest, digest, dlen) == 0) {
 		kms_store_text_free(text, len);
 		return KMS_OK; /* touched, not changed: keep it */
 	}
@@ -147,6 +149,7 @@ static kms_rc refresh(kms_store_cache *c, const char *path, kms_store **old,
 	free(c->read_path);
 	c->read_path = copy;
 	memcpy(c->digest, digest, dlen);
+	c->digest_len = dlen;
 	c->store = fresh;
 	return KMS_OK;
 }
