@@ -65,16 +65,7 @@ out=$(cd "$out" && pwd)
 # shellcheck source=../scripts/lib/apt-archives.sh
 . "$top/scripts/lib/apt-archives.sh"
 
-tools=(dpkg-dev debhelper lintian curl gpgv xz-utils python3 debian-archive-keyring)
-missing=()
-for p in "${tools[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_ensure dpkg-dev debhelper lintian curl gpgv xz-utils python3 debian-archive-keyring
 
 work=$(mktemp -d "$cache/.work.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -117,7 +108,7 @@ fetch_dsc() {
 # resolve: sets src_kind (dsc|ours), and dsc (a verified .dsc) or orig (a
 # verified orig tarball); the reasons go to the notes.
 resolve() {
-	local archive suite idx ver dir files sha size name orig_sha='' cand
+	local archive suite idx ver dir files sha name orig_sha='' cand
 	if [ -n "$dsc_arg" ]; then
 		[ -f "$dsc_arg" ] || die "$dsc_arg: no such file"
 		src_kind=dsc dsc=$dsc_arg
@@ -137,7 +128,7 @@ resolve() {
 	# newest first; a version in two suites is tried once
 	while read -r suite ver files; do
 		dir=${files%%|*} files=${files#*|}
-		while IFS=' ' read -r sha size name; do
+		while IFS=' ' read -r sha _ name; do
 			case $name in
 			*.dsc) note "Debian's libreswan $ver ($suite, $dir/$name):"
 				mkdir -p "$work/dsc-$ver"
@@ -276,12 +267,8 @@ note "version: $version; series: $(series_patches | wc -l) patches in debian/pat
 # --- build ----------------------------------------------------------------------
 
 say "build dependencies (apt-get build-dep)"
-export DEBIAN_FRONTEND=noninteractive
-if ! (cd "$tree" && apt-get build-dep -y -qq ./ >"$work/build-dep.log" 2>&1); then
-	apt-get update -qq
-	(cd "$tree" && apt-get build-dep -y -qq ./ >"$work/build-dep.log" 2>&1) ||
-		{ tail -n 20 "$work/build-dep.log" >&2; die "apt-get build-dep failed"; }
-fi
+apt_build_dep "$tree" "$work/build-dep.log" ||
+	{ tail -n 20 "$work/build-dep.log" >&2; die "apt-get build-dep failed"; }
 say "building libreswan $version (dpkg-buildpackage, a few minutes)"
 started=$SECONDS
 if ! (cd "$tree" && dpkg-buildpackage -us -uc >"$work/build.log" 2>&1); then

@@ -39,16 +39,9 @@ done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-export DEBIAN_FRONTEND=noninteractive
-tools=(dpkg-dev debhelper lintian)
-missing=()
-for p in "${tools[@]}"; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	say "installing ${missing[*]}"
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=lib/apt-archives.sh
+. scripts/lib/apt-archives.sh
+apt_ensure dpkg-dev debhelper lintian
 
 # One version: CMake's project version is the packages' upstream version.
 version=$(dpkg-parsechangelog -l debian/changelog -S Version)
@@ -76,11 +69,8 @@ else
 fi
 
 say "kmstore $version: build dependencies (apt-get build-dep)"
-if ! (cd "$tree" && apt-get build-dep -y -qq ./ >"$work/build-dep.log" 2>&1); then
-	apt-get update -qq
-	(cd "$tree" && apt-get build-dep -y -qq ./ >"$work/build-dep.log" 2>&1) ||
-		{ tail -n 20 "$work/build-dep.log" >&2; die "apt-get build-dep failed; kept $work"; }
-fi
+apt_build_dep "$tree" "$work/build-dep.log" ||
+	{ tail -n 20 "$work/build-dep.log" >&2; die "apt-get build-dep failed; kept $work"; }
 say "kmstore $version: dpkg-buildpackage -us -uc -b"
 started=$SECONDS
 if ! (cd "$tree" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then

@@ -7,6 +7,8 @@
 #                      (the security archive is left out: its pool has no
 #                      orig tarballs)
 
+# shellcheck shell=bash
+
 debian_archive_uris() { # every URI in deb822 .sources and one-line lists
 	local f
 	for f in /etc/apt/sources.list.d/*.sources; do
@@ -104,4 +106,28 @@ debian_source_stanzas() { # SOURCES_XZ PACKAGE
 		}
 		print ver " " dir files
 	}' <(xz -dc "$1")
+}
+
+# apt_ensure PKG...   installs the packages that are not installed yet
+#                     (apt-get update first), quietly; as root
+# apt_build_dep DIR LOG
+#                     apt-get build-dep for the unpacked source DIR (its
+#                     debian/control), output in LOG; an apt-get update and
+#                     a second try if the first fails
+
+apt_ensure() {
+	local p missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	[ ${#missing[@]} -gt 0 ] || return 0
+	echo "apt: installing ${missing[*]}" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_build_dep() { # DIR LOG
+	(cd "$1" && DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -qq ./ >"$2" 2>&1) && return 0
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+		(cd "$1" && DEBIAN_FRONTEND=noninteractive apt-get build-dep -y -qq ./ >"$2" 2>&1)
 }

@@ -47,17 +47,17 @@ declare -A MACHINE_PID MACHINE_NETNS MACHINE_DIR
 
 machine_isolate() { # "$0" ARGS...
 	[ -z "${MACHINE_ISOLATED:-}" ] || return 0
-	command -v unshare >/dev/null && command -v nsenter >/dev/null || {
+	if ! command -v unshare >/dev/null || ! command -v nsenter >/dev/null; then
 		echo "machine: unshare and nsenter (util-linux) are needed" >&2
 		exit 77
-	}
+	fi
 	MACHINE_ISOLATED=1 exec unshare --mount --pid --fork --mount-proc --propagation private \
 		bash -c 'mount -t tmpfs -o mode=0755 tmpfs /run && mount -t tmpfs -o mode=1777 tmpfs /tmp &&
 			exec bash "$@"' bash "$@"
 }
 
 machine_start() { # NAME DIR [NETNS]
-	local name=$1 dir=$2 netns=${3:-} d i
+	local name=$1 dir=$2 netns=${3:-} d
 	case $dir in
 	/etc/* | /usr/* | /var/* | /root/* | /run/* | /tmp/*)
 		echo "machine: $dir is inside a directory the machine overlays" >&2
@@ -82,7 +82,7 @@ machine_start() { # NAME DIR [NETNS]
 		echo ready >"$dir/ready"
 		exec sleep infinity' bash "$dir" "$MACHINE_BIND" >"$dir/holder.log" 2>&1 &
 	MACHINE_PID[$name]=$! MACHINE_NETNS[$name]=$netns MACHINE_DIR[$name]=$dir
-	for i in $(seq 100); do
+	for _ in $(seq 100); do
 		[ -s "$dir/ready" ] && return 0
 		kill -0 "${MACHINE_PID[$name]}" 2>/dev/null || break
 		sleep 0.05

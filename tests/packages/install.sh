@@ -60,7 +60,11 @@ for p in "${GATEWAY_PKGS[@]}" kme-sim; do
 done
 
 printf 'APT::Get::Assume-Yes "true";\nDpkg::Use-Pty "false";\n' >"$W/apt.conf"
+# machine.sh's settings: apt-get as a script needs -y; systemctl and
+# journalctl are stand-ins (no systemd here)
+# shellcheck disable=SC2034
 MACHINE_ENV="APT_CONFIG=$W/apt.conf DEBIAN_FRONTEND=noninteractive SHIM_PLUTO_IMPAIR=1"
+# shellcheck disable=SC2034
 MACHINE_BIND="$SRC/tests/packages/shim/systemctl:/usr/bin/systemctl $SRC/tests/packages/shim/journalctl:/usr/bin/journalctl"
 for m in west east kme; do
 	machine_start $m "$W/$m" || { tap_not_ok "machine $m starts"; tap_done; exit 1; }
