@@ -11,9 +11,13 @@
 #                 through the Debian archive of this machine's apt sources
 #                 and verified all the way: InRelease (gpgv, archive
 #                 keyring) -> Sources.xz (sha256) -> .dsc (sha256) -> each
-#                 file the .dsc lists (sha256). Bookworm has no systemd-dev
-#                 (its systemd package still ships systemd.pc, all the build
-#                 takes from it), so that build dependency is dropped.
+#                 file the .dsc lists (sha256). Two build dependencies
+#                 change: bookworm has no systemd-dev (its systemd package
+#                 still ships systemd.pc, all the build takes from it), and
+#                 libcurl4-gnutls-dev becomes libcurl4-openssl-dev (the two
+#                 conflict: installing one removes the other, which kmstore
+#                 and its CI build with; and the kmstore module brings the
+#                 OpenSSL libcurl into pluto's process anyway).
 #   ours          libreswan_5.2.orig.tar.gz (sha256 from the same verified
 #                 index) with libreswan-patches/debian/, a minimal packaging
 #                 laid out as Debian's; debian/copyright and Debian's PAM
@@ -201,18 +205,23 @@ if [ "$src_kind" = dsc ]; then
 	tree=$build/tree
 	base_version=$(cd "$tree" && dpkg-parsechangelog -S Version)
 	version=$base_version+kmstore1
-	# bookworm: systemd (252) ships systemd.pc; there is no systemd-dev
+	# bookworm: systemd (252) ships systemd.pc, there is no systemd-dev;
+	# the OpenSSL libcurl, as kmstore's (see the top)
 	python3 - "$tree/debian/control" <<'EOF'
 import re, sys
 path = sys.argv[1]
 text = open(path).read()
-new = re.sub(r"(?m)(^Build-Depends:(?:.*\n)(?:[ \t].*\n)*)",
-             lambda m: re.sub(r",?\s*systemd-dev(\s*\[[^]]*\])?(?=\s*(,|$))", "", m.group(1)), text, count=1)
+def fix(m):
+    deps = re.sub(r",?\s*systemd-dev(\s*\[[^]]*\])?(?=\s*(,|$))", "", m.group(1))
+    return deps.replace("libcurl4-gnutls-dev", "libcurl4-openssl-dev")
+new = re.sub(r"(?m)(^Build-Depends:(?:.*\n)(?:[ \t].*\n)*)", fix, text, count=1)
 open(path, "w").write(new)
 EOF
 	changes="  * Debian's libreswan $base_version rebuilt for Debian 12 (bookworm) with the
     kmstore ppk-uri= series in debian/patches/kmstore/.
-  * Build-Depends: no systemd-dev (bookworm's systemd ships systemd.pc)."
+  * Build-Depends: no systemd-dev (bookworm's systemd ships systemd.pc);
+    libcurl4-openssl-dev for libcurl4-gnutls-dev (kmstore builds with it,
+    and its PKCS#11 module brings that libcurl into pluto anyway)."
 else
 	tree=$build/libreswan-$upstream
 	mkdir -p "$tree"
