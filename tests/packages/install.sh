@@ -136,7 +136,7 @@ on_gw() { # what cmd...: ok if CMD succeeds on both gateways
 on_gw "pluto is /usr/libexec/ipsec/pluto, ipsec is /usr/sbin/ipsec, libreswan 5.2 with ppk-uri=" \
 	sh -c 'test -x /usr/libexec/ipsec/pluto && [ "$(command -v ipsec)" = /usr/sbin/ipsec ] &&
 		ipsec --version | grep -q "Libreswan 5.2" && zcat /usr/share/man/man5/ipsec.conf.5.gz | grep -q "^.fBppk.-uri"'
-on_gw "the module is $ARCH_LIB/pkcs11/kmstore-pkcs11.so, and p11-kit knows it" \
+on_gw "the module is $ARCH_LIB/pkcs11/kmstore-pkcs11.so, named by p11-kit's module file" \
 	sh -c "test -f $ARCH_LIB/pkcs11/kmstore-pkcs11.so && grep -qx 'module: $ARCH_LIB/pkcs11/kmstore-pkcs11.so' /usr/share/p11-kit/modules/kmstore.module"
 on_gw "/etc/kmstore is 700 and kmstore.conf 600, both root's; a conffile" \
 	sh -c '[ "$(stat -c %a:%U /etc/kmstore)" = 700:root ] && [ "$(stat -c %a:%U /etc/kmstore/kmstore.conf)" = 600:root ] &&
@@ -180,6 +180,11 @@ expect_in "ppk-uri=pkcs11:token=west-east-static: using PPK_ID PPK_ID_1" "$(jour
 expect_in "PPK AUTH calculated as initiator" "$(journal west)" "west: PPK AUTH calculated as initiator"
 expect_in "ppk-uri=pkcs11:token=west-east-static: using received PPK_ID PPK_ID_1" "$(journal east)" "east: pluto found the received PPK_ID_1 in the static token"
 expect_in "PPK AUTH calculated as responder" "$(journal east)" "east: PPK AUTH calculated as responder"
+# the guide's section 6: what pluto and its NSS database show
+for m in west east; do
+	expect_in "ppk-uri: pkcs11:token=west-east-static;" "$(machine $m ipsec status 2>&1)" "$m: ipsec status shows the connection's ppk-uri"
+	expect_in "token: west-east-static" "$(machine $m certutil -U -d sql:/var/lib/ipsec/nss 2>&1)" "$m: certutil -U lists the static profile's token"
+done
 
 # the key on both gateways, by kmstore and by openssl through the provider
 declare -A kcv ossl
