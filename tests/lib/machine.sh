@@ -7,14 +7,17 @@
 #   machine_isolate "$0" ARGS...
 #                      call first: re-runs the calling script in a private
 #                      mount namespace (propagation private) and PID
-#                      namespace with /run and /tmp on tmpfs, so mounts,
-#                      network namespace names and processes cannot outlive
-#                      or escape it (77 if unshare is missing or fails)
+#                      namespace with /run on tmpfs, so mounts, network
+#                      namespace names and processes cannot outlive or
+#                      escape it (77 if unshare is missing or fails); /tmp
+#                      stays the host's, where the script itself may live
 #   machine_start NAME DIR [NETNS]
 #                      a machine: a process holding a mount namespace with
 #                      overlays on /etc /usr /var /root (upper and work
 #                      directories in DIR, which must be outside those) and
-#                      tmpfs on /run and /tmp; NETNS (ip netns) is the
+#                      tmpfs on /run and /tmp; the host paths listed in
+#                      MACHINE_SHARE stay visible at their place even where
+#                      they lie under /run or /tmp; NETNS (ip netns) is the
 #                      network its commands see, else the caller's (the host's,
 #                      so apt-get reaches the archive); MACHINE_BIND, a
 #                      list of FILE:PROGRAM, puts FILE in the place of
@@ -43,6 +46,7 @@
 
 MACHINE_ENV=${MACHINE_ENV:-}
 MACHINE_BIND=${MACHINE_BIND:-}
+MACHINE_SHARE=${MACHINE_SHARE:-}
 declare -A MACHINE_PID MACHINE_NETNS MACHINE_DIR
 
 machine_isolate() { # "$0" ARGS...
@@ -52,14 +56,13 @@ machine_isolate() { # "$0" ARGS...
 		exit 77
 	fi
 	MACHINE_ISOLATED=1 exec unshare --mount --pid --fork --mount-proc --propagation private \
-		bash -c 'mount -t tmpfs -o mode=0755 tmpfs /run && mount -t tmpfs -o mode=1777 tmpfs /tmp &&
-			exec bash "$@"' bash "$@"
+		bash -c 'mount -t tmpfs -o mode=0755 tmpfs /run && exec bash "$@"' bash "$@"
 }
 
 machine_start() { # NAME DIR [NETNS]
 	local name=$1 dir=$2 netns=${3:-} d
 	case $dir in
-	/etc/* | /usr/* | /var/* | /root/* | /run/* | /tmp/*)
+	/etc/* | /usr/* | /var/* | /root/*)
 		echo "machine: $dir is inside a directory the machine overlays" >&2
 		return 1 ;;
 	esac
@@ -72,15 +75,31 @@ machine_start() { # NAME DIR [NETNS]
 			mount -t overlay "machine-$d" \
 				-o "lowerdir=/$d,upperdir=$dir/$d.upper,workdir=$dir/$d.work" "/$d" || exit 1
 		done
-		mount -t tmpfs -o mode=0755 tmpfs /run && mount -t tmpfs -o mode=1777 tmpfs /tmp || exit 1
-		mkdir -p /run/lock
 		: >"$dir/made"
 		for b in $2; do
 			[ -e "${b#*:}" ] || { touch "${b#*:}" && echo "${b#*:}" >>"$dir/made"; } || exit 1
 			mount --bind "${b%%:*}" "${b#*:}" || exit 1
 		done
+		# The shared paths under /run or /tmp wait on a private /dev/shm
+		# while the tmpfs mounts cover their parents, then go back in place.
+		mount -t tmpfs -o mode=1777 tmpfs /dev/shm || exit 1
+		i=0
+		for p in $3; do
+			case $p in /run/* | /tmp/*) ;; *) continue ;; esac
+			mkdir -p "/dev/shm/.share/$i" && mount --bind "$p" "/dev/shm/.share/$i" || exit 1
+			i=$((i + 1))
+		done
+		mount -t tmpfs -o mode=0755 tmpfs /run && mount -t tmpfs -o mode=1777 tmpfs /tmp || exit 1
+		mkdir -p /run/lock
+		i=0
+		for p in $3; do
+			case $p in /run/* | /tmp/*) ;; *) continue ;; esac
+			mkdir -p "$p" && mount --bind "/dev/shm/.share/$i" "$p" && umount "/dev/shm/.share/$i" || exit 1
+			i=$((i + 1))
+		done
+		rm -rf /dev/shm/.share
 		echo ready >"$dir/ready"
-		exec sleep infinity' bash "$dir" "$MACHINE_BIND" >"$dir/holder.log" 2>&1 &
+		exec sleep infinity' bash "$dir" "$MACHINE_BIND" "${MACHINE_SHARE:-}" >"$dir/holder.log" 2>&1 &
 	MACHINE_PID[$name]=$! MACHINE_NETNS[$name]=$netns MACHINE_DIR[$name]=$dir
 	for _ in $(seq 100); do
 		[ -s "$dir/ready" ] && return 0

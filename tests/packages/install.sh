@@ -42,9 +42,15 @@ machine_isolate "$0" "$@"
 . "$SRC/tests/lib/ike-lab.sh"
 
 DEBS=$(cd "$DEBS" && pwd) SRC=$(cd "$SRC" && pwd)
+mkdir -p "$W" && W=$(cd "$W" && pwd)
+case $W in
+/etc/* | /usr/* | /var/* | /root/*)
+	# a machine's upper directories cannot lie inside what it overlays
+	echo "# $W is inside a directory the machines overlay: working in /run/kmstore-packages (this run's own tmpfs; KEEP=1 keeps nothing)"
+	W=/run/kmstore-packages ;;
+esac
 rm -rf "$W"
 mkdir -p "$W/log"
-W=$(cd "$W" && pwd)
 GATEWAY_PKGS=(libkmstore0 kmstore kmstore-pkcs11 kmstore-openssl libreswan)
 ARCH_LIB=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 
@@ -64,6 +70,8 @@ printf 'APT::Get::Assume-Yes "true";\nDpkg::Use-Pty "false";\n' >"$W/apt.conf"
 # journalctl are stand-ins (no systemd here)
 # shellcheck disable=SC2034
 MACHINE_ENV="APT_CONFIG=$W/apt.conf DEBIAN_FRONTEND=noninteractive SHIM_PLUTO_IMPAIR=1"
+# shellcheck disable=SC2034 # what the machines read from the host
+MACHINE_SHARE="$W $DEBS $SRC"
 # shellcheck disable=SC2034
 MACHINE_BIND="$SRC/tests/packages/shim/systemctl:/usr/bin/systemctl $SRC/tests/packages/shim/journalctl:/usr/bin/journalctl"
 for m in west east kme; do
