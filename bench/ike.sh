@@ -50,7 +50,7 @@ conns() { # SIDE PPK_OPTION: conns c1..cN
 	for i in $(seq "$n"); do
 		printf 'conn c%d\n\tleft=%s\n\tleftid=@%s%d\n\tright=%s\n\trightid=@%s%d\n' \
 			"$i" $ma $me "$i" $pa $peer "$i"
-		printf '\tauthby=secret\n\tikev2=yes\n\tppk=insist\n\t%s\n' "$opt"
+		printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\t%s\n' "$opt"
 	done
 }
 secrets() { # ppks|psk: lines for c1..cN

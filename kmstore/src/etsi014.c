@@ -7,9 +7,14 @@
  *   would. So the host is resolved here, in the caller's thread, and handed
  *   to curl with CURLOPT_RESOLVE: curl never resolves.
  * - Several threads may fetch keys at once (pluto's helpers, a PKCS#11
- *   application). Each call has its own easy handle; connections and TLS
- *   sessions live in a CURLSH shared by the profile's calls, so keep-alive
- *   and session resumption work across calls and threads.
+ *   application, the OpenSSL provider's threads sharing one store). libcurl
+ *   does not support one connection cache shared by concurrent threads
+ *   (CURLSHOPT_SHARE(3); curl 8.21 crashes in its connection pool), so a
+ *   profile keeps a pool of easy handles, each with its own connection: a
+ *   call takes an idle one (or makes one) and puts it back, so keep-alive
+ *   works across calls and threads, one connection per concurrent call.
+ *   TLS sessions, which libcurl does share between threads, are in the
+ *   profile's CURLSH, so a new handle resumes a session.
  * - The answer becomes an IKE PPK: the body is size-limited, held in locked
  *   memory and checked strictly (etsi014_json.c). */
 #include <errno.h>
@@ -35,10 +40,14 @@
 #define BODY_MAX 16384
 #define BACKOFF_FIRST_MS 50
 #define BACKOFF_MAX_MS 1000
+#define IDLE_MAX 8      /* idle handles (and connections) kept per profile */
 
 struct kms_qkd_client {
-	CURLSH *share;
+	CURLSH *share;  /* TLS sessions */
 	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t idle_lock;
+	CURL *idle[IDLE_MAX]; /* handles not in use, each with its connection */
+	size_t n_idle;
 	char *host;     /* as in the URL, without brackets */
 	long port;
 	char *base;     /* the URL without a trailing '/' */
@@ -150,13 +159,13 @@ kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 	c->client = cl;
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&cl->locks[i], NULL);
+	pthread_mutex_init(&cl->idle_lock, NULL);
 	cl->share = curl_share_init();
 	if (cl->share == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	curl_share_setopt(cl->share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(cl->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
 	curl_share_setopt(cl->share, CURLSHOPT_USERDATA, cl);
-	curl_share_setopt(cl->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	curl_share_setopt(cl->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	return split_url(cl, c->url, err);
 }
@@ -165,10 +174,14 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 {
 	if (cl == NULL)
 		return;
+	/* The handles first: they use the share. */
+	for (size_t i = 0; i < cl->n_idle; i++)
+		curl_easy_cleanup(cl->idle[i]);
 	if (cl->share != NULL)
 		curl_share_cleanup(cl->share);
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_destroy(&cl->locks[i]);
+	pthread_mutex_destroy(&cl->idle_lock);
 	free(cl->host);
 	free(cl->base);
 	free(cl);
@@ -404,6 +417,34 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 			 detail, k->attempts, k->attempts == 1 ? "" : "s");
 }
 
+/* An easy handle for one call: an idle one, with its connection, or new. */
+static CURL *take_handle(struct kms_qkd_client *cl)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&cl->idle_lock);
+	if (cl->n_idle > 0)
+		h = cl->idle[--cl->n_idle];
+	pthread_mutex_unlock(&cl->idle_lock);
+	return h != NULL ? h : curl_easy_init();
+}
+
+static void give_back(struct kms_qkd_client *cl, CURL *h)
+{
+	if (h == NULL)
+		return;
+	/* The options (pointers into the call's memory) go; the connection
+	 * stays. */
+	curl_easy_reset(h);
+	pthread_mutex_lock(&cl->idle_lock);
+	if (cl->n_idle < IDLE_MAX) {
+		cl->idle[cl->n_idle++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&cl->idle_lock);
+	curl_easy_cleanup(h); /* beyond the pool: closes its connection */
+}
+
 /* One attempt; *again is set when a retry may help. */
 static kms_rc attempt(struct call *k, const char *url, const char *request,
 		      struct curl_slist *headers, struct body *b, int *again,
@@ -423,16 +464,16 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	out = resolve(k, &resolved, err);
 	if (out != KMS_OK)
 		return out;
-	h = curl_easy_init();
+	h = take_handle(k->c->client);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, budget > 1 ? budget : 1) != 0) {
-		curl_easy_cleanup(h);
+		give_back(k->c->client, h);
 		curl_slist_free_all(resolved);
 		return kms_fail(err, KMS_ERR_SYSTEM, "cannot set up libcurl");
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(h);
+	give_back(k->c->client, h);
 	curl_slist_free_all(resolved);
 	if (rc != CURLE_OK) {
 		*again = transient(rc) && !tls_failure(rc, errbuf) && !b->overflow;

@@ -40,11 +40,8 @@ series=$repo/libreswan-patches/$version
 [ -f "$series/series" ] || die "no series for libreswan $version ($series/series)"
 command -v git >/dev/null || die "git is needed"
 
-# the release's TESTLIST (build.sh knows one release until it takes
-# --libreswan)
-build_args=()
-[ "$version" = 5.2 ] || build_args=(--libreswan "$version")
-source=$("$repo/libreswan-patches/build.sh" "${build_args[@]}" --print-source) ||
+# the release's TESTLIST
+source=$("$repo/libreswan-patches/build.sh" --libreswan "$version" --print-source) ||
 	die "no libreswan $version source (build.sh --print-source)"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -137,12 +134,12 @@ g format-patch -q --zero-commit --no-numbered --no-signature --stdout -1 >"$tmp/
 
 if [ $check = yes ]; then
 	if [ ! -f "$series/$file" ]; then
-		say "$version/series has no $file: run $0${build_args:+ --libreswan $version}"
+		say "$version/series has no $file: run $0 --libreswan $version"
 		exit 1
 	fi
 	if ! diff -u "$series/$file" "$tmp/patch" >"$tmp/diff"; then
 		head -n 60 "$tmp/diff" >&2
-		say "$version/$file is not what the cases in $here give: run $0${build_args:+ --libreswan $version}"
+		say "$version/$file is not what the cases in $here give: run $0 --libreswan $version"
 		exit 1
 	fi
 	grep -qx "$file" <(sed -e 's/#.*//' "$series/series" | awk '{ print $1 }') ||

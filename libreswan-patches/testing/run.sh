@@ -11,7 +11,7 @@
 #                      (libreswan-patches/testing/pluto/)]
 #   --libreswan V      the release and series (libreswan-patches/V/) [5.2]
 #   --build DIR        libreswan's build (build.sh --destdir) and the runs'
-#                      files [build/libreswan-testing, -V for another V]
+#                      files [build/libreswan-V-testing]
 #   --kmstore DIR      a CMake build of this repository: kme-sim, the
 #                      PKCS#11 module, kmstore and kmstore-nss-register are
 #                      installed from it into the sandbox [build/release]
@@ -70,8 +70,7 @@ done
 series=$repo/libreswan-patches/$version
 [ -f "$series/series" ] || die "no series for libreswan $version ($series/series)"
 if [ -z "$build" ]; then
-	build=$repo/build/libreswan-testing
-	[ "$version" = 5.2 ] || build=$build-$version
+	build=$repo/build/libreswan-$version-testing
 fi
 
 # --- can it run here? ---------------------------------------------------
@@ -105,16 +104,14 @@ mkdir -p "$build"
 exec 9>"$build/.run.lock"
 flock -n 9 || die "another run.sh is using $build (--build another directory)"
 
-# build.sh knows one release until it takes --libreswan
-build_args=()
-[ "$version" = 5.2 ] || build_args=(--libreswan "$version")
-"$repo/libreswan-patches/build.sh" "${build_args[@]}" --deps --destdir "$build" >&2 ||
+"$repo/libreswan-patches/build.sh" --libreswan "$version" --deps --destdir "$build" >&2 ||
 	die "building libreswan $version failed"
 src=$build/src
 
 stage=$build/stage
 rm -rf "$stage"
-cp -a "$build/destdir" "$stage"
+mkdir "$stage"
+cp -a "$build/destdir/." "$stage/"
 DESTDIR=$stage cmake --install "$kmstore_build" --prefix /usr/local >"$build/kmstore-install.log" 2>&1 ||
 	die "installing kmstore from $kmstore_build failed; see $build/kmstore-install.log"
 

@@ -178,6 +178,7 @@ static void teardown(void *provctx)
 
 	if (pc == NULL)
 		return;
+	kms_store_cache_free(pc->stores);
 	free(pc->config_path);
 	free(pc);
 }
@@ -246,7 +247,8 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 	if (pc == NULL)
 		return 0;
 	pc->handle = handle;
-	if (!read_config_param(pc)) {
+	if (!read_config_param(pc) ||
+	    kms_store_cache_new(pc->config_path, &pc->stores, NULL) != KMS_OK) {
 		teardown(pc);
 		return 0;
 	}

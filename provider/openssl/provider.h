@@ -37,9 +37,13 @@
 /* Reason codes: the library's kms_rc values, plus our own. */
 #define KMSP_R_INTERNAL 100
 
+/* One per provider instance (per OSSL_LIB_CTX that loads kmstore). The
+ * store is parsed once and shared by every open in every thread, with its
+ * KME connections; it is parsed again when the file changes. */
 typedef struct kmsp_provctx {
 	const OSSL_CORE_HANDLE *handle;
 	char *config_path; /* NULL: $KMSTORE_CONF or the default */
+	kms_store_cache *stores;
 } kmsp_provctx;
 
 /* Errors go through the core, so applications print them with the
@@ -91,7 +95,10 @@ kmsp_key *kmsp_key_fetch(const kmsp_provctx *pc, const kms_store *store,
 			 kms_profile *p, const char *key_id);
 /* The same for a kmstore:profile=...[;key-id=...] URI. */
 kmsp_key *kmsp_key_from_uri(const kmsp_provctx *pc, const char *uri);
-kms_store *kmsp_store_open(const kmsp_provctx *pc);
+/* The store as its file is now (a reference: release it with
+ * kms_store_free); raises the library's error and returns NULL on
+ * failure. */
+kms_store *kmsp_store_get(const kmsp_provctx *pc);
 
 /* Prints the non-secret description of a key (the text encoder). */
 int kmsp_key_print(OSSL_CORE_BIO *out, const kmsp_key *k);
