@@ -2,7 +2,7 @@
 ../../guestbin/kmstore-prep.sh
 ipsec pluto --config /etc/ipsec.conf --leak-detective
 ../../guestbin/wait-until-pluto-started
-ipsec auto --add westnet-eastnet-ppk-uri
+ipsec add westnet-eastnet-ppk-uri
 ipsec whack --connectionstatus | grep "ppk-uri:"
 # IKE SAs only: the same with or without ESP in the kernel
 ipsec whack --impair omit_v2_ike_auth_child

@@ -1,5 +1,5 @@
-ipsec auto --up westnet-eastnet-ppk-uri
+ipsec up westnet-eastnet-ppk-uri
 # a second IKE SA takes the next key
-ipsec auto --down westnet-eastnet-ppk-uri
-ipsec auto --up westnet-eastnet-ppk-uri
+ipsec down westnet-eastnet-ppk-uri
+ipsec up westnet-eastnet-ppk-uri
 echo done

@@ -1,3 +1,3 @@
 # east (ipsec.secrets) initiates; west answers from its token
-ipsec auto --up westnet-eastnet-ppk
-ipsec auto --down westnet-eastnet-ppk
+ipsec up westnet-eastnet-ppk
+ipsec down westnet-eastnet-ppk

@@ -1,3 +1,3 @@
 # west (its token) initiates; east answers from ipsec.secrets
-ipsec auto --up westnet-eastnet-ppk
+ipsec up westnet-eastnet-ppk
 echo done

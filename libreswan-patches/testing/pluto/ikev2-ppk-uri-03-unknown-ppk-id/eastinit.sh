@@ -2,6 +2,6 @@
 ../../guestbin/kmstore-prep.sh
 ipsec pluto --config /etc/ipsec.conf --leak-detective
 ../../guestbin/wait-until-pluto-started
-ipsec auto --add insist
-ipsec auto --add propose
+ipsec add insist
+ipsec add propose
 echo "initdone"

@@ -1,5 +1,5 @@
 # east insists on a PPK it does not have: fails
-ipsec auto --up insist
+ipsec up insist
 # east proposes one: on without a PPK
-ipsec auto --up propose
+ipsec up propose
 echo done

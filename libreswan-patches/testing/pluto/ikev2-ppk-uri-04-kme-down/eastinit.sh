@@ -3,6 +3,6 @@
 ../../guestbin/kmstore-prep.sh
 ipsec pluto --config /etc/ipsec.conf --leak-detective
 ../../guestbin/wait-until-pluto-started
-ipsec auto --add qkd
-ipsec auto --add static
+ipsec add qkd
+ipsec add static
 echo "initdone"

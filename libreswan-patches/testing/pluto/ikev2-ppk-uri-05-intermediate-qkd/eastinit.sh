@@ -3,5 +3,5 @@
 ../../guestbin/kmstore-prep.sh
 ipsec pluto --config /etc/ipsec.conf --leak-detective
 ../../guestbin/wait-until-pluto-started
-ipsec auto --add westnet-eastnet-ppk-uri
+ipsec add westnet-eastnet-ppk-uri
 echo "initdone"

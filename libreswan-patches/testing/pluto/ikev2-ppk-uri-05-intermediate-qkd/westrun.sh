@@ -1,2 +1,2 @@
-ipsec auto --up westnet-eastnet-ppk-uri
+ipsec up westnet-eastnet-ppk-uri
 echo done

@@ -1,5 +1,5 @@
-ipsec auto --up qkd
-ipsec auto --up static
+ipsec up qkd
+ipsec up static
 ipsec whack --rekey-ike --name qkd
 ipsec whack --rekey-ike --name static
 # the rekeyed IKE SAs are up
