@@ -60,5 +60,10 @@ key    = hex:f6ccf4ea16b00eb98b40e51d8523c61e9023eb2a7b7ff3a86715953099610fb3
 CONF
 chmod 600 /etc/kmstore/kmstore.conf
 kmstore --config /etc/kmstore/kmstore.conf check
-nssdir=$(ipsec addconn --configsetup | sed -n "s/^export nssdir='\(.*\)'$/\1/p")
+# pluto's NSS database: 5.4 prints the one setting asked for (and its
+# --configsetup without a name frees a strndup()ed name with pfree(), an
+# ASSERTION FAILED under the leak detective); 5.2 prints them all
+nssdir=$(ipsec addconn --configsetup=nssdir 2>/dev/null) ||
+	nssdir=$(ipsec addconn --configsetup | sed -n "s/^export nssdir='\(.*\)'$/\1/p")
+[ -n "$nssdir" ] || { echo "kmstore-prep.sh: ipsec addconn names no nssdir" >&2; exit 1; }
 kmstore-nss-register --dbdir $nssdir --config /etc/kmstore/kmstore.conf > /dev/null
