@@ -9,7 +9,8 @@
 #   CASE               a case directory name [every ikev2-ppk-* case of the
 #                      libreswan release, and every case of the series
 #                      (libreswan-patches/testing/pluto/)]
-#   --libreswan V      the release and series (libreswan-patches/V/) [5.2]
+#   --libreswan V      the release and series (libreswan-patches/V/): 5.4
+#                      or 5.2 [5.4, as build.sh]
 #   --build DIR        libreswan's build (build.sh --destdir) and the runs'
 #                      files [build/libreswan-V-testing]
 #   --kmstore DIR      a CMake build of this repository: kme-sim, the
@@ -51,7 +52,7 @@ die() { say "error: $*"; exit 1; }
 skip() { say "skipped: $*"; exit 77; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
-version=5.2 build='' kmstore_build=$repo/build/release jobs=8 accept=no cases=()
+version=5.4 build='' kmstore_build=$repo/build/release jobs=8 accept=no cases=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	--libreswan) version=${2:?--libreswan needs a version}; shift ;;
