@@ -246,24 +246,33 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *ctx)
 	return n;
 }
 
-/* OpenSSL keeps the last TLS record it decrypted (here: keys in base64)
- * in its read buffer, unwiped, until the next one or the connection's
- * end; SSL_OP_CLEANSE_PLAINTEXT wipes it as soon as curl has read it. */
-static CURLcode cleanse_plaintext(CURL *h, void *ssl_ctx, void *arg)
+/* curl's TLS context, before its handshake:
+ * - OpenSSL keeps the last TLS record it decrypted (here: keys in base64)
+ *   in its read buffer, unwiped, until the next one or the connection's
+ *   end; SSL_OP_CLEANSE_PLAINTEXT wipes it as soon as curl has read it.
+ * - With SSLKEYLOGFILE in the environment curl logs every connection's
+ *   TLS secrets to that file, and with a capture of the SAE-KME link they
+ *   decrypt the keys: the callback it installed is removed. */
+static CURLcode tune_ssl_ctx(CURL *h, void *ssl_ctx, void *arg)
 {
 	(void)h;
 	(void)arg;
 	SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+	SSL_CTX_set_keylog_callback(ssl_ctx, NULL);
 	return CURLE_OK;
 }
 
 /* The callback gets the backend's context: an SSL_CTX only with OpenSSL. */
-static int curl_uses_openssl(void)
+static const char *tls_backend(void)
 {
 	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
 
-	return v->ssl_version != NULL &&
-	       strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
+	return v->ssl_version != NULL ? v->ssl_version : "no TLS";
+}
+
+static int curl_uses_openssl(void)
+{
+	return strncmp(tls_backend(), "OpenSSL/", 8) == 0;
 }
 
 static int set_options(CURL *h, const struct call *k, const char *url,
@@ -296,9 +305,7 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	SET(CURLOPT_WRITEDATA, b);
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_USERAGENT, "kmstore/" KMS_VERSION);
-	if (curl_uses_openssl()) {
-		SET(CURLOPT_SSL_CTX_FUNCTION, cleanse_plaintext);
-	}
+	SET(CURLOPT_SSL_CTX_FUNCTION, tune_ssl_ctx);
 	if (request != NULL) {
 		SET(CURLOPT_POSTFIELDS, request);
 	}
@@ -452,6 +459,13 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 	int again;
 	int fd;
 
+	/* tune_ssl_ctx() is what keeps TLS secrets out of SSLKEYLOGFILE and
+	 * decrypted keys out of OpenSSL's buffers: no other backend. */
+	if (!curl_uses_openssl())
+		return call_fail(k, err, KMS_ERR_UNSUPPORTED,
+				 "libcurl does not do TLS with OpenSSL (%s): "
+				 "kmstore needs libcurl built with OpenSSL",
+				 tls_backend());
 	/* curl would read an over-exposed key as happily as a private one. */
 	rc = kms_open_private(k->c->private_key, "TLS private key", &fd, err);
 	if (rc != KMS_OK)

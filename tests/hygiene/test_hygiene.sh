@@ -206,6 +206,26 @@ if [[ " ${FACES[*]} " == *" pkcs11 "* ]]; then
 	fi
 fi
 
+# --- TLS secrets: SSLKEYLOGFILE ------------------------------------------
+# libcurl writes the TLS traffic secrets of every connection to the file
+# that SSLKEYLOGFILE names; with a capture of the SAE-KME link they decrypt
+# the keys. No face may honour it.
+for face in "${FACES[@]}"; do
+	[[ $face == pluto ]] && continue
+	rm -f "$work/keylog-$face"
+	SSLKEYLOGFILE=$work/keylog-$face "face_$face" enc west
+	[[ $face == pkcs11 ]] && CELL_OUT=$(grep -v '^key=' <<<"$CELL_OUT" || true)
+	printf '%s\n' "$CELL_OUT" >"$out/keylog-$face.txt"
+	if [[ $CELL_KEY != 1 ]]; then
+		tap_not_ok "SSLKEYLOGFILE set: $face still gets a key" "$CELL_OUT"
+	elif [[ -s $work/keylog-$face ]]; then
+		tap_not_ok "SSLKEYLOGFILE set: $face writes no TLS secrets" \
+			"$(wc -l <"$work/keylog-$face") lines in $work/keylog-$face"
+	else
+		tap_ok "SSLKEYLOGFILE set: $face writes no TLS secrets"
+	fi
+done
+
 # --- KMEs with faults whose answers hold keys --------------------------
 cp "$KME_DIR/kme-sim.log" "$out/kme-sim-main.log"
 cp "$KME_DIR/kme-sim.out" "$out/kme-sim-main.out"
