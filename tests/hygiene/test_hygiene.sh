@@ -127,8 +127,9 @@ reveal cmd-reveal-static-hex "$KMSTORE" -c "$W" key static --reveal hex
 reveal cmd-reveal-static-b64 "$KMSTORE" -c "$W" key static --reveal base64
 reveal cmd-reveal-inline-json "$KMSTORE" -c "$W" --json key inline --reveal base64
 # Configurations whose key is broken: the error must not quote it.
-bad() { # NAME KEY-VALUE
-	sed "s|^key    = hex:.*|key    = $2|" "$W" >"$work/bad.conf"
+bad() { # NAME KEY-VALUE [LINE]: the inline key's line is "key    = KEY-VALUE", or LINE
+	local line=${3:-"key    = $2"}
+	sed "s|^key    = hex:.*|$line|" "$W" >"$work/bad.conf"
 	chmod 600 "$work/bad.conf"
 	record "cmd-conf-$1" "$KMSTORE" -c "$work/bad.conf" key inline
 	record "cmd-conf-$1-check" "$KMSTORE" -c "$work/bad.conf" --json check
@@ -138,6 +139,8 @@ bad odd-length "hex:${inline_hex}0"
 bad too-long "hex:${inline_hex}${inline_hex}${inline_hex}${inline_hex}${inline_hex}${inline_hex}"
 bad bad-base64 "base64:$(base64 -w0 <"$work/inline.key" | cut -c1-30)!!"
 bad no-prefix "$inline_hex"
+# the '=' of base64 padding taken for the separator: "key base64:...="
+bad missing-equals "" "key base64:$(base64 -w0 <"$work/inline.key" | cut -c1-63)="
 expect_match "hex|key" "$(cat "$out/cmd-conf-bad-digit.err")" "a broken inline key is an error naming the setting"
 
 # --- the OpenSSL provider ---------------------------------------------
