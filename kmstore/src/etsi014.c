@@ -27,7 +27,6 @@
 #include <openssl/ssl.h>
 
 #include "etsi014_json.h"
-#include "fileio.h"
 #include "qkd.h"
 #include "secmem.h"
 #include "uri.h"
@@ -66,6 +65,7 @@ struct call {
 	const char *sae; /* the SAE ID in the path */
 	long deadline_ms; /* monotonic */
 	int attempts;
+	struct curl_blob tls_key; /* the SAE's PEM key, in locked memory */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -297,7 +297,9 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	SET(CURLOPT_CAINFO, c->ca);
 	SET(CURLOPT_CAPATH, NULL); /* only the configured CA, not the system's */
 	SET(CURLOPT_SSLCERT, c->certificate);
-	SET(CURLOPT_SSLKEY, c->private_key);
+	/* The key that perform() read through the checked descriptor: a path
+	 * would be opened again, by name. */
+	SET(CURLOPT_SSLKEY_BLOB, &k->tls_key);
 	SET(CURLOPT_TIMEOUT_MS, budget_ms);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, budget_ms);
 	SET(CURLOPT_HTTPHEADER, headers);
@@ -455,9 +457,10 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 		      struct body *b, kms_error *err)
 {
 	struct curl_slist *headers = NULL, *h2;
+	uint8_t *pem;
+	size_t pem_len;
 	kms_rc rc;
 	int again;
-	int fd;
 
 	/* tune_ssl_ctx() is what keeps TLS secrets out of SSLKEYLOGFILE and
 	 * decrypted keys out of OpenSSL's buffers: no other backend. */
@@ -466,21 +469,25 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 				 "libcurl does not do TLS with OpenSSL (%s): "
 				 "kmstore needs libcurl built with OpenSSL",
 				 tls_backend());
-	/* curl would read an over-exposed key as happily as a private one. */
-	rc = kms_open_private(k->c->private_key, "TLS private key", &fd, err);
+	/* curl would read an over-exposed key as happily as a private one,
+	 * so it gets the key read from the descriptor that was checked. */
+	rc = kms_qkd_read_tls_key(k->c, &pem, &pem_len, err);
 	if (rc != KMS_OK)
 		return call_fail(k, err, rc, "%s", err != NULL ? err->message : "");
-	close(fd);
+	k->tls_key = (struct curl_blob){ .data = pem, .len = pem_len,
+					 .flags = CURL_BLOB_NOCOPY };
 	headers = curl_slist_append(NULL, "Accept: application/json");
 	h2 = headers ? curl_slist_append(headers, "Content-Type: application/json") : NULL;
 	if (h2 == NULL) {
-		curl_slist_free_all(headers);
-		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+		rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+		goto out;
 	}
 	do {
 		rc = attempt(k, url, request, headers, b, &again, err);
 	} while (rc != KMS_OK && again && backoff(k));
+out:
 	curl_slist_free_all(headers);
+	kms_secmem_free(pem, KMS_TLS_KEY_MAX + 1);
 	return rc;
 }
 
