@@ -96,15 +96,13 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
 
 	if (pReserved != NULL)
 		return CKR_ARGUMENTS_BAD;
-	rv = p11_enter();
+	rv = p11_finalize_begin();
 	if (rv != CKR_OK)
 		return rv;
 	p11_sessions_free();
 	p11_tokens_free();
 	kms_store_free(p11.store);
 	p11.store = NULL;
-	atomic_store(&p11.initialized, 0);
-	p11_leave();
 	p11_lock_teardown();
 	p11_params_clear(&p11.params);
 	kms_set_logger(NULL, NULL);

@@ -223,11 +223,15 @@ CK_RV C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if ((rv = p11_enter()) != CKR_OK)
 		return rv;
 	rv = gen_prepare(hSession, &r, &t);
+	if (rv == CKR_OK)
+		p11_fetch_begin();
 	p11_leave();
 	if (rv != CKR_OK)
 		return rv;
 	fetched = p11_fetch_now(t->profile, &key, &code);
-	if ((rv = p11_enter()) != CKR_OK) {
+	rv = p11_enter();
+	p11_fetch_end();
+	if (rv != CKR_OK) {
 		kms_key_free(key);
 		return rv;
 	}

@@ -102,6 +102,14 @@ void p11_lock_after_fork(void);
 /* Checks that the module is initialized and takes the lock. */
 CK_RV p11_enter(void);
 void p11_leave(void);
+/* Around a fetch, for which the lock is dropped: begin with the lock held,
+ * end once p11_enter() has been tried again (the call no longer touches
+ * the module's state unless it holds the lock). */
+void p11_fetch_begin(void);
+void p11_fetch_end(void);
+/* C_Finalize: marks the module uninitialized and waits for the fetches in
+ * flight; then nothing else uses the module's state. */
+CK_RV p11_finalize_begin(void);
 
 /* params.c */
 CK_RV p11_params_parse(const char *s, struct p11_params *out, char *why,

@@ -186,9 +186,11 @@ static CK_RV fetch_and_hold(CK_SESSION_HANDLE h, struct p11_token *t,
 	CK_ULONG code;
 	CK_RV rv, fetched;
 
+	p11_fetch_begin();
 	p11_leave();
 	fetched = p11_fetch_by_id(t->profile, id, &key, &code);
 	rv = p11_enter();
+	p11_fetch_end();
 	if (rv != CKR_OK) {
 		*locked = 0;
 		kms_key_free(key);
