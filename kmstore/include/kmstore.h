@@ -88,6 +88,10 @@ KMS_API kms_rc kms_store_find_profile(const kms_store *store, const char *name,
 KMS_API const char *kms_profile_name(const kms_profile *p);
 KMS_API const char *kms_profile_type(const kms_profile *p);    /* "static", "qkd" */
 KMS_API size_t kms_profile_key_size(const kms_profile *p);     /* bytes, 0 = unknown yet */
+/* 1 when the profile's source hands each key out once (QKD: the KME
+ * deletes a key once it is retrieved): a face that keeps keys must then
+ * hand each out once too, or a used key could serve again. */
+KMS_API int kms_profile_single_use(const kms_profile *p);
 /* A non-secret setting as configured (e.g. "url", "local-sae-id",
  * "peer-sae-id", "key-id", "timeout"), or NULL. */
 KMS_API const char *kms_profile_setting(const kms_profile *p, const char *name);

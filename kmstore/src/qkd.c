@@ -266,4 +266,5 @@ const struct kms_profile_type kms_qkd_type = {
 	.get_key_by_id = kms_qkd_get_key_by_id,
 	.status = kms_qkd_status,
 	.release = qkd_release,
+	.single_use = 1,
 };

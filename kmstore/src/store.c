@@ -514,6 +514,11 @@ size_t kms_profile_key_size(const kms_profile *p)
 	return p->key_size;
 }
 
+int kms_profile_single_use(const kms_profile *p)
+{
+	return p->type->single_use;
+}
+
 const char *kms_profile_setting(const kms_profile *p, const char *name)
 {
 	const struct kms_setting *s = kms_profile_find(p, name);

@@ -38,6 +38,9 @@ enum p11_obj_flag {
 	OBJ_UNWRAP = 1u << 6,
 	OBJ_DERIVE = 1u << 7,
 	OBJ_LOCAL = 1u << 8, /* made by C_GenerateKey */
+	/* Not an attribute: found by ID on a single-use profile (QKD), so
+	 * dropped once its value is read (kms_profile_single_use). */
+	OBJ_READ_ONCE = 1u << 9,
 };
 /* What a key is good for when nobody said: PPKs feed prf/prf+. */
 #define OBJ_DEFAULT_FLAGS (OBJ_SIGN | OBJ_VERIFY | OBJ_DERIVE)

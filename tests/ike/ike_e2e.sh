@@ -468,6 +468,40 @@ case_hostile_peer() {
 	ike_lab_stop
 }
 
+# A QKD key serves one IKE SA: an initiator that offers a PPK_ID the
+# responder has already used gets no PPK. West is a stock pluto whose
+# ipsec.secrets holds a QKD key taken by hand at west's KME (ID and bytes),
+# so it offers that PPK_ID for every IKE SA; east (patched, ppk=insist, the
+# QKD token) finds the key by ID (dec_keys) for the first one only.
+case_reused_ppk_id() {
+	echo "# a used QKD PPK_ID offered again for a new IKE SA"
+	local out id hex before kbefore
+	if [ -z "${KMSTORE:-}" ]; then
+		tap_not_ok "reused PPK_ID: the kmstore command (KMSTORE) is given"
+		return
+	fi
+	out=$(ike_lab_exec west "$KMSTORE" -c "$W_CONF" key qkd --reveal hex) ||
+		{ tap_not_ok "reused PPK_ID: west takes a QKD key by hand" "$out"; return; }
+	id=$(awk '$1 == "key-id" { print $2 }' <<<"$out") hex=$(awk '$1 == "key" { print $2 }' <<<"$out")
+	python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]))' "$hex" >"$IKE_LAB_DIR/reused.key"	# for the secret scan
+	ike_lab_side west "$STOCK" '' 'ppk=insist' "@west @east : PPKS \"$id\" 0x$hex"
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west && ike_lab_start east || return
+	initiate
+	expect_rc_init 0 "reused PPK_ID: the first IKE SA with QKD key $id"
+	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "reused PPK_ID: east used the PPK once"
+	ike_lab_whack west --deletestate 1 >/dev/null 2>&1 || ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+	sleep 0.5
+	before=$(log_lines east) kbefore=$(kme_dec_lines)
+	initiate
+	expect_not_in "established IKE SA" "$(log_from east $((before + 1)))" "reused PPK_ID: no second IKE SA with it"
+	expect_in "ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID $id" "$(log_from east $((before + 1)))" \
+		"reused PPK_ID: east has no PPK for it any more"
+	expect_not_in "PPK AUTH calculated" "$(log_from east $((before + 1)))" "reused PPK_ID: the PPK was not used again"
+	expect_eq $((kbefore + 1)) "$(kme_dec_lines)" "reused PPK_ID: east asked its KME again (which delivers a key once)"
+	ike_lab_stop
+}
+
 # Secret hygiene: after each case, every pluto log (with the module's
 # lines), whack output and kme-sim's log is searched for the keys the lab
 # knows (the static key, the mismatch case's other key) in hex, base64 and
@@ -475,10 +509,10 @@ case_hostile_peer() {
 LEAKS=()
 scan_case() { # CASE
 	local out
-	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
+	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig static qkd mismatch unknown_id intermediate interop hostile_peer kme_down kme_silent kme_silent_others)
+ALL=(checkconfig static qkd mismatch unknown_id intermediate interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others)
 started=$SECONDS
 for c in "${ALL[@]}"; do
 	case_wanted "$c" || continue
