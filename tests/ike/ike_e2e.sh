@@ -502,6 +502,55 @@ case_reused_ppk_id() {
 	ike_lab_stop
 }
 
+# seccomp=enabled: the helper threads that fetch a ppk-uri= PPK may not
+# open sockets (the kernel would kill a helper at the first QKD fetch, and
+# its IKE SA would wait forever), so such a connection is refused when it
+# is loaded, by addconn --checkconfig and by pluto; pluto itself runs and
+# serves its other connections. seccomp=tolerant loads it with a warning.
+plain_conn() { # SIDE: conn plain, PSK only, no PPK
+	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2
+	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
+	printf 'conn plain\n\tleft=%s\n\tleftid=@%s-s\n\tright=%s\n\trightid=@%s-s\n' $ma $me $pa $peer
+	printf '\tauthby=secret\n\tikev2=yes\n\tretransmit-timeout=10s\n'
+}
+case_seccomp() {
+	echo "# seccomp=enabled refuses ppk-uri="
+	local d=$IKE_LAB_DIR/check
+	mkdir -p "$d"
+	printf 'config setup\n\tseccomp=enabled\n\nconn a\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n' >"$d/seccomp.conf"
+	run "$PATCHED/libexec/ipsec/addconn" --checkconfig --config "$d/seccomp.conf"
+	expect_rc 3 "seccomp: addconn --checkconfig refuses ppk-uri= with seccomp=enabled"
+	expect_in "ppk-uri=pkcs11:token=static cannot be used with seccomp=enabled" "$RUN_OUT$RUN_ERR" \
+		"seccomp: ... and says why"
+	ike_lab_side west "$PATCHED" '' '' "$STATIC_PSK" "$(plain_conn west)"
+	IKE_LAB_SETUP=seccomp=enabled ike_lab_side east "$PATCHED" "$E_CONF" \
+		$'ppk=insist\nppk-uri=pkcs11:token=static' "$STATIC_PSK" "$(plain_conn east)"
+	ike_lab_start west || return
+	ike_lab_start east 2>/dev/null
+	expect_in "seccomp security enabled in strict mode" "$(ike_lab_log east)" "seccomp: east's pluto runs with seccomp=enabled"
+	expect_in "ppk-uri=pkcs11:token=static cannot be used with seccomp=enabled" \
+		"$(cat "$IKE_LAB_DIR/east/addconn.out")" "seccomp: east refuses to load conn west-east (ppk-uri=)"
+	run ike_lab_whack east --connectionstatus
+	expect_not_in '"west-east":' "$RUN_OUT" "seccomp: conn west-east is not loaded"
+	ike_lab_initiate west plain
+	expect_in '"plain" #1: responder established IKE SA' "$(ike_lab_log east)" "seccomp: east still serves conn plain"
+	ike_lab_stop
+	echo "# seccomp=tolerant: loaded, with a warning; a QKD fetch fails within its timeout"
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	IKE_LAB_SETUP=seccomp=tolerant ike_lab_side east "$PATCHED" "$E_CONF" \
+		$'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west && ike_lab_start east || return
+	expect_in "ppk-uri=pkcs11:token=qkd with seccomp=tolerant" "$(ike_lab_log east)" \
+		"seccomp: tolerant loads conn west-east with a warning"
+	initiate
+	expect_in "ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID" "$(ike_lab_log east)" \
+		"seccomp: tolerant: east's fetch from its KME fails (the network calls are trapped)"
+	expect_in "AUTHENTICATION_FAILED" "$(ike_lab_log west)" "seccomp: tolerant: ppk=insist fails the IKE SA"
+	awk -v s="$INIT_SECS" 'BEGIN { exit !(s < 7) }' && tap_ok "seccomp: tolerant: no stall (${INIT_SECS}s, timeout 3 s)" ||
+		tap_not_ok "seccomp: tolerant: no stall" "took ${INIT_SECS}s"
+	ike_lab_stop
+}
+
 # Secret hygiene: after each case, every pluto log (with the module's
 # lines), whack output and kme-sim's log is searched for the keys the lab
 # knows (the static key, the mismatch case's other key) in hex, base64 and
@@ -512,7 +561,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig static qkd mismatch unknown_id intermediate interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others)
+ALL=(checkconfig seccomp static qkd mismatch unknown_id intermediate interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others)
 started=$SECONDS
 for c in "${ALL[@]}"; do
 	case_wanted "$c" || continue
