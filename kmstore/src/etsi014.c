@@ -4,8 +4,9 @@
  * Three constraints shape it:
  * - It runs inside NSS's PKCS#11 module, which may not create threads
  *   (CKF_LIBRARY_CANT_CREATE_OS_THREADS), and curl's threaded resolver
- *   would. So the host is resolved here, in the caller's thread, and handed
- *   to curl with CURLOPT_RESOLVE: curl never resolves.
+ *   would. So the host is resolved here, in the caller's thread, once per
+ *   call and within its deadline (resolve.c), and handed to curl with
+ *   CURLOPT_RESOLVE: curl never resolves.
  * - Several threads may fetch keys at once (pluto's helpers, a PKCS#11
  *   application). Each call has its own easy handle; connections and TLS
  *   sessions live in a CURLSH shared by the profile's calls, so keep-alive
@@ -14,7 +15,6 @@
  *   memory and checked strictly (etsi014_json.c). */
 #include <errno.h>
 #include <stdarg.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,16 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 
 #include "etsi014_json.h"
 #include "qkd.h"
+#include "resolve.h"
 #include "secmem.h"
 #include "uri.h"
 
 #define BODY_MAX 16384
+#define KMS_RESOLVE_MAX 1024 /* a few addresses, as CURLOPT_RESOLVE has them */
 #define BACKOFF_FIRST_MS 50
 #define BACKOFF_MAX_MS 1000
 
@@ -191,39 +192,31 @@ static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
 			k->p->name, k->c->url, op_names[k->op], k->sae, msg);
 }
 
-/* The address curl will connect to, resolved in this thread (see top). */
+/* The addresses curl will connect to, looked up once per call in this
+ * thread (see top) and within the call's deadline (resolve.c). */
 static kms_rc resolve(const struct call *k, struct curl_slist **list,
 		      kms_error *err)
 {
 	struct kms_qkd_client *cl = k->c->client;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res = NULL;
-	char addr[INET6_ADDRSTRLEN], entry[512];
-	int gai;
+	char addrs[KMS_RESOLVE_MAX], entry[KMS_RESOLVE_MAX + 300];
+	const char *why;
 
-	hints.ai_flags = AI_NUMERICHOST;
-	gai = getaddrinfo(cl->host, NULL, &hints, &res);
-	if (gai != 0) {
-		hints.ai_flags = AI_ADDRCONFIG;
-		gai = getaddrinfo(cl->host, NULL, &hints, &res);
-	}
-	if (gai != 0)
+	switch (kms_resolve(cl->host, k->deadline_ms - now_ms(), addrs,
+			    sizeof(addrs), &why)) {
+	case KMS_RESOLVED:
+		break;
+	case KMS_RESOLVE_TIMEOUT:
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
-				 "cannot resolve '%s': %s", cl->host,
-				 gai_strerror(gai));
-	if (res->ai_family == AF_INET6)
-		inet_ntop(AF_INET6,
-			  &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr,
-			  addr, sizeof(addr));
-	else
-		inet_ntop(AF_INET,
-			  &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr,
-			  addr, sizeof(addr));
-	freeaddrinfo(res);
-	snprintf(entry, sizeof(entry), "%s%s%s:%ld:%s%s%s",
+				 "cannot resolve '%s' within the timeout of "
+				 "%.1f s: %s", cl->host,
+				 k->c->timeout_ms / 1000.0, why);
+	default:
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "cannot resolve '%s': %s", cl->host, why);
+	}
+	snprintf(entry, sizeof(entry), "%s%s%s:%ld:%s",
 		 strchr(cl->host, ':') ? "[" : "", cl->host,
-		 strchr(cl->host, ':') ? "]" : "", cl->port,
-		 strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "");
+		 strchr(cl->host, ':') ? "]" : "", cl->port, addrs);
 	*list = curl_slist_append(NULL, entry);
 	if (*list == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
@@ -415,34 +408,27 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 
 /* One attempt; *again is set when a retry may help. */
 static kms_rc attempt(struct call *k, const char *url, const char *request,
-		      struct curl_slist *headers, struct body *b, int *again,
-		      kms_error *err)
+		      struct curl_slist *headers, struct curl_slist *resolved,
+		      struct body *b, int *again, kms_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_slist *resolved = NULL;
 	long status = 0, budget = k->deadline_ms - now_ms();
 	CURLcode rc;
 	CURL *h;
-	kms_rc out;
 
 	*again = 0;
 	b->len = 0;
 	b->overflow = 0;
 	k->attempts++;
-	out = resolve(k, &resolved, err);
-	if (out != KMS_OK)
-		return out;
 	h = curl_easy_init();
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, budget > 1 ? budget : 1) != 0) {
 		curl_easy_cleanup(h);
-		curl_slist_free_all(resolved);
 		return kms_fail(err, KMS_ERR_SYSTEM, "cannot set up libcurl");
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_cleanup(h);
-	curl_slist_free_all(resolved);
 	if (rc != CURLE_OK) {
 		*again = transient(rc) && !tls_failure(rc, errbuf) && !b->overflow;
 		return transfer_failure(k, rc, errbuf, b, err);
@@ -456,7 +442,7 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 static kms_rc perform(struct call *k, const char *url, const char *request,
 		      struct body *b, kms_error *err)
 {
-	struct curl_slist *headers = NULL, *h2;
+	struct curl_slist *headers = NULL, *h2, *resolved = NULL;
 	uint8_t *pem;
 	size_t pem_len;
 	kms_rc rc;
@@ -482,10 +468,14 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 		rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 		goto out;
 	}
+	rc = resolve(k, &resolved, err);
+	if (rc != KMS_OK)
+		goto out;
 	do {
-		rc = attempt(k, url, request, headers, b, &again, err);
+		rc = attempt(k, url, request, headers, resolved, b, &again, err);
 	} while (rc != KMS_OK && again && backoff(k));
 out:
+	curl_slist_free_all(resolved);
 	curl_slist_free_all(headers);
 	kms_secmem_free(pem, KMS_TLS_KEY_MAX + 1);
 	return rc;

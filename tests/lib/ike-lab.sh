@@ -119,7 +119,7 @@ ike_lab_kmes_start() { # [kme-sim options...]
 	KME_DIR=$d	# for kme_env_write_conf
 	mkdir -p "$d"
 	if [ ! -f "$d/pki/ca.crt" ]; then
-		"$IKE_LAB_KME_SIM_PKI" "$d/pki" --ip 192.0.2.254 >"$d/pki.log" 2>&1 || {
+		"$IKE_LAB_KME_SIM_PKI" "$d/pki" --ip 192.0.2.254 --dns kme.test >"$d/pki.log" 2>&1 || {
 			cat "$d/pki.log" >&2
 			return 1
 		}
