@@ -73,7 +73,8 @@ KMS_API const char *kms_rc_name(kms_rc rc);
 KMS_API const char *kms_rc_describe(kms_rc rc);
 
 /* The configuration path used when kms_store_open gets NULL: $KMSTORE_CONF
- * if set and not empty, else the compiled-in default. */
+ * if set and not empty (ignored in set-ID programs: secure_getenv), else
+ * the compiled-in default. */
 KMS_API const char *kms_default_config_path(void);
 
 KMS_API kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err);

@@ -57,7 +57,9 @@ const char *kms_version(void)
 
 const char *kms_default_config_path(void)
 {
-	const char *env = getenv("KMSTORE_CONF");
+	/* Not in a set-ID program (or one that gained capabilities): whoever
+	 * runs it chose the environment, as for OpenSSL's OPENSSL_CONF. */
+	const char *env = secure_getenv("KMSTORE_CONF");
 
 	return env != NULL && *env != '\0' ? env : KMS_DEFAULT_CONF;
 }
