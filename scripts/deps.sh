@@ -10,7 +10,7 @@ packages=(
 	python3 valgrind perl gpgv xz-utils ca-certificates
 	libnss3-dev libnss3-tools libp11-kit-dev p11-kit p11-kit-modules
 	opensc gnutls-bin jq groff-base man-db strace
-	libc-ares-dev python3-dnspython
+	libc-ares-dev python3-dnspython libnghttp2-dev
 )
 
 missing=()
