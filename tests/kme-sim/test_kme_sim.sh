@@ -257,7 +257,10 @@ check "DELETE on status: 405 with Allow: GET" "405 GET" \
 post sae-a "$A/api/v1/keys/SAE_B/status" '{}'
 check "POST on status: 405" "405" "$CODE"
 head -c 70000 /dev/zero | tr '\0' ' ' >"$tmp/big.json"
-req sae-a "$A/api/v1/keys/SAE_B/enc_keys" --data-binary "@$tmp/big.json"
+# kme-sim answers 413 on the Content-Length alone and closes: a client
+# still sending the body may then see a reset instead of the answer (a
+# race under load). With Expect: 100-continue it sends nothing more.
+req sae-a "$A/api/v1/keys/SAE_B/enc_keys" --data-binary "@$tmp/big.json" -H 'Expect: 100-continue'
 check "request body over 64 KiB: 413" "413" "$CODE"
 req sae-a "$A/api/v1/keys/SAE_B/status" -H 'Transfer-Encoding: chunked' --data-binary "@$tmp/big.json" -X GET
 check "chunked body over 64 KiB: 413" "413" "$CODE"
