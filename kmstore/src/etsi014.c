@@ -360,6 +360,21 @@ static int backoff(struct call *k)
 	return 1;
 }
 
+/* What a 401 is likely to mean, after the KME's own words. ETSI GS QKD
+ * 014 has 401 for an SAE the KME does not accept; KMEs also answer it for
+ * a key they do not hold for this SAE (one open simulator does for an
+ * unknown or already retrieved key ID). */
+static const char *likely_401(enum op op)
+{
+	return op == OP_DEC_KEYS
+		       ? " (likely: the KME holds no such key for this SAE: "
+			 "unknown, already retrieved or expired, as some KMEs "
+			 "answer 401 for that; or it does not accept this SAE's "
+			 "certificate)"
+		       : " (likely: the KME does not accept this SAE's "
+			 "certificate, or not for this peer SAE)";
+}
+
 static kms_rc http_failure(struct call *k, long status, const struct body *b,
 			   kms_error *err)
 {
@@ -370,9 +385,8 @@ static kms_rc http_failure(struct call *k, long status, const struct body *b,
 	if (k->op == OP_DEC_KEYS && (status == 400 || status == 404))
 		code = KMS_ERR_NOT_FOUND;
 	return call_fail(k, err, code, "HTTP %ld%s%s%s", status,
-			 status == 401 ? " (the KME does not accept this SAE's "
-					 "certificate for this request)" : "",
-			 text[0] ? ": " : "", text);
+			 text[0] ? ": " : "", text,
+			 status == 401 ? likely_401(k->op) : "");
 }
 
 static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
