@@ -38,6 +38,7 @@ enum p11_obj_flag {
 	OBJ_UNWRAP = 1u << 6,
 	OBJ_DERIVE = 1u << 7,
 	OBJ_LOCAL = 1u << 8, /* made by C_GenerateKey */
+	OBJ_READ_ONLY = 1u << 10, /* CKA_MODIFIABLE=FALSE at generation */
 	/* Not an attribute: found by ID on a single-use profile (QKD), so
 	 * dropped once its value is read (kms_profile_single_use). */
 	OBJ_READ_ONCE = 1u << 9,

@@ -389,19 +389,55 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	return rv;
 }
 
+/* The new label of a template that changes the label only, else why not:
+ * a key is what the profile gave, but its name is the application's (NSS's
+ * symkeyutil -K names the key it made; a refusal would waste a QKD key). */
+static CK_RV new_label(const CK_ATTRIBUTE *tmpl, CK_ULONG n, char **out)
+{
+	*out = NULL;
+	for (CK_ULONG i = 0; i < n; i++) {
+		const CK_ATTRIBUTE *a = &tmpl[i];
+
+		if (a->type != CKA_LABEL) {
+			free(*out);
+			*out = NULL;
+			return CKR_ATTRIBUTE_READ_ONLY;
+		}
+		if ((a->pValue == NULL && a->ulValueLen > 0) ||
+		    a->ulValueLen > P11_LABEL_MAX ||
+		    (a->ulValueLen > 0 && memchr(a->pValue, '\0', a->ulValueLen))) {
+			free(*out);
+			*out = NULL;
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		}
+		free(*out);
+		*out = strndup(a->ulValueLen ? a->pValue : "", a->ulValueLen);
+		if (*out == NULL)
+			return CKR_HOST_MEMORY;
+	}
+	return CKR_OK;
+}
+
 CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
+	struct p11_object *o;
+	char *label = NULL;
 	CK_RV rv;
 
-	(void)pTemplate;
-	(void)ulCount;
+	if (ulCount > 0 && pTemplate == NULL)
+		return CKR_ARGUMENTS_BAD;
 	rv = p11_enter();
 	if (rv != CKR_OK)
 		return rv;
-	/* CKA_MODIFIABLE is FALSE: a key is what the profile gave. */
-	if (session_object(hSession, hObject, &rv, NULL, NULL) != NULL)
+	o = session_object(hSession, hObject, &rv, NULL, NULL);
+	if (o != NULL && (o->flags & OBJ_READ_ONLY))
 		rv = CKR_ACTION_PROHIBITED;
+	else if (o != NULL && (rv = new_label(pTemplate, ulCount, &label)) == CKR_OK &&
+		 label != NULL) {
+		free(o->label);
+		o->label = label;
+	}
 	p11_leave();
 	return rv;
 }

@@ -356,8 +356,8 @@ static void test_attribute_rules(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 		 "unknown attribute: CKR_ATTRIBUTE_TYPE_INVALID");
 	check(t[0].ulValueLen == 32 && memcmp(value, alpha_key, 32) == 0,
 	      "CKA_VALUE is the key");
-	check_rv(f->C_SetAttributeValue(h, o, t, 1), CKR_ACTION_PROHIBITED,
-		 "C_SetAttributeValue: prohibited");
+	check_rv(f->C_SetAttributeValue(h, o, t, 1), CKR_ATTRIBUTE_READ_ONLY,
+		 "C_SetAttributeValue of CKA_VALUE: read-only");
 	check_rv(f->C_GetAttributeValue(h, 12345, t, 1), CKR_OBJECT_HANDLE_INVALID,
 		 "an object that does not exist");
 }
@@ -378,7 +378,7 @@ static void test_key_attributes(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 		{ CKA_SENSITIVE, 0, "CKA_SENSITIVE FALSE" },
 		{ CKA_EXTRACTABLE, 1, "CKA_EXTRACTABLE TRUE" },
 		{ CKA_PRIVATE, 0, "CKA_PRIVATE FALSE" },
-		{ CKA_MODIFIABLE, 0, "CKA_MODIFIABLE FALSE" },
+		{ CKA_MODIFIABLE, 1, "CKA_MODIFIABLE TRUE (the label)" },
 		{ CKA_DERIVE, 1, "CKA_DERIVE TRUE" },
 		{ CKA_SIGN, 1, "CKA_SIGN TRUE" },
 		{ CKA_ENCRYPT, 0, "CKA_ENCRYPT FALSE" },
@@ -473,6 +473,23 @@ static void test_generate(CK_SLOT_ID slot)
 	f->C_GetAttributeValue(b, o, &l, 1);
 	check(l.ulValueLen == 6 && memcmp(got, "my-ppk", 6) == 0,
 	      "CKA_LABEL from the template");
+	t[0].pValue = "renamed";
+	t[0].ulValueLen = 7;
+	check_rv(f->C_SetAttributeValue(b, o, t, 1), CKR_OK,
+		 "C_SetAttributeValue of CKA_LABEL (symkeyutil -K does it)");
+	l.ulValueLen = sizeof(got);
+	f->C_GetAttributeValue(b, o, &l, 1);
+	check(l.ulValueLen == 7 && memcmp(got, "renamed", 7) == 0, "... the new label");
+	{
+		CK_BBOOL no = CK_FALSE;
+		CK_ATTRIBUTE ro[] = { { CKA_MODIFIABLE, &no, 1 } };
+		CK_OBJECT_HANDLE fixed = 0;
+
+		check_rv(generate(a, ro, 1, &fixed), CKR_OK, "C_GenerateKey with CKA_MODIFIABLE FALSE");
+		check_rv(f->C_SetAttributeValue(a, fixed, t, 1), CKR_ACTION_PROHIBITED,
+			 "... then its label cannot be changed");
+		f->C_DestroyObject(a, fixed);
+	}
 	check_rv(f->C_CloseSession(a), CKR_OK, "C_CloseSession");
 	get_ulong_attr(b, o, CKA_TOKEN, &rv);
 	check_rv(rv, CKR_OBJECT_HANDLE_INVALID,
