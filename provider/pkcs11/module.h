@@ -74,7 +74,9 @@ struct p11_session {
 	size_t n_found, pos;
 };
 
-enum p11_log_target { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_NONE };
+/* LOG_TO_AUTO: stderr while it leads somewhere, else syslog (pluto with
+ * logfile= or its default syslog points stderr at /dev/null). */
+enum p11_log_target { LOG_TO_AUTO, LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_NONE };
 
 struct p11_params {
 	char *config;               /* NULL: KMSTORE_CONF, else the default */

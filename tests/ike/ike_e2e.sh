@@ -551,6 +551,32 @@ case_seccomp() {
 	ike_lab_stop
 }
 
+# pluto with logfile=: it writes its own log to the file and points its
+# stderr at /dev/null, so a module that logs to stderr is lost. With the
+# module's default (log=auto), its lines go to syslog (here captured by
+# an LD_PRELOAD shim), with pluto's own lines in the file.
+case_logfile() {
+	echo "# pluto with logfile=: the module's reasons reach syslog"
+	if [ -z "${SYSLOG_CAPTURE_LIB:-}" ]; then
+		tap_not_ok "logfile: the syslog capture shim (SYSLOG_CAPTURE_LIB) is given"
+		return
+	fi
+	local cap=$IKE_LAB_DIR/east-syslog.txt file=$IKE_LAB_DIR/east-pluto-file.log
+	rm -f "$cap" "$file"
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=static' ''
+	IKE_LAB_SETUP="logfile=$file" IKE_LAB_MODULE_PARAMS="" ike_lab_side east "$PATCHED" "$E_CONF" \
+		$'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west || return
+	IKE_LAB_WRAPPER="env LD_PRELOAD=$SYSLOG_CAPTURE_LIB SYSLOG_CAPTURE=$cap" ike_lab_start east || return
+	initiate
+	expect_in "ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID STATIC_PPK_1" "$(cat "$file" 2>/dev/null)" \
+		"logfile: pluto's own lines are in its log file"
+	expect_in "kmstore-pkcs11: warning: token qkd: no key STATIC_PPK_1: " "$(cat "$cap" 2>/dev/null)" \
+		"logfile: the module's reason (the KME's answer) is in syslog"
+	expect_in "HTTP 400" "$(cat "$cap" 2>/dev/null)" "logfile: ... with the KME's HTTP status"
+	ike_lab_stop
+}
+
 # Secret hygiene: after each case, every pluto log (with the module's
 # lines), whack output and kme-sim's log is searched for the keys the lab
 # knows (the static key, the mismatch case's other key) in hex, base64 and
@@ -561,7 +587,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig seccomp static qkd mismatch unknown_id intermediate interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others)
+ALL=(checkconfig seccomp logfile static qkd mismatch unknown_id intermediate interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others)
 started=$SECONDS
 for c in "${ALL[@]}"; do
 	case_wanted "$c" || continue

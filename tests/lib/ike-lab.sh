@@ -22,7 +22,9 @@
 #                      (PSK authentication, IKEv2, plus CONN_OPTIONS, one a
 #                      line), SECRETS added to ipsec.secrets and CONF_EXTRA
 #                      to ipsec.conf; KMSTORE_CONF empty: no module;
-#                      IKE_LAB_SETUP: lines for its "config setup"
+#                      IKE_LAB_SETUP: lines for its "config setup";
+#                      IKE_LAB_MODULE_PARAMS: the module's parameters
+#                      besides config= [log=stderr log-level=info]
 #   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added;
 #                      IKE_LAB_WRAPPER: a command to run pluto under
 #                      (e.g. valgrind with its options)
@@ -167,7 +169,7 @@ ike_lab_side() { # SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA
 	certutil -N -d "sql:$d/nss" --empty-password || return 1
 	if [ -n "$conf" ]; then
 		modutil -dbdir "sql:$d/nss" -add kmstore -libfile "$IKE_LAB_MODULE" \
-			-string "config=$conf log=stderr log-level=info" -force >/dev/null 2>&1 || return 1
+			-string "config=$conf ${IKE_LAB_MODULE_PARAMS-log=stderr log-level=info}" -force >/dev/null 2>&1 || return 1
 	fi
 	cat >"$d/ipsec.conf" <<EOF
 config setup
