@@ -262,6 +262,7 @@ case_interop() {
 	expect_rc_init 0 "interop: patched west initiates"
 	established east "interop: stock east establishes the IKE SA"
 	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "interop: stock east used the PPK"
+	expect_in "PPK AUTH calculated as initiator" "$(ike_lab_log west)" "interop: patched west used the PPK"
 	ike_lab_stop
 	echo "# stock 5.2 initiator (PPKS) vs patched responder (ppk-uri, static)"
 	ike_lab_side west "$STOCK" '' 'ppk=insist' "$(static_ppks)"
@@ -271,6 +272,7 @@ case_interop() {
 	expect_rc_init 0 "interop: stock west initiates"
 	established east "interop: patched east establishes the IKE SA"
 	expect_in "PPK AUTH calculated as initiator" "$(ike_lab_log west)" "interop: stock west used the PPK"
+	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "interop: patched east used the PPK"
 	expect_in "using received PPK_ID STATIC_PPK_1" "$(ike_lab_log east)" "interop: patched east took the key from its token"
 	ike_lab_stop
 }
