@@ -481,47 +481,44 @@ static void start_kme(struct options *o, struct kme_model *m, size_t i)
 				      .faults = &o->faults,
 				      .quiet = o->quiet, .verbose = o->verbose };
 	open_socket(l, m->kmes[i].id);
-	if (o->http2) {
-		/* front.c does the TLS and hands the daemon plaintext */
-		char err[256];
+	{
+		/* Without --http2 libmicrohttpd does the TLS on our socket; with
+		 * it, front.c does, and hands the daemon plaintext. */
+		struct MHD_OptionItem tls[] = {
+			{ MHD_OPTION_LISTEN_SOCKET, l->fd, NULL },
+			{ MHD_OPTION_HTTPS_MEM_KEY, 0, l->key_pem },
+			{ MHD_OPTION_HTTPS_MEM_CERT, 0, l->cert_pem },
+			{ MHD_OPTION_HTTPS_MEM_TRUST, 0, o->ca_pem },
+			{ MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES },
+			{ MHD_OPTION_END, 0, NULL },
+		};
 
+		if (o->http2)
+			flags = (flags & ~MHD_USE_TLS) | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
 		l->daemon = MHD_start_daemon(
-			(flags & ~MHD_USE_TLS) | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
-			0, NULL, NULL, api_handle, &l->srv,
+			flags, 0, NULL, NULL, api_handle, &l->srv,
 			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o,
+			MHD_OPTION_ARRAY, o->http2 ? &tls[5] : tls,
 			MHD_OPTION_NOTIFY_COMPLETED, api_request_done, &l->srv,
 			MHD_OPTION_NOTIFY_CONNECTION, api_connection_event, &l->srv,
 			MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
 			MHD_OPTION_CONNECTION_TIMEOUT, 60u,
 			MHD_OPTION_CONNECTION_LIMIT, 256u,
 			MHD_OPTION_END);
-		if (l->daemon == NULL)
-			die("%s: cannot start the HTTP server", m->kmes[i].id);
+	}
+	if (l->daemon == NULL)
+		die("%s: cannot start the HTTPS server on %s (certificate %s, "
+		    "key %s)", m->kmes[i].id, l->listen, l->cert_file,
+		    l->key_file);
+	if (o->http2) {
+		char err[256];
+
 		l->front = front_start(l->fd, l->cert_pem, l->key_pem, o->ca_pem,
 				       l->daemon, err, sizeof(err));
 		if (l->front == NULL)
 			die("%s: cannot serve TLS on %s (certificate %s, key %s): %s",
 			    m->kmes[i].id, l->listen, l->cert_file, l->key_file, err);
-		return;
 	}
-	l->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, api_handle, &l->srv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o,
-		MHD_OPTION_LISTEN_SOCKET, l->fd,
-		MHD_OPTION_HTTPS_MEM_KEY, l->key_pem,
-		MHD_OPTION_HTTPS_MEM_CERT, l->cert_pem,
-		MHD_OPTION_HTTPS_MEM_TRUST, o->ca_pem,
-		MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
-		MHD_OPTION_NOTIFY_COMPLETED, api_request_done, &l->srv,
-		MHD_OPTION_NOTIFY_CONNECTION, api_connection_event, &l->srv,
-		MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
-		MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-		MHD_OPTION_CONNECTION_LIMIT, 256u,
-		MHD_OPTION_END);
-	if (l->daemon == NULL)
-		die("%s: cannot start the HTTPS server on %s (certificate %s, "
-		    "key %s)", m->kmes[i].id, l->listen, l->cert_file,
-		    l->key_file);
 }
 
 static void format_url(const struct listener *l, char *buf, size_t len)
