@@ -21,7 +21,47 @@ struct front {
 	gnutls_priority_t prio;
 	struct MHD_Daemon *daemon;
 	pthread_t thread;
+	/* the connections being served, so that front_stop() can end them */
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int *conns;
+	size_t n_conns, cap_conns;
 };
+
+static int conn_add(struct front *f, int fd)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&f->lock);
+	if (f->n_conns == f->cap_conns) {
+		size_t cap = f->cap_conns ? 2 * f->cap_conns : 16;
+		int *grown = realloc(f->conns, cap * sizeof(*grown));
+
+		if (grown == NULL)
+			rc = -1;
+		else {
+			f->conns = grown;
+			f->cap_conns = cap;
+		}
+	}
+	if (rc == 0)
+		f->conns[f->n_conns++] = fd;
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+static void conn_done(struct front *f, int fd)
+{
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->n_conns; i++)
+		if (f->conns[i] == fd) {
+			f->conns[i] = f->conns[--f->n_conns];
+			break;
+		}
+	if (f->n_conns == 0)
+		pthread_cond_broadcast(&f->idle);
+	pthread_mutex_unlock(&f->lock);
+}
 
 /* The sockets handed to the daemon, and who is behind each. */
 struct client {
@@ -214,6 +254,7 @@ static void *serve(void *arg)
 out:
 	if (s != NULL)
 		gnutls_deinit(s);
+	conn_done(c->f, c->fd);
 	close(c->fd);
 	free(c);
 	return NULL;
@@ -239,7 +280,13 @@ static void *accept_loop(void *arg)
 				continue;
 			return NULL; /* the listener was shut down */
 		}
+		if (conn_add(f, c->fd) != 0) {
+			close(c->fd);
+			free(c);
+			continue;
+		}
 		if (pthread_create(&t, NULL, serve, c) != 0) {
+			conn_done(f, c->fd);
 			close(c->fd);
 			free(c);
 			continue;
@@ -264,6 +311,8 @@ struct front *front_start(int fd, const char *cert_pem, const char *key_pem,
 	}
 	f->fd = fd;
 	f->daemon = daemon;
+	pthread_mutex_init(&f->lock, NULL);
+	pthread_cond_init(&f->idle, NULL);
 	if ((rc = gnutls_certificate_allocate_credentials(&f->cred)) < 0 ||
 	    (rc = gnutls_certificate_set_x509_key_mem(f->cred, &cert, &key,
 						      GNUTLS_X509_FMT_PEM)) < 0 ||
@@ -282,6 +331,8 @@ struct front *front_start(int fd, const char *cert_pem, const char *key_pem,
 	return f;
 }
 
+/* Call after fault_begin_shutdown(): no request waits for a fault then,
+ * and each connection ends once its socket is shut down. */
 void front_stop(struct front *f)
 {
 	if (f == NULL)
@@ -289,6 +340,16 @@ void front_stop(struct front *f)
 	shutdown(f->fd, SHUT_RDWR); /* accept() returns */
 	pthread_join(f->thread, NULL);
 	close(f->fd);
-	/* Connections still being served keep the credentials: they die with
-	 * the process. */
+	pthread_mutex_lock(&f->lock);
+	for (size_t i = 0; i < f->n_conns; i++)
+		shutdown(f->conns[i], SHUT_RDWR);
+	while (f->n_conns > 0)
+		pthread_cond_wait(&f->idle, &f->lock);
+	pthread_mutex_unlock(&f->lock);
+	gnutls_certificate_free_credentials(f->cred);
+	gnutls_priority_deinit(f->prio);
+	pthread_mutex_destroy(&f->lock);
+	pthread_cond_destroy(&f->idle);
+	free(f->conns);
+	free(f);
 }
