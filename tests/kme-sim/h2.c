@@ -204,11 +204,14 @@ static int ask_daemon(struct h2 *h, struct stream *st)
 		     "Accept: application/json\r\n%s%s%sContent-Length: %zu\r\n\r\n",
 		     st->method, st->path, st->type[0] ? "Content-Type: " : "",
 		     st->type, st->type[0] ? "\r\n" : "", st->len);
-	if (n <= 0 || (size_t)n >= sizeof(head) || write(fd, head, (size_t)n) != n ||
-	    (st->len > 0 && write(fd, st->body, st->len) != (ssize_t)st->len)) {
+	if (n <= 0 || (size_t)n >= sizeof(head) || write(fd, head, (size_t)n) != n) {
 		close(fd);
 		return -1;
 	}
+	/* The daemon may answer (413) and close before it reads the body:
+	 * then the write fails, and its answer is still there to read. */
+	if (st->len > 0 && write(fd, st->body, st->len) != (ssize_t)st->len)
+		shutdown(fd, SHUT_WR);
 	for (;;) {
 		ssize_t r;
 
