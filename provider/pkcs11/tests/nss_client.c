@@ -8,6 +8,10 @@
  *   nss_client DBDIR prfplus URI SEEDHEX LEN   IKEv2 prf+ (HMAC-SHA256)
  *   nss_client DBDIR fips-hmac URI DATAHEX     HMAC the FIPS-mode way
  *   nss_client DBDIR threads URI N ITER   N threads generating and finding
+ *   nss_client DBDIR twice URI            find the key URI names (id=) twice
+ *                                         in this process, reading its
+ *                                         value each time, as a responder
+ *                                         that gets one PPK_ID twice
  *
  * DBDIR is opened as pluto does: NSS_Initialize("sql:DBDIR", "", "",
  * "secmod.db", NSS_INIT_READONLY). URIs are parsed by NSS's own parser
@@ -460,6 +464,30 @@ static int cmd_threads(int argc, char **argv)
 	return failures == 0 ? EX_OK : EX_FAIL;
 }
 
+static int cmd_twice(int argc, char **argv)
+{
+	PK11SymKey *key;
+
+	if (argc != 1)
+		return EX_USAGE;
+	for (int i = 1; i <= 2; i++) {
+		int rc = get_key(argv[0], 0, &key);
+
+		if (rc == EX_NO_KEY) {
+			printf("find%d=none\n", i);
+			continue;
+		}
+		if (rc != EX_OK)
+			return rc;
+		rc = print_value(key);
+		PK11_FreeSymKey(key);
+		if (rc != EX_OK)
+			return rc;
+		printf("find%d=found\n", i);
+	}
+	return EX_OK;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -467,6 +495,7 @@ static const struct {
 	{ "tokens", cmd_tokens },   { "key", cmd_key },
 	{ "hmac", cmd_hmac },       { "prfplus", cmd_prfplus },
 	{ "fips-hmac", cmd_fips_hmac }, { "threads", cmd_threads },
+	{ "twice", cmd_twice },
 };
 
 static int run(const char *name, int argc, char **argv)
