@@ -19,7 +19,6 @@
  *
  * Exit status: 0 ok; 1 failure; 2 usage; 3 no such token; 4 no such key;
  * 5 malformed URI. Key bytes are printed: these are test keys. */
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,8 @@
 #include <pkcs11uri.h>
 #include <prerror.h>
 #include <secmod.h>
+
+#include "proc.h"
 
 enum { EX_OK, EX_FAIL, EX_USAGE, EX_NO_TOKEN, EX_NO_KEY, EX_BAD_URI };
 
@@ -74,20 +75,6 @@ static int from_hex(const char *s, unsigned char *out, size_t max, size_t *n)
 	}
 	*n = len / 2;
 	return 0;
-}
-
-static int count_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 /* A resolved URI: the slot of its token and, with id=, the key ID. */
@@ -200,7 +187,7 @@ static int print_value(PK11SymKey *key)
 
 static int cmd_key(int argc, char **argv)
 {
-	int before = count_threads(), rc;
+	int before = threads(), rc;
 	PK11SymKey *key;
 
 	if (argc < 1)
@@ -212,7 +199,7 @@ static int cmd_key(int argc, char **argv)
 	if (rc == EX_OK)
 		rc = print_value(key);
 	/* The module may not create threads (NSS says so). */
-	printf("new-threads=%d\n", count_threads() - before);
+	printf("new-threads=%d\n", threads() - before);
 	PK11_FreeSymKey(key);
 	return rc;
 }
