@@ -17,7 +17,8 @@ Usage: $prog [options]            register (or re-register) the module
   --config FILE    kmstore.conf the module reads [the module's default:
                    \$KMSTORE_CONF of the application, else
                    /etc/kmstore/kmstore.conf]
-  --log WHERE      syslog, stderr or none [syslog]
+  --log WHERE      auto, syslog, stderr or none [auto: stderr while it
+                   leads somewhere, else syslog]
   --log-level L    error, warning or info [warning]
   --max-keys N     keys held per token [64]
   --create         make the database (empty password) if there is none
@@ -30,7 +31,7 @@ EOF
 
 die() { echo "$prog: $*" >&2; exit 1; }
 
-dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' log=syslog level=''
+dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' log=auto level=''
 max_keys='' action=add create=no force=no
 while [ $# -gt 0 ]; do
 	case $1 in

@@ -1,7 +1,7 @@
 /* proc.h - what the C test programs and benchmarks ask of the system: a
- * small file's bytes, and this process's resident memory and open
- * descriptors (to tell that nothing grows). Header only: each program
- * includes it once. */
+ * small file's bytes, and this process's resident memory, open
+ * descriptors and threads (to tell that nothing grows). Header only:
+ * each program includes it once. */
 #ifndef KMS_TESTS_PROC_H
 #define KMS_TESTS_PROC_H
 
@@ -38,10 +38,10 @@ static inline long rss_kb(void)
 	return kb;
 }
 
-/* Open descriptors, or -1. */
-static inline int open_fds(void)
+/* Entries of a /proc directory (not . and ..), or -1. */
+static inline int proc_entries(const char *dir)
 {
-	DIR *d = opendir("/proc/self/fd");
+	DIR *d = opendir(dir);
 	struct dirent *e;
 	int n = 0;
 
@@ -50,7 +50,21 @@ static inline int open_fds(void)
 	while ((e = readdir(d)) != NULL)
 		n += e->d_name[0] != '.';
 	closedir(d);
-	return n - 1; /* the directory itself */
+	return n;
+}
+
+/* Open descriptors, or -1. */
+static inline int open_fds(void)
+{
+	int n = proc_entries("/proc/self/fd");
+
+	return n < 0 ? -1 : n - 1; /* the directory itself */
+}
+
+/* This process's threads, or -1. */
+static inline int threads(void)
+{
+	return proc_entries("/proc/self/task");
 }
 
 #endif
