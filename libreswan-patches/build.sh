@@ -14,6 +14,14 @@
 #                      copied, never changed)
 #   --stock            apply only the crash fixes (patches marked "fix" in
 #                      the series), i.e. stock behaviour for interop tests
+#   --destdir          build with libreswan's default paths (/usr/local,
+#                      /etc, /var, /run/pluto) and install into
+#                      BUILD_DIR/destdir (make DESTDIR=), as a package build
+#                      does: what libreswan's test harness expects
+#                      (libreswan-patches/testing/run.sh copies it into a
+#                      sandbox) [BUILD_DIR: build/libreswan-VERSION-testing]
+#   --print-source     print the checked source tarball's path (fetched
+#                      once, as for a build) or --source, and exit
 #   --deps             install the build dependencies with apt-get first
 #   --force            rebuild even when the build is up to date
 #   -j N               parallel make jobs [nproc]
@@ -35,8 +43,10 @@
 # directory, or a cache that cannot be written, builds in BUILD_DIR.
 #
 # Result: BUILD_DIR/prefix/libexec/ipsec/pluto, whack, addconn, ...
-# (PREFIX=the prefix; sysconfdir, vardir, rundir under it too).
-# BUILD_DIR/prefix/.kmstore-build says what was built from what.
+# (PREFIX=the prefix; sysconfdir, vardir, rundir under it too), or with
+# --destdir BUILD_DIR/destdir/usr/local/libexec/ipsec/pluto, ...
+# BUILD_DIR/prefix (or destdir)/.kmstore-build says what was built from
+# what.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -47,12 +57,15 @@ die() { printf 'libreswan-build: error: %s\n' "$*" >&2; exit 1; }
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
 
 version=5.4 source_arg='' stock=no deps=no force=no jobs=$(nproc) build=''
+destdir=no print_source=no
 while [ $# -gt 0 ]; do
 	case $1 in
 	--libreswan) version=${2:?--libreswan needs a version}; shift ;;
 	--libreswan=*) version=${1#*=} ;;
 	--source) source_arg=${2:?--source needs a path}; shift ;;
 	--stock) stock=yes ;;
+	--destdir) destdir=yes ;;
+	--print-source) print_source=yes ;;
 	--deps) deps=yes ;;
 	--force) force=yes ;;
 	-j) jobs=${2:?-j needs a number}; shift ;;
@@ -80,13 +93,21 @@ case $version in
 esac
 series_dir=$here/$version
 kind=$([ $stock = yes ] && echo stock || echo patched)
+# the install: a private prefix, or libreswan's default paths under DESTDIR
+inst=prefix pluto_path=libexec/ipsec/pluto
+if [ $destdir = yes ]; then
+	inst=destdir pluto_path=usr/local/libexec/ipsec/pluto kind=$kind-destdir
+fi
 
 if [ -z "$build" ]; then
 	build=$here/../build/libreswan-$version
 	[ $stock = no ] || build=$build-stock
+	[ $destdir = no ] || build=$build-testing
 fi
-mkdir -p "$build"
-build=$(cd "$build" && pwd)
+if [ $print_source = no ]; then
+	mkdir -p "$build"
+	build=$(cd "$build" && pwd)
+fi
 
 # --- dependencies -------------------------------------------------------
 
@@ -200,17 +221,22 @@ else
 	source_arg=$(fetch_tarball)
 	src_desc="tarball $sha256"
 fi
+if [ $print_source = yes ]; then
+	printf '%s\n' "$source_arg"
+	exit 0
+fi
 
 # What this build is made of; an identical stamp means nothing to do.
 stamp=$(
 	echo "libreswan: $version"
 	echo "source: $src_desc"
 	echo "stock: $stock"
+	[ $destdir = no ] || echo "destdir: default paths"
 	for p in $(series_patches); do sha256sum "$series_dir/$p" | sed "s:$series_dir/::"; done
 	sha256sum "$0" | cut -c1-64
 )
-up_to_date() { # PREFIX
-	[ $force = no ] && [ -x "$1/libexec/ipsec/pluto" ] && [ -f "$1/.kmstore-build" ] &&
+up_to_date() { # INSTALL
+	[ $force = no ] && [ -x "$1/$pluto_path" ] && [ -f "$1/.kmstore-build" ] &&
 		[ "$(cat "$1/.kmstore-build")" = "$stamp" ]
 }
 
@@ -229,21 +255,21 @@ fi
 link_build() { # the build in $home -> BUILD_DIR
 	[ "$home" != "$build" ] || return 0
 	local d
-	for d in src prefix; do
+	for d in src $inst; do
 		rm -rf "${build:?}/$d"
 		ln -s "$home/$d" "$build/$d"
 	done
 }
 
-if up_to_date "$home/prefix"; then
+if up_to_date "$home/$inst"; then
 	link_build
-	say "up to date: $build/prefix$cached"
+	say "up to date: $build/$inst$cached"
 	exit 0
 fi
 
 started=$SECONDS
-src=$home/src prefix=$home/prefix
-rm -rf "$src" "$prefix" "${build:?}/src" "$build/prefix"
+src=$home/src prefix=$home/prefix install_root=$home/$inst
+rm -rf "$src" "$install_root" "${build:?}/src" "$build/$inst"
 mkdir -p "$src"
 if [ -d "$source_arg" ]; then
 	cp -a "$source_arg/." "$src/"
@@ -260,13 +286,17 @@ done
 # --- build -----------------------------------------------------------------
 
 # A small pluto: no DNSSEC, LDAP, curl, labeled IPsec, audit, systemd,
-# PAM, NetworkManager, libcap-ng; everything under the prefix; no man
-# pages (they need xmlto). seccomp is built in, as in Debian's package
-# (seccomp= stays disabled unless configured): the series refuses
-# ppk-uri= with seccomp=enabled, and the tests check that.
+# PAM, NetworkManager, libcap-ng; everything under the prefix (or
+# libreswan's default paths, installed under DESTDIR); no man pages (they
+# need xmlto). seccomp is built in, as in Debian's package (seccomp=
+# stays disabled unless configured): the series refuses ppk-uri= with
+# seccomp=enabled, and the tests check that.
 make_vars=(
 	PREFIX="$prefix" SYSCONFDIR="$prefix/etc" VARDIR="$prefix/var"
 	RUNDIR="$prefix/run/pluto" LOGDIR="$prefix/var/log"
+)
+[ $destdir = no ] || make_vars=(DESTDIR="$install_root")
+make_vars+=(
 	USE_DNSSEC=false USE_LIBCURL=false USE_LDAP=false USE_SECCOMP=true
 	USE_LABELED_IPSEC=false USE_LINUX_AUDIT=false USE_SYSTEMD_WATCHDOG=false
 	USE_AUTHPAM=false USE_NM=false USE_LIBCAP_NG=false
@@ -281,9 +311,9 @@ if ! make -C "$src" "${make_vars[@]}" install-base >"$home/install.log" 2>&1; th
 	tail -n 30 "$home/install.log" >&2
 	die "make install-base failed; see $home/install.log"
 fi
-[ -x "$prefix/libexec/ipsec/pluto" ] || die "no pluto in $prefix/libexec/ipsec"
+[ -x "$install_root/$pluto_path" ] || die "no pluto in $(dirname "$install_root/$pluto_path")"
 # the objects are not needed again: a change makes a new build
 [ "$home" = "$build" ] || rm -rf "$src"/OBJ.*
-printf '%s\n' "$stamp" >"$prefix/.kmstore-build"
+printf '%s\n' "$stamp" >"$install_root/.kmstore-build"
 link_build
-say "installed into $build/prefix$cached in $((SECONDS - started)) s"
+say "installed into $build/$inst$cached in $((SECONDS - started)) s"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that kmstore's build, tests and demo use.
+# Installs the Debian 12 packages that kmstore's build, tests and demo use
+# (the last line: libreswan's namespace test runner, for
+# libreswan-patches/testing/run.sh).
 # Idempotent: asks apt only for what is missing.
 set -euo pipefail
 
@@ -11,6 +13,7 @@ packages=(
 	libnss3-dev libnss3-tools libp11-kit-dev p11-kit p11-kit-modules
 	opensc gnutls-bin jq groff-base man-db strace
 	libc-ares-dev python3-dnspython libnghttp2-dev
+	sudo python3-pexpect iptables iputils-ping diffstat gawk
 )
 
 missing=()

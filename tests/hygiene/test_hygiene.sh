@@ -277,8 +277,13 @@ hold() {
 	return 1
 }
 release() {
+	local p kept=()
 	exec {HOLD_FD}>&-
 	wait "$HOLD_PID" || true
+	# reaped: the PID may soon be another process's; cleanup must not
+	# kill it
+	for p in "${holders[@]}"; do [ "$p" = "$HOLD_PID" ] || kept+=("$p"); done
+	holders=("${kept[@]}")
 }
 vmlck() { awk '$1 == "VmLck:" { print $2 }' "/proc/$1/status"; }
 can_core=0

@@ -134,6 +134,7 @@ int kme_model_init(struct kme_model *m, struct kme *kmes, size_t n,
 	m->kmes = kmes;
 	m->n_kmes = n;
 	m->set = *set;
+	atomic_init(&m->n_ids, 0);
 	m->n_links = n * (n - 1) / 2;
 	m->links = calloc(m->n_links ? m->n_links : 1, sizeof(*m->links));
 	if (m->links == NULL)
@@ -266,9 +267,25 @@ void kme_keys_free(struct kme_keys *keys)
 	keys->n = 0;
 }
 
+/* A key's ID: a random UUID, or with sequential_ids a UUID-shaped counter
+ * (00000000-0000-4000-8000-000000000001, ...) so that logs of a test run
+ * are the same every time. */
+static void new_key_id(struct kme_model *m, char out[KME_UUID_LEN])
+{
+	unsigned long n;
+
+	if (!m->set.sequential_ids) {
+		kme_new_uuid(out);
+		return;
+	}
+	n = atomic_fetch_add(&m->n_ids, 1) + 1;
+	snprintf(out, KME_UUID_LEN, "00000000-0000-4000-8000-%012lx",
+		 n & 0xffffffffffffUL);
+}
+
 /* Make `number` keys and their pending copies, before taking the lock. */
-static int make_keys(struct kme_keys *out, struct pending **pend,
-		     unsigned number, size_t len, const char *master,
+static int make_keys(struct kme_model *m, struct kme_keys *out,
+		     struct pending **pend, unsigned number, size_t len, const char *master,
 		     const char *slave)
 {
 	out->v = calloc(number, sizeof(*out->v));
@@ -277,7 +294,7 @@ static int make_keys(struct kme_keys *out, struct pending **pend,
 	for (unsigned i = 0; i < number; i++) {
 		char uuid[KME_UUID_LEN];
 
-		kme_new_uuid(uuid);
+		new_key_id(m, uuid);
 		out->n = i + 1;
 		pend[i] = calloc(1, sizeof(**pend));
 		if (pend[i] == NULL || kme_random_key(&out->v[i], uuid, len))
@@ -384,7 +401,7 @@ int kme_enc_keys(struct kme_model *m, size_t at, const char *caller,
 			    "SAE '%s' is not attached to KME %s", caller,
 			    m->kmes[at].id);
 	pend = calloc(number, sizeof(*pend));
-	if (pend == NULL || make_keys(out, pend, number, bits / 8, master,
+	if (pend == NULL || make_keys(m, out, pend, number, bits / 8, master,
 				      sae_ref(&m->kmes[peer], slave))) {
 		st = fail(res, 500, "", "", "out of memory or randomness");
 	} else {

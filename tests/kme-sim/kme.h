@@ -14,6 +14,7 @@
 #define KME_SIM_KME_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -30,6 +31,7 @@ struct kme_settings {
 	unsigned max_key_size;         /* bits */
 	unsigned max_keys_per_request; /* max_key_per_request */
 	unsigned max_pending;          /* delivered keys kept per link */
+	bool sequential_ids;           /* key_IDs count up instead of random UUIDs */
 };
 
 struct kme {
@@ -47,6 +49,7 @@ struct kme_model {
 	struct kme_link *links; /* one per unordered pair of KMEs */
 	size_t n_links;
 	pthread_mutex_t lock;   /* guards everything inside links */
+	atomic_ulong n_ids;     /* key_IDs made, for sequential_ids */
 };
 
 /* An outcome: HTTP status and, for errors, the message and one detail. */

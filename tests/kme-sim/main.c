@@ -110,6 +110,8 @@ static void usage(FILE *f)
 "  --max-keys-per-request N  max_key_per_request [128]\n"
 "  --max-pending N           keys delivered but not yet retrieved kept per\n"
 "                            link; beyond that the oldest go [100000]\n"
+"  --sequential-ids          key_IDs 00000000-0000-4000-8000-000000000001,\n"
+"                            ...002 and so on, instead of random UUIDs\n"
 "  --fault SPEC              inject a fault (repeatable), SPEC is\n"
 "                            [kme=ID:]KIND[=ARG][:PCT][,kme=ID]\n"
 "                            [,path=status|enc_keys|dec_keys|other[+...]]\n"
@@ -311,7 +313,7 @@ static void add_kme(struct options *o, const char *spec)
 
 enum {
 	OPT_POOL = 256, OPT_RATE, OPT_KEY_SIZE, OPT_MIN, OPT_MAX, OPT_PER_REQ,
-	OPT_PENDING, OPT_READY, OPT_VERSION, OPT_HTTP2,
+	OPT_PENDING, OPT_SEQ, OPT_READY, OPT_VERSION, OPT_HTTP2,
 };
 
 static const struct option long_opts[] = {
@@ -324,6 +326,7 @@ static const struct option long_opts[] = {
 	{ "max-key-size", required_argument, NULL, OPT_MAX },
 	{ "max-keys-per-request", required_argument, NULL, OPT_PER_REQ },
 	{ "max-pending", required_argument, NULL, OPT_PENDING },
+	{ "sequential-ids", no_argument, NULL, OPT_SEQ },
 	{ "fault", required_argument, NULL, 'f' },
 	{ "ready-file", required_argument, NULL, OPT_READY },
 	{ "http2", no_argument, NULL, OPT_HTTP2 },
@@ -373,6 +376,7 @@ static void parse_option(struct options *o, int c, const char *arg)
 		o->set.max_pending = (unsigned)parse_num("--max-pending", arg,
 							 1, 100000000);
 		break;
+	case OPT_SEQ: o->set.sequential_ids = true; break;
 	case 'f':
 		if (fault_add(&o->faults, arg, err, sizeof(err)))
 			die("--fault %s: %s", arg, err);

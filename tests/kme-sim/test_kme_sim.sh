@@ -89,6 +89,10 @@ stop_sim() {
 	STOP_RC=0
 	wait "$SIM" || STOP_RC=$?
 	[[ $STOP_RC -eq 0 ]] || bad_exits+=" $SIM_NAME:$STOP_RC"
+	# reaped: PIDs wrap within minutes here, so cleanup must not kill it
+	local p kept=()
+	for p in "${sim_pids[@]}"; do [[ $p == "$SIM" ]] || kept+=("$p"); done
+	sim_pids=("${kept[@]}")
 }
 
 # req CERT URL [curl options]: CODE (HTTP status), RC (curl exit status),
@@ -383,6 +387,19 @@ stop_sim
 start_sim extra --fault extra-key
 post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{"number":1}'
 check "extra-key: two keys when one was asked for" "200 2" "$CODE $(jq '.keys | length' <<<"$BODY")"
+stop_sim
+
+start_sim seq --sequential-ids
+ids=''
+for n in 1 2; do
+	post sae-a "$A/api/v1/keys/SAE_B/enc_keys" "{\"number\":$n}"
+	ids+="$(jq -r '.keys[].key_ID' <<<"$BODY" | tr '\n' ' ')"
+done
+check "--sequential-ids: key_IDs count up from 1" \
+	"00000000-0000-4000-8000-000000000001 00000000-0000-4000-8000-000000000002 00000000-0000-4000-8000-000000000003 " "$ids"
+post sae-b "$B/api/v1/keys/SAE_A/dec_keys" '{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000002"}]}'
+check "--sequential-ids: dec_keys finds a key by its counted ID" "200 00000000-0000-4000-8000-000000000002" \
+	"$CODE $(jq -r '.keys[0].key_ID' <<<"$BODY")"
 stop_sim
 
 start_sim blackhole --fault kme=KME_A:blackhole

@@ -292,6 +292,9 @@ ike_lab_stop() { # [SIDE...]
 		kill -9 "$pid" 2>/dev/null || true
 		rc=0
 		wait "$pid" 2>/dev/null || rc=$?
+		# reaped: its PID is free for any process on the machine (they
+		# wrap within minutes), so ike_lab_down must not kill it again
+		ike_lab_forget_pid "$pid"
 		echo $rc >"$IKE_LAB_DIR/$side/exit"
 		if [ $rc -gt 128 ] && [ $rc != 137 ]; then
 			IKE_LAB_CRASHES=$((IKE_LAB_CRASHES + 1))
@@ -306,6 +309,12 @@ ike_lab_stop() { # [SIDE...]
 		rm -f "$IKE_LAB_DIR/$side/pid"
 	done
 	return 0
+}
+
+ike_lab_forget_pid() { # PID
+	local p kept=()
+	for p in "${IKE_LAB_PIDS[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
+	IKE_LAB_PIDS=("${kept[@]}")
 }
 
 ike_lab_down() {

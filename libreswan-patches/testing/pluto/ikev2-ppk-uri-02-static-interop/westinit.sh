@@ -1,0 +1,9 @@
+/testing/guestbin/swan-prep --nokeys
+../../guestbin/kmstore-prep.sh
+ipsec pluto --config /etc/ipsec.conf --leak-detective
+../../guestbin/wait-until-pluto-started
+ipsec add westnet-eastnet-ppk
+ipsec whack --impair omit_v2_ike_auth_child
+ipsec whack --impair suppress_retransmits
+ipsec whack --impair revival
+echo "initdone"

@@ -1,0 +1,3 @@
+# west (its token) initiates; east answers from ipsec.secrets
+ipsec up westnet-eastnet-ppk
+echo done

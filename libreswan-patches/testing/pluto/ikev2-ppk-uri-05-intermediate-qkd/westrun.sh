@@ -1,0 +1,2 @@
+ipsec up westnet-eastnet-ppk-uri
+echo done
