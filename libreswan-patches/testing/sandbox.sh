@@ -63,12 +63,29 @@ ip link set lo up
 
 d=$run/testing/pluto/$c
 out=$d/OUTPUT
-rc=0
-(cd "$d" && timeout -k 10 900 /usr/bin/python3 ../../utils/nsrun --ns --shutdown --testname "$c") \
-	>"$run/logs/$c.nsrun.log" 2>&1 || rc=$?
-mkdir -p "$out"
-mv "$run/logs/$c.nsrun.log" "$out/nsrun.log"
-[ $rc = 0 ] || echo "nsrun exit status $rc" >>"$out/nsrun.log"
+nsrun() {
+	rc=0
+	(cd "$d" && timeout -k 10 900 /usr/bin/python3 ../../utils/nsrun --ns --shutdown --testname "$c") \
+		>"$run/logs/$c.nsrun.log" 2>&1 || rc=$?
+	mkdir -p "$out"
+	mv "$run/logs/$c.nsrun.log" "$out/nsrun.log"
+	[ $rc = 0 ] || echo "nsrun exit status $rc" >>"$out/nsrun.log"
+}
+nsrun
+# A host's shell that died before its prompt (sudo or nsenter failing to
+# start under load: "unable to execute /usr/bin/nsenter: Connection reset
+# by peer") ran none of the case: the harness failed, not the case. Once
+# more, and the verdict says so.
+retried=''
+# (nsrun opens HOST.console.verbose.txt as it starts a host's first script)
+if [ ! -f "$out/RESULT" ] && grep -q 'pexpect.exceptions.EOF' "$out/nsrun.log" &&
+	! compgen -G "$out/*.console.verbose.txt" >/dev/null; then
+	mv "$out/nsrun.log" "$run/logs/$c.nsrun-first.log"
+	rm -rf "$out"
+	nsrun
+	mv "$run/logs/$c.nsrun-first.log" "$out/nsrun-first.log"
+	retried=' (nsrun retried: a shell did not start; see OUTPUT/nsrun-first.log)'
+fi
 
 # --- the verdict --------------------------------------------------------------
 
@@ -100,7 +117,7 @@ for f in "$out"/*.pluto.log; do
 done
 
 if [ "$v" = FAIL ]; then
-	echo "FAIL $c ($why)  [$((SECONDS - t0)) s]"
+	echo "FAIL $c ($why)$retried  [$((SECONDS - t0)) s]"
 else
-	echo "$v $c  [$((SECONDS - t0)) s]"
+	echo "$v $c$retried  [$((SECONDS - t0)) s]"
 fi | tee "$run/logs/$c.verdict"
