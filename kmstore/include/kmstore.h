@@ -36,7 +36,7 @@ typedef enum kms_rc {
 	KMS_ERR_NOT_FOUND = 5,   /* no such profile or key */
 	KMS_ERR_URI = 6,         /* malformed kmstore: URI */
 	KMS_ERR_KME = 7,         /* the KME refused or answered badly */
-	KMS_ERR_UNREACHABLE = 8, /* KME down, TLS failure, timeout */
+	KMS_ERR_UNREACHABLE = 8, /* KME down, TLS failure, timeout; kmstored down */
 	KMS_ERR_UNSUPPORTED = 9, /* operation not available for this profile */
 	KMS_ERR_SYSTEM = 10,     /* out of memory, I/O error */
 } kms_rc;
@@ -76,7 +76,16 @@ KMS_API const char *kms_rc_describe(kms_rc rc);
  * if set and not empty, else the compiled-in default. */
 KMS_API const char *kms_default_config_path(void);
 
+/* Reads a configuration file. One whose only setting is "daemon = PATH"
+ * (a client configuration) opens kmstored's store, as below. */
 KMS_API kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err);
+/* A store whose profiles are kmstored's (the key manager process listening
+ * on socket_path): those this process's user may use, with their type, key
+ * size and non-secret settings. Keys, status and checks are asked of the
+ * daemon, which holds the configuration, the SAE credentials and the KME
+ * connections; results and messages are the same as in-process. */
+KMS_API kms_rc kms_store_open_daemon(const char *socket_path, kms_store **out,
+				     kms_error *err);
 KMS_API void kms_store_free(kms_store *store);
 KMS_API const char *kms_store_path(const kms_store *store);
 
