@@ -243,3 +243,11 @@ void output_error(struct output *out, const kms_error *e)
 		json_object_object_add(out->doc, "error", o);
 	}
 }
+
+void output_text(struct output *out, const char *name, const char *text)
+{
+	if (out->json)
+		put_str(out->doc, name, text);
+	else
+		printf("%s\n", text);
+}

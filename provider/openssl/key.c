@@ -197,8 +197,12 @@ kms_store *kmsp_store_open(const kmsp_provctx *pc)
 {
 	kms_store *store = NULL;
 	kms_error err = { 0 };
+	kms_rc rc;
 
-	if (kms_store_open(pc->config_path, &store, &err) != KMS_OK) {
+	rc = pc->daemon_path != NULL ?
+		     kms_store_open_daemon(pc->daemon_path, &store, &err) :
+		     kms_store_open(pc->config_path, &store, &err);
+	if (rc != KMS_OK) {
 		KMSP_RAISE_KMS(pc, &err);
 		return NULL;
 	}

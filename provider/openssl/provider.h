@@ -31,8 +31,10 @@
 #define KMSP_PARAM_SOURCE "kmstore-source"
 /* EVP_SKEY import/generate parameter: the key's kmstore: URI. */
 #define KMSP_PARAM_URI "kmstore-uri"
-/* Provider parameter from openssl.cnf: the kmstore.conf to use. */
+/* Provider parameters from openssl.cnf: the kmstore.conf to use, or
+ * kmstored's socket (the profiles are then the daemon's). */
 #define KMSP_PARAM_CONFIG "kmstore-config"
+#define KMSP_PARAM_DAEMON "kmstore-daemon"
 
 /* Reason codes: the library's kms_rc values, plus our own. */
 #define KMSP_R_INTERNAL 100
@@ -40,6 +42,7 @@
 typedef struct kmsp_provctx {
 	const OSSL_CORE_HANDLE *handle;
 	char *config_path; /* NULL: $KMSTORE_CONF or the default */
+	char *daemon_path; /* kmstored's socket, or NULL */
 } kmsp_provctx;
 
 /* Errors go through the core, so applications print them with the
