@@ -45,6 +45,14 @@
 #   ike_lab_down       everything stopped and removed, the files too unless
 #                      IKE_LAB_KEEP=1; safe to call twice (an EXIT trap)
 #
+# Daemon mode (IKE_LAB_DAEMON=1, KMSTORED naming the program): each side's
+# module gets daemon=SOCKET instead of config=, and ike_lab_start starts
+# that side's kmstored (in the side's namespace, with the KMSTORE_CONF
+# given to ike_lab_side) before pluto; ike_lab_stop stops both.
+#   ike_lab_kmstored SIDE   the side's socket ($IKE_LAB_DIR/SIDE/kmstored.sock;
+#                      its log and pid beside it, tests/lib/kmstored-env.sh)
+#   ike_lab_kmstored_start SIDE, ike_lab_kmstored_stop SIDE [SIGNAL]
+#
 # The network, all on 192.0.2.0/24 (RFC 5737), namespaces named after the
 # caller's PID so that parallel runs do not collide:
 #
@@ -57,6 +65,8 @@
 # shellcheck shell=bash disable=SC2034 # the IKE_LAB_* globals are the API
 # shellcheck source=kme-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/kme-env.sh"
+# shellcheck source=kmstored-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/kmstored-env.sh"
 
 ike_lab_abs() { # PATH -> absolute (pluto runs in its dump directory)
 	case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac
@@ -161,12 +171,18 @@ ike_lab_side() { # SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA
 	[ "$side" = west ] || { me=192.0.2.2 peer=192.0.2.1 peer_side=west; }
 	prefix=$(ike_lab_abs "$prefix")
 	[ -x "$prefix/libexec/ipsec/pluto" ] || { echo "ike-lab: no pluto in $prefix" >&2; return 1; }
+	ike_lab_kmstored_stop "$side"
 	rm -rf "$d"
 	mkdir -p "$d/nss" "$d/run"
 	certutil -N -d "sql:$d/nss" --empty-password || return 1
 	if [ -n "$conf" ]; then
+		local source="config=$conf"
+		if [ "${IKE_LAB_DAEMON:-0}" = 1 ]; then
+			source="daemon=$(ike_lab_kmstored "$side")"
+			echo "$conf" >"$d/kmstored.conf-path"
+		fi
 		modutil -dbdir "sql:$d/nss" -add kmstore -libfile "$IKE_LAB_MODULE" \
-			-string "config=$conf log=stderr log-level=info" -force >/dev/null 2>&1 || return 1
+			-string "$source log=stderr log-level=info" -force >/dev/null 2>&1 || return 1
 	fi
 	cat >"$d/ipsec.conf" <<EOF
 config setup
@@ -191,9 +207,24 @@ EOF
 	echo "$prefix" >"$d/prefix"
 }
 
+ike_lab_kmstored() { echo "$IKE_LAB_DIR/$1/kmstored.sock"; }
+
+ike_lab_kmstored_start() { # SIDE
+	local d=$IKE_LAB_DIR/$1
+	[ -f "$d/kmstored.conf-path" ] || return 0
+	kmstored_start "$(ike_lab_kmstored "$1")" "$(cat "$d/kmstored.conf-path")" \
+		ip netns exec "$(ike_lab_ns "$1")"
+}
+
+ike_lab_kmstored_stop() { # SIDE [SIGNAL]
+	[ -n "${IKE_LAB_DIR:-}" ] || return 0
+	kmstored_stop "$(ike_lab_kmstored "$1")" "${2:-TERM}"
+}
+
 ike_lab_start() { # SIDE
 	local side=$1 d=$IKE_LAB_DIR/$1 ns prefix i
 	ns=$(ike_lab_ns "$side") prefix=$(cat "$d/prefix")
+	ike_lab_kmstored_start "$side" || return 1
 	rm -f "$d/run/pluto.ctl"
 	# --stderrlog: pluto's log and the module's messages (log=stderr) in
 	# one file, in order
@@ -265,7 +296,10 @@ ike_lab_stop() { # [SIDE...]
 	local side pid i rc
 	[ $# -gt 0 ] || set -- west east
 	for side in "$@"; do
-		[ -f "$IKE_LAB_DIR/$side/pid" ] || continue
+		if [ ! -f "$IKE_LAB_DIR/$side/pid" ]; then
+			ike_lab_kmstored_stop "$side"
+			continue
+		fi
 		pid=$(cat "$IKE_LAB_DIR/$side/pid")
 		ike_lab_whack "$side" --shutdown >/dev/null 2>&1 &
 		# under a wrapper (valgrind) the shutdown takes longer
@@ -283,6 +317,7 @@ ike_lab_stop() { # [SIDE...]
 			echo "ike-lab: pluto ($side) died of signal $((rc - 128)); kept: $IKE_LAB_DIR/crash-$side-$$-$SECONDS" >&2
 		fi
 		rm -f "$IKE_LAB_DIR/$side/pid"
+		ike_lab_kmstored_stop "$side"
 	done
 	return 0
 }
@@ -294,6 +329,8 @@ ike_lab_down() {
 		{ kill -9 "$p" && wait "$p"; } 2>/dev/null || true
 	done
 	IKE_LAB_PIDS=()
+	ike_lab_kmstored_stop west KILL
+	ike_lab_kmstored_stop east KILL
 	ike_lab_kmes_stop
 	for n in "$IKE_LAB_NS_W" "$IKE_LAB_NS_E" "$IKE_LAB_NS_L"; do ip netns del "$n" 2>/dev/null || true; done
 	if [ "${IKE_LAB_KEEP:-0}" != 1 ]; then
