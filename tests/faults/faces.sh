@@ -25,6 +25,10 @@
 # by FACE_HANG seconds (timeout(1); exit 124 means it hung). A face with a
 # KME of its own has a face_NAME_row hook that sets it up for each row.
 #
+# daemon (KMSTORED, and the pkcs11 face's programs): NSS and the module as
+# pluto uses them in daemon mode (daemon=SOCKET): each cell starts the
+# side's kmstored on $FACE_DIR/SIDE.conf, asks, and stops it.
+#
 # pluto (PLUTO_PREFIX: a patched libreswan, libreswan-patches/build.sh; as
 # root): two plutos in the netns lab of tests/lib/ike-lab.sh, with their own
 # kme-sim that face_pluto_row starts with the row's faults. A cell starts
@@ -36,7 +40,7 @@
 #              (the pluto is still serving).
 
 FACE_HANG=${FACE_HANG:-20}
-FACES_ALL=(kmstore openssl pkcs11 pluto)
+FACES_ALL=(kmstore openssl pkcs11 daemon pluto)
 
 # faces_available: the faces whose programs are there (into FACES).
 faces_available() {
@@ -46,6 +50,7 @@ faces_available() {
 	[[ -x ${NSS_CLIENT:-} && -f ${P11_MODULE:-} ]] &&
 		command -v modutil >/dev/null && command -v certutil >/dev/null &&
 		FACES+=(pkcs11)
+	[[ " ${FACES[*]} " == *" pkcs11 "* && -x ${KMSTORED:-} ]] && FACES+=(daemon)
 	[[ -x ${PLUTO_PREFIX:-}/libexec/ipsec/pluto && -f ${P11_MODULE:-} && $(id -u) == 0 &&
 		-z ${KMSTORE_TEST_PRELOAD:-} ]] && command -v ip >/dev/null &&
 		command -v modutil >/dev/null && FACES+=(pluto)
@@ -84,6 +89,19 @@ faces_init() {
 				>"$FACE_DIR/nss-$side/modutil.out" 2>&1 || return 1
 		done
 	fi
+	if [[ " ${FACES[*]} " == *" daemon "* ]]; then
+		# shellcheck source=../lib/kmstored-env.sh
+		. "$(dirname "${BASH_SOURCE[0]}")/../lib/kmstored-env.sh"
+		for side in west east; do
+			mkdir -p "$FACE_DIR/nss-daemon-$side"
+			face_tool certutil -N -d "sql:$FACE_DIR/nss-daemon-$side" --empty-password ||
+				return 1
+			echo | face_tool modutil -dbdir "sql:$FACE_DIR/nss-daemon-$side" \
+				-add kmstore -libfile "$(realpath "$P11_MODULE")" \
+				-string "daemon=$FACE_DIR/$side.sock log=stderr ${FACE_P11_PARAMS:-}" -force \
+				>"$FACE_DIR/nss-daemon-$side/modutil.out" 2>&1 || return 1
+		done
+	fi
 	if [[ " ${FACES[*]} " == *" pluto "* ]]; then
 		# shellcheck source=../lib/ike-lab.sh
 		. "$(dirname "${BASH_SOURCE[0]}")/../lib/ike-lab.sh"
@@ -97,6 +115,10 @@ faces_init() {
 
 # faces_fini: what faces_init started (an EXIT trap).
 faces_fini() {
+	if [[ -n ${FACE_DIR:-} ]] && declare -F kmstored_stop >/dev/null; then
+		kmstored_stop "$FACE_DIR/west.sock" KILL
+		kmstored_stop "$FACE_DIR/east.sock" KILL
+	fi
 	if [[ -n ${IKE_LAB_DIR:-} ]]; then
 		ike_lab_down
 	fi
@@ -168,6 +190,26 @@ face_pkcs11() { # OP SIDE [ID]
 	face_run "$NSS_CLIENT" "$FACE_DIR/nss-$2" key "$uri"
 	CELL_KEY=0
 	[[ $CELL_RC -eq 0 && $CELL_OUT == *$'\nkey='* ]] && CELL_KEY=1
+	return 0
+}
+
+face_daemon() { # OP SIDE [ID]: the module in daemon mode, through kmstored
+	local uri=pkcs11:token=qkd sock=$FACE_DIR/$2.sock
+	[[ $1 == dec ]] && uri+=";id=$(face_pct "$3")"
+	if ! kmstored_start "$sock" "$FACE_DIR/$2.conf" 2>"$FACE_DIR/kmstored.err"; then
+		CELL_RC=125 CELL_SECS=0 CELL_KEY=0 CELL_WHY=("kmstored did not start: $(cat "$FACE_DIR/kmstored.err")")
+		CELL_OUT=
+		return 0
+	fi
+	face_run "$NSS_CLIENT" "$FACE_DIR/nss-daemon-$2" key "$uri"
+	kmstored_stop "$sock"
+	CELL_KEY=0
+	[[ $CELL_RC -eq 0 && $CELL_OUT == *$'\nkey='* ]] && CELL_KEY=1
+	# what kmstored logged of it, after the module's lines
+	CELL_OUT+=$'\n'$(grep -v ' serving \| stopping' "$sock.log")
+	if grep -Eq 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:' "$sock.log"; then
+		CELL_WHY+=("kmstored: $(grep -Em1 'Sanitizer|runtime error:' "$sock.log")")
+	fi
 	return 0
 }
 

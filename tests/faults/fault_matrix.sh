@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fault_matrix.sh - every fault a KME (kme-sim) or its TLS can show, against
 # every face of kmstore: the kmstore command, the OpenSSL provider (openssl
-# storeutl) and the PKCS#11 module through NSS (tests/faults/faces.sh).
+# storeutl), the PKCS#11 module through NSS, and the module through
+# kmstored (tests/faults/faces.sh).
 # Each cell asserts: the outcome (no key; a key for "slow, within the
 # timeout"), an error naming the cause (the row's regex, in kmstore's own
 # words, not the KME's), the face's code for it (kmstore's exit status,
@@ -86,6 +87,7 @@ rows=(
 declare -A face_code=(
 	[openssl,7]="kmstore:[a-z_]+:KME error:" [openssl,8]="kmstore:[a-z_]+:KME unreachable:"
 	[pkcs11,7]="SEC_ERROR_PKCS11_FUNCTION_FAILED" [pkcs11,8]="SEC_ERROR_PKCS11_DEVICE_ERROR"
+	[daemon,7]="SEC_ERROR_PKCS11_FUNCTION_FAILED" [daemon,8]="SEC_ERROR_PKCS11_DEVICE_ERROR"
 	[pluto,enc]="ppk-uri=pkcs11:token=qkd: no PPK for this IKE SA: the token did not give a key: SEC_ERROR_PKCS11_"
 	[pluto,dec]="ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID [^ ]+: the token could not get the key: SEC_ERROR_PKCS11_"
 )
@@ -124,7 +126,7 @@ check_cell() {
 		kmstore) [[ $CELL_RC -eq $class ]] || why+=("exit $CELL_RC, not $class") ;;
 		*)
 			code=${face_code[$face,$class]}
-			[[ $face == pkcs11 && $op == dec ]] && code="no key with that ID"
+			[[ ($face == pkcs11 || $face == daemon) && $op == dec ]] && code="no key with that ID"
 			[[ $face == pluto && $op == dec ]] && code=${face_code[pluto,dec]}
 			[[ $CELL_OUT =~ $code ]] || why+=("no /$code/")
 			;;

@@ -9,7 +9,7 @@
 #   kmstored_stop SOCKET [SIGNAL]    SIGTERM (or SIGNAL), and waits
 #   kmstored_pid SOCKET
 
-kmstored_pid() { cat "$1.pid" 2>/dev/null; }
+kmstored_pid() { cat "$1.pid" 2>/dev/null || true; }
 
 kmstored_start() { # SOCKET CONF [WRAPPER...]
 	local sock=$1 conf=$2 i pid
