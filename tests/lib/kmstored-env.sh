@@ -19,7 +19,7 @@ kmstored_start() { # SOCKET CONF [WRAPPER...]
 		>>"$sock.log" 2>&1 &
 	pid=$!
 	echo $pid >"$sock.pid"
-	for i in $(seq 200); do
+	for i in $(seq 600); do # 30 s: under valgrind, on a loaded machine
 		grep -q 'serving [0-9]* profile' "$sock.log" 2>/dev/null && return 0
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
