@@ -8,7 +8,11 @@
  *   curl per request   one curl process per HTTPS request
  *   curl, one process  one curl process for all enc_keys, one for all
  *                      dec_keys, reusing its connection
- * Usage: keyfetch [-n N] WEST_CONF EAST_CONF [PROFILE]   (PROFILE: qkd) */
+ * and with -D, a fourth:
+ *   through kmstored   libkmstore with client configurations (daemon =
+ *                      SOCKET): the same calls, answered by kmstored
+ * Usage: keyfetch [-n N] [-D WEST_CLIENT EAST_CLIENT] WEST_CONF EAST_CONF
+ *        [PROFILE]   (PROFILE: qkd) */
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,13 +56,18 @@ static void die(const char *what, const kms_error *e)
 	exit(1);
 }
 
-static void open_site(struct site *s, const char *conf, const char *profile)
+static void open_store(struct site *s, const char *conf, const char *profile)
 {
 	kms_error e;
 
 	if (kms_store_open(conf, &s->store, &e) != KMS_OK ||
 	    kms_store_find_profile(s->store, profile, &s->p, &e) != KMS_OK)
 		die(conf, &e);
+}
+
+static void open_site(struct site *s, const char *conf, const char *profile)
+{
+	open_store(s, conf, profile);
 	s->url = kms_profile_setting(s->p, "url");
 	s->peer = kms_profile_setting(s->p, "peer-sae-id");
 	s->cert = kms_profile_setting(s->p, "certificate");
@@ -272,19 +281,25 @@ int main(int argc, char **argv)
 {
 	struct result lib = { .name = "libkmstore" },
 		      each = { .name = "curl per request" },
-		      reused = { .name = "curl, one process" };
-	const char *profile = "qkd";
-	struct site w, e;
+		      reused = { .name = "curl, one process" },
+		      daemon = { .name = "through kmstored" };
+	const char *profile = "qkd", *dw = NULL, *de = NULL;
+	static const char usage[] = "usage: keyfetch [-n N] [-D WEST_CLIENT "
+				    "EAST_CLIENT] WEST_CONF EAST_CONF [PROFILE]\n";
+	struct site w, e, dws, des;
 	int n = 200, opt;
 
-	while ((opt = getopt(argc, argv, "n:")) != -1) {
-		if (opt != 'n' || (n = atoi(optarg)) <= 0) {
-			fprintf(stderr, "usage: keyfetch [-n N] WEST_CONF EAST_CONF [PROFILE]\n");
+	while ((opt = getopt(argc, argv, "n:D:")) != -1) {
+		if (opt == 'D' && optind < argc) {
+			dw = optarg;
+			de = argv[optind++];
+		} else if (opt != 'n' || (n = atoi(optarg)) <= 0) {
+			fputs(usage, stderr);
 			return 2;
 		}
 	}
 	if (argc - optind < 2) {
-		fprintf(stderr, "usage: keyfetch [-n N] WEST_CONF EAST_CONF [PROFILE]\n");
+		fputs(usage, stderr);
 		return 2;
 	}
 	if (argc - optind > 2)
@@ -297,14 +312,30 @@ int main(int argc, char **argv)
 	reused.lat_ms = calloc((size_t)n, sizeof(double));
 
 	bench_library(&w, &e, &lib);
+	if (dw != NULL) {
+		open_store(&dws, dw, profile);
+		open_store(&des, de, profile);
+		daemon.n = n;
+		daemon.lat_ms = calloc((size_t)n, sizeof(double));
+		bench_library(&dws, &des, &daemon);
+	}
 	bench_curl_each(&w, &e, &each);
 	bench_curl_reused(&w, &e, &reused);
 
 	printf("%d round trips (enc_keys at west + dec_keys at east), 256-bit keys\n", n);
 	printf("%-20s %9s %9s %9s\n", "method", "keys/s", "p50 ms", "p99 ms");
 	print(&lib);
+	if (dw != NULL)
+		print(&daemon);
 	print(&each);
 	print(&reused);
+	if (dw != NULL) {
+		printf("through kmstored vs libkmstore in-process: %.2fx the keys/s\n",
+		       lib.seconds / daemon.seconds);
+		kms_store_free(dws.store);
+		kms_store_free(des.store);
+		free(daemon.lat_ms);
+	}
 	printf("libkmstore vs curl per request:  %.1fx faster (target >= 10x)\n",
 	       each.seconds / lib.seconds);
 	printf("libkmstore vs curl, one process: %.2fx the time (target <= 1.5x)\n",

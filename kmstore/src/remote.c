@@ -2,10 +2,12 @@
  * that every face (the command, the OpenSSL provider and engine, the
  * PKCS#11 module) reaches the daemon through the library's own API.
  *
- * The client end of the protocol (wire.h). A store keeps a few idle
- * connections for reuse; each request takes one (or opens one), so the
- * threads of one process (pluto's helpers) ask in parallel. A connection
- * found closed while idle (kmstored restarted) is replaced without a word;
+ * The client end of the protocol (wire.h). A process keeps a few idle
+ * connections to each daemon, for every store it opens (the OpenSSL
+ * provider opens one per OSSL_STORE_open); each request takes one (or
+ * opens one), so the threads of one process (pluto's helpers) ask in
+ * parallel. A connection found closed while idle (kmstored restarted) is
+ * replaced without a word;
  * one that closes during a request is an error, and is never retried: a
  * "key for use now" may have been consumed. Every wait is bounded by the
  * profile's timeout and a margin. No threads are created here (the PKCS#11
@@ -28,20 +30,28 @@
 #include "secmem.h"
 #include "store.h"
 
-#define IDLE_MAX 8
+#define IDLE_MAX 16 /* in the whole process */
 #define DEFAULT_WAIT_MS 5000 /* requests that name no profile */
 #define PROFILE_TIMEOUT_MS 5000 /* a profile without "timeout" */
 #define MARGIN_MS 1000          /* beyond the daemon's own deadline */
 #define RELOAD_WAIT_MS 30000
 
+#define PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
 struct kms_remote {
 	atomic_int refs;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	pthread_mutex_t lock;
-	pid_t pid;          /* the idle connections are this process's */
-	int idle[IDLE_MAX];
-	size_t n_idle;
+	char path[PATH_SIZE];
 };
+
+/* Idle connections, of this process (pid: a forked child must not use its
+ * parent's), to the daemon at path. */
+static struct idle {
+	char path[PATH_SIZE];
+	int fd;
+	pid_t pid;
+} idle[IDLE_MAX];
+static size_t n_idle;
+static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct remote_profile {
 	struct kms_remote *r;
@@ -60,10 +70,18 @@ void kms_remote_unref(struct kms_remote *r)
 {
 	if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1)
 		return;
-	for (size_t i = 0; i < r->n_idle; i++)
-		close(r->idle[i]);
-	pthread_mutex_destroy(&r->lock);
 	free(r);
+}
+
+/* When the library is unloaded (a module's dlclose), its connections go. */
+__attribute__((destructor)) static void close_idle(void)
+{
+	pthread_mutex_lock(&idle_lock);
+	for (size_t i = 0; i < n_idle; i++)
+		if (idle[i].pid == getpid())
+			close(idle[i].fd);
+	n_idle = 0;
+	pthread_mutex_unlock(&idle_lock);
 }
 
 static kms_rc remote_new(const char *path, struct kms_remote **out,
@@ -83,8 +101,6 @@ static kms_rc remote_new(const char *path, struct kms_remote **out,
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	atomic_init(&r->refs, 1);
 	strcpy(r->path, path);
-	pthread_mutex_init(&r->lock, NULL);
-	r->pid = getpid();
 	*out = r;
 	return KMS_OK;
 }
@@ -129,25 +145,23 @@ static kms_rc dial(struct kms_remote *r, int *fd_out, kms_error *err)
 
 static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
 {
+	pid_t me = getpid();
 	int found = -1;
 
-	pthread_mutex_lock(&r->lock);
-	if (r->pid != getpid()) {
-		/* A forked child: the parent's connections stay the parent's. */
-		for (size_t i = 0; i < r->n_idle; i++)
-			close(r->idle[i]);
-		r->n_idle = 0;
-		r->pid = getpid();
-	}
-	while (found < 0 && r->n_idle > 0) {
-		int c = r->idle[--r->n_idle];
+	pthread_mutex_lock(&idle_lock);
+	for (size_t i = n_idle; found < 0 && i-- > 0;) {
+		struct idle c = idle[i];
 
-		if (still_open(c))
-			found = c;
+		if (c.pid == me && strcmp(c.path, r->path) != 0)
+			continue;
+		idle[i] = idle[--n_idle];
+		/* A forked child closes its copy: the parent's stays open. */
+		if (c.pid == me && still_open(c.fd))
+			found = c.fd;
 		else
-			close(c);
+			close(c.fd);
 	}
-	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&idle_lock);
 	if (found >= 0) {
 		*fd = found;
 		return KMS_OK;
@@ -157,12 +171,14 @@ static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
 
 static void give_back(struct kms_remote *r, int fd)
 {
-	pthread_mutex_lock(&r->lock);
-	if (r->pid == getpid() && r->n_idle < IDLE_MAX) {
-		r->idle[r->n_idle++] = fd;
+	pthread_mutex_lock(&idle_lock);
+	if (n_idle < IDLE_MAX) {
+		strcpy(idle[n_idle].path, r->path);
+		idle[n_idle].fd = fd;
+		idle[n_idle++].pid = getpid();
 		fd = -1;
 	}
-	pthread_mutex_unlock(&r->lock);
+	pthread_mutex_unlock(&idle_lock);
 	if (fd >= 0)
 		close(fd);
 }

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# run-daemon.sh - kmstored against in-process, on two kme-sim KMEs on
+# 127.0.0.1 (no faults). A benchmark: it prints figures.
+#
+# 1. Key fetches (bench/keyfetch): a new key at west then that key at east,
+#    through libkmstore in-process and through kmstored (client
+#    configurations), keys/s and latency percentiles.
+# 2. Every face, in-process and through kmstored (bench/soak: lib, nss,
+#    ossl; daemon-lib, daemon-nss, daemon-ossl), rounds/s, one face at a
+#    time and all six at once, REPEATS times interleaved; the median of
+#    each cell, each face's ratio to libkmstore in-process in the same
+#    mode, and the worst cell of "the provider through kmstored over
+#    libkmstore in-process" (target at least 0.8); kmstored's CPU per
+#    round. Twice: with the soak's KME faults (bench/run-soak.sh: 5% 503,
+#    2% dropped, 1% malformed; the workload the 0.23x of the provider
+#    in-process was measured on), and without any (KMEs answering in
+#    tens of microseconds on loopback: the faces' own overhead shows).
+#
+# Usage: bash bench/run-daemon.sh [BUILD_DIR] [ROUNDS] [REPEATS]
+#        (build/release, 1000, 3)
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+build=$(realpath "${1:-$src/build/release}")
+rounds=${2:-1000}
+reps=${3:-3}
+SOAK=$build/bench/soak KEYFETCH=$build/bench/keyfetch
+export KMSTORED=$build/kmstore/daemon/kmstored
+P11_MODULE=$build/provider/pkcs11/kmstore-pkcs11.so
+PROVIDER_DIR=$build/provider/openssl
+work=$(mktemp -d /tmp/bench-daemon.XXXXXX)
+. "$src/tests/lib/kme-env.sh"
+. "$src/tests/lib/kmstored-env.sh"
+cleanup() {
+	for s in "$work"/*.sock; do kmstored_stop "$s" KILL; done
+	kme_env_stop
+	rm -rf "$work"
+}
+trap cleanup EXIT
+kme_env_start "$work/lab" "$build/tests/kme-sim/kme-sim" "$src/tests/kme-sim/kme-sim-pki" \
+	--pool-size $((rounds * reps * 16 + 1000)) >/dev/null
+client() { # FILE SOCKET
+	echo "daemon = $2" >"$1"
+	chmod 600 "$1"
+}
+
+echo "== key fetches, one at a time ($rounds round trips)"
+kmstored_start "$work/west.sock" "$KME_DIR/west.conf"
+kmstored_start "$work/east.sock" "$KME_DIR/east.conf"
+client "$work/west-client.conf" "$work/west.sock"
+client "$work/east-client.conf" "$work/east.sock"
+"$KEYFETCH" -n "$rounds" -D "$work/west-client.conf" "$work/east-client.conf" \
+	"$KME_DIR/west.conf" "$KME_DIR/east.conf"
+kmstored_stop "$work/west.sock"
+kmstored_stop "$work/east.sock"
+
+nss_db() { # DIR SOURCE
+	rm -rf "$1"
+	mkdir -p "$1"
+	certutil -N -d "sql:$1" --empty-password
+	echo | modutil -dbdir "sql:$1" -add kmstore -libfile "$P11_MODULE" \
+		-string "$2 log=stderr" -force >/dev/null 2>&1
+}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # PID: utime + stime
+median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] + 0 }'; }
+range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
+
+# bench_faces LABEL [KME_SIM_OPTIONS...]: part 2 on a fresh lab.
+bench_faces() {
+	local label=$1 conf=$work/soak.conf sock=$work/kmstored.sock face rep dpid t0
+	local d_ticks=0 d_rounds=0 faces=(lib daemon-lib)
+	shift
+	kme_env_stop
+	rm -rf "$work/lab"
+	kme_env_start "$work/lab" "$build/tests/kme-sim/kme-sim" "$src/tests/kme-sim/kme-sim-pki" \
+		--pool-size $((rounds * reps * 16 + 1000)) "$@" >/dev/null
+	# The soak's configuration: both sites in one file, profiles west and east.
+	{
+		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
+		echo
+		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
+	} >"$conf"
+	chmod 600 "$conf"
+	client "$work/client.conf" "$sock"
+	kmstored_start "$sock" "$conf"
+	dpid=$(kmstored_pid "$sock")
+	if [[ -f $P11_MODULE ]]; then
+		faces+=(nss daemon-nss)
+		nss_db "$work/nss" "config=$conf"
+		nss_db "$work/nss-daemon" "daemon=$sock"
+	fi
+	[[ -f $PROVIDER_DIR/kmstore.so ]] && faces+=(ossl daemon-ossl)
+	declare -A rate=() med=() pids=()
+	for rep in $(seq "$reps"); do
+		for face in "${faces[@]}"; do
+			t0=$(cpu_ticks "$dpid")
+			rate[one,$face]+="$(soak_face "$face") "
+			if [[ $face == daemon-* ]]; then
+				d_ticks=$((d_ticks + $(cpu_ticks "$dpid") - t0))
+				d_rounds=$((d_rounds + rounds))
+			fi
+		done
+		for face in "${faces[@]}"; do
+			soak_face "$face" >"$work/all-$face" &
+			pids[$face]=$!
+		done
+		for face in "${faces[@]}"; do
+			wait "${pids[$face]}" || true
+			rate[all,$face]+="$(cat "$work/all-$face") "
+		done
+		printf '.' >&2
+	done
+	echo >&2
+	echo
+	echo "== every face, $label: $rounds rounds each (a round: a new key at west, that key at east), $reps repeats, medians"
+	printf '%-12s %14s %17s %6s   %14s %17s %6s\n' face 'one at a time' '(min-max)' ratio 'all at once' '(min-max)' ratio
+	for mode in one all; do
+		for face in "${faces[@]}"; do
+			med[$mode,$face]=$(median <<<"${rate[$mode,$face]}")
+		done
+	done
+	for face in "${faces[@]}"; do
+		printf '%-12s %14s %17s %6.2f   %14s %17s %6.2f\n' "$face" \
+			"${med[one,$face]}" "($(range <<<"${rate[one,$face]}"))" \
+			"$(awk -v a="${med[one,$face]}" -v b="${med[one,lib]}" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+			"${med[all,$face]}" "($(range <<<"${rate[all,$face]}"))" \
+			"$(awk -v a="${med[all,$face]}" -v b="${med[all,lib]}" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+	done
+	echo "(rounds/s; ratio: the face's over libkmstore in-process in the same mode)"
+	if [[ " ${faces[*]} " == *" daemon-ossl "* ]]; then
+		awk -v o="${med[one,daemon-ossl]}" -v lo="${med[one,lib]}" \
+			-v a="${med[all,daemon-ossl]}" -v la="${med[all,lib]}" -v l="$label" 'BEGIN {
+			r1 = o / lo; r2 = a / la; w = r1 < r2 ? r1 : r2
+			printf "%s: the provider through kmstored over libkmstore in-process: %.2f one at a time, %.2f all at once; worst %.2f (target >= 0.8: %s)\n", l, r1, r2, w, (w >= 0.8 ? "met" : "NOT met")
+		}'
+		awk -v a="${med[one,daemon-ossl]}" -v b="${med[one,ossl]}" -v l="$label" \
+			'BEGIN { printf "%s: the provider through kmstored over the provider in-process, one at a time: %.1fx\n", l, a / b }'
+	fi
+	awk -v t="$d_ticks" -v n="$d_rounds" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+		if (n > 0) printf "kmstored CPU, one at a time: %.3f ms per round (two keys: enc_keys and dec_keys)\n", t / hz * 1000 / n }'
+	echo "kmstored RSS at the end: $(awk '$1 == "VmRSS:" { print $2 " kB" }' "/proc/$dpid/status"), threads: $(awk '$1 == "Threads:" { print $2 }' "/proc/$dpid/status")"
+	kmstored_stop "$sock"
+}
+
+# soak_face FACE: rounds/s of one soak run, on stdout.
+soak_face() {
+	local face=$1 base=${1#daemon-} target=$work/soak.conf out
+	[[ $face == daemon-* ]] && target=$work/client.conf
+	[[ $base == nss ]] && target=$work/nss
+	[[ $face == daemon-nss ]] && target=$work/nss-daemon
+	out=$("$SOAK" --face "$base" -n "$rounds" -w 100 -e any -r 1000000 -t 600 \
+		-p "$PROVIDER_DIR" -q "$target" 2>"$work/$face.err") || {
+		echo "run-daemon: soak --face $face failed:" >&2
+		echo "$out" >&2
+		tail -n 5 "$work/$face.err" >&2
+		echo 0
+		return
+	}
+	sed -n 's/.*(\([0-9.]*\) rounds\/s after.*/\1/p' <<<"$out"
+}
+
+bench_faces "with the soak's faults" --fault 503:5 --fault drop:2 --fault malformed:1
+bench_faces "without faults"
