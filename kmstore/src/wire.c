@@ -27,15 +27,18 @@ static uint32_t get_be32(const uint8_t *p)
 	       p[3];
 }
 
-int kms_wire_init(struct kms_wire_buf *b, size_t cap, int secret,
+#define FIRST_CAP 512
+
+int kms_wire_init(struct kms_wire_buf *b, size_t max, int secret,
 		  enum kms_wire_kind kind)
 {
 	memset(b, 0, sizeof(*b));
 	b->secret = secret;
-	b->data = secret ? kms_secmem_alloc(cap) : calloc(1, cap);
+	b->max = max;
+	b->cap = secret || max < FIRST_CAP ? max : FIRST_CAP;
+	b->data = secret ? kms_secmem_alloc(b->cap) : malloc(b->cap);
 	if (b->data == NULL)
 		return -1;
-	b->cap = cap;
 	memcpy(b->data, "KMSD", 4);
 	b->data[4] = KMS_WIRE_VERSION;
 	b->data[5] = (uint8_t)kind;
@@ -43,11 +46,31 @@ int kms_wire_init(struct kms_wire_buf *b, size_t cap, int secret,
 	return 0;
 }
 
+/* Room for need more bytes: a secret buffer never moves (its bytes would
+ * be left behind in the heap). */
+static int room(struct kms_wire_buf *b, size_t need)
+{
+	size_t cap = b->cap;
+	uint8_t *grown;
+
+	if (need <= b->cap - b->len)
+		return 1;
+	if (b->secret || need > b->max - b->len)
+		return 0;
+	while (need > cap - b->len)
+		cap = cap * 2 < b->max ? cap * 2 : b->max;
+	grown = realloc(b->data, cap);
+	if (grown == NULL)
+		return 0;
+	b->data = grown;
+	b->cap = cap;
+	return 1;
+}
+
 void kms_wire_put(struct kms_wire_buf *b, enum kms_wire_tag tag,
 		  const void *value, size_t len)
 {
-	if (b->failed || len > b->cap - b->len ||
-	    b->cap - b->len - len < FIELD_HEADER) {
+	if (b->failed || len > b->max || !room(b, FIELD_HEADER + len)) {
 		b->failed = 1;
 		return;
 	}

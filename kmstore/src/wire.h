@@ -61,15 +61,16 @@ enum kms_wire_tag {
 };
 
 /* A message being built: the header is filled by kms_wire_finish. The
- * buffer is from the locked arena when secret is set (a KEY reply). */
+ * buffer is from the locked arena, and of fixed size, when secret is set
+ * (a KEY reply); otherwise it grows as fields are added, up to max. */
 struct kms_wire_buf {
 	uint8_t *data;
-	size_t len, cap;
+	size_t len, cap, max;
 	int secret;
 	int failed; /* a field did not fit: the message is not sent */
 };
 
-int kms_wire_init(struct kms_wire_buf *b, size_t cap, int secret,
+int kms_wire_init(struct kms_wire_buf *b, size_t max, int secret,
 		  enum kms_wire_kind kind);
 void kms_wire_put(struct kms_wire_buf *b, enum kms_wire_tag tag,
 		  const void *value, size_t len);
