@@ -39,6 +39,7 @@ int kms_wire_init(struct kms_wire_buf *b, size_t max, int secret,
 	b->data = secret ? kms_secmem_alloc(b->cap) : malloc(b->cap);
 	if (b->data == NULL)
 		return -1;
+	memset(b->data, 0, KMS_WIRE_HEADER);
 	memcpy(b->data, "KMSD", 4);
 	b->data[4] = KMS_WIRE_VERSION;
 	b->data[5] = (uint8_t)kind;
