@@ -110,6 +110,20 @@ KMS_API kms_rc kms_profile_get_key(kms_profile *p, kms_key **out, kms_error *err
 KMS_API kms_rc kms_profile_get_key_by_id(kms_profile *p, const char *key_id,
 				 kms_key **out, kms_error *err);
 
+#define KMS_KMES_MAX 8            /* KMEs of one QKD profile (url = A B ...) */
+#define KMS_URL_MAX 256
+
+/* What this process knows of one KME of a profile: its health after the
+ * requests made so far (a long-lived process, such as kmstored, knows
+ * more than a one-shot command). */
+typedef struct kms_kme_health {
+	char url[KMS_URL_MAX];
+	char state[16];              /* "up", "down" or "unknown" (not asked yet) */
+	long failures;               /* in a row */
+	long retry_in_ms;            /* down: until it is asked first again; 0 */
+	char last_error[200];        /* the last failure's message, or "" */
+} kms_kme_health;
+
 typedef struct kms_status {
 	char state[32];              /* "ready", ... */
 	char source_kme_id[KMS_KEY_ID_MAX + 1];
@@ -120,6 +134,10 @@ typedef struct kms_status {
 	long max_key_per_request;
 	long min_key_size_bits;
 	long max_key_size_bits;
+	long pool_keys;              /* kmstored's prefetched keys; -1: no pool */
+	long pool_target;            /* prefetch =; -1: no pool */
+	size_t n_kmes;               /* QKD: the profile's KMEs, in order */
+	kms_kme_health kmes[KMS_KMES_MAX];
 } kms_status;
 
 KMS_API kms_rc kms_profile_status(kms_profile *p, kms_status *out, kms_error *err);

@@ -666,7 +666,7 @@ kms_rc kms_profile_status(kms_profile *p, kms_status *out, kms_error *err)
 	static const kms_status unknown = {
 		.key_size_bits = -1, .stored_key_count = -1, .max_key_count = -1,
 		.max_key_per_request = -1, .min_key_size_bits = -1,
-		.max_key_size_bits = -1,
+		.max_key_size_bits = -1, .pool_keys = -1, .pool_target = -1,
 	};
 
 	*out = unknown;
