@@ -21,11 +21,16 @@ static char *conf_path;
 
 static void conf_free(struct kmsd_conf *c)
 {
+	size_t n;
+
 	if (c == NULL)
 		return;
-	if (c->rules != NULL)
-		for (size_t i = 0; i < kms_store_profile_count(c->store); i++)
-			kmsd_rule_clear(&c->rules[i]);
+	n = c->store != NULL ? kms_store_profile_count(c->store) : 0;
+	for (size_t i = 0; c->rules != NULL && i < n; i++)
+		kmsd_rule_clear(&c->rules[i]);
+	for (size_t i = 0; c->pools != NULL && i < n; i++)
+		kmsd_pool_free(c->pools[i]);
+	free(c->pools);
 	free(c->rules);
 	kms_store_free(c->store);
 	free(c);
@@ -50,17 +55,65 @@ static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 			      "needs the profiles themselves",
 			      kms_store_path(c->store), kms_store_daemon(c->store));
 	n = rc == KMS_OK ? kms_store_profile_count(c->store) : 0;
-	if (rc == KMS_OK && n > 0 && (c->rules = calloc(n, sizeof(*c->rules))) == NULL)
+	if (rc == KMS_OK && n > 0 &&
+	    ((c->rules = calloc(n, sizeof(*c->rules))) == NULL ||
+	     (c->pools = calloc(n, sizeof(*c->pools))) == NULL))
 		rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
-	for (size_t i = 0; rc == KMS_OK && i < n; i++)
-		rc = kmsd_rule_load(kms_store_profile_at(c->store, i), &c->rules[i],
-				    err);
+	for (size_t i = 0; rc == KMS_OK && i < n; i++) {
+		kms_profile *p = kms_store_profile_at(c->store, i);
+
+		rc = kmsd_rule_load(p, &c->rules[i], err);
+		if (rc == KMS_OK && (c->pools[i] = kmsd_pool_new(p)) == NULL &&
+		    strcmp(kms_profile_type(p), "qkd") == 0 &&
+		    kms_profile_setting(p, "prefetch") != NULL &&
+		    strcmp(kms_profile_setting(p, "prefetch"), "0") != 0)
+			rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
 	if (rc != KMS_OK) {
 		conf_free(c);
 		return rc;
 	}
 	*out = c;
 	return KMS_OK;
+}
+
+static void start_pools(struct kmsd_conf *c)
+{
+	for (size_t i = 0; i < kms_store_profile_count(c->store); i++)
+		if (c->pools[i] != NULL)
+			kmsd_pool_start(c->pools[i], c);
+}
+
+static void stop_pools(struct kmsd_conf *c)
+{
+	for (size_t i = 0; i < kms_store_profile_count(c->store); i++)
+		kmsd_pool_stop(c->pools[i]);
+}
+
+/* A reload keeps prefetched keys whose profile still names the same KMEs,
+ * SAEs and key size. */
+static void adopt_pools(struct kmsd_conf *to, struct kmsd_conf *from)
+{
+	for (size_t i = 0; i < kms_store_profile_count(to->store); i++) {
+		const char *name = kms_profile_name(kms_store_profile_at(to->store, i));
+
+		for (size_t j = 0; to->pools[i] != NULL &&
+				   j < kms_store_profile_count(from->store); j++)
+			if (strcmp(name, kms_profile_name(kms_store_profile_at(
+						 from->store, j))) == 0)
+				kmsd_pool_adopt(to->pools[i], from->pools[j]);
+	}
+}
+
+int kmsd_conf_has_pools(void)
+{
+	struct kmsd_conf *c = kmsd_conf_get();
+	int any = 0;
+
+	for (size_t i = 0; i < kms_store_profile_count(c->store); i++)
+		any |= c->pools[i] != NULL;
+	kmsd_conf_put(c);
+	return any;
 }
 
 kms_rc kmsd_conf_init(const char *path, kms_error *err)
@@ -71,10 +124,13 @@ kms_rc kmsd_conf_init(const char *path, kms_error *err)
 	if (conf_path == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	rc = conf_load(conf_path, &current, err);
-	if (rc == KMS_OK && kms_store_profile_count(current->store) == 0)
+	if (rc != KMS_OK)
+		return rc;
+	if (kms_store_profile_count(current->store) == 0)
 		kmsd_log(KMS_LOG_WARNING, "%s defines no profile",
 			 kms_store_path(current->store));
-	return rc;
+	start_pools(current);
+	return KMS_OK;
 }
 
 struct kmsd_conf *kmsd_conf_get(void)
@@ -114,10 +170,14 @@ kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
 		pthread_mutex_unlock(&reload_lock);
 		return rc;
 	}
+	/* The old pools stop refilling; their keys go to the new ones. */
+	stop_pools(current);
+	adopt_pools(fresh, current);
 	pthread_mutex_lock(&lock);
 	old = current;
 	current = fresh;
 	pthread_mutex_unlock(&lock);
+	start_pools(fresh);
 	kmsd_conf_put(old);
 	if (summary != NULL)
 		snprintf(summary, size, "reloaded %s: %zu profile%s",
@@ -130,8 +190,11 @@ kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
 
 void kmsd_conf_fini(void)
 {
+	stop_pools(current);
 	kmsd_conf_put(current);
 	current = NULL;
+	if (!kmsd_pools_wait(30))
+		kmsd_log(KMS_LOG_WARNING, "a pool thread is still in a KME request");
 	free(conf_path);
 	conf_path = NULL;
 }
@@ -146,6 +209,7 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 		if (strcmp(kms_profile_name(q), name) != 0)
 			continue;
 		if (!kmsd_rule_allows(&c->rules[i], cl)) {
+			kmsd_metric_refused();
 			kmsd_log(KMS_LOG_WARNING,
 				 "refused %s (uid %u, pid %d): profile '%s' is not "
 				 "open to it", cl->user, (unsigned)cl->uid,

@@ -49,10 +49,13 @@ int kmsd_rule_allows(const struct kmsd_rule *r, const struct kmsd_client *c);
 
 /* conf.c: the configuration in force. Requests hold a reference for
  * their whole duration; a reload swaps in a new one only if it loads. */
+struct kmsd_pool;
+
 struct kmsd_conf {
 	atomic_int refs;
 	kms_store *store;
 	struct kmsd_rule *rules; /* one per profile, same order */
+	struct kmsd_pool **pools; /* one per profile, NULL without prefetch */
 	time_t loaded;
 };
 
@@ -63,11 +66,47 @@ void kmsd_conf_put(struct kmsd_conf *c);
  * says why. summary (may be NULL) gets a line for the log and the client. */
 kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err);
 void kmsd_conf_fini(void);
+int kmsd_conf_has_pools(void);
 /* The profile named, if the client may use it: KMS_ERR_NOT_FOUND,
  * KMS_ERR_PERMISSION otherwise (logged). */
 kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 			 const struct kmsd_client *cl, const char *name,
 			 kms_profile **p, size_t *index, kms_error *err);
+
+/* pool.c: prefetched keys of a QKD profile with prefetch = N. */
+struct kmsd_pool *kmsd_pool_new(kms_profile *p); /* NULL: no pool wanted */
+int kmsd_pool_start(struct kmsd_pool *pl, struct kmsd_conf *c);
+void kmsd_pool_stop(struct kmsd_pool *pl);
+void kmsd_pool_free(struct kmsd_pool *pl);
+/* Moves the keys of from into to, if they come from the same KMEs. */
+void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from);
+kms_key *kmsd_pool_take(struct kmsd_pool *pl); /* NULL when empty */
+void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target);
+/* The KME's max_key_per_request, as its status said. */
+void kmsd_pool_hint_batch(struct kmsd_pool *pl, long max_per_request);
+/* At shutdown: until every pool thread has ended (1), or seconds (0). */
+int kmsd_pools_wait(int seconds);
+
+/* metrics.c */
+#define KMSD_METRICS_MAX (1024 * 1024 - 64)
+void kmsd_metrics_init(void);
+void kmsd_metric_key(const char *profile, int by_id, int from_pool);
+void kmsd_metric_failed(const char *profile, kms_rc rc);
+void kmsd_metric_refused(void);
+void kmsd_metric_reload(int ok);
+void kmsd_metric_pool_expired(const char *profile, long n);
+void kmsd_metric_pool_outage(const char *profile);
+void kmsd_metric_stored(const char *profile, const char *kme_id, long count);
+char *kmsd_metrics_text(void); /* malloc'ed; NULL when out of memory */
+kms_rc kmsd_metrics_serve(const char *addr, kms_error *err);
+/* The status poller: every 30 s, each QKD profile with a pool (every QKD
+ * profile when the metrics are served over HTTP). */
+void kmsd_watch_start(int all_profiles);
+void kmsd_watch_stop(void);
+void kmsd_metrics_fini(void);
+
+/* main.c */
+size_t kmsd_connections(void);
 
 /* serve.c: one client connection, until it closes. */
 void kmsd_serve(int fd, const struct kmsd_client *c);

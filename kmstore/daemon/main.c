@@ -46,9 +46,20 @@ static size_t n_conns;
 struct options {
 	const char *config;
 	const char *socket;
+	const char *metrics;
 	int foreground;
 	kms_log_level level;
 };
+
+size_t kmsd_connections(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&conns_lock);
+	n = n_conns;
+	pthread_mutex_unlock(&conns_lock);
+	return n;
+}
 
 static void usage(FILE *f)
 {
@@ -65,6 +76,8 @@ static void usage(FILE *f)
 "                        else %s)\n"
 "  -s, --socket PATH     socket to listen on (default: %s)\n"
 "  -f, --foreground      do not detach; log to stderr (systemd's journal)\n"
+"  -m, --metrics ADDR    serve Prometheus metrics over HTTP on ADDR:\n"
+"                        127.0.0.1:PORT, [::1]:PORT or a socket path\n"
 "  -l, --log-level LEVEL error, warning or info (default: info: a line per\n"
 "                        key served, with its ID and check value)\n"
 "  -h, --help            show this help\n"
@@ -82,6 +95,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
+		{ "metrics", required_argument, NULL, 'm' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -92,7 +106,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	o->config = kms_default_config_path();
 	o->socket = KMS_DEFAULT_SOCKET;
 	o->level = KMS_LOG_INFO;
-	while ((c = getopt_long(argc, argv, "c:s:fl:hV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:s:fm:l:hV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->config = optarg;
@@ -102,6 +116,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'f':
 			o->foreground = 1;
+			break;
+		case 'm':
+			o->metrics = optarg;
 			break;
 		case 'l':
 			if (strcmp(optarg, "error") == 0)
@@ -431,9 +448,12 @@ int main(int argc, char **argv)
 		kms_fail(&err, KMS_ERR_SYSTEM, "signalfd: %s", strerror(errno));
 		return start_failed(ready_fd, &err);
 	}
+	kmsd_metrics_init();
 	if (kmsd_conf_init(o.config, &err) != KMS_OK ||
-	    listen_on(o.socket, &lfd, &err) != KMS_OK)
+	    listen_on(o.socket, &lfd, &err) != KMS_OK ||
+	    (o.metrics != NULL && kmsd_metrics_serve(o.metrics, &err) != KMS_OK))
 		return start_failed(ready_fd, &err);
+	kmsd_watch_start(o.metrics != NULL);
 	{
 		struct kmsd_conf *c = kmsd_conf_get();
 
@@ -456,10 +476,13 @@ int main(int argc, char **argv)
 	kmsd_log(KMS_LOG_INFO, "stopping");
 	close(lfd);
 	unlink(o.socket);
-	if (stop_conns())
+	kmsd_watch_stop();
+	if (stop_conns()) {
 		kmsd_conf_fini();
-	else
+		kmsd_metrics_fini();
+	} else {
 		kmsd_log(KMS_LOG_WARNING, "stopped with requests still in flight");
+	}
 	close(sfd);
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "kmstored.h"
+#include "qkd.h"
 #include "secmem.h"
 #include "wire.h"
 
@@ -160,6 +161,7 @@ static kms_rc do_profiles(const struct kmsd_client *c,
 	}
 	if (rc == KMS_OK && open == 0 && !c->admin && kms_store_profile_count(st) > 0) {
 		kms_wire_free(b);
+		kmsd_metric_refused();
 		kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): no profile is "
 			 "open to it", c->user, (unsigned)c->uid, (int)c->pid);
 		rc = kms_fail(err, KMS_ERR_PERMISSION,
@@ -182,6 +184,34 @@ static void log_key(const struct kmsd_client *c, const kms_key *key,
 		 kms_key_profile(key), kms_key_id(key), how, kcv);
 }
 
+/* "A key for use now" from the profile's pool, if it has one, following
+ * its outage policy; *key NULL when the KME must be asked. */
+static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
+			kms_error *err)
+{
+	const struct kms_qkd_config *qc = p->state;
+	int down = kms_qkd_all_down(p);
+	long left, target;
+
+	*key = NULL;
+	if (down && qc->outage == KMS_OUTAGE_FAIL) {
+		kmsd_pool_figures(pool, &left, &target);
+		return kms_fail(err, KMS_ERR_UNREACHABLE,
+				"profile '%s': every KME is down and its outage "
+				"policy is 'fail': no key (%ld prefetched keys kept "
+				"unused)", kms_profile_name(p), left);
+	}
+	*key = kmsd_pool_take(pool);
+	if (*key != NULL && down) {
+		kmsd_pool_figures(pool, &left, &target);
+		kmsd_metric_pool_outage(kms_profile_name(p));
+		kmsd_log(KMS_LOG_WARNING, "profile '%s': every KME is down: key %s "
+			 "served from the pool, %ld left", kms_profile_name(p),
+			 kms_key_id(*key), left);
+	}
+	return KMS_OK;
+}
+
 static kms_rc do_key(const struct kmsd_client *c,
 		     const struct kms_wire_request *q, struct kms_wire_buf *b,
 		     kms_error *err)
@@ -189,36 +219,40 @@ static kms_rc do_key(const struct kmsd_client *c,
 	struct kmsd_conf *conf = kmsd_conf_get();
 	kms_key *key = NULL;
 	kms_profile *p;
+	size_t i = 0;
+	int pooled = 0;
 	kms_rc rc;
 
-	rc = kmsd_conf_profile(conf, c, q->profile, &p, NULL, err);
-	if (rc == KMS_OK) {
+	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
+	if (rc == KMS_OK && !q->has_key_id && conf->pools[i] != NULL) {
+		rc = from_pool(p, conf->pools[i], &key, err);
+		pooled = key != NULL;
+	}
+	if (rc == KMS_OK && key == NULL) {
 		rc = q->has_key_id ? kms_profile_get_key_by_id(p, q->key_id, &key, err) :
 				     kms_profile_get_key(p, &key, err);
-		if (rc != KMS_OK)
-			kmsd_log(rc == KMS_ERR_NOT_FOUND ? KMS_LOG_WARNING : KMS_LOG_ERROR,
-				 "%s (uid %u, pid %d): %s: %s", c->user, (unsigned)c->uid,
-				 (int)c->pid, q->has_key_id ? "key by ID" : "key for use now",
-				 err->message);
+	}
+	if (rc != KMS_OK && rc != KMS_ERR_PERMISSION) { /* refusals: logged */
+		kmsd_metric_failed(q->profile, rc);
+		kmsd_log(rc == KMS_ERR_NOT_FOUND ? KMS_LOG_WARNING : KMS_LOG_ERROR,
+			 "%s (uid %u, pid %d): %s: %s", c->user, (unsigned)c->uid,
+			 (int)c->pid, q->has_key_id ? "key by ID" : "key for use now",
+			 err->message);
 	}
 	kmsd_conf_put(conf);
 	if (rc != KMS_OK)
 		return rc;
+	kmsd_metric_key(kms_key_profile(key), q->has_key_id, pooled);
 	rc = ok_reply(b, KMS_WIRE_KEY_REPLY_MAX, 1, err);
 	if (rc == KMS_OK) {
 		kms_wire_put_str(b, KMS_T_PROFILE, kms_key_profile(key));
 		kms_wire_put_str(b, KMS_T_KEY_ID, kms_key_id(key));
 		kms_wire_put(b, KMS_T_KEY, kms_key_bytes(key), kms_key_size(key));
-		log_key(c, key, q->has_key_id ? "found" : "for use now");
+		log_key(c, key, q->has_key_id ? "found" : pooled ? "for use now, "
+			"from the pool" : "for use now");
 	}
 	kms_key_free(key);
 	return rc;
-}
-
-static void put_be64(uint8_t *p, int64_t v)
-{
-	for (int i = 7; i >= 0; i--, v = (int64_t)((uint64_t)v >> 8))
-		p[i] = (uint8_t)v;
 }
 
 static kms_rc do_status(const struct kmsd_client *c,
@@ -228,31 +262,19 @@ static kms_rc do_status(const struct kmsd_client *c,
 	struct kmsd_conf *conf = kmsd_conf_get();
 	kms_profile *p;
 	kms_status st;
+	size_t i = 0;
 	kms_rc rc;
 
-	rc = kmsd_conf_profile(conf, c, q->profile, &p, NULL, err);
+	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
 	if (rc == KMS_OK)
 		rc = kms_profile_status(p, &st, err);
+	if (rc == KMS_OK && conf->pools[i] != NULL)
+		kmsd_pool_figures(conf->pools[i], &st.pool_keys, &st.pool_target);
 	kmsd_conf_put(conf);
 	if (rc == KMS_OK)
 		rc = ok_reply(b, KMS_WIRE_REPLY_MAX, 0, err);
-	if (rc == KMS_OK) {
-		const long counts[] = {
-			st.key_size_bits, st.stored_key_count, st.max_key_count,
-			st.max_key_per_request, st.min_key_size_bits,
-			st.max_key_size_bits,
-		};
-		uint8_t be[8 * sizeof(counts) / sizeof(counts[0])];
-
-		for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
-			put_be64(be + 8 * i, counts[i]);
-		kms_wire_put_str(b, KMS_T_STATE, st.state);
-		if (st.source_kme_id[0] != '\0')
-			kms_wire_put_str(b, KMS_T_SOURCE_KME, st.source_kme_id);
-		if (st.target_kme_id[0] != '\0')
-			kms_wire_put_str(b, KMS_T_TARGET_KME, st.target_kme_id);
-		kms_wire_put(b, KMS_T_COUNTS, be, sizeof(be));
-	}
+	if (rc == KMS_OK)
+		kms_wire_put_status(b, &st);
 	return rc;
 }
 
@@ -276,11 +298,30 @@ static kms_rc admin_only(const struct kmsd_client *c, const char *what,
 {
 	if (c->admin)
 		return KMS_OK;
+	kmsd_metric_refused();
 	kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): %s is for root",
 		 c->user, (unsigned)c->uid, (int)c->pid, what);
 	return kms_fail(err, KMS_ERR_PERMISSION,
 			"kmstored: %s is for root and kmstored's own user, not %s "
 			"(uid %u)", what, c->user, (unsigned)c->uid);
+}
+
+static kms_rc do_metrics(const struct kmsd_client *c, struct kms_wire_buf *b,
+			 kms_error *err)
+{
+	kms_rc rc = admin_only(c, "the metrics", err);
+	char *text;
+
+	if (rc != KMS_OK)
+		return rc;
+	text = kmsd_metrics_text();
+	if (text == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "kmstored: out of memory");
+	rc = ok_reply(b, KMS_WIRE_REPLY_MAX, 0, err);
+	if (rc == KMS_OK)
+		kms_wire_put_str(b, KMS_T_TEXT, text);
+	free(text);
+	return rc;
 }
 
 static kms_rc do_reload(const struct kmsd_client *c, struct kms_wire_buf *b,
@@ -293,6 +334,7 @@ static kms_rc do_reload(const struct kmsd_client *c, struct kms_wire_buf *b,
 		return rc;
 	kmsd_notify("RELOADING=1");
 	rc = kmsd_conf_reload(summary, sizeof(summary), err);
+	kmsd_metric_reload(rc == KMS_OK);
 	kmsd_notify("READY=1");
 	if (rc != KMS_OK) {
 		kmsd_log(KMS_LOG_ERROR, "%s (asked by %s, pid %d)", err->message,
@@ -322,6 +364,8 @@ static kms_rc handle(const struct kmsd_client *c,
 		return do_check(c, q, b, err);
 	case KMS_WIRE_RELOAD:
 		return do_reload(c, b, err);
+	case KMS_WIRE_METRICS:
+		return do_metrics(c, b, err);
 	default:
 		return kms_fail(err, KMS_ERR_UNSUPPORTED,
 				"kmstored: this request is not served here");

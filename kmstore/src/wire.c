@@ -348,6 +348,87 @@ kms_rc kms_wire_parse_key(const uint8_t *body, size_t len,
 	return KMS_OK;
 }
 
+static void put_be64(uint8_t *p, int64_t v)
+{
+	put_be32(p, (uint32_t)((uint64_t)v >> 32));
+	put_be32(p + 4, (uint32_t)v);
+}
+
+static int64_t get_be64(const uint8_t *p)
+{
+	return (int64_t)((uint64_t)get_be32(p) << 32 | get_be32(p + 4));
+}
+
+void kms_wire_put_status(struct kms_wire_buf *b, const kms_status *st)
+{
+	const long counts[COUNTS] = {
+		st->key_size_bits, st->stored_key_count, st->max_key_count,
+		st->max_key_per_request, st->min_key_size_bits,
+		st->max_key_size_bits,
+	};
+	uint8_t be[8 * COUNTS], kme[4 + 8 + 1 + 16 + 2 + KMS_URL_MAX + 200];
+
+	for (size_t i = 0; i < COUNTS; i++)
+		put_be64(be + 8 * i, counts[i]);
+	kms_wire_put_str(b, KMS_T_STATE, st->state);
+	if (st->source_kme_id[0] != '\0')
+		kms_wire_put_str(b, KMS_T_SOURCE_KME, st->source_kme_id);
+	if (st->target_kme_id[0] != '\0')
+		kms_wire_put_str(b, KMS_T_TARGET_KME, st->target_kme_id);
+	kms_wire_put(b, KMS_T_COUNTS, be, sizeof(be));
+	if (st->pool_target >= 0) {
+		put_be64(be, st->pool_keys);
+		put_be64(be + 8, st->pool_target);
+		kms_wire_put(b, KMS_T_POOL, be, 16);
+	}
+	for (size_t i = 0; i < st->n_kmes && i < KMS_KMES_MAX; i++) {
+		const kms_kme_health *h = &st->kmes[i];
+		size_t sl = strnlen(h->state, sizeof(h->state) - 1);
+		size_t ul = strnlen(h->url, sizeof(h->url) - 1);
+		size_t el = strnlen(h->last_error, sizeof(h->last_error) - 1), o = 0;
+
+		put_be32(kme, (uint32_t)h->failures);
+		put_be64(kme + 4, h->retry_in_ms);
+		o = 12;
+		kme[o++] = (uint8_t)sl;
+		memcpy(kme + o, h->state, sl);
+		o += sl;
+		kme[o++] = (uint8_t)(ul >> 8);
+		kme[o++] = (uint8_t)ul;
+		memcpy(kme + o, h->url, ul);
+		o += ul;
+		memcpy(kme + o, h->last_error, el);
+		kms_wire_put(b, KMS_T_KME, kme, o + el);
+	}
+}
+
+/* One KMS_T_KME field. */
+static int take_kme(const uint8_t *v, size_t n, kms_kme_health *h)
+{
+	size_t o = 12, sl, ul;
+
+	if (n < 15)
+		return -1;
+	memset(h, 0, sizeof(*h));
+	h->failures = (long)get_be32(v);
+	h->retry_in_ms = (long)get_be64(v + 4);
+	sl = v[o++];
+	if (h->retry_in_ms < 0 || sl == 0 || sl >= sizeof(h->state) || n - o < sl + 2 ||
+	    take_token(v + o, sl, h->state, sizeof(h->state)) != 0)
+		return -1;
+	o += sl;
+	ul = (size_t)v[o] << 8 | v[o + 1];
+	o += 2;
+	if (ul == 0 || ul >= sizeof(h->url) || n - o < ul ||
+	    take_token(v + o, ul, h->url, sizeof(h->url)) != 0)
+		return -1;
+	o += ul;
+	if (n - o >= sizeof(h->last_error))
+		return -1;
+	take_message(v + o, n - o, h->last_error, sizeof(h->last_error));
+	return 0;
+}
+
 kms_rc kms_wire_parse_status(const uint8_t *body, size_t len,
 			     kms_status *out, kms_error *err)
 {
@@ -362,9 +443,21 @@ kms_rc kms_wire_parse_status(const uint8_t *body, size_t len,
 	size_t n;
 
 	while ((more = next_field(&r, &tag, &v, &n)) == 1) {
+		if (tag == KMS_T_KME) {
+			if (out->n_kmes == KMS_KMES_MAX ||
+			    take_kme(v, n, &out->kmes[out->n_kmes]) != 0)
+				return bad_reply(err, "a bad KME");
+			out->n_kmes++;
+			continue;
+		}
 		if (repeated(&r, tag))
 			return bad_reply(err, "a field given twice");
-		if (tag == KMS_T_STATE) {
+		if (tag == KMS_T_POOL && n == 16) {
+			out->pool_keys = (long)get_be64(v);
+			out->pool_target = (long)get_be64(v + 8);
+			if (out->pool_keys < 0 || out->pool_target < 0)
+				return bad_reply(err, "a bad pool");
+		} else if (tag == KMS_T_STATE) {
 			if (take_token(v, n, out->state, sizeof(out->state)) != 0)
 				return bad_reply(err, "a bad state");
 		} else if (tag == KMS_T_SOURCE_KME || tag == KMS_T_TARGET_KME) {

@@ -58,6 +58,10 @@ enum kms_wire_tag {
 	KMS_T_TARGET_KME = 12,
 	KMS_T_COUNTS = 13,  /* the kms_status numbers, 6 x s64 */
 	KMS_T_TEXT = 14,
+	KMS_T_POOL = 15,    /* pool_keys, pool_target: 2 x s64 */
+	KMS_T_KME = 16,     /* one per KME, in order: u32 failures, s64
+			     * retry_in_ms, u8 length + state, u16 length +
+			     * URL, and the last error (the rest) */
 };
 
 /* A message being built: the header is filled by kms_wire_finish. The
@@ -118,6 +122,8 @@ kms_rc kms_wire_parse_key(const uint8_t *body, size_t len,
 			  struct kms_wire_key *out, kms_error *err);
 kms_rc kms_wire_parse_status(const uint8_t *body, size_t len,
 			     kms_status *out, kms_error *err);
+/* Puts a kms_status's fields (STATE, the KME IDs, COUNTS, POOL, KMEs). */
+void kms_wire_put_status(struct kms_wire_buf *b, const kms_status *st);
 /* A TEXT field (RELOAD's message, METRICS): a malloc'ed copy. */
 kms_rc kms_wire_parse_text(const uint8_t *body, size_t len, int tag,
 			   char **out, kms_error *err);

@@ -41,13 +41,14 @@ static void usage(FILE *f)
 "                        certificate it names\n"
 "  reload                have kmstored read its configuration again (the\n"
 "                        running one stays if the new one does not load)\n"
+"  metrics               kmstored's metrics, in Prometheus text format\n"
 "  help                  show this help\n"
 "\n"
 "Options:\n"
 "  -c, --config FILE     configuration file (default: $KMSTORE_CONF if set,\n"
 "                        else %s)\n"
 "  -d, --daemon SOCKET   ask kmstored listening on SOCKET instead of reading\n"
-"                        a configuration (reload: default %s)\n"
+"                        a configuration (reload, metrics: default %s)\n"
 "  -k, --key-id ID       with key: the key with this ID (QKD: dec_keys)\n"
 "  -r, --reveal FORMAT   with key: also print the key itself, as hex or\n"
 "                        base64\n"
@@ -228,15 +229,17 @@ static int cmd_check(const struct options *o, struct output *out)
 	return finish(out, status);
 }
 
-static int cmd_reload(const struct options *o, struct output *out)
+/* reload and metrics: a request to kmstored and the text it answers. */
+static int cmd_daemon_text(const struct options *o, struct output *out,
+			   enum kms_wire_kind kind)
 {
 	char *text;
 	kms_error e;
 
 	if (kms_daemon_text(o->daemon != NULL ? o->daemon : KMS_DEFAULT_SOCKET,
-			    KMS_WIRE_RELOAD, &text, &e) != KMS_OK)
+			    kind, &text, &e) != KMS_OK)
 		return fail(out, &e);
-	output_text(out, "message", text);
+	output_text(out, kind == KMS_WIRE_RELOAD ? "message" : "metrics", text);
 	free(text);
 	return finish(out, 0);
 }
@@ -327,10 +330,11 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "profiles") != 0 && strcmp(cmd, "status") != 0 &&
 	    strcmp(cmd, "key") != 0 && strcmp(cmd, "check") != 0 &&
-	    strcmp(cmd, "reload") != 0)
+	    strcmp(cmd, "reload") != 0 && strcmp(cmd, "metrics") != 0)
 		return usage_error("unknown command '%s'", cmd);
-	if (strcmp(cmd, "reload") == 0 && o.config != NULL)
-		return usage_error("%s", "reload goes to kmstored: --daemon, not --config");
+	if ((strcmp(cmd, "reload") == 0 || strcmp(cmd, "metrics") == 0) &&
+	    o.config != NULL)
+		return usage_error("'%s' goes to kmstored: --daemon, not --config", cmd);
 	rc = check_arguments(cmd, argc - optind, &o);
 	if (rc != 0)
 		return rc;
@@ -346,6 +350,8 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "key") == 0)
 		return cmd_key(&o, out, argv[optind]);
 	if (strcmp(cmd, "reload") == 0)
-		return cmd_reload(&o, out);
+		return cmd_daemon_text(&o, out, KMS_WIRE_RELOAD);
+	if (strcmp(cmd, "metrics") == 0)
+		return cmd_daemon_text(&o, out, KMS_WIRE_METRICS);
 	return cmd_check(&o, out);
 }
