@@ -126,12 +126,19 @@ faces_fini() {
 }
 
 # faces_conf_set CONF DIR SETTING=FILE[,...]: a profile's settings, to
-# files in DIR (a certificate, a CA of the PKI).
+# files in DIR (a certificate, a CA of the PKI); url=both names KME_A's two
+# listeners ($KME_A_URL $KME_A2_URL), url=down a port where nothing listens
+# first, then KME_A.
 faces_conf_set() {
-	local conf=$1 dir=$2 kv kvs
+	local conf=$1 dir=$2 kv kvs v
 	IFS=, read -ra kvs <<<"$3"
 	for kv in "${kvs[@]}"; do
-		sed -i "s|^${kv%%=*} .*|${kv%%=*} = $dir/${kv#*=}|" "$conf"
+		case $kv in
+		url=both) v="$KME_A_URL $KME_A2_URL" ;;
+		url=down) v="${KME_A_URL%:*}:1 $KME_A_URL" ;;
+		*) v=$dir/${kv#*=} ;;
+		esac
+		sed -i "s|^${kv%%=*} .*|${kv%%=*} = $v|" "$conf"
 	done
 }
 

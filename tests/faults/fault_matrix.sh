@@ -46,8 +46,11 @@ pki_copy() { cp -a "$work/pki" "$1"; }
 
 # The rows: NAME | kme-sim options | configuration change | OP | class | regex
 #   options: @down starts the lab and stops kme-sim (connection refused);
-#            @wrong-name serves KME_A with a certificate for another name
-#   change:  SETTING=PKI-FILE[,...] in the QKD profile of the site asked
+#            @wrong-name serves KME_A with a certificate for another name;
+#            @two serves KME_A on two listeners (one key store), and what
+#            follows are kme-sim options (KME_A/1: the first listener)
+#   change:  SETTING=PKI-FILE[,...] in the QKD profile of the site asked;
+#            url=both: KME_A's two listeners, url=down: a dead one first
 #   OP:      enc (west asks for a key for use now), dec (east asks for a
 #            key west was given), ok (as enc, and a key must come)
 #   class:   the kmstore exit status: 7 the KME answered badly, 8 the KME
@@ -79,6 +82,10 @@ rows=(
 	"untrusted KME CA|-|ca=rogue-ca.crt|enc|8|TLS failure: .*(certificate|verify)"
 	"KME cert other name|@wrong-name||enc|8|TLS failure: .*(kme\\.invalid|name|match)"
 	"client cert refused|-|certificate=rogue-sae-a.crt,private-key=rogue-sae-a.key|enc|8|TLS failure(: .*alert|\\? the KME closed)"
+	"failover: 1st KME down|@two|url=down|ok|0|"
+	"failover: 1st black hole|@two --fault blackhole,kme=KME_A/1|url=both|ok|0|"
+	"failover: 1st 503|@two --fault 503,kme=KME_A/1|url=both|ok|0|"
+	"failover: every KME 503|@two --fault 503,kme=KME_A|url=both|enc|7|every KME of profile 'qkd' failed \\([0-9]+ tries\\); the last: profile 'qkd': KME [^ ]+: enc_keys for SAE 'SAE_B': HTTP 503"
 )
 
 # What each face says for a class beyond the message: the provider's
@@ -154,14 +161,15 @@ for spec in "${rows[@]}"; do
 	IFS='|' read -r name opts chg op class re <<<"$spec"
 	[[ $name =~ ${FAULT_ROWS:-.} ]] || continue
 	row_names+=("$name")
-	kopts=() kcert='' down=0
+	kopts=() kcert='' down=0 listeners=1
 	case $opts in
 	@down) down=1 ;;
 	@wrong-name) kcert=wrong-name ;;
+	@two*) listeners=2; read -ra kopts <<<"${opts#@two}" ;;
 	-) ;;
 	*) read -ra kopts <<<"$opts" ;;
 	esac
-	KME_A_CERT=$kcert lab "${kopts[@]}"
+	KME_A_LISTENERS=$listeners KME_A_CERT=$kcert lab "${kopts[@]}"
 	side=west
 	[[ $op == dec ]] && side=east
 	[[ -z $chg ]] || faces_conf_set "$work/faces/$side.conf" "$work/lab/pki" "$chg"
@@ -177,7 +185,7 @@ for spec in "${rows[@]}"; do
 			continue
 		fi
 		if declare -F "face_${face}_row" >/dev/null &&
-			! KME_A_CERT=$kcert "face_${face}_row" "$side" "$chg" "$down" "${kopts[@]}" >"$work/row.err" 2>&1; then
+			! KME_A_LISTENERS=$listeners KME_A_CERT=$kcert "face_${face}_row" "$side" "$chg" "$down" "${kopts[@]}" >"$work/row.err" 2>&1; then
 			cell[$name,$face]="FAIL"
 			tap_not_ok "$name × $face" "the row's KME did not start: $(cat "$work/row.err")"
 			continue
@@ -201,7 +209,8 @@ kme_env_stop
 		for face in "${FACES_ALL[@]}"; do printf ' | %-10s' "${cell[$name,$face]}"; done
 		printf '\n'
 	done
-	printf '(seconds per cell; profile timeout %s s, limit %s s; pluto: the initiation of the failing tunnel)\n\n' "$KME_TIMEOUT" "$LIMIT"
+	printf '(seconds per cell; profile timeout %s s, limit %s s; pluto: the initiation of the failing tunnel;\n' "$KME_TIMEOUT" "$LIMIT"
+	printf ' failover rows: KME_A on two listeners of one key store, the profile naming both)\n\n'
 } | sed 's/^/# /'
 
 tap_done

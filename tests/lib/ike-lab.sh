@@ -14,7 +14,8 @@
 #                      sites' kmstore.conf: $IKE_LAB_DIR/kme/{west,east}.conf,
 #                      profiles "qkd" (timeout $KME_TIMEOUT, default 3 s) and
 #                      "static" (STATIC_PPK_1, in $IKE_LAB_DIR/kme/static.key);
-#                      KME_A_CERT as in kme-env.sh
+#                      KME_A_CERT as in kme-env.sh; KME_A_LISTENERS=2: KME_A
+#                      also on 192.0.2.254:8445 ($KME_A2_URL, one key store)
 #   ike_lab_kmes_stop
 #   ike_lab_side SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA]
 #                      SIDE (west|east) to run the pluto installed in PREFIX
@@ -136,8 +137,10 @@ ike_lab_kmes_start() { # [kme-sim options...]
 		chmod 600 "$d/static.key"
 	fi
 	rm -f "$d/ready"
+	local second=
+	[ "${KME_A_LISTENERS:-1}" = 2 ] && second=,listen=192.0.2.254:8445
 	ip netns exec "$IKE_LAB_NS_L" "$IKE_LAB_KME_SIM" --ca "$d/pki/ca.crt" \
-		--kme "id=KME_A,listen=192.0.2.254:8443,cert=$d/pki/${KME_A_CERT:-kme-a}.crt,key=$d/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
+		--kme "id=KME_A,listen=192.0.2.254:8443$second,cert=$d/pki/${KME_A_CERT:-kme-a}.crt,key=$d/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=192.0.2.254:8444,cert=$d/pki/kme-b.crt,key=$d/pki/kme-b.key,sae=SAE_B" \
 		--ready-file "$d/ready" "$@" >>"$d/kme-sim.out" 2>>"$d/kme-sim.log" &
 	IKE_LAB_KME_PID=$!
@@ -152,6 +155,7 @@ ike_lab_kmes_start() { # [kme-sim options...]
 		return 1
 	fi
 	KME_A_URL=https://192.0.2.254:8443 KME_B_URL=https://192.0.2.254:8444
+	KME_A2_URL=https://192.0.2.254:8445
 	kme_env_write_conf "$d/west.conf" "$KME_A_URL" SAE_A SAE_B "$d/pki/sae-a.crt" "$d/pki/sae-a.key"
 	kme_env_write_conf "$d/east.conf" "$KME_B_URL" SAE_B SAE_A "$d/pki/sae-b.crt" "$d/pki/sae-b.key"
 }
