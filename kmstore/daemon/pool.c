@@ -77,7 +77,15 @@ struct kmsd_pool *kmsd_pool_new(kms_profile *p)
 	pl->c = c;
 	pl->batch = BATCH_FIRST;
 	pthread_mutex_init(&pl->lock, NULL);
-	pthread_cond_init(&pl->wake, NULL);
+	/* Deadlines are on the monotonic clock (next_wake). */
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&pl->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	return pl;
 }
 

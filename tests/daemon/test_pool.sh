@@ -109,6 +109,15 @@ run "$KMSTORE" --daemon "$SW" --json status qkd
 expect_eq "5 5" "$(json "$RUN_OUT" 'd["pool_keys"], d["pool_target"]' | tr -d '(),')" "status --json: pool_keys and pool_target"
 run "$KMSTORE" --daemon "$SW" status qkd
 expect_match $'pool_keys +5\npool_target +5' "$RUN_OUT" "status: the pool's lines"
+ticks() { awk '{ print $14 + $15 }' "/proc/$(kmstored_pid "$SW")/stat"; }
+t0=$(ticks)
+sleep 2
+idle=$(($(ticks) - t0))
+if [ "$idle" -le $(($(getconf CLK_TCK) / 10)) ]; then
+	tap_ok "a full pool waits: kmstored uses no CPU while idle ($idle ticks in 2 s)"
+else
+	tap_not_ok "a full pool waits: kmstored uses no CPU while idle" "$idle ticks in 2 s"
+fi
 before=$(enc_requests)
 run "$KMSTORE" --daemon "$SW" --json key qkd
 expect_rc 0 "a key for use now"
