@@ -11,8 +11,12 @@
  * and with -D, a fourth:
  *   through kmstored   libkmstore with client configurations (daemon =
  *                      SOCKET): the same calls, answered by kmstored
+ * With -W CLIENT only "a key for use now" through kmstored, N times, each
+ * timed: for a kmstored whose profile has a pool (prefetch), the latency
+ * of a key from a warm pool through the socket.
  * Usage: keyfetch [-n N] [-D WEST_CLIENT EAST_CLIENT] WEST_CONF EAST_CONF
- *        [PROFILE]   (PROFILE: qkd) */
+ *        [PROFILE]   (PROFILE: qkd)
+ *        keyfetch [-n N] -W CLIENT [PROFILE] */
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -271,6 +275,44 @@ static void bench_curl_reused(struct site *w, struct site *e, struct result *r)
 	free(enc_s);
 }
 
+static double now_us(void)
+{
+	return now() * 1e6;
+}
+
+/* -W: keys for use now, one at a time, each timed, in microseconds. */
+static int bench_pool(const char *client, const char *profile, int n)
+{
+	struct result r = { .name = "warm pool", .n = n };
+	struct site s;
+	double t0;
+
+	open_store(&s, client, profile);
+	r.lat_ms = calloc((size_t)n, sizeof(double));
+	if (r.lat_ms == NULL)
+		die("out of memory", NULL);
+	t0 = now();
+	for (int i = 0; i < n; i++) {
+		double t = now_us();
+		kms_key *k;
+		kms_error err;
+
+		if (kms_profile_get_key(s.p, &k, &err) != KMS_OK)
+			die("a key for use now", &err);
+		r.lat_ms[i] = now_us() - t; /* here: microseconds */
+		kms_key_free(k);
+	}
+	r.seconds = now() - t0;
+	printf("%d keys for use now through kmstored, one at a time: %.0f keys/s\n", n,
+	       n / r.seconds);
+	printf("latency us: p50 %.0f, p90 %.0f, p99 %.0f, max %.0f "
+	       "(targets: p50 <= 100, p99 <= 1000)\n", percentile(&r, 0.5),
+	       percentile(&r, 0.9), percentile(&r, 0.99), percentile(&r, 1.0));
+	kms_store_free(s.store);
+	free(r.lat_ms);
+	return 0;
+}
+
 static void print(struct result *r)
 {
 	printf("%-20s %9.1f %9.2f %9.2f\n", r->name, r->n / r->seconds,
@@ -283,14 +325,17 @@ int main(int argc, char **argv)
 		      each = { .name = "curl per request" },
 		      reused = { .name = "curl, one process" },
 		      daemon = { .name = "through kmstored" };
-	const char *profile = "qkd", *dw = NULL, *de = NULL;
+	const char *profile = "qkd", *dw = NULL, *de = NULL, *warm = NULL;
 	static const char usage[] = "usage: keyfetch [-n N] [-D WEST_CLIENT "
-				    "EAST_CLIENT] WEST_CONF EAST_CONF [PROFILE]\n";
+				    "EAST_CLIENT] WEST_CONF EAST_CONF [PROFILE]\n"
+				    "       keyfetch [-n N] -W CLIENT [PROFILE]\n";
 	struct site w, e, dws, des;
 	int n = 200, opt;
 
-	while ((opt = getopt(argc, argv, "n:D:")) != -1) {
-		if (opt == 'D' && optind < argc) {
+	while ((opt = getopt(argc, argv, "n:D:W:")) != -1) {
+		if (opt == 'W') {
+			warm = optarg;
+		} else if (opt == 'D' && optind < argc) {
 			dw = optarg;
 			de = argv[optind++];
 		} else if (opt != 'n' || (n = atoi(optarg)) <= 0) {
@@ -298,6 +343,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (warm != NULL)
+		return bench_pool(warm, optind < argc ? argv[optind] : profile, n);
 	if (argc - optind < 2) {
 		fputs(usage, stderr);
 		return 2;

@@ -15,6 +15,9 @@
 #    2% dropped, 1% malformed; the workload the 0.23x of the provider
 #    in-process was measured on), and without any (KMEs answering in
 #    tens of microseconds on loopback: the faces' own overhead shows).
+# 3. A warm pool (prefetch): "a key for use now" through the socket, each
+#    timed (keyfetch -W): p50 and p99 (targets 100 us and 1 ms); and
+#    kmstored's RSS with 10 profiles and their pools full.
 #
 # Usage: bash bench/run-daemon.sh [BUILD_DIR] [ROUNDS] [REPEATS]
 #        (build/release, 1000, 3)
@@ -158,5 +161,46 @@ soak_face() {
 	sed -n 's/.*(\([0-9.]*\) rounds\/s after.*/\1/p' <<<"$out"
 }
 
-bench_faces "with the soak's faults" --fault 503:5 --fault drop:2 --fault malformed:1
-bench_faces "without faults"
+# bench_pool: part 3.
+bench_pool() {
+	local sock=$work/pool.sock conf=$work/pool.conf i rss0
+	kme_env_stop
+	rm -rf "$work/lab"
+	kme_env_start "$work/lab" "$build/tests/kme-sim/kme-sim" "$src/tests/kme-sim/kme-sim-pki" \
+		--pool-size 1000000 -q >/dev/null
+	sed "/^timeout /a prefetch = 1000" "$KME_DIR/west.conf" >"$conf"
+	chmod 600 "$conf"
+	client "$work/pool-client.conf" "$sock"
+	kmstored_start "$sock" "$conf"
+	for i in $(seq 300); do
+		"$build/kmstore/kmstore" --daemon "$sock" metrics |
+			grep -q '^kmstore_pool_keys{profile="qkd"} 1000$' && break
+		sleep 0.1
+	done
+	echo
+	echo "== a warm pool (prefetch = 1000, refilled below 500 while it serves)"
+	"$KEYFETCH" -n "$rounds" -W "$work/pool-client.conf"
+	kmstored_stop "$sock"
+	# 10 QKD profiles, 1000 keys each
+	: >"$conf"
+	for i in $(seq 10); do
+		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" |
+			sed "s/^\[qkd\]/[qkd$i]/; /^timeout /a prefetch = 1000" >>"$conf"
+		echo >>"$conf"
+	done
+	kmstored_start "$sock" "$conf"
+	rss0=$(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(kmstored_pid "$sock")/status")
+	for i in $(seq 600); do
+		[ "$("$build/kmstore/kmstore" --daemon "$sock" metrics |
+			grep -c '^kmstore_pool_keys{profile="qkd[0-9]*"} 1000$')" = 10 ] && break
+		sleep 0.1
+	done
+	echo "kmstored with 10 QKD profiles: RSS $rss0 kB at start, $(awk '$1 == "VmRSS:" { print $2 }' "/proc/$(kmstored_pid "$sock")/status") kB with their 10 pools full (10 x 1000 keys of 256 bits), $(awk '$1 == "VmLck:" { print $2 }' "/proc/$(kmstored_pid "$sock")/status") kB locked, $(awk '$1 == "Threads:" { print $2 }' "/proc/$(kmstored_pid "$sock")/status") threads"
+	kmstored_stop "$sock"
+}
+
+if [[ -z ${BENCH_ONLY_POOL:-} ]]; then
+	bench_faces "with the soak's faults" --fault 503:5 --fault drop:2 --fault malformed:1
+	bench_faces "without faults"
+fi
+bench_pool

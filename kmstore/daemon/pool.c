@@ -18,6 +18,7 @@
 
 #include "kmstored.h"
 #include "qkd.h"
+#include "secmem.h"
 
 #define BATCH_FIRST 16    /* keys asked per enc_keys until the KME says */
 #define RETRY_FIRST_MS 1000
@@ -132,6 +133,7 @@ static void refill(struct kmsd_pool *pl, size_t want)
 		return;
 	pthread_mutex_unlock(&pl->lock);
 	rc = kms_qkd_get_keys(pl->p, ask, fresh, &got, &err);
+	kms_scrub_registers(); /* this thread now sleeps for minutes */
 	pthread_mutex_lock(&pl->lock);
 	t = now_ms();
 	if (rc == KMS_OK) {

@@ -381,7 +381,7 @@ static int serve_one(int fd, const struct kmsd_client *c)
 	char why[160];
 	kms_error err;
 	uint32_t len;
-	int kind;
+	int kind, rc;
 
 	if (read_full(fd, h, sizeof(h), 1) != 0)
 		return -1;
@@ -402,9 +402,15 @@ static int serve_one(int fd, const struct kmsd_client *c)
 		send_error(fd, &err);
 		return -1;
 	}
-	if (handle(c, &q, &b, &err) != KMS_OK)
-		return send_error(fd, &err);
-	return send_reply(fd, &b);
+	if (handle(c, &q, &b, &err) != KMS_OK) {
+		rc = send_error(fd, &err);
+	} else {
+		rc = send_reply(fd, &b);
+	}
+	/* The thread may now wait for a long while: no key in its registers. */
+	if (q.kind == KMS_WIRE_KEY)
+		kms_scrub_registers();
+	return rc;
 }
 
 void kmsd_serve(int fd, const struct kmsd_client *c)

@@ -148,6 +148,25 @@ fi
 if wait_for 5 pool_is "$SW" 5; then tap_ok "... and replaced"; else tap_not_ok "... and replaced" "pool_keys $(pool_keys "$SW")"; fi
 expect_in 'kmstore_pool_expired_total{profile="qkd"} 5' "$("$KMSTORE" --daemon "$SW" metrics)" "... counted in kmstore_pool_expired_total"
 expect_eq 1 "$(($(enc_requests) - before))" "... with one enc_keys request for the five (number = 5)"
+# The pool's keys are in locked memory and in no core dump: dump kmstored
+# with a full pool, then take those keys, revealed, and search the dump.
+if command -v gcore >/dev/null && [ "${KMSTORE_SANITIZED:-0}" != 1 ]; then
+	mkdir -p "$work/pooled"
+	if timeout 120 gcore -o "$work/kmstored-core" "$(kmstored_pid "$SW")" >"$work/gcore.out" 2>&1; then
+		for i in 1 2 3 4 5; do
+			"$KMSTORE" --daemon "$SW" key qkd --reveal hex |
+				awk '$1 == "key" { print $2 }' >"$work/pooled/key-$i"
+		done
+		expect_eq 5 "$(cat "$work/pooled"/key-* | grep -c '^[0-9a-f]\{64\}$')" "five pooled keys taken, revealed"
+		run python3 "$here/../hygiene/scan_secrets.py" "$work/pooled" "$work"/kmstored-core.*
+		expect_rc 0 "a core dump of kmstored with a full pool holds none of its keys"
+		[ "$RUN_RC" -eq 0 ] || cp /proc/"$(kmstored_pid "$SW")"/maps "$work/kmstored.maps"
+		expect_match "^[1-9]" "$(awk '$1 == "VmLck:" { print $2 }' "/proc/$(kmstored_pid "$SW")/status")" "... they are in locked memory (VmLck)"
+		[ "$RUN_RC" -ne 0 ] || rm -f "$work"/kmstored-core.*
+	else
+		tap_ok "# SKIP gcore cannot dump here: $(tail -n 1 "$work/gcore.out")"
+	fi
+fi
 kmstored_stop "$SW"
 
 # --- failover ------------------------------------------------------------------
