@@ -30,7 +30,10 @@
 # Besides the rates: the plutos' CPU per IKE SA (west + east), kme-sim's
 # and the kmstoreds' apart, and the plutos' RSS growth per IKE SA. Then a
 # far KME: kme-sim delaying every answer by 5 and by 20 ms, qkd-uri and
-# qkd-pool, all at once.
+# qkd-pool, all at once, and qkd-pool with pluto's nhelpers=32 (its crypto
+# helper threads, on which the series runs the fetch) to show what more
+# fetches in flight give. BENCH_CONFIGS picks configurations;
+# BENCH_NO_DELAY=1 skips the far KME, BENCH_ONLY_DELAY=1 all but it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -169,7 +172,9 @@ props=("aes256-sha2_256-dh19" "aes256-sha2_256-curve25519")
 pname() { case $1 in *dh19) echo DH19 ;; *) echo X25519 ;; esac; }
 echo "bench/ike: $n IKE SAs per run, $reps repeats interleaved, $(nproc) CPUs; medians"
 declare -A R
-for rep in $(seq "$reps"); do
+reps_main=$reps
+[ -z "${BENCH_ONLY_DELAY:-}" ] || reps_main=0
+for rep in $(seq "$reps_main"); do
 	for prop in "${props[@]}"; do
 		for mode in one all; do
 			for config in "${configs[@]}"; do
@@ -181,6 +186,7 @@ for rep in $(seq "$reps"); do
 	done
 done
 echo >&2
+if [ "$reps_main" -gt 0 ]; then
 # col KEY FIELD: the median of a field over the repeats
 col() { tr '|' '\n' <<<"${R[$1]}" | sed '/^$/d' | awk -v f="$2" '{ print $f }' | sort -g |
 	awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'; }
@@ -213,6 +219,7 @@ for t in "qkd-pool 0.97" "qkd-uri 0.9" "static-uri 0.97"; do
 	done
 	awk -v c="$config" -v w="$worst" -v t="$want" 'BEGIN { printf "%s over ppks, worst of the four cells: %.2f (target >= %s: %s)\n", c, w, t, (w >= t ? "met" : "NOT met") }'
 done
+fi
 
 # A far KME: every answer delayed. All at once, DH19.
 if [ -z "${BENCH_NO_DELAY:-}" ]; then
@@ -223,9 +230,13 @@ if [ -z "${BENCH_NO_DELAY:-}" ]; then
 		ike_lab_kmes_stop
 		if [ "$delay" = 0 ]; then ike_lab_kmes_start "${kme_opts[@]}"; else
 			ike_lab_kmes_start "${kme_opts[@]}" --fault "latency=$delay"; fi
-		for config in qkd-uri qkd-pool; do
+		for config in qkd-uri qkd-pool qkd-pool+32; do
 			for rep in $(seq "$reps"); do
-				run_once "$config" "${props[0]}" all
+				if [ "$config" = qkd-pool+32 ]; then
+					IKE_LAB_SETUP=nhelpers=32 run_once qkd-pool "${props[0]}" all
+				else
+					run_once "$config" "${props[0]}" all
+				fi
 				D[$config.$delay]+="$(awk '{ print $1 }' "$IKE_LAB_DIR/result") "
 				printf '.' >&2
 			done
@@ -233,12 +244,12 @@ if [ -z "${BENCH_NO_DELAY:-}" ]; then
 	done
 	echo >&2
 	med() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] + 0 }'; }
-	printf '%-10s %10s %10s %10s %14s\n' config '0 ms' '5 ms' '20 ms' '20 ms / 0 ms'
-	for config in qkd-uri qkd-pool; do
+	printf '%-12s %10s %10s %10s %14s\n' config '0 ms' '5 ms' '20 ms' '20 ms / 0 ms'
+	for config in qkd-uri qkd-pool qkd-pool+32; do
 		a=$(med <<<"${D[$config.0]}") b=$(med <<<"${D[$config.5]}") c=$(med <<<"${D[$config.20]}")
-		printf '%-10s %10s %10s %10s %14.2f\n' "$config" "$a" "$b" "$c" "$(awk -v x="$c" -v y="$a" 'BEGIN { print (y > 0 ? x / y : 0) }')"
+		printf '%-12s %10s %10s %10s %14.2f\n' "$config" "$a" "$b" "$c" "$(awk -v x="$c" -v y="$a" 'BEGIN { print (y > 0 ? x / y : 0) }')"
 	done
-	echo "(IKE SAs/s; target for all at once with 20 ms: at least 0.8x of loopback)"
+	echo "(IKE SAs/s; qkd-pool+32: pluto with nhelpers=32; target for all at once with 20 ms: at least 0.8x of loopback)"
 fi
 if [ "$IKE_LAB_CRASHES" -gt 0 ]; then
 	IKE_LAB_KEEP=1

@@ -22,7 +22,8 @@
 #                      (libreswan-patches/build.sh) with conn "west-east"
 #                      (PSK authentication, IKEv2, plus CONN_OPTIONS, one a
 #                      line), SECRETS added to ipsec.secrets and CONF_EXTRA
-#                      to ipsec.conf; KMSTORE_CONF empty: no module
+#                      to ipsec.conf; KMSTORE_CONF empty: no module;
+#                      IKE_LAB_SETUP: more lines for its config setup
 #   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added;
 #                      IKE_LAB_WRAPPER: a command to run pluto under
 #                      (e.g. valgrind with its options)
@@ -191,6 +192,7 @@ ike_lab_side() { # SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA
 	cat >"$d/ipsec.conf" <<EOF
 config setup
 	plutodebug=none
+$(printf '%s\n' "${IKE_LAB_SETUP:-}" | sed '/^$/d; s/^/\t/')
 
 conn west-east
 	left=$me
