@@ -65,7 +65,7 @@ conns() { # SIDE PPK_LINE PROPOSAL
 	for i in $(seq "$n"); do
 		printf 'conn c%d\n\tleft=%s\n\tleftid=@%s%d\n\tright=%s\n\trightid=@%s%d\n' \
 			"$i" $ma $me "$i" $pa $peer "$i"
-		printf '\tauthby=secret\n\tikev2=yes\n\tppk=insist\n\tike=%s\n\tretransmit-timeout=30s\n\t%s\n%s\n' \
+		printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\tike=%s\n\tretransmit-timeout=30s\n\t%s\n%s\n' \
 			"$prop" "$opt" "$alias"
 	done
 }

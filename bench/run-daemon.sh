@@ -3,8 +3,9 @@
 # 127.0.0.1 (no faults). A benchmark: it prints figures.
 #
 # 1. Key fetches (bench/keyfetch): a new key at west then that key at east,
-#    through libkmstore in-process and through kmstored (client
-#    configurations), keys/s and latency percentiles.
+#    through libkmstore in-process, the OpenSSL provider in-process and
+#    libkmstore through kmstored (a client configuration), one thread and
+#    4, keys/s, latency percentiles and ratios.
 # 2. Every face, in-process and through kmstored (bench/soak: lib, nss,
 #    ossl; daemon-lib, daemon-nss, daemon-ossl), rounds/s, one face at a
 #    time and all six at once, REPEATS times interleaved; the median of
@@ -39,22 +40,33 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# part 1 takes 3 turns x (1 + 4 threads) x 3 faces x ROUNDS, curl 2 x ROUNDS
 kme_env_start "$work/lab" "$build/tests/kme-sim/kme-sim" "$src/tests/kme-sim/kme-sim-pki" \
-	--pool-size $((rounds * reps * 16 + 1000)) >/dev/null
+	--pool-size $((rounds * 50 + 1000)) >/dev/null
 client() { # FILE SOCKET
 	echo "daemon = $2" >"$1"
 	chmod 600 "$1"
 }
 
-echo "== key fetches, one at a time ($rounds round trips)"
-kmstored_start "$work/west.sock" "$KME_DIR/west.conf"
-kmstored_start "$work/east.sock" "$KME_DIR/east.conf"
-client "$work/west-client.conf" "$work/west.sock"
-client "$work/east-client.conf" "$work/east.sock"
-"$KEYFETCH" -n "$rounds" -D "$work/west-client.conf" "$work/east-client.conf" \
-	"$KME_DIR/west.conf" "$KME_DIR/east.conf"
-kmstored_stop "$work/west.sock"
-kmstored_stop "$work/east.sock"
+echo "== key fetches ($rounds round trips per thread and face, one thread and 4, 3 turns)"
+# keyfetch's configuration: west's and east's QKD profiles, and the static
+# one; kmstored serves the same file.
+{
+	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
+	echo
+	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
+	echo
+	sed -n '/^\[static\]/,/^$/p' "$KME_DIR/west.conf"
+} >"$work/keyfetch.conf"
+chmod 600 "$work/keyfetch.conf"
+kmstored_start "$work/keyfetch.sock" "$work/keyfetch.conf"
+client "$work/keyfetch-client.conf" "$work/keyfetch.sock"
+# the provider's store cache reads a file written in the last seconds at
+# each open: measure the steady state
+sleep 3
+"$KEYFETCH" -n "$rounds" -j 4 -r 3 -p "$PROVIDER_DIR" -D "$work/keyfetch-client.conf" \
+	"$work/keyfetch.conf"
+kmstored_stop "$work/keyfetch.sock"
 
 nss_db() { # DIR SOURCE
 	rm -rf "$1"

@@ -31,7 +31,6 @@
  * verdict. Exit 0 when: no descriptor growth, RSS growth within the
  * bound, no mismatched key, every error of an expected cause, and at least
  * one key served; 1 otherwise; 2 usage. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +38,7 @@
 #include <unistd.h>
 
 #include "kmstore.h"
+#include "proc.h"
 
 #ifdef SOAK_NSS
 #include <nss.h>
@@ -48,11 +48,9 @@
 #endif
 
 #ifdef SOAK_OSSL
-#include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/provider.h>
-#include <openssl/store.h>
+
+#include "ossl_face.h"
 #endif
 
 #define MAX_CAUSES 64
@@ -113,43 +111,20 @@ static const char *message_class(const char *m)
 
 static long watched; /* -P: another process's pid, or 0 */
 
-static long rss_kb_of(const char *status)
+static long watched_rss_kb(void)
 {
-	FILE *f = fopen(status, "r");
-	char line[256];
-	long kb = -1;
+	char path[64];
 
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld", &kb) == 1)
-			break;
-	fclose(f);
-	return kb;
+	snprintf(path, sizeof(path), "/proc/%ld/status", watched);
+	return rss_kb_of(path);
 }
 
-static long rss_kb(void)
+static int watched_fds(void)
 {
-	return rss_kb_of("/proc/self/status");
-}
+	char path[64];
 
-static int open_fds_of(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return strcmp(dir, "/proc/self/fd") == 0 ? n - 1 : n; /* our own handle */
-}
-
-static int open_fds(void)
-{
-	return open_fds_of("/proc/self/fd");
+	snprintf(path, sizeof(path), "/proc/%ld/fd", watched);
+	return open_fds_in(path);
 }
 
 /* The watched process's RSS (kB) and descriptors, or -1. Its
@@ -159,22 +134,19 @@ static int open_fds(void)
 static void watched_figures(long *rss, int *fds)
 {
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
-	char path[64];
 
 	*rss = -1;
 	*fds = -1;
 	if (watched <= 0)
 		return;
-	snprintf(path, sizeof(path), "/proc/%ld/fd", watched);
 	for (int i = 0; i < 6; i++) {
-		int n = open_fds_of(path);
+		int n = watched_fds();
 
 		if (n >= 0 && (*fds < 0 || n < *fds))
 			*fds = n;
 		nanosleep(&pause, NULL);
 	}
-	snprintf(path, sizeof(path), "/proc/%ld/status", watched);
-	*rss = rss_kb_of(path);
+	*rss = watched_rss_kb();
 }
 
 static double now(void)
@@ -358,8 +330,7 @@ static int nss_close(void)
 /* ---- the OpenSSL provider, in-process ---- */
 
 #ifdef SOAK_OSSL
-static OSSL_LIB_CTX *ossl_ctx;
-static OSSL_PROVIDER *ossl_kmstore, *ossl_default;
+static struct ossl_face ossl;
 
 /* The provider raises the library's kms_rc as the reason ("KME error") and
  * its message as the error data, so the message class is there too. The
@@ -395,111 +366,36 @@ static void ossl_failed(const char *side)
 
 static int ossl_open(const char *conf)
 {
-	const char *dir = ossl_dir ? ossl_dir : getenv("KMSTORE_PROVIDER_DIR");
-
-	/* OpenSSL 3.0 passes a provider parameter (kmstore-config) only from
-	 * an openssl.cnf; the environment is the provider's other way. */
-	if (setenv("KMSTORE_CONF", conf, 1) != 0)
-		return -1;
-	ossl_ctx = OSSL_LIB_CTX_new();
-	if (ossl_ctx == NULL ||
-	    (dir != NULL && !OSSL_PROVIDER_set_default_search_path(ossl_ctx, dir))) {
-		fprintf(stderr, "soak: cannot make an OpenSSL library context\n");
-		return -1;
-	}
-	/* Both, as docs/openssl.md says: an application computes with the
-	 * keys in the default provider. */
-	ossl_kmstore = OSSL_PROVIDER_load(ossl_ctx, "kmstore");
-	ossl_default = OSSL_PROVIDER_load(ossl_ctx, "default");
-	if (ossl_kmstore == NULL || ossl_default == NULL) {
-		fprintf(stderr, "soak: cannot load the providers kmstore (from %s) "
-			"and default\n", dir ? dir : "OpenSSL's modules directory");
-		ERR_print_errors_fp(stderr);
-		return -1;
-	}
-	return 0;
-}
-
-/* The key a kmstore: URI names, as an application loads it (test_hmac.c);
- * NULL with the error queue on failure. */
-static EVP_PKEY *ossl_load(const char *uri)
-{
-	OSSL_STORE_CTX *st;
-	EVP_PKEY *pkey = NULL;
-
-	st = OSSL_STORE_open_ex(uri, ossl_ctx, NULL, NULL, NULL, NULL, NULL, NULL);
-	if (st == NULL)
-		return NULL;
-	while (pkey == NULL && !OSSL_STORE_eof(st)) {
-		OSSL_STORE_INFO *info = OSSL_STORE_load(st);
-
-		if (info != NULL && OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
-			pkey = OSSL_STORE_INFO_get1_PKEY(info);
-		OSSL_STORE_INFO_free(info);
-		if (info == NULL && OSSL_STORE_error(st))
-			break;
-	}
-	OSSL_STORE_close(st);
-	return pkey;
-}
-
-/* The bytes of both keys, as EVP_PKEY_get_raw_private_key copies them. */
-static int ossl_equal(EVP_PKEY *a, EVP_PKEY *b)
-{
-	unsigned char x[KMS_KEY_MAX], y[KMS_KEY_MAX];
-	size_t xl = sizeof(x), yl = sizeof(y);
-	int eq;
-
-	eq = EVP_PKEY_get_raw_private_key(a, x, &xl) == 1 &&
-	     EVP_PKEY_get_raw_private_key(b, y, &yl) == 1 && xl == yl &&
-	     CRYPTO_memcmp(x, y, xl) == 0;
-	OPENSSL_cleanse(x, sizeof(x));
-	OPENSSL_cleanse(y, sizeof(y));
-	return eq;
+	return ossl_face_open(&ossl, conf, ossl_dir);
 }
 
 static void ossl_round(void)
 {
-	char id[KMS_KEY_ID_MAX + 1], uri[512];
-	EVP_PKEY *a, *b;
-
 	ERR_clear_error();
-	a = ossl_load("kmstore:profile=west");
-	if (a == NULL) {
-		ossl_failed("enc");
-		failed_rounds++;
+	switch (ossl_face_round(ossl.ctx, "west", "east")) {
+	case OSSL_ROUND_SERVED:
+		served++;
 		return;
-	}
-	/* The ID percent-encoded by the library, as the provider lists it. */
-	if (EVP_PKEY_get_utf8_string_param(a, "kmstore-key-id", id, sizeof(id),
-					   NULL) != 1 ||
-	    kms_uri_format(uri, sizeof(uri), "east", id) >= sizeof(uri)) {
-		ossl_failed("kmstore-key-id");
-		failed_rounds++;
-		EVP_PKEY_free(a);
-		return;
-	}
-	b = ossl_load(uri);
-	if (b == NULL) {
-		ossl_failed("dec");
-		failed_rounds++;
-	} else if (!ossl_equal(a, b)) {
+	case OSSL_ROUND_MISMATCH:
 		mismatched++;
 		count_cause("MISMATCH");
-	} else {
-		served++;
+		return;
+	case OSSL_ROUND_ENC:
+		ossl_failed("enc");
+		break;
+	case OSSL_ROUND_KEY_ID:
+		ossl_failed("kmstore-key-id");
+		break;
+	case OSSL_ROUND_DEC:
+		ossl_failed("dec");
+		break;
 	}
-	EVP_PKEY_free(b);
-	EVP_PKEY_free(a);
+	failed_rounds++;
 }
 
 static int ossl_close(void)
 {
-	int ok = OSSL_PROVIDER_unload(ossl_default) == 1 &&
-		 OSSL_PROVIDER_unload(ossl_kmstore) == 1;
-
-	OSSL_LIB_CTX_free(ossl_ctx);
-	return ok ? 0 : -1;
+	return ossl_face_close(&ossl);
 }
 #endif
 

@@ -19,6 +19,7 @@ endif()
 # building soak builds it too.
 if(TARGET kmstore-provider)
   target_compile_definitions(soak PRIVATE SOAK_OSSL)
+  target_sources(soak PRIVATE ossl_face.c)
   target_link_libraries(soak PRIVATE PkgConfig::CRYPTO)
   add_dependencies(soak kmstore-provider)
 endif()

@@ -3,7 +3,7 @@
 # on Debian 12, in a few minutes.
 #
 # It installs what it needs (apt-get), builds kmstore (cmake) and a libreswan
-# 5.2 pluto with the ppk-uri= patch series, then runs two sites, west and
+# 5.4 pluto with the ppk-uri= patch series, then runs two sites, west and
 # east, in network namespaces (192.0.2.0/24), each with its own KME (kme-sim,
 # ETSI GS QKD 014 over mutual TLS; the two KMEs share a simulated QKD link).
 # The two plutos bring up a quantum-safe IKE SA: ppk=insist with a PPK that
@@ -59,8 +59,8 @@ module=$build/provider/pkcs11/kmstore-pkcs11.so
 provider_dir=$build/provider/openssl
 echo "ok: $kmstore, $module, $provider_dir/kmstore.so"
 
-step "Build libreswan 5.2 with the ppk-uri= series" "libreswan-patches/build.sh: the Debian orig tarball (sha256 checked), the patches of libreswan-patches/5.2/series, a minimal pluto in $build/libreswan/prefix (about 2 minutes the first time, nothing to do after)."
-libreswan-patches/build.sh --deps "$build/libreswan"
+step "Build libreswan 5.4 with the ppk-uri= series" "libreswan-patches/build.sh: upstream's 5.4 tarball (sha256 checked), the patches of libreswan-patches/5.4/series, a minimal pluto linked at $build/libreswan/prefix (about 2 minutes the first time, nothing to do after: builds are cached in /var/cache/kmstore/libreswan)."
+libreswan-patches/build.sh --deps --libreswan 5.4 "$build/libreswan"
 pluto_prefix=$build/libreswan/prefix
 
 # shellcheck source=../tests/lib/ike-lab.sh
@@ -81,7 +81,7 @@ STATIC_CONN() { # SIDE
 	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2
 	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
 	printf 'conn static\n\tleft=%s\n\tleftid=@%s-static\n\tright=%s\n\trightid=@%s-static\n' $ma $me $pa $peer
-	printf '\tauthby=secret\n\tikev2=yes\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n'
+	printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n'
 }
 psk2='@west-static @east-static : PSK "demo pre-shared key 2, not the PPK"'
 for side in west east; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds kmstore and runs every test: the release build, an ASan+UBSan
-# build, the OpenSSL faces against OpenSSL 3.5 (built once into a cache),
-# and the libFuzzer targets for a bounded time.
+# build, the OpenSSL faces against OpenSSL 3.5, 3.6 and 4.0 (each built
+# once into a cache), and the libFuzzer targets for a bounded time.
 # Usage: bash scripts/test.sh [BUILD_ROOT]   (default: ./build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +23,11 @@ cmake --build "$root/asan" -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	ctest --test-dir "$root/asan" --output-on-failure -j "$jobs"
 
-section "OpenSSL provider and engine against OpenSSL 3.5 (EVP_SKEY)"
-bash scripts/openssl35.sh "$root/openssl35"
+# Each built once from Debian's sources into /var/cache/kmstore.
+for v in 3.5 3.6 4.0; do
+	section "OpenSSL provider and engine against OpenSSL $v"
+	bash scripts/openssl-test.sh "$v" "$root/openssl-$v"
+done
 
 section "fuzz targets (bounded runs)"
 # fuzz_ppk_id compiles the libreswan series' PPK_ID check from the tree the

@@ -86,8 +86,31 @@ KMS_API kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err)
  * connections; results and messages are the same as in-process. */
 KMS_API kms_rc kms_store_open_daemon(const char *socket_path, kms_store **out,
 				     kms_error *err);
+/* Frees a store; one of kms_store_cache_get's stores: drops a reference. */
 KMS_API void kms_store_free(kms_store *store);
 KMS_API const char *kms_store_path(const kms_store *store);
+
+/* A store that follows its file, for a process that opens the store again
+ * and again (the OpenSSL provider: every OSSL_STORE_open). Each get gives
+ * the store as the file is now: the one parsed before, with its KME
+ * connections, while the file is unchanged, else a newly parsed one, or
+ * the error kms_store_open would give. path NULL: kms_default_config_path()
+ * at each get. Thread-safe. The caller owns a reference to the store it
+ * gets and releases it with kms_store_free: a store that a newer one
+ * replaces lives until its last user lets it go, and keys taken from it
+ * stay valid (keys are independent of their store). */
+typedef struct kms_store_cache kms_store_cache;
+KMS_API kms_rc kms_store_cache_new(const char *path, kms_store_cache **out,
+				   kms_error *err);
+KMS_API kms_rc kms_store_cache_get(kms_store_cache *cache, kms_store **out,
+				   kms_error *err);
+/* The same for kmstored's store at socket_path (as a client configuration
+ * naming it gives): listed again at a get a second after the last listing,
+ * so a reload in the daemon is seen within a second. */
+KMS_API kms_rc kms_store_cache_new_daemon(const char *socket_path,
+					  kms_store_cache **out,
+					  kms_error *err);
+KMS_API void kms_store_cache_free(kms_store_cache *cache);
 
 KMS_API size_t kms_store_profile_count(const kms_store *store);
 KMS_API kms_profile *kms_store_profile_at(const kms_store *store, size_t index);

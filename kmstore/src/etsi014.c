@@ -1,22 +1,27 @@
 /* etsi014.c - the ETSI GS QKD 014 client of QKD profiles: libcurl, HTTPS
  * with mutual TLS, one deadline for the whole call.
  *
- * Three constraints shape it:
+ * Four constraints shape it:
  * - It runs inside NSS's PKCS#11 module, which may not create threads
  *   (CKF_LIBRARY_CANT_CREATE_OS_THREADS), and curl's threaded resolver
  *   would. So the host is resolved here, in the caller's thread, and handed
  *   to curl with CURLOPT_RESOLVE: curl never resolves.
  * - Several threads may fetch keys at once (pluto's helpers, a PKCS#11
- *   application). Each call has its own easy handle; connections and TLS
- *   sessions live in a CURLSH shared by the profile's calls, so keep-alive
- *   and session resumption work across calls and threads.
+ *   application, the OpenSSL provider's threads sharing one store). libcurl
+ *   does not support one connection cache shared by concurrent threads
+ *   (CURLSHOPT_SHARE(3); curl 8.21 crashes in its connection pool), so a
+ *   profile keeps a pool of easy handles per KME, each with its own
+ *   connection: a call takes an idle one (or makes one) and puts it back,
+ *   so keep-alive works across calls and threads, one connection per
+ *   concurrent call. TLS sessions, which libcurl does share between
+ *   threads, are in the KME's CURLSH, so a new handle resumes a session.
  * - The answer becomes an IKE PPK: the body is size-limited, held in locked
  *   memory and checked strictly (etsi014_json.c).
  * - A profile may name several KMEs (url = A B ...): a request goes to the
  *   first that is up, and on to the next when one is unreachable or
  *   answers 5xx, all within the profile's one deadline; a KME that failed
  *   is asked first again only after a back-off. Each KME has its own
- *   connections (CURLSH) and health. */
+ *   pool of handles (connections), TLS sessions and health. */
 #include <errno.h>
 #include <stdarg.h>
 #include <netdb.h>
@@ -46,11 +51,15 @@
 #define RETRY_MIN_MS 250
 #define DOWN_FIRST_MS 1000   /* a failed KME's first back-off, doubling */
 #define DOWN_MAX_MS 60000
+#define IDLE_MAX 8      /* idle handles (and connections) kept per KME */
 
 /* One KME of a profile: its connections, and its health. */
 struct kme {
-	CURLSH *share;
+	CURLSH *share;  /* TLS sessions */
 	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
+	pthread_mutex_t idle_lock;
+	CURL *idle[IDLE_MAX]; /* handles not in use, each with its connection */
+	size_t n_idle;
 	const char *url; /* the profile's copy */
 	char *host;     /* as in the URL, without brackets */
 	long port;
@@ -173,6 +182,7 @@ static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 {
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 		pthread_mutex_init(&k->locks[i], NULL);
+	pthread_mutex_init(&k->idle_lock, NULL);
 	pthread_mutex_init(&k->health_lock, NULL);
 	k->url = url;
 	k->share = curl_share_init();
@@ -181,7 +191,6 @@ static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 	curl_share_setopt(k->share, CURLSHOPT_LOCKFUNC, share_lock);
 	curl_share_setopt(k->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
 	curl_share_setopt(k->share, CURLSHOPT_USERDATA, k);
-	curl_share_setopt(k->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
 	curl_share_setopt(k->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
 	return split_url(k, url, err);
 }
@@ -212,10 +221,14 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 	for (size_t k = 0; k < cl->n; k++) {
 		struct kme *e = &cl->kmes[k];
 
+		/* The handles first: they use the share. */
+		for (size_t i = 0; i < e->n_idle; i++)
+			curl_easy_cleanup(e->idle[i]);
 		if (e->share != NULL)
 			curl_share_cleanup(e->share);
 		for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
 			pthread_mutex_destroy(&e->locks[i]);
+		pthread_mutex_destroy(&e->idle_lock);
 		pthread_mutex_destroy(&e->health_lock);
 		free(e->host);
 		free(e->base);
@@ -496,6 +509,34 @@ static void observe(const struct call *k, long t0_us, const char *what)
 		observer(observer_ctx, &ev);
 }
 
+/* An easy handle for one call: an idle one, with its connection, or new. */
+static CURL *take_handle(struct kme *cl)
+{
+	CURL *h = NULL;
+
+	pthread_mutex_lock(&cl->idle_lock);
+	if (cl->n_idle > 0)
+		h = cl->idle[--cl->n_idle];
+	pthread_mutex_unlock(&cl->idle_lock);
+	return h != NULL ? h : curl_easy_init();
+}
+
+static void give_back(struct kme *cl, CURL *h)
+{
+	if (h == NULL)
+		return;
+	/* The options (pointers into the call's memory) go; the connection
+	 * stays. */
+	curl_easy_reset(h);
+	pthread_mutex_lock(&cl->idle_lock);
+	if (cl->n_idle < IDLE_MAX) {
+		cl->idle[cl->n_idle++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&cl->idle_lock);
+	curl_easy_cleanup(h); /* beyond the pool: closes its connection */
+}
+
 /* One attempt; *again is set when a retry may help. */
 static kms_rc attempt(struct call *k, const char *url, const char *request,
 		      struct curl_slist *headers, struct body *b, int *again,
@@ -518,16 +559,16 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 		observe(k, t0, "refused");
 		return out;
 	}
-	h = curl_easy_init();
+	h = take_handle(k->kme);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, budget > 1 ? budget : 1) != 0) {
-		curl_easy_cleanup(h);
+		give_back(k->kme, h);
 		curl_slist_free_all(resolved);
 		return kms_fail(err, KMS_ERR_SYSTEM, "cannot set up libcurl");
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(h);
+	give_back(k->kme, h);
 	curl_slist_free_all(resolved);
 	k->http_status = status;
 	if (rc != CURLE_OK) {

@@ -10,6 +10,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@ static const struct kms_profile_type *const types[] = {
 };
 
 struct kms_store {
+	atomic_int refs; /* kms_store_cache shares a store between callers */
 	char *path;
 	char *dir;
 	kms_profile **profiles;
@@ -113,7 +115,7 @@ static void profile_free(kms_profile *p)
 
 void kms_store_free(kms_store *store)
 {
-	if (store == NULL)
+	if (store == NULL || atomic_fetch_sub(&store->refs, 1) > 1)
 		return;
 	for (size_t i = 0; i < store->n_profiles; i++)
 		profile_free(store->profiles[i]);
@@ -123,6 +125,12 @@ void kms_store_free(kms_store *store)
 	free(store->daemon);
 	kms_remote_unref(store->remote);
 	free(store);
+}
+
+kms_store *kms_store_ref(kms_store *store)
+{
+	atomic_fetch_add(&store->refs, 1);
+	return store;
 }
 
 static kms_profile *store_lookup(const kms_store *store, const char *name)
@@ -432,6 +440,8 @@ static kms_rc store_new(const char *path, kms_store **out, kms_error *err)
 	char *copy;
 
 	*out = NULL;
+	if (st != NULL)
+		atomic_init(&st->refs, 1);
 	if (st == NULL || (st->path = strdup(path)) == NULL ||
 	    (copy = strdup(path)) == NULL) {
 		kms_store_free(st);
@@ -468,6 +478,24 @@ kms_rc kms_store_parse(const char *text, size_t len, const char *path,
 	return KMS_OK;
 }
 
+kms_rc kms_store_read(const char *path, char resolved[PATH_MAX],
+		      uint8_t **text, size_t *len, kms_error *err)
+{
+	if (path == NULL)
+		path = kms_default_config_path();
+	/* Absolute, so relative key paths mean the same from any cwd. */
+	if (realpath(path, resolved) == NULL)
+		snprintf(resolved, PATH_MAX, "%s", path);
+	return kms_read_private(resolved, "configuration file", CONF_MAX, 0,
+				text, len, err);
+}
+
+void kms_store_text_free(uint8_t *text, size_t len)
+{
+	kms_wipe(text, len);
+	free(text);
+}
+
 kms_rc kms_store_load(const char *path, kms_store **out, kms_error *err)
 {
 	char resolved[PATH_MAX];
@@ -476,18 +504,11 @@ kms_rc kms_store_load(const char *path, kms_store **out, kms_error *err)
 	kms_rc rc;
 
 	*out = NULL;
-	if (path == NULL)
-		path = kms_default_config_path();
-	/* Absolute, so relative key paths mean the same from any cwd. */
-	if (realpath(path, resolved) != NULL)
-		path = resolved;
-	rc = kms_read_private(path, "configuration file", CONF_MAX, 0, &text,
-			      &len, err);
+	rc = kms_store_read(path, resolved, &text, &len, err);
 	if (rc != KMS_OK)
 		return rc;
-	rc = kms_store_parse((const char *)text, len, path, out, err);
-	kms_wipe(text, len);
-	free(text);
+	rc = kms_store_parse((const char *)text, len, resolved, out, err);
+	kms_store_text_free(text, len);
 	return rc;
 }
 

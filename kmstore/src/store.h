@@ -3,6 +3,8 @@
 #ifndef KMS_STORE_H
 #define KMS_STORE_H
 
+#include <limits.h>
+
 #include "profile.h"
 
 struct kms_remote;
@@ -28,5 +30,17 @@ kms_rc kms_profile_add_setting(kms_profile *p, const char *name,
 /* Makes the store kmstored's: a profile it does not list is asked about
  * (kms_remote_miss); the store takes the reference. */
 void kms_store_set_remote(kms_store *store, struct kms_remote *r);
+
+/* What kms_store_open reads: the configuration file at path (NULL: the
+ * default), with its permission checks; resolved gets the absolute path
+ * it was read from, which kms_store_parse takes as the path. Free the text
+ * with kms_store_text_free: it may hold inline keys. */
+kms_rc kms_store_read(const char *path, char resolved[PATH_MAX],
+		      uint8_t **text, size_t *len, kms_error *err);
+void kms_store_text_free(uint8_t *text, size_t len);
+
+/* One more reference to store: kms_store_free drops one, and frees the
+ * store with the last (kms_store_cache hands a store to many callers). */
+kms_store *kms_store_ref(kms_store *store);
 
 #endif

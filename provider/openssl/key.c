@@ -7,6 +7,8 @@
  * provider's HMAC key manager is fetched first) is a plain HMAC key in
  * OpenSSL's secure heap, with no profile or key ID.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +26,14 @@ struct kmsp_key {
 	kms_key *key;             /* from the store, or NULL */
 	unsigned char *raw;       /* imported bytes, or NULL */
 	size_t raw_len;
-	char kcv[KMS_KCV_LEN + 1];
+	char kcv[KMS_KCV_LEN + 1];  /* computed when first asked for */
+	atomic_int kcv_ready;
 	char source[SOURCE_MAX];  /* where it came from; never the secret */
 };
+
+/* Serializes the first computation of a check value: a key may be shared
+ * by threads (an EVP_PKEY is), and it is rare. */
+static pthread_mutex_t kcv_lock = PTHREAD_MUTEX_INITIALIZER;
 
 kmsp_key *kmsp_key_new(void)
 {
@@ -45,6 +52,7 @@ static void clear_secret(kmsp_key *k)
 	k->raw = NULL;
 	k->raw_len = 0;
 	k->kcv[0] = '\0';
+	atomic_store(&k->kcv_ready, 0);
 }
 
 void kmsp_key_free(kmsp_key *k)
@@ -65,7 +73,6 @@ kmsp_key *kmsp_key_wrap(kms_key *key, const char *source)
 		return NULL;
 	}
 	k->key = key;
-	kms_key_check_value(key, k->kcv);
 	snprintf(k->source, sizeof(k->source), "%s", source);
 	return k;
 }
@@ -98,7 +105,10 @@ kmsp_key *kmsp_key_dup(const kmsp_key *k)
 		kmsp_key_free(d);
 		return NULL;
 	}
-	memcpy(d->kcv, k->kcv, sizeof(d->kcv));
+	if (atomic_load(&k->kcv_ready)) {
+		memcpy(d->kcv, k->kcv, sizeof(d->kcv));
+		atomic_store(&d->kcv_ready, 1);
+	}
 	memcpy(d->source, k->source, sizeof(d->source));
 	return d;
 }
@@ -133,9 +143,23 @@ const char *kmsp_key_profile(const kmsp_key *k)
 	return k->key != NULL ? kms_key_profile(k->key) : NULL;
 }
 
+/* An HMAC with its method fetches costs a third of a load: only when
+ * asked for (the text encoder, the kmstore-check-value parameter). */
 const char *kmsp_key_check_value(const kmsp_key *k)
 {
-	return k->key != NULL ? k->kcv : NULL;
+	kmsp_key *m = (kmsp_key *)k; /* the value is cached, not changed */
+
+	if (k->key == NULL)
+		return NULL;
+	if (!atomic_load(&m->kcv_ready)) {
+		pthread_mutex_lock(&kcv_lock);
+		if (!atomic_load(&m->kcv_ready)) {
+			kms_key_check_value(k->key, m->kcv);
+			atomic_store(&m->kcv_ready, 1);
+		}
+		pthread_mutex_unlock(&kcv_lock);
+	}
+	return k->kcv;
 }
 
 const char *kmsp_key_source(const kmsp_key *k)
@@ -193,16 +217,12 @@ kmsp_key *kmsp_key_fetch(const kmsp_provctx *pc, const kms_store *store,
 	return k;
 }
 
-kms_store *kmsp_store_open(const kmsp_provctx *pc)
+kms_store *kmsp_store_get(const kmsp_provctx *pc)
 {
 	kms_store *store = NULL;
 	kms_error err = { 0 };
-	kms_rc rc;
 
-	rc = pc->daemon_path != NULL ?
-		     kms_store_open_daemon(pc->daemon_path, &store, &err) :
-		     kms_store_open(pc->config_path, &store, &err);
-	if (rc != KMS_OK) {
+	if (kms_store_cache_get(pc->stores, &store, &err) != KMS_OK) {
 		KMSP_RAISE_KMS(pc, &err);
 		return NULL;
 	}
@@ -227,7 +247,7 @@ kmsp_key *kmsp_key_from_uri(const kmsp_provctx *pc, const char *uri)
 			   uri);
 		goto out;
 	}
-	store = kmsp_store_open(pc);
+	store = kmsp_store_get(pc);
 	if (store == NULL)
 		goto out;
 	if (kms_store_find_profile(store, parsed.profile, &p, &err) != KMS_OK) {
@@ -254,6 +274,6 @@ int kmsp_key_print(OSSL_CORE_BIO *out, const kmsp_key *k)
 	       kmsp_bio_printf(out, "profile:     %s\n", kmsp_key_profile(k)) &&
 	       kmsp_bio_printf(out, "key-id:      %s\n", kmsp_key_id(k)) &&
 	       kmsp_bio_printf(out, "bits:        %zu\n", bits) &&
-	       kmsp_bio_printf(out, "check-value: %s\n", k->kcv) &&
+	       kmsp_bio_printf(out, "check-value: %s\n", kmsp_key_check_value(k)) &&
 	       kmsp_bio_printf(out, "source:      %s\n", k->source);
 }

@@ -130,9 +130,13 @@ static int km_get_params(void *keydata, OSSL_PARAM params[])
 	if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_SECURITY_BITS)) != NULL &&
 	    !OSSL_PARAM_set_int(p, bits < 256 ? bits : 256))
 		return 0;
+	/* The core asks for bits when it makes every EVP_PKEY: compute the
+	 * check value (an HMAC) only for a caller that wants it. */
+	if (OSSL_PARAM_locate(params, KMSP_PARAM_CHECK_VALUE) != NULL &&
+	    !set_utf8(params, KMSP_PARAM_CHECK_VALUE, kmsp_key_check_value(k)))
+		return 0;
 	return set_utf8(params, KMSP_PARAM_KEY_ID, kmsp_key_id(k)) &&
 	       set_utf8(params, KMSP_PARAM_PROFILE, kmsp_key_profile(k)) &&
-	       set_utf8(params, KMSP_PARAM_CHECK_VALUE, kmsp_key_check_value(k)) &&
 	       set_utf8(params, KMSP_PARAM_SOURCE, kmsp_key_source(k));
 }
 

@@ -183,6 +183,7 @@ static void teardown(void *provctx)
 
 	if (pc == NULL)
 		return;
+	kms_store_cache_free(pc->stores);
 	free(pc->config_path);
 	free(pc->daemon_path);
 	free(pc);
@@ -257,7 +258,10 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 	if (pc == NULL)
 		return 0;
 	pc->handle = handle;
-	if (!read_config_param(pc)) {
+	if (!read_config_param(pc) ||
+	    (pc->daemon_path != NULL ?
+		     kms_store_cache_new_daemon(pc->daemon_path, &pc->stores, NULL) :
+		     kms_store_cache_new(pc->config_path, &pc->stores, NULL)) != KMS_OK) {
 		teardown(pc);
 		return 0;
 	}

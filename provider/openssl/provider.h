@@ -39,10 +39,15 @@
 /* Reason codes: the library's kms_rc values, plus our own. */
 #define KMSP_R_INTERNAL 100
 
+/* One per provider instance (per OSSL_LIB_CTX that loads kmstore). The
+ * store is parsed once and shared by every open in every thread, with its
+ * KME connections; it is parsed again when the file changes. kmstored's
+ * store is listed again a second after its last listing. */
 typedef struct kmsp_provctx {
 	const OSSL_CORE_HANDLE *handle;
 	char *config_path; /* NULL: $KMSTORE_CONF or the default */
 	char *daemon_path; /* kmstored's socket, or NULL */
+	kms_store_cache *stores; /* of config_path, or of daemon_path */
 } kmsp_provctx;
 
 /* Errors go through the core, so applications print them with the
@@ -94,7 +99,10 @@ kmsp_key *kmsp_key_fetch(const kmsp_provctx *pc, const kms_store *store,
 			 kms_profile *p, const char *key_id);
 /* The same for a kmstore:profile=...[;key-id=...] URI. */
 kmsp_key *kmsp_key_from_uri(const kmsp_provctx *pc, const char *uri);
-kms_store *kmsp_store_open(const kmsp_provctx *pc);
+/* The store as its file is now (a reference: release it with
+ * kms_store_free); raises the library's error and returns NULL on
+ * failure. */
+kms_store *kmsp_store_get(const kmsp_provctx *pc);
 
 /* Prints the non-secret description of a key (the text encoder). */
 int kmsp_key_print(OSSL_CORE_BIO *out, const kmsp_key *k);

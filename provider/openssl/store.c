@@ -11,6 +11,9 @@
  * failure (bad URI, unreadable configuration, unknown profile, KME down) is
  * raised by the first load(), which then reports end of data; so
  * `openssl storeutl` prints the error and "Total found: 0" alike for all.
+ * The store comes from the provider's cache (kms_store_cache): parsed once,
+ * again when the file changes; an open keeps the store it started with
+ * until it is closed, so a listing stays whole across a reload.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +33,7 @@ typedef struct store_ctx {
 	char *uri;
 	int expect;         /* OSSL_STORE_INFO_* the caller wants; 0: any */
 	enum state state;
-	kms_store *store;   /* while listing */
+	kms_store *store;   /* a reference, from the first load() to close() */
 	size_t next;        /* next profile to list */
 } store_ctx;
 
@@ -217,7 +220,7 @@ static int start(store_ctx *ctx, OSSL_CALLBACK *cb, void *cbarg)
 		KMSP_RAISE_KMS(ctx->pc, &err);
 		return 0;
 	}
-	ctx->store = kmsp_store_open(ctx->pc);
+	ctx->store = kmsp_store_get(ctx->pc);
 	if (ctx->store == NULL) {
 		ok = 0;
 	} else if (uri.profile != NULL) {

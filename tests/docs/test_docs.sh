@@ -207,24 +207,34 @@ EOF
 }
 
 # Markdown: ```ini blocks are kmstore.conf examples (use another info
-# string for other INI-like files, e.g. ```text for openssl.cnf).
+# string for other INI-like files, e.g. ```text for openssl.cnf), also
+# when a runnable block's target follows (```ini west > FILE).
 for md in "$SRC/docs/guide.md" "$SRC/docs/kmstore.md"; do
 	[ -f "$md" ] || { tap_not_ok "$(basename "$md") exists"; continue; }
-	count=$(grep -c '^```ini$' "$md" || true)
+	count=$(grep -cE '^```ini( |$)' "$md" || true)
 	if [ "$count" -eq 0 ]; then
 		tap_not_ok "$(basename "$md") has ini examples"
 		continue
 	fi
 	for i in $(seq "$count"); do
 		awk -v want="$i" '
-			/^```ini$/ { n++; if (n == want) { on = 1; next } }
+			/^```ini( |$)/ { n++; if (n == want) { on = 1; next } }
 			on && /^```/ { exit }
 			on { print }
 		' "$md" >"$T/example"
-		line=$(grep -n '^```ini$' "$md" | sed -n "${i}p" | cut -d: -f1)
+		line=$(grep -nE '^```ini( |$)' "$md" | sed -n "${i}p" | cut -d: -f1)
 		check_example "$(basename "$md"):$line" "$T/example"
 	done
 done
+
+# The guide's runnable blocks (tests/packages/install.sh runs them) name
+# machines the test knows.
+if out=$(python3 "$SRC/tests/packages/guide_blocks.py" "$SRC/docs/guide.md" "$T/guide-blocks" 2>&1) &&
+	ls "$T/guide-blocks"/*.meta >/dev/null 2>&1; then
+	tap_ok "guide.md: $(ls "$T/guide-blocks"/*.meta | wc -l) runnable blocks, each for a known machine"
+else
+	tap_not_ok "guide.md: runnable blocks for known machines" "$out"
+fi
 
 # kmstore.conf(5): every .nf/.fi block of EXAMPLES.
 count=0

@@ -246,7 +246,7 @@ conn $name
 	right=$pa
 	rightid=@$peer-$name
 	authby=secret
-	ikev2=yes
+	keyexchange=ikev2
 	retransmit-timeout=10s
 	ppk=$ppk
 	ppk-uri=pkcs11:token=$token

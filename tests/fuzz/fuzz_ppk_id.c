@@ -1,6 +1,7 @@
 /* fuzz_ppk_id.c - the PPK_ID a peer sends, as the libreswan series checks
- * it (ppk_uri_ppk_id_invalid(), patch 0009) before its ppk-uri= token is
- * asked for the key. The peer chooses every byte before it authenticates.
+ * it (ppk_uri_ppk_id_invalid(): 5.4 patch 0004, 5.2 patch 0009) before its
+ * ppk-uri= token is asked for the key. The peer chooses every byte before
+ * it authenticates.
  *
  * Beyond not crashing: pluto and kmstore must agree. An ID pluto lets
  * through reaches the PKCS#11 module as a CKA_ID, and kmstore's own rule

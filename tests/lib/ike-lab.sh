@@ -20,10 +20,13 @@
 #   ike_lab_side SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA]
 #                      SIDE (west|east) to run the pluto installed in PREFIX
 #                      (libreswan-patches/build.sh) with conn "west-east"
-#                      (PSK authentication, IKEv2, plus CONN_OPTIONS, one a
-#                      line), SECRETS added to ipsec.secrets and CONF_EXTRA
-#                      to ipsec.conf; KMSTORE_CONF empty: no module;
+#                      (PSK authentication, IKEv2, retransmit-timeout
+#                      $IKE_LAB_RETRANSMIT_TIMEOUT [10s], plus CONN_OPTIONS,
+#                      one a line), SECRETS added to ipsec.secrets and
+#                      CONF_EXTRA to ipsec.conf; KMSTORE_CONF empty: no module;
 #                      IKE_LAB_SETUP: more lines for its config setup
+#   ike_lab_version PREFIX          the libreswan release installed there
+#                      (5.2, 5.4, ...)
 #   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added;
 #                      IKE_LAB_WRAPPER: a command to run pluto under
 #                      (e.g. valgrind with its options)
@@ -43,7 +46,9 @@
 #   ike_lab_stop [SIDE...]          shuts the plutos down [both] (killed
 #                      after 2 s, 60 s under IKE_LAB_WRAPPER); pluto's exit status in $IKE_LAB_DIR/SIDE/exit;
 #                      $IKE_LAB_CRASHES counts the plutos that died of a
-#                      signal other than that SIGKILL (their files are kept)
+#                      signal other than that SIGKILL, $IKE_LAB_LEAKS those
+#                      whose leak detective (on by default from 5.4) found
+#                      leaks at shutdown (their files are kept)
 #   ike_lab_down       everything stopped and removed, the files too unless
 #                      IKE_LAB_KEEP=1; safe to call twice (an EXIT trap)
 #
@@ -81,7 +86,7 @@ ike_lab_init() {
 	mkdir -p "$IKE_LAB_DIR"
 	IKE_LAB_ID=$(printf '%05d' $(($$ % 100000)))
 	IKE_LAB_NS_W=kmsw$IKE_LAB_ID IKE_LAB_NS_E=kmse$IKE_LAB_ID IKE_LAB_NS_L=kmsl$IKE_LAB_ID
-	IKE_LAB_PIDS=() IKE_LAB_SECS=0 IKE_LAB_CRASHES=0
+	IKE_LAB_PIDS=() IKE_LAB_SECS=0 IKE_LAB_CRASHES=0 IKE_LAB_LEAKS=0
 }
 
 ike_lab_ns() { # SIDE -> the namespace
@@ -200,8 +205,8 @@ conn west-east
 	right=$peer
 	rightid=@$peer_side
 	authby=secret
-	ikev2=yes
-	retransmit-timeout=10s
+	keyexchange=ikev2
+	retransmit-timeout=${IKE_LAB_RETRANSMIT_TIMEOUT:-10s}
 $(printf '%s\n' "$opts" | sed '/^$/d; s/^/\t/')
 $conf_extra
 EOF
@@ -225,6 +230,10 @@ ike_lab_kmstored_start() { # SIDE
 ike_lab_kmstored_stop() { # SIDE [SIGNAL]
 	[ -n "${IKE_LAB_DIR:-}" ] || return 0
 	kmstored_stop "$(ike_lab_kmstored "$1")" "${2:-TERM}"
+}
+
+ike_lab_version() { # PREFIX
+	"$1/libexec/ipsec/pluto" --version 2>/dev/null | awk '$1 == "Libreswan" { print $2; exit }'
 }
 
 ike_lab_start() { # SIDE
@@ -321,6 +330,11 @@ ike_lab_stop() { # [SIDE...]
 			IKE_LAB_CRASHES=$((IKE_LAB_CRASHES + 1))
 			cp -a "$IKE_LAB_DIR/$side" "$IKE_LAB_DIR/crash-$side-$$-$SECONDS"
 			echo "ike-lab: pluto ($side) died of signal $((rc - 128)); kept: $IKE_LAB_DIR/crash-$side-$$-$SECONDS" >&2
+		fi
+		if grep -q 'leak detective found [0-9]' "$IKE_LAB_DIR/$side/pluto.log" 2>/dev/null; then
+			IKE_LAB_LEAKS=$((IKE_LAB_LEAKS + 1))
+			cp -a "$IKE_LAB_DIR/$side" "$IKE_LAB_DIR/leak-$side-$$-$SECONDS"
+			echo "ike-lab: pluto ($side): $(grep -o 'leak detective found [0-9].*' "$IKE_LAB_DIR/$side/pluto.log"); kept: $IKE_LAB_DIR/leak-$side-$$-$SECONDS" >&2
 		fi
 		rm -f "$IKE_LAB_DIR/$side/pid"
 		ike_lab_kmstored_stop "$side"

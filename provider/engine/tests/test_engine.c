@@ -16,17 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
-static size_t read_file(const char *path, unsigned char *buf, size_t size)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL)
-		return 0;
-	n = fread(buf, 1, size, f);
-	fclose(f);
-	return n;
-}
+#include "proc.h"
 
 static int check_raw(EVP_PKEY *pkey, const char *keyfile)
 {

@@ -38,6 +38,20 @@ lacks() {
 	return 1
 }
 
+# relay TEXT: a test program's "ok - ..." / "not ok - ..." lines become
+# this test's checks; its other lines are shown as comments.
+relay() {
+	local line
+	while read -r line; do
+		case $line in
+		"ok - "*) ok "${line#ok - }" ;;
+		"not ok - "*) not_ok "${line#not ok - }" ;;
+		"#"*) printf '%s\n' "$line" ;;
+		*) printf '# %s\n' "$line" ;;
+		esac
+	done <<<"$1"
+}
+
 finish() {
 	echo "$passed passed, $failed failed"
 	((failed == 0))

@@ -24,6 +24,8 @@
 #include <openssl/provider.h>
 #include <openssl/store.h>
 
+#include "proc.h"
+
 #define MAX_KEY 1024
 
 static int fail(const char *what)
@@ -39,18 +41,6 @@ static void print_hex(const char *label, const unsigned char *buf, size_t len)
 	for (size_t i = 0; i < len; i++)
 		printf("%02x", buf[i]);
 	printf("\n");
-}
-
-static size_t read_file(const char *path, unsigned char *buf, size_t size)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL)
-		return 0;
-	n = fread(buf, 1, size, f);
-	fclose(f);
-	return n;
 }
 
 static EVP_PKEY *load_key(OSSL_LIB_CTX *libctx, const char *uri)

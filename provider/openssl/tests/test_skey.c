@@ -6,7 +6,8 @@
  * Checks: EVP_SKEY_generate (a key for use now) and EVP_SKEY_import (that
  * key) through the provider give the key ID and the bytes of KEYFILE;
  * the key moves to the default provider (EVP_SKEY_to_provider) and
- * encrypts there as the raw key does; BAD_URI fails with a readable error.
+ * encrypts there as the raw key does; where OSSL_STORE has EVP_SKEYs (4.0)
+ * the same through OSSL_STORE; BAD_URI fails with a readable error.
  * Prints one "ok"/"not ok" line per check.
  */
 #include <stdio.h>
@@ -18,6 +19,9 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
+#include <openssl/store.h>
+
+#include "proc.h"
 
 #ifndef OSSL_OP_SKEYMGMT
 int main(void)
@@ -40,18 +44,6 @@ static void check(int cond, const char *what)
 		ERR_print_errors_fp(stdout);
 	}
 	ERR_clear_error();
-}
-
-static size_t read_file(const char *path, unsigned char *buf, size_t size)
-{
-	FILE *f = fopen(path, "rb");
-	size_t n;
-
-	if (f == NULL)
-		return 0;
-	n = fread(buf, 1, size, f);
-	fclose(f);
-	return n;
 }
 
 static OSSL_PARAM *uri_params(OSSL_PARAM params[2], const char *uri)
@@ -111,6 +103,74 @@ static void check_cipher(OSSL_LIB_CTX *libctx, EVP_SKEY *skey,
 	EVP_CIPHER_free(aes);
 }
 
+#ifdef OSSL_STORE_INFO_SKEY
+/* OpenSSL 4.0: an EVP_SKEY straight from OSSL_STORE. The store hands the
+ * bytes over and OpenSSL imports them into the GENERIC-SECRET key manager
+ * that a fetch with the caller's properties finds: with default loaded
+ * first, default's, and the key works in default's ciphers as it is;
+ * otherwise it may be kmstore's, and moves to default as any kmstore
+ * EVP_SKEY does. */
+static EVP_SKEY *store_skey(OSSL_LIB_CTX *libctx, const char *uri)
+{
+	OSSL_STORE_CTX *st = OSSL_STORE_open_ex(uri, libctx, NULL, NULL, NULL,
+						NULL, NULL, NULL);
+	EVP_SKEY *skey = NULL;
+
+	if (st == NULL || !OSSL_STORE_expect(st, OSSL_STORE_INFO_SKEY)) {
+		OSSL_STORE_close(st);
+		return NULL;
+	}
+	while (skey == NULL && !OSSL_STORE_eof(st)) {
+		OSSL_STORE_INFO *info = OSSL_STORE_load(st);
+
+		if (info == NULL)
+			break;
+		if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_SKEY)
+			skey = OSSL_STORE_INFO_get1_SKEY(info);
+		OSSL_STORE_INFO_free(info);
+	}
+	OSSL_STORE_close(st);
+	return skey;
+}
+
+static void check_store_skey(OSSL_LIB_CTX *kmstore_first, const char *dir,
+			     const char *uri, const unsigned char *key, size_t len)
+{
+	OSSL_LIB_CTX *default_first = OSSL_LIB_CTX_new();
+	OSSL_PROVIDER *d, *k;
+	EVP_SKEY *a, *b, *moved = NULL;
+
+	OSSL_PROVIDER_set_default_search_path(default_first, dir);
+	d = OSSL_PROVIDER_load(default_first, "default");
+	k = OSSL_PROVIDER_load(default_first, "kmstore");
+
+	b = store_skey(default_first, uri);
+	check(b != NULL && strcmp(EVP_SKEY_get0_provider_name(b), "default") == 0 &&
+	      same_bytes(b, key, len),
+	      "OSSL_STORE EVP_SKEY, default provider first: default's, the key's bytes");
+	if (b != NULL)
+		check_cipher(default_first, b, key);
+
+	/* Which provider's key manager a fetch without properties finds first
+	 * is OpenSSL's choice: with kmstore loaded first it is often kmstore's. */
+	a = store_skey(kmstore_first, uri);
+	printf("# OSSL_STORE EVP_SKEY with kmstore loaded first: held by %s\n",
+	       a != NULL ? EVP_SKEY_get0_provider_name(a) : "(none)");
+	check(a != NULL && same_bytes(a, key, len),
+	      "OSSL_STORE EVP_SKEY, kmstore first: the key's bytes");
+	if (a != NULL)
+		moved = EVP_SKEY_to_provider(a, kmstore_first, NULL, "provider=default");
+	check(moved != NULL && same_bytes(moved, key, len),
+	      "... moved to the default provider: same bytes");
+	EVP_SKEY_free(moved);
+	EVP_SKEY_free(a);
+	EVP_SKEY_free(b);
+	OSSL_PROVIDER_unload(k);
+	OSSL_PROVIDER_unload(d);
+	OSSL_LIB_CTX_free(default_first);
+}
+#endif
+
 static void check_bad_uri(OSSL_LIB_CTX *libctx, const char *uri)
 {
 	OSSL_PARAM params[2];
@@ -166,6 +226,11 @@ int main(int argc, char **argv)
 		if (moved != NULL)
 			check_cipher(libctx, moved, key);
 	}
+#ifdef OSSL_STORE_INFO_SKEY
+	check_store_skey(libctx, argv[1], argv[2], key, len);
+#else
+	puts("# this OpenSSL has no EVP_SKEY in OSSL_STORE (4.0 has)");
+#endif
 	check_bad_uri(libctx, argv[6]);
 
 	EVP_SKEY_free(moved);

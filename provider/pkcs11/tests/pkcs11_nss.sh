@@ -139,7 +139,7 @@ has "8 threads generating and finding keys through NSS" "$out" \
 	"rounds=400 failures=0"
 if [ -n "${P11_VALGRIND:-}" ]; then
 	out=$("$P11_VALGRIND" --tool=helgrind -q --error-exitcode=9 \
-		--suppressions="$(dirname "$0")/helgrind.supp" \
+		--suppressions="$(dirname "$0")/../../../tests/lib/helgrind.supp" \
 		"$NSS_CLIENT" "$db" threads pkcs11:token=west-static 4 10 2>&1)
 	same "... 4 threads under valgrind's helgrind: no data race reported" $? 0
 	has "... and all rounds right" "$out" "rounds=40 failures=0"
