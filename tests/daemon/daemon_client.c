@@ -2,7 +2,10 @@
  * one store and answers commands from stdin, one line each, so a test can
  * stop, kill and restart kmstored under it and watch it recover.
  *
- *   daemon_client SOCKET|--config FILE
+ *   daemon_client SOCKET|--config FILE|--cache SOCKET
+ *
+ * --cache: as the OpenSSL provider does, a kms_store_cache of kmstored's
+ * store, and the store it gives taken again for each command.
  *
  * Commands: "key PROFILE", "id PROFILE KEY_ID", "status PROFILE",
  * "profiles". Answers (one line, flushed): "ok KEY_ID CHECK_VALUE
@@ -68,16 +71,19 @@ static void one(kms_store *st, const char *cmd, const char *name,
 int main(int argc, char **argv)
 {
 	char line[512], cmd[16], name[64], id[128];
-	kms_store *st;
+	kms_store_cache *cache = NULL;
+	kms_store *st = NULL;
 	kms_error e;
 	kms_rc rc;
 
 	if (argc == 3 && strcmp(argv[1], "--config") == 0)
 		rc = kms_store_open(argv[2], &st, &e);
+	else if (argc == 3 && strcmp(argv[1], "--cache") == 0)
+		rc = kms_store_cache_new_daemon(argv[2], &cache, &e);
 	else if (argc == 2)
 		rc = kms_store_open_daemon(argv[1], &st, &e);
 	else {
-		fprintf(stderr, "usage: daemon_client SOCKET|--config FILE\n");
+		fprintf(stderr, "usage: daemon_client SOCKET|--config FILE|--cache SOCKET\n");
 		return 2;
 	}
 	if (rc != KMS_OK) {
@@ -93,8 +99,22 @@ int main(int argc, char **argv)
 			continue;
 		if (strcmp(cmd, "quit") == 0)
 			break;
+		if (cache != NULL) {
+			double t0 = now();
+
+			rc = kms_store_cache_get(cache, &st, &e);
+			if (rc != KMS_OK) {
+				answer_error(rc, t0, &e);
+				continue;
+			}
+		}
 		one(st, cmd, n >= 2 ? name : "", n == 3 ? id : NULL);
+		if (cache != NULL) {
+			kms_store_free(st);
+			st = NULL;
+		}
 	}
 	kms_store_free(st);
+	kms_store_cache_free(cache);
 	return 0;
 }

@@ -214,6 +214,28 @@ run "$KMSTORE" --daemon "$SW" key renamed
 expect_rc 0 "... its profiles served"
 ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client still goes on"
+# A store cache of kmstored's store (the OpenSSL provider's): a profile a
+# reload adds is listed within a second, with no new cache.
+printf '\n[later]\ntype   = static\nkey-id = LATER_1\nkey    = hex:%s\n' \
+	"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >>"$work/reload.conf"
+mkfifo "$work/cache.in" "$work/cache.out"
+"$DAEMON_CLIENT" --cache "$SW" <"$work/cache.in" >"$work/cache.out" 2>&1 &
+cache_pid=$!
+exec 7>"$work/cache.in" 8<"$work/cache.out"
+cache_ask() { echo "$1" >&7; ANSWER=; read -r -t 20 ANSWER <&8 || ANSWER="(no answer)"; }
+read -r -t 10 ANSWER <&8 || ANSWER=
+cache_ask "key later"
+expect_match "^error 5 .*later" "$ANSWER" "a store cache of kmstored's store (as the provider keeps): no profile 'later' yet"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "... a reload adds it"
+sleep 1.2
+cache_ask "key later"
+expect_match "^ok LATER_1 " "$ANSWER" "... a second later the same cache serves it"
+cache_ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "... and the others"
+echo quit >&7
+exec 7>&- 8<&-
+wait "$cache_pid" 2>/dev/null || true
 
 # --- faults -----------------------------------------------------------------
 run "$KMSTORE" --daemon "$work/none.sock" key static
@@ -267,7 +289,7 @@ awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 0.5) }' && tap_ok "... at once
 ask "key static"
 expect_match "^error 8 .*cannot connect" "$ANSWER" "while kmstored is down: 'cannot connect'"
 kmstored_start "$SW" "$work/reload.conf"
-expect_in "serving 4 profiles" "$(cat "$SW.log")" "kmstored restarts on the socket the killed one left"
+expect_in "serving 5 profiles" "$(cat "$SW.log")" "kmstored restarts on the socket the killed one left"
 ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client recovers, not restarted"
 kmstored_stop "$SW"
