@@ -473,7 +473,7 @@ static int bench_pool(const char *client, const char *profile, int n)
 
 static void print(struct result *r)
 {
-	printf("%-24s %9.1f %9.2f %9.2f", r->name, r->n / r->seconds,
+	printf("%-28s %9.1f %9.2f %9.2f", r->name, r->n / r->seconds,
 	       percentile(r, 0.5), percentile(r, 0.99));
 }
 
@@ -583,7 +583,7 @@ int main(int argc, char **argv)
 	printf("enc_keys at west + dec_keys at east, 256-bit keys; %d turns, in "
 	       "each every thread does %d round trips of each face, alternating; "
 	       "the median turn shown\n", runs, n);
-	printf("%-24s %9s %9s %9s   %s\n", "method", "keys/s", "p50 ms", "p99 ms",
+	printf("%-28s %9s %9s %9s   %s\n", "method", "keys/s", "p50 ms", "p99 ms",
 	       "(keys/s of each turn)");
 	for (int i = 0; i < ncells; i++) {
 		struct cell *c = &cells[i];
