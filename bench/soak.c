@@ -124,7 +124,7 @@ static int watched_fds(void)
 	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%ld/fd", watched);
-	return open_fds_in(path);
+	return proc_entries(path);
 }
 
 /* The watched process's RSS (kB) and descriptors, or -1. Its

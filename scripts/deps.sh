@@ -9,7 +9,8 @@ packages=(
 	libmicrohttpd-dev libgnutls28-dev libcmocka-dev libsystemd-dev
 	python3 valgrind perl gpgv xz-utils ca-certificates
 	libnss3-dev libnss3-tools libp11-kit-dev p11-kit p11-kit-modules
-	opensc gnutls-bin jq groff-base man-db
+	opensc gnutls-bin jq groff-base man-db strace
+	libc-ares-dev python3-dnspython libnghttp2-dev
 )
 
 missing=()

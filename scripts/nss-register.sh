@@ -19,7 +19,8 @@ Usage: $prog [options]            register (or re-register) the module
                    /etc/kmstore/kmstore.conf]
   --daemon SOCKET  the tokens are kmstored's profiles (not with --config);
                    e.g. /run/kmstore/kmstored.sock
-  --log WHERE      syslog, stderr or none [syslog]
+  --log WHERE      auto, syslog, stderr or none [auto: stderr while it
+                   leads somewhere, else syslog]
   --log-level L    error, warning or info [warning]
   --max-keys N     keys held per token [64]
   --create         make the database (empty password) if there is none
@@ -32,7 +33,7 @@ EOF
 
 die() { echo "$prog: $*" >&2; exit 1; }
 
-dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' daemon='' log=syslog level=''
+dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' daemon='' log=auto level=''
 max_keys='' action=add create=no force=no
 while [ $# -gt 0 ]; do
 	case $1 in

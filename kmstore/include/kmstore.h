@@ -73,7 +73,8 @@ KMS_API const char *kms_rc_name(kms_rc rc);
 KMS_API const char *kms_rc_describe(kms_rc rc);
 
 /* The configuration path used when kms_store_open gets NULL: $KMSTORE_CONF
- * if set and not empty, else the compiled-in default. */
+ * if set and not empty (ignored in set-ID programs: secure_getenv), else
+ * the compiled-in default. */
 KMS_API const char *kms_default_config_path(void);
 
 /* Reads a configuration file. One whose only setting is "daemon = PATH"
@@ -120,6 +121,10 @@ KMS_API kms_rc kms_store_find_profile(const kms_store *store, const char *name,
 KMS_API const char *kms_profile_name(const kms_profile *p);
 KMS_API const char *kms_profile_type(const kms_profile *p);    /* "static", "qkd" */
 KMS_API size_t kms_profile_key_size(const kms_profile *p);     /* bytes, 0 = unknown yet */
+/* 1 when the profile's source hands each key out once (QKD: the KME
+ * deletes a key once it is retrieved): a face that keeps keys must then
+ * hand each out once too, or a used key could serve again. */
+KMS_API int kms_profile_single_use(const kms_profile *p);
 /* A non-secret setting as configured (e.g. "url", "local-sae-id",
  * "peer-sae-id", "key-id", "timeout"), or NULL. */
 KMS_API const char *kms_profile_setting(const kms_profile *p, const char *name);

@@ -4,8 +4,9 @@
  * Four constraints shape it:
  * - It runs inside NSS's PKCS#11 module, which may not create threads
  *   (CKF_LIBRARY_CANT_CREATE_OS_THREADS), and curl's threaded resolver
- *   would. So the host is resolved here, in the caller's thread, and handed
- *   to curl with CURLOPT_RESOLVE: curl never resolves.
+ *   would. So the host is resolved here, in the caller's thread, once per
+ *   call and within its deadline (resolve.c), and handed to curl with
+ *   CURLOPT_RESOLVE: curl never resolves.
  * - Several threads may fetch keys at once (pluto's helpers, a PKCS#11
  *   application, the OpenSSL provider's threads sharing one store). libcurl
  *   does not support one connection cache shared by concurrent threads
@@ -24,7 +25,6 @@
  *   pool of handles (connections), TLS sessions and health. */
 #include <errno.h>
 #include <stdarg.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,17 +32,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 
 #include "etsi014_json.h"
-#include "fileio.h"
 #include "qkd.h"
+#include "resolve.h"
 #include "secmem.h"
 #include "uri.h"
 
 #define BODY_MAX 16384
+#define KMS_RESOLVE_MAX 1024 /* a few addresses, as CURLOPT_RESOLVE has them */
 #define BACKOFF_FIRST_MS 50
 #define BACKOFF_MAX_MS 1000
 /* A retry needs this much of the deadline left after its wait: one that
@@ -102,6 +102,7 @@ struct call {
 	int attempts;
 	int max_attempts; /* 0: as many as the deadline allows */
 	long http_status; /* of the last attempt, 0 if none */
+	struct curl_blob tls_key; /* the SAE's PEM key, in locked memory */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -253,39 +254,31 @@ static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
 			k->p->name, k->kme->url, op_names[k->op], k->sae, msg);
 }
 
-/* The address curl will connect to, resolved in this thread (see top). */
+/* The addresses curl will connect to, looked up once per call in this
+ * thread (see top) and within the call's deadline (resolve.c). */
 static kms_rc resolve(const struct call *k, struct curl_slist **list,
 		      kms_error *err)
 {
 	struct kme *cl = k->kme;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res = NULL;
-	char addr[INET6_ADDRSTRLEN], entry[512];
-	int gai;
+	char addrs[KMS_RESOLVE_MAX], entry[KMS_RESOLVE_MAX + 300];
+	const char *why;
 
-	hints.ai_flags = AI_NUMERICHOST;
-	gai = getaddrinfo(cl->host, NULL, &hints, &res);
-	if (gai != 0) {
-		hints.ai_flags = AI_ADDRCONFIG;
-		gai = getaddrinfo(cl->host, NULL, &hints, &res);
-	}
-	if (gai != 0)
+	switch (kms_resolve(cl->host, k->deadline_ms - now_ms(), addrs,
+			    sizeof(addrs), &why)) {
+	case KMS_RESOLVED:
+		break;
+	case KMS_RESOLVE_TIMEOUT:
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
-				 "cannot resolve '%s': %s", cl->host,
-				 gai_strerror(gai));
-	if (res->ai_family == AF_INET6)
-		inet_ntop(AF_INET6,
-			  &((struct sockaddr_in6 *)(void *)res->ai_addr)->sin6_addr,
-			  addr, sizeof(addr));
-	else
-		inet_ntop(AF_INET,
-			  &((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr,
-			  addr, sizeof(addr));
-	freeaddrinfo(res);
-	snprintf(entry, sizeof(entry), "%s%s%s:%ld:%s%s%s",
+				 "cannot resolve '%s' within the timeout of "
+				 "%.1f s: %s", cl->host,
+				 k->c->timeout_ms / 1000.0, why);
+	default:
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "cannot resolve '%s': %s", cl->host, why);
+	}
+	snprintf(entry, sizeof(entry), "%s%s%s:%ld:%s",
 		 strchr(cl->host, ':') ? "[" : "", cl->host,
-		 strchr(cl->host, ':') ? "]" : "", cl->port,
-		 strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "");
+		 strchr(cl->host, ':') ? "]" : "", cl->port, addrs);
 	*list = curl_slist_append(NULL, entry);
 	if (*list == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
@@ -308,24 +301,33 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *ctx)
 	return n;
 }
 
-/* OpenSSL keeps the last TLS record it decrypted (here: keys in base64)
- * in its read buffer, unwiped, until the next one or the connection's
- * end; SSL_OP_CLEANSE_PLAINTEXT wipes it as soon as curl has read it. */
-static CURLcode cleanse_plaintext(CURL *h, void *ssl_ctx, void *arg)
+/* curl's TLS context, before its handshake:
+ * - OpenSSL keeps the last TLS record it decrypted (here: keys in base64)
+ *   in its read buffer, unwiped, until the next one or the connection's
+ *   end; SSL_OP_CLEANSE_PLAINTEXT wipes it as soon as curl has read it.
+ * - With SSLKEYLOGFILE in the environment curl logs every connection's
+ *   TLS secrets to that file, and with a capture of the SAE-KME link they
+ *   decrypt the keys: the callback it installed is removed. */
+static CURLcode tune_ssl_ctx(CURL *h, void *ssl_ctx, void *arg)
 {
 	(void)h;
 	(void)arg;
 	SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+	SSL_CTX_set_keylog_callback(ssl_ctx, NULL);
 	return CURLE_OK;
 }
 
 /* The callback gets the backend's context: an SSL_CTX only with OpenSSL. */
-static int curl_uses_openssl(void)
+static const char *tls_backend(void)
 {
 	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
 
-	return v->ssl_version != NULL &&
-	       strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
+	return v->ssl_version != NULL ? v->ssl_version : "no TLS";
+}
+
+static int curl_uses_openssl(void)
+{
+	return strncmp(tls_backend(), "OpenSSL/", 8) == 0;
 }
 
 static int set_options(CURL *h, const struct call *k, const char *url,
@@ -343,6 +345,10 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_NOPROXY, "*");
 	SET(CURLOPT_PROTOCOLS_STR, "https");
+	/* HTTP/1.1 only, even to a KME that offers h2 in ALPN: over HTTP/2
+	 * the body passes through nghttp2's and curl's own buffers, which
+	 * on_data() cannot wipe (tests/hygiene scans the heap for the key). */
+	SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
@@ -350,7 +356,9 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	SET(CURLOPT_CAINFO, c->ca);
 	SET(CURLOPT_CAPATH, NULL); /* only the configured CA, not the system's */
 	SET(CURLOPT_SSLCERT, c->certificate);
-	SET(CURLOPT_SSLKEY, c->private_key);
+	/* The key that perform() read through the checked descriptor: a path
+	 * would be opened again, by name. */
+	SET(CURLOPT_SSLKEY_BLOB, &k->tls_key);
 	SET(CURLOPT_TIMEOUT_MS, budget_ms);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, budget_ms);
 	SET(CURLOPT_HTTPHEADER, headers);
@@ -358,9 +366,7 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	SET(CURLOPT_WRITEDATA, b);
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_USERAGENT, "kmstore/" KMS_VERSION);
-	if (curl_uses_openssl()) {
-		SET(CURLOPT_SSL_CTX_FUNCTION, cleanse_plaintext);
-	}
+	SET(CURLOPT_SSL_CTX_FUNCTION, tune_ssl_ctx);
 	if (request != NULL) {
 		SET(CURLOPT_POSTFIELDS, request);
 	}
@@ -416,6 +422,21 @@ static int backoff(struct call *k)
 	return 1;
 }
 
+/* What a 401 is likely to mean, after the KME's own words. ETSI GS QKD
+ * 014 has 401 for an SAE the KME does not accept; KMEs also answer it for
+ * a key they do not hold for this SAE (one open simulator does for an
+ * unknown or already retrieved key ID). */
+static const char *likely_401(enum op op)
+{
+	return op == OP_DEC_KEYS
+		       ? " (likely: the KME holds no such key for this SAE: "
+			 "unknown, already retrieved or expired, as some KMEs "
+			 "answer 401 for that; or it does not accept this SAE's "
+			 "certificate)"
+		       : " (likely: the KME does not accept this SAE's "
+			 "certificate, or not for this peer SAE)";
+}
+
 static kms_rc http_failure(struct call *k, long status, const struct body *b,
 			   kms_error *err)
 {
@@ -426,9 +447,8 @@ static kms_rc http_failure(struct call *k, long status, const struct body *b,
 	if (k->op == OP_DEC_KEYS && (status == 400 || status == 404))
 		code = KMS_ERR_NOT_FOUND;
 	return call_fail(k, err, code, "HTTP %ld%s%s%s", status,
-			 status == 401 ? " (the KME does not accept this SAE's "
-					 "certificate for this request)" : "",
-			 text[0] ? ": " : "", text);
+			 text[0] ? ": " : "", text,
+			 status == 401 ? likely_401(k->op) : "");
 }
 
 static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
@@ -539,37 +559,29 @@ static void give_back(struct kme *cl, CURL *h)
 
 /* One attempt; *again is set when a retry may help. */
 static kms_rc attempt(struct call *k, const char *url, const char *request,
-		      struct curl_slist *headers, struct body *b, int *again,
-		      kms_error *err)
+		      struct curl_slist *headers, struct curl_slist *resolved,
+		      struct body *b, int *again, kms_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_slist *resolved = NULL;
 	long status = 0, t0 = now_us(), budget = k->deadline_ms - now_ms();
+	kms_rc out;
 	CURLcode rc;
 	CURL *h;
-	kms_rc out;
 
 	*again = 0;
 	b->len = 0;
 	b->overflow = 0;
 	k->attempts++;
 	k->http_status = 0;
-	out = resolve(k, &resolved, err);
-	if (out != KMS_OK) {
-		observe(k, t0, "refused");
-		return out;
-	}
 	h = take_handle(k->kme);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, budget > 1 ? budget : 1) != 0) {
 		give_back(k->kme, h);
-		curl_slist_free_all(resolved);
 		return kms_fail(err, KMS_ERR_SYSTEM, "cannot set up libcurl");
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	give_back(k->kme, h);
-	curl_slist_free_all(resolved);
 	k->http_status = status;
 	if (rc != CURLE_OK) {
 		*again = transient(rc) && !tls_failure(rc, errbuf) && !b->overflow;
@@ -587,28 +599,46 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 static kms_rc perform(struct call *k, const char *url, const char *request,
 		      struct body *b, kms_error *err)
 {
-	struct curl_slist *headers = NULL, *h2;
+	struct curl_slist *headers = NULL, *h2, *resolved = NULL;
+	uint8_t *pem;
+	size_t pem_len;
 	kms_rc rc;
 	int again;
-	int fd;
 
-	/* curl would read an over-exposed key as happily as a private one. */
-	rc = kms_open_private(k->c->private_key, "TLS private key", &fd, err);
+	/* tune_ssl_ctx() is what keeps TLS secrets out of SSLKEYLOGFILE and
+	 * decrypted keys out of OpenSSL's buffers: no other backend. */
+	if (!curl_uses_openssl())
+		return call_fail(k, err, KMS_ERR_UNSUPPORTED,
+				 "libcurl does not do TLS with OpenSSL (%s): "
+				 "kmstore needs libcurl built with OpenSSL",
+				 tls_backend());
+	/* curl would read an over-exposed key as happily as a private one,
+	 * so it gets the key read from the descriptor that was checked. */
+	rc = kms_qkd_read_tls_key(k->c, &pem, &pem_len, err);
 	if (rc != KMS_OK)
 		return call_fail(k, err, rc, "%s", err != NULL ? err->message : "");
-	close(fd);
+	k->tls_key = (struct curl_blob){ .data = pem, .len = pem_len,
+					 .flags = CURL_BLOB_NOCOPY };
 	headers = curl_slist_append(NULL, "Accept: application/json");
 	h2 = headers ? curl_slist_append(headers, "Content-Type: application/json") : NULL;
 	if (h2 == NULL) {
-		curl_slist_free_all(headers);
-		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+		rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+		goto out;
+	}
+	rc = resolve(k, &resolved, err);
+	if (rc != KMS_OK) {
+		observe(k, now_us(), "refused");
+		goto out;
 	}
 	do {
-		rc = attempt(k, url, request, headers, b, &again, err);
+		rc = attempt(k, url, request, headers, resolved, b, &again, err);
 	} while (rc != KMS_OK && again &&
 		 (k->max_attempts == 0 || k->attempts < k->max_attempts) &&
 		 backoff(k));
+out:
+	curl_slist_free_all(resolved);
 	curl_slist_free_all(headers);
+	kms_secmem_free(pem, KMS_TLS_KEY_MAX + 1);
 	return rc;
 }
 

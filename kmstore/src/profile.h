@@ -35,6 +35,9 @@ struct kms_profile_type {
 				kms_error *err);
 	kms_rc (*status)(kms_profile *p, kms_status *out, kms_error *err);
 	void (*release)(kms_profile *p);
+	/* Its source hands each key out once (a QKD KME deletes a key once
+	 * it is retrieved): a face that holds keys hands them out once too. */
+	int single_use;
 };
 
 struct kms_profile {

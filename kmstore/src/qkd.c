@@ -14,6 +14,7 @@
 #include "fileio.h"
 #include "profile.h"
 #include "qkd.h"
+#include "secmem.h"
 #include "validate.h"
 
 #define SAE_ID_MAX 64
@@ -245,33 +246,42 @@ static kms_rc read_pem_cert(const kms_profile *p, const char *setting,
 	return KMS_OK;
 }
 
-static kms_rc check_private_key(const kms_profile *p, const char *path,
-				X509 *cert, kms_error *err)
+kms_rc kms_qkd_read_tls_key(const struct kms_qkd_config *c, uint8_t **pem,
+			    size_t *len, kms_error *err)
+{
+	return kms_read_private(c->private_key, "TLS private key",
+				KMS_TLS_KEY_MAX, 1, pem, len, err);
+}
+
+static kms_rc check_private_key(const kms_profile *p,
+				const struct kms_qkd_config *c, X509 *cert,
+				kms_error *err)
 {
 	const struct kms_setting *s = kms_profile_find(p, "private-key");
-	EVP_PKEY *pkey;
+	EVP_PKEY *pkey = NULL;
 	kms_error why;
-	FILE *f;
-	int fd, match;
+	uint8_t *pem;
+	size_t len;
+	BIO *bio;
+	int match;
 
-	if (kms_open_private(path, "private key", &fd, &why) != KMS_OK)
+	if (kms_qkd_read_tls_key(c, &pem, &len, &why) != KMS_OK)
 		return kms_setting_fail(p, s, err, why.code, "%s", why.message);
-	f = fdopen(fd, "r");
-	if (f == NULL) {
-		close(fd);
-		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
-	}
-	pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-	fclose(f);
+	bio = BIO_new_mem_buf(pem, (int)len);
+	if (bio != NULL)
+		pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	BIO_free(bio);
+	kms_secmem_free(pem, KMS_TLS_KEY_MAX + 1);
 	if (pkey == NULL)
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					"%s holds no unencrypted PEM private key",
-					path);
+					c->private_key);
 	match = X509_check_private_key(cert, pkey);
 	EVP_PKEY_free(pkey);
 	if (!match)
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
-					"%s does not match the certificate", path);
+					"%s does not match the certificate",
+					c->private_key);
 	return KMS_OK;
 }
 
@@ -306,7 +316,7 @@ static kms_rc qkd_check(kms_profile *p, kms_error *err)
 		return rc;
 	rc = read_pem_cert(p, "certificate", c->certificate, &cert, err);
 	if (rc == KMS_OK)
-		rc = check_private_key(p, c->private_key, cert, err);
+		rc = check_private_key(p, c, cert, err);
 	X509_free(cert);
 	return rc;
 }
@@ -334,4 +344,5 @@ const struct kms_profile_type kms_qkd_type = {
 	.get_key_by_id = kms_qkd_get_key_by_id,
 	.status = kms_qkd_status,
 	.release = qkd_release,
+	.single_use = 1,
 };

@@ -31,6 +31,13 @@ struct kms_qkd_config {
 	struct kms_qkd_client *client;
 };
 
+/* The SAE's TLS private key (PEM), read whole into locked memory through
+ * the descriptor whose owner and mode were checked; free with
+ * kms_secmem_free(*pem, KMS_TLS_KEY_MAX + 1). */
+#define KMS_TLS_KEY_MAX 16384
+kms_rc kms_qkd_read_tls_key(const struct kms_qkd_config *c, uint8_t **pem,
+			    size_t *len, kms_error *err);
+
 /* The client of a profile: created by configure (no I/O), freed with the
  * profile. */
 kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err);

@@ -4,7 +4,15 @@
  * one mapping of a few pages is carved into 64-byte slots instead of a page
  * per key: mlock is limited by RLIMIT_MEMLOCK and each page counts. Freed
  * slots are wiped at once and stay mapped, so a stale pointer reads zeros,
- * never an old key. */
+ * never an old key.
+ *
+ * fork(): the child shares the arena copy-on-write, still MADV_DONTDUMP
+ * but not locked (mlock is not inherited). It is not wiped there
+ * (MADV_WIPEONFORK): a child may go on with the keys and the store it
+ * inherited (a pre-forking server, a daemon that parses its configuration
+ * first), and a zeroed key would be silently wrong. The arena's lock is
+ * taken around fork(), so that the child never inherits it held by a
+ * thread it does not have. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -27,6 +35,7 @@ struct chunk {
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static struct chunk *chunks;
 static size_t in_use;
 static int warned_unlocked;
@@ -50,6 +59,22 @@ static void mark(struct chunk *c, size_t first, size_t n, int used)
 		else
 			c->used[i / 64] &= ~(UINT64_C(1) << (i % 64));
 	}
+}
+
+static void before_fork(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+static void after_fork(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+/* glibc unregisters the handlers when the library is unloaded (dlclose). */
+static void register_atfork(void)
+{
+	pthread_atfork(before_fork, after_fork, after_fork);
 }
 
 static struct chunk *chunk_new(void)
@@ -103,6 +128,7 @@ void *kms_secmem_alloc(size_t size)
 
 	if (size == 0 || size > KMS_SECMEM_MAX)
 		return NULL;
+	pthread_once(&atfork_once, register_atfork);
 	pthread_mutex_lock(&lock);
 	for (c = chunks; c != NULL && p == NULL; c = c->next)
 		p = take(c, n);

@@ -73,7 +73,9 @@ const char *kms_version(void)
 
 const char *kms_default_config_path(void)
 {
-	const char *env = getenv("KMSTORE_CONF");
+	/* Not in a set-ID program (or one that gained capabilities): whoever
+	 * runs it chose the environment, as for OpenSSL's OPENSSL_CONF. */
+	const char *env = secure_getenv("KMSTORE_CONF");
 
 	return env != NULL && *env != '\0' ? env : KMS_DEFAULT_CONF;
 }
@@ -291,19 +293,21 @@ static char *trim(char *s)
 	return s;
 }
 
-static int valid_setting_name(const char *s)
+/* The first byte of s that a setting name may not have, or NULL. */
+static const char *bad_setting_name(const char *s)
 {
 	if (*s == '\0')
-		return 0;
+		return s;
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
-			return 0;
-	return 1;
+			return s;
+	return NULL;
 }
 
 static kms_rc parse_line(struct parser *ps, char *line)
 {
 	char *s, *eq, *name, *value;
+	const char *bad;
 
 	cut_comment(line);
 	s = trim(line);
@@ -326,10 +330,14 @@ static kms_rc parse_line(struct parser *ps, char *line)
 	*eq = '\0';
 	name = trim(s);
 	value = trim(eq + 1);
-	if (!valid_setting_name(name))
+	/* Never quoted: with the '=' of a key's base64 padding taken for the
+	 * separator ("key base64:...=") the "name" is most of the key. */
+	if ((bad = bad_setting_name(name)) != NULL)
 		return parse_fail(ps, KMS_ERR_CONFIG,
-				  "'%.40s' is not a setting name (lower-case letters, "
-				  "digits and '-')", name);
+				  "the text before '=' is not a setting name: "
+				  "column %zu is not a lower-case letter, digit or "
+				  "'-' (is the ' = ' after the name missing?)",
+				  (size_t)(bad - line) + 1);
 	if (*value == '\0')
 		return parse_fail(ps, KMS_ERR_CONFIG, "'%s' has no value", name);
 	return add_setting(ps, name, value);
@@ -648,6 +656,16 @@ const char *kms_profile_type(const kms_profile *p)
 size_t kms_profile_key_size(const kms_profile *p)
 {
 	return p->key_size;
+}
+
+/* By the type's name, so that a remote profile (kmstored's) is single-use
+ * when the daemon's profile is. */
+int kms_profile_single_use(const kms_profile *p)
+{
+	const char *name = kms_profile_type(p);
+	const struct kms_profile_type *t = name != NULL ? find_type(name) : NULL;
+
+	return t != NULL ? t->single_use : p->type->single_use;
 }
 
 const char *kms_profile_setting(const kms_profile *p, const char *name)

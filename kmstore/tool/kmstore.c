@@ -50,8 +50,8 @@ static void usage(FILE *f)
 "  -d, --daemon SOCKET   ask kmstored listening on SOCKET instead of reading\n"
 "                        a configuration (reload, metrics: default %s)\n"
 "  -k, --key-id ID       with key: the key with this ID (QKD: dec_keys)\n"
-"  -r, --reveal FORMAT   with key: also print the key itself, as hex or\n"
-"                        base64\n"
+"  -r, --reveal [FORMAT] with key: also print the key itself, as hex\n"
+"                        (the default) or base64\n"
 "  -j, --json            print one JSON document\n"
 "  -h, --help            show this help\n"
 "  -V, --version         show the version\n"
@@ -250,7 +250,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{ "config", required_argument, NULL, 'c' },
 		{ "daemon", required_argument, NULL, 'd' },
 		{ "key-id", required_argument, NULL, 'k' },
-		{ "reveal", required_argument, NULL, 'r' },
+		{ "reveal", optional_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -258,7 +258,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:d:k:r:jhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:k:r::jhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->config = optarg;
@@ -270,7 +270,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->key_id = optarg;
 			break;
 		case 'r':
-			if (strcmp(optarg, "hex") == 0)
+			/* The format is optional: "--reveal", "--reveal=hex" and
+			 * "--reveal hex" (the word after it, if it is a format). */
+			if (optarg == NULL && optind < argc &&
+			    (strcmp(argv[optind], "hex") == 0 ||
+			     strcmp(argv[optind], "base64") == 0))
+				optarg = argv[optind++];
+			if (optarg == NULL || strcmp(optarg, "hex") == 0)
 				o->reveal = REVEAL_HEX;
 			else if (strcmp(optarg, "base64") == 0)
 				o->reveal = REVEAL_BASE64;

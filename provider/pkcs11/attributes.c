@@ -62,7 +62,6 @@ static int fixed_attr(CK_ATTRIBUTE_TYPE type, struct p11_attr *out)
 	case CKA_SENSITIVE:
 	case CKA_ALWAYS_SENSITIVE:
 	case CKA_NEVER_EXTRACTABLE:
-	case CKA_MODIFIABLE:
 	case CKA_COPYABLE:
 	case CKA_TRUSTED:
 	case CKA_WRAP_WITH_TRUSTED:
@@ -89,6 +88,9 @@ CK_RV p11_object_attr(const struct p11_object *o, CK_ATTRIBUTE_TYPE type,
 	switch (type) {
 	case CKA_TOKEN:
 		set_bool(out, o->session == 0);
+		return CKR_OK;
+	case CKA_MODIFIABLE: /* its label only (C_SetAttributeValue) */
+		set_bool(out, !(o->flags & OBJ_READ_ONLY));
 		return CKR_OK;
 	case CKA_ID:
 		set_bytes(out, kms_key_id(o->key), strlen(kms_key_id(o->key)));

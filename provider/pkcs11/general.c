@@ -24,7 +24,7 @@ static CK_FUNCTION_LIST function_list;
  * the child forgets the parent's state (leaking it) rather than touch it. */
 static void forget_parent(void)
 {
-	struct p11_params params = { NULL, NULL, LOG_TO_STDERR, KMS_LOG_WARNING, 0 };
+	struct p11_params params = { NULL, NULL, LOG_TO_AUTO, KMS_LOG_WARNING, 0 };
 
 	memset(&p11, 0, sizeof(p11));
 	p11.params = params;
@@ -101,15 +101,13 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
 
 	if (pReserved != NULL)
 		return CKR_ARGUMENTS_BAD;
-	rv = p11_enter();
+	rv = p11_finalize_begin();
 	if (rv != CKR_OK)
 		return rv;
 	p11_sessions_free();
 	p11_tokens_free();
 	kms_store_free(p11.store);
 	p11.store = NULL;
-	atomic_store(&p11.initialized, 0);
-	p11_leave();
 	p11_lock_teardown();
 	p11_params_clear(&p11.params);
 	kms_set_logger(NULL, NULL);

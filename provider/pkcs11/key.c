@@ -59,7 +59,6 @@ static int fixed_bool(CK_ATTRIBUTE_TYPE type, int *value)
 {
 	switch (type) {
 	case CKA_SENSITIVE:
-	case CKA_MODIFIABLE:
 	case CKA_COPYABLE:
 		*value = 0;
 		return 1;
@@ -118,6 +117,11 @@ static CK_RV check_attribute(const CK_ATTRIBUTE *a, struct gen_request *r)
 			       ? CKR_OK : CKR_TEMPLATE_INCONSISTENT;
 	case CKA_TOKEN:
 		return get_bool(a, &r->token);
+	case CKA_MODIFIABLE: /* the label is all that could be modified */
+		if ((rv = get_bool(a, &b)) != CKR_OK)
+			return rv;
+		r->flags = b ? r->flags & ~OBJ_READ_ONLY : r->flags | OBJ_READ_ONLY;
+		return CKR_OK;
 	case CKA_VALUE_LEN:
 		return get_ulong(a, &r->value_len);
 	case CKA_LABEL:
@@ -237,6 +241,8 @@ CK_RV C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	if ((rv = p11_enter()) != CKR_OK)
 		return rv;
 	rv = gen_prepare(hSession, &r, &t);
+	if (rv == CKR_OK)
+		p11_fetch_begin();
 	p11_leave();
 	if (rv != CKR_OK)
 		return rv;
@@ -248,7 +254,9 @@ CK_RV C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 		if (fetched == CKR_OK && key == NULL)
 			fetched = CKR_ATTRIBUTE_VALUE_INVALID;
 	}
-	if ((rv = p11_enter()) != CKR_OK) {
+	rv = p11_enter();
+	p11_fetch_end();
+	if (rv != CKR_OK) {
 		kms_key_free(key);
 		return rv;
 	}

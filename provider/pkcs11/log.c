@@ -1,18 +1,22 @@
 /* log.c - where the module's and libkmstore's messages go (stderr, syslog
- * or nowhere; the `log=` parameter), the mapping of kmstore results to
+ * or nowhere, or by default stderr when it leads somewhere and syslog
+ * otherwise; the `log=` parameter), the mapping of kmstore results to
  * PKCS#11 return values, and space-padded PKCS#11 strings.
  *
  * Messages name profiles and key IDs (which IKE sends in the clear as the
  * PPK_ID), never key bytes: libkmstore's messages are built that way and
  * this module adds nothing secret. */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <syslog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "module.h"
 
-static enum p11_log_target target = LOG_TO_STDERR;
+static enum p11_log_target target = LOG_TO_AUTO;
 static kms_log_level threshold = KMS_LOG_WARNING;
 
 static const char *level_name(kms_log_level level)
@@ -39,13 +43,34 @@ static int syslog_priority(kms_log_level level)
 	}
 }
 
+/* Whether a line written to stderr reaches anyone: pluto, when it logs
+ * to syslog (its default) or to a file (logfile=), points stderr at
+ * /dev/null opened read-only; a daemon may have closed it. Asked at each
+ * message: an application may redirect stderr after C_Initialize. */
+static int stderr_leads_somewhere(void)
+{
+	struct stat st, null;
+	int flags = fcntl(STDERR_FILENO, F_GETFL);
+
+	if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return !(S_ISCHR(st.st_mode) && stat("/dev/null", &null) == 0 &&
+		 st.st_rdev == null.st_rdev);
+}
+
 static void emit(kms_log_level level, const char *message)
 {
-	if (level > threshold || target == LOG_TO_NONE)
+	enum p11_log_target to = target;
+
+	if (level > threshold || to == LOG_TO_NONE)
 		return;
+	if (to == LOG_TO_AUTO)
+		to = stderr_leads_somewhere() ? LOG_TO_STDERR : LOG_TO_SYSLOG;
 	/* No openlog(): the host application (pluto) owns the ident and
 	 * facility. */
-	if (target == LOG_TO_SYSLOG)
+	if (to == LOG_TO_SYSLOG)
 		syslog(syslog_priority(level), "kmstore-pkcs11: %s: %s",
 		       level_name(level), message);
 	else

@@ -38,6 +38,10 @@ enum p11_obj_flag {
 	OBJ_UNWRAP = 1u << 6,
 	OBJ_DERIVE = 1u << 7,
 	OBJ_LOCAL = 1u << 8, /* made by C_GenerateKey */
+	OBJ_READ_ONLY = 1u << 10, /* CKA_MODIFIABLE=FALSE at generation */
+	/* Not an attribute: found by ID on a single-use profile (QKD), so
+	 * dropped once its value is read (kms_profile_single_use). */
+	OBJ_READ_ONCE = 1u << 9,
 };
 /* What a key is good for when nobody said: PPKs feed prf/prf+. */
 #define OBJ_DEFAULT_FLAGS (OBJ_SIGN | OBJ_VERIFY | OBJ_DERIVE)
@@ -70,7 +74,9 @@ struct p11_session {
 	size_t n_found, pos;
 };
 
-enum p11_log_target { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_NONE };
+/* LOG_TO_AUTO: stderr while it leads somewhere, else syslog (pluto with
+ * logfile= or its default syslog points stderr at /dev/null). */
+enum p11_log_target { LOG_TO_AUTO, LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_NONE };
 
 struct p11_params {
 	char *config;               /* NULL: KMSTORE_CONF, else the default */
@@ -103,6 +109,14 @@ void p11_lock_after_fork(void);
 /* Checks that the module is initialized and takes the lock. */
 CK_RV p11_enter(void);
 void p11_leave(void);
+/* Around a fetch, for which the lock is dropped: begin with the lock held,
+ * end once p11_enter() has been tried again (the call no longer touches
+ * the module's state unless it holds the lock). */
+void p11_fetch_begin(void);
+void p11_fetch_end(void);
+/* C_Finalize: marks the module uninitialized and waits for the fetches in
+ * flight; then nothing else uses the module's state. */
+CK_RV p11_finalize_begin(void);
 
 /* params.c */
 CK_RV p11_params_parse(const char *s, struct p11_params *out, char *why,

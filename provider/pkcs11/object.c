@@ -5,7 +5,15 @@
  * or else fetched from the profile (QKD: dec_keys at the KME). A search
  * without an ID lists what the token holds, plus, on a static token, its
  * one key. Searches for other classes (NSS asks for CKO_PROFILE and its
- * own vendor classes at start-up) find nothing and fetch nothing. */
+ * own vendor classes at start-up) find nothing and fetch nothing.
+ *
+ * A key found by ID on a single-use profile (QKD) is handed out once:
+ * the object is destroyed as soon as its CKA_VALUE has been read, as the
+ * KME deleted the key when it delivered it. Otherwise a responder (pluto)
+ * would find a used PPK again, without asking the KME, for every IKE SA
+ * that offers its ID. NSS reads CKA_VALUE once per PK11SymKey (it keeps
+ * the bytes to move the key into its softoken), and pkcs11-tool and
+ * p11tool read it once: they see no difference. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +96,11 @@ static const char *id_to_hold(const struct p11_token *t, const struct search *q)
  * object: a key this process generated is "that key" for a search by ID
  * (the KME would not give it out a second time anyway), and a token
  * object does not vanish when another session closes. */
+static unsigned found_flags(const struct p11_token *t)
+{
+	return kms_profile_single_use(t->profile) ? OBJ_READ_ONCE : 0;
+}
+
 static CK_RV promote(struct p11_token *t, const struct p11_object *o)
 {
 	struct p11_object *copy;
@@ -95,7 +108,7 @@ static CK_RV promote(struct p11_token *t, const struct p11_object *o)
 
 	if (kms_key_dup(o->key, &key, NULL) != KMS_OK)
 		return CKR_HOST_MEMORY;
-	copy = p11_object_new(t, key, 0, o->flags, o->label);
+	copy = p11_object_new(t, key, 0, o->flags | found_flags(t), o->label);
 	if (copy == NULL) {
 		kms_key_free(key);
 		return CKR_HOST_MEMORY;
@@ -113,7 +126,7 @@ static CK_RV hold(struct p11_token *t, kms_key *key)
 		kms_key_free(key);
 		return CKR_OK;
 	}
-	o = p11_object_new(t, key, 0, OBJ_DEFAULT_FLAGS, NULL);
+	o = p11_object_new(t, key, 0, OBJ_DEFAULT_FLAGS | found_flags(t), NULL);
 	if (o == NULL) {
 		kms_key_free(key);
 		return CKR_HOST_MEMORY;
@@ -186,9 +199,11 @@ static CK_RV fetch_and_hold(CK_SESSION_HANDLE h, struct p11_token *t,
 	CK_ULONG code;
 	CK_RV rv, fetched;
 
+	p11_fetch_begin();
 	p11_leave();
 	fetched = p11_fetch_by_id(t->profile, id, &key, &code);
 	rv = p11_enter();
+	p11_fetch_end();
 	if (rv != CKR_OK) {
 		*locked = 0;
 		kms_key_free(key);
@@ -328,10 +343,86 @@ static CK_RV get_attributes(const struct p11_object *o, CK_ATTRIBUTE *tmpl,
 	return rv;
 }
 
+/* Whether the template had CKA_VALUE copied out (not a size query). */
+static int value_read(const CK_ATTRIBUTE *tmpl, CK_ULONG n)
+{
+	for (CK_ULONG i = 0; i < n; i++)
+		if (tmpl[i].type == CKA_VALUE && tmpl[i].pValue != NULL &&
+		    tmpl[i].ulValueLen != CK_UNAVAILABLE_INFORMATION)
+			return 1;
+	return 0;
+}
+
+/* Under the lock: a key handed out once is gone once read (see top). */
+static void drop_if_read(struct p11_token *t, size_t index,
+			 const CK_ATTRIBUTE *tmpl, CK_ULONG n)
+{
+	struct p11_object *o = t->objects[index];
+
+	if (!(o->flags & OBJ_READ_ONCE) || !value_read(tmpl, n))
+		return;
+	p11_log(KMS_LOG_INFO, "token %s: key %s read; dropped (a %s key is "
+		"handed out once)", kms_profile_name(t->profile),
+		kms_key_id(o->key), kms_profile_type(t->profile));
+	p11_object_remove(t, index);
+}
+
 CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
 	struct p11_object *o;
+	struct p11_token *t;
+	size_t index;
+	CK_RV rv;
+
+	if (ulCount > 0 && pTemplate == NULL)
+		return CKR_ARGUMENTS_BAD;
+	rv = p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	o = session_object(hSession, hObject, &rv, &t, &index);
+	if (o != NULL) {
+		rv = get_attributes(o, pTemplate, ulCount);
+		drop_if_read(t, index, pTemplate, ulCount);
+	}
+	p11_leave();
+	return rv;
+}
+
+/* The new label of a template that changes the label only, else why not:
+ * a key is what the profile gave, but its name is the application's (NSS's
+ * symkeyutil -K names the key it made; a refusal would waste a QKD key). */
+static CK_RV new_label(const CK_ATTRIBUTE *tmpl, CK_ULONG n, char **out)
+{
+	*out = NULL;
+	for (CK_ULONG i = 0; i < n; i++) {
+		const CK_ATTRIBUTE *a = &tmpl[i];
+
+		if (a->type != CKA_LABEL) {
+			free(*out);
+			*out = NULL;
+			return CKR_ATTRIBUTE_READ_ONLY;
+		}
+		if ((a->pValue == NULL && a->ulValueLen > 0) ||
+		    a->ulValueLen > P11_LABEL_MAX ||
+		    (a->ulValueLen > 0 && memchr(a->pValue, '\0', a->ulValueLen))) {
+			free(*out);
+			*out = NULL;
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		}
+		free(*out);
+		*out = strndup(a->ulValueLen ? a->pValue : "", a->ulValueLen);
+		if (*out == NULL)
+			return CKR_HOST_MEMORY;
+	}
+	return CKR_OK;
+}
+
+CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
+			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+	struct p11_object *o;
+	char *label = NULL;
 	CK_RV rv;
 
 	if (ulCount > 0 && pTemplate == NULL)
@@ -340,25 +431,13 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
 	if (rv != CKR_OK)
 		return rv;
 	o = session_object(hSession, hObject, &rv, NULL, NULL);
-	if (o != NULL)
-		rv = get_attributes(o, pTemplate, ulCount);
-	p11_leave();
-	return rv;
-}
-
-CK_RV C_SetAttributeValue(CK_SESSION_HANDLE hSession, CK_OBJECT_HANDLE hObject,
-			  CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
-{
-	CK_RV rv;
-
-	(void)pTemplate;
-	(void)ulCount;
-	rv = p11_enter();
-	if (rv != CKR_OK)
-		return rv;
-	/* CKA_MODIFIABLE is FALSE: a key is what the profile gave. */
-	if (session_object(hSession, hObject, &rv, NULL, NULL) != NULL)
+	if (o != NULL && (o->flags & OBJ_READ_ONLY))
 		rv = CKR_ACTION_PROHIBITED;
+	else if (o != NULL && (rv = new_label(pTemplate, ulCount, &label)) == CKR_OK &&
+		 label != NULL) {
+		free(o->label);
+		o->label = label;
+	}
 	p11_leave();
 	return rv;
 }

@@ -2,7 +2,7 @@
  * stores and NSS hands to C_Initialize (LibraryParameters), or p11-kit's
  * x-init-reserved. Words separated by blanks:
  *
- *   config=PATH  daemon=SOCKET  log=stderr|syslog|none
+ *   config=PATH  daemon=SOCKET  log=auto|stderr|syslog|none
  *   log-level=error|warning|info  max-keys=N
  *
  * daemon= makes the tokens kmstored's profiles (the module then reads no
@@ -65,7 +65,9 @@ static int parse_level(const char *v, kms_log_level *out)
 
 static int parse_target(const char *v, enum p11_log_target *out)
 {
-	if (strcmp(v, "stderr") == 0)
+	if (strcmp(v, "auto") == 0)
+		*out = LOG_TO_AUTO;
+	else if (strcmp(v, "stderr") == 0)
 		*out = LOG_TO_STDERR;
 	else if (strcmp(v, "syslog") == 0)
 		*out = LOG_TO_SYSLOG;
@@ -146,7 +148,7 @@ CK_RV p11_params_parse(const char *s, struct p11_params *out, char *why,
 
 	out->config = NULL;
 	out->daemon = NULL;
-	out->log = LOG_TO_STDERR;
+	out->log = LOG_TO_AUTO;
 	out->log_level = KMS_LOG_WARNING;
 	out->max_keys = P11_MAX_KEYS_DEFAULT;
 	if (s == NULL)

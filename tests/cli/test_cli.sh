@@ -247,6 +247,23 @@ out=$(cat "$T/out")
 err=$(cat "$T/err")
 expect_rc 0 "KMSTORE_CONF is honoured"
 expect_in "west-east-static" "$out" "KMSTORE_CONF's profiles are listed"
+# ... but not by a set-ID program (secure_getenv): whoever runs it chose
+# the environment. As root: a setgid copy, run with another real group.
+if [ "$(id -u)" = 0 ] && getent group nogroup >/dev/null; then
+	cp "$KMSTORE" "$T/kmstore-setgid"
+	chgrp nogroup "$T/kmstore-setgid"
+	chmod 2755 "$T/kmstore-setgid"
+	chmod 711 "$T"
+	set +e
+	KMSTORE_CONF=$CONF "$T/kmstore-setgid" profiles >"$T/out" 2>"$T/err"
+	set -e
+	out=$(cat "$T/out")
+	if [[ $out != *west-east-static* ]]; then report 1 "a setgid kmstore ignores KMSTORE_CONF"
+	else report 0 "a setgid kmstore ignores KMSTORE_CONF" "it listed $CONF's profiles"; fi
+	chmod 700 "$T"
+else
+	echo "# not root: the set-ID case of KMSTORE_CONF is not checked"
+fi
 
 # --- usage
 run --help

@@ -9,7 +9,8 @@
 #     example of kmstore.conf(5) passes `kmstore check`, once the files it
 #     names exist (paths are moved under a temporary directory; key files
 #     get random bytes, certificates come from kme-sim-pki);
-#   - man page references and local Markdown links lead somewhere.
+#   - man page references and local Markdown links lead somewhere;
+#   - every kmstore command line the documents show parses and runs.
 # Usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR   (KMSTORED: kmstored)
 set -euo pipefail
 
@@ -251,5 +252,49 @@ while :; do
 done
 if [ "$count" -gt 0 ]; then tap_ok "kmstore.conf.5 has $count examples"
 else tap_not_ok "kmstore.conf.5 has examples"; fi
+
+# --- every kmstore command line the documents show runs ---
+# (tests/docs/command_lines.py finds them.) Each runs as shown against a
+# configuration whose static profiles have the names the documents use
+# (P, PROFILE, west-east-qkd, ...), FILE standing for that configuration:
+# it may fail for want of the key or KME it names (exit 5, 7, 8), but it
+# must parse (not exit 2, as `kmstore key --reveal` once did) and not
+# crash. `kmstore key kmstore:` is the guide's example of a usage error.
+cmds=$T/command-lines
+python3 "$SRC/tests/docs/command_lines.py" "$SRC"/docs/*.md "$SRC/README.md" "$MAN"/*.[0-9] >"$cmds"
+head -c 32 /dev/urandom >"$T/doc.key"
+for name in $(python3 -c 'import json,re,sys
+names = set()
+for l in open(sys.argv[1]):
+    w = json.loads(l)
+    names |= set(re.findall(r"profile=([^;]+)", " ".join(w)))
+    for i, x in enumerate(w[:-1]):
+        if x in ("key", "status") and not w[i + 1].startswith(("-", "kmstore:")):
+            names.add(w[i + 1])
+print("\n".join(sorted(names)))' "$cmds"); do
+	printf '[%s]\ntype = static\nkey-id = PPK_ID_1\nkey = file:%s\n\n' "$name" "$T/doc.key"
+done >"$T/doc.conf"
+chmod 600 "$T/doc.conf"
+n=0
+while IFS= read -r json; do
+	mapfile -t argv < <(python3 -c 'import json,sys; [print(w) for w in json.loads(sys.argv[1])]' "$json")
+	for i in "${!argv[@]}"; do [ "${argv[i]}" = FILE ] && argv[i]=$T/doc.conf; done
+	set +e
+	KMSTORE_CONF=$T/doc.conf "$KMSTORE" "${argv[@]:1}" >"$T/cmd.out" 2>"$T/cmd.err"
+	rc=$?
+	set -e
+	n=$((n + 1))
+	want_usage=0
+	[ "$json" = '["kmstore", "key", "kmstore:"]' ] && want_usage=1
+	if [ $want_usage = 1 ] && [ $rc = 2 ]; then
+		tap_ok "documented: ${argv[*]} (a usage error, as the guide says)"
+	elif [ $want_usage = 0 ] && [ $rc != 2 ] && [ $rc -lt 128 ]; then
+		tap_ok "documented: ${argv[*]} (exit $rc)"
+	else
+		tap_not_ok "documented: ${argv[*]}" "exit $rc: $(head -c 300 "$T/cmd.err")"
+	fi
+done <"$cmds"
+[ "$n" -ge 10 ] && tap_ok "$n documented command lines found" ||
+	tap_not_ok "the documents show kmstore command lines" "only $n found"
 
 tap_done

@@ -41,6 +41,10 @@
 
 FACE_HANG=${FACE_HANG:-20}
 FACES_ALL=(kmstore openssl pkcs11 daemon pluto)
+# FACE_WRAP: a command the faces' programs run under (with-resolver.sh).
+FACE_WRAP=()
+FACE_DNS_PIDS=()
+FACE_DNS_NAME=kme.test # RFC 6761: never a real name
 
 # faces_available: the faces whose programs are there (into FACES).
 faces_available() {
@@ -119,10 +123,48 @@ faces_fini() {
 		kmstored_stop "$FACE_DIR/west.sock" KILL
 		kmstored_stop "$FACE_DIR/east.sock" KILL
 	fi
+	faces_dns_stop
 	if [[ -n ${IKE_LAB_DIR:-} ]]; then
 		ike_lab_down
 	fi
 	return 0
+}
+
+# A slow DNS server (slow_dns.py) that answers $FACE_DNS_NAME, and the
+# files with-resolver.sh puts in place of /etc's to use it. No packet
+# leaves loopback or the lab's namespaces.
+#   faces_dns_start DIR ADDR ANSWER DELAY_MS|never [NETNS]
+# starts it on ADDR:53 (in NETNS), answering ANSWER (an IPv4 address), and
+# writes DIR/resolv.conf (nameserver ADDR) and DIR/nsswitch.conf.
+faces_dns_start() {
+	local dir=$1 addr=$2 answer=$3 delay=$4 netns=${5:-} i
+	mkdir -p "$dir"
+	rm -f "$dir/ready"
+	printf 'nameserver %s\noptions timeout:5 attempts:2\n' "$addr" >"$dir/resolv.conf"
+	printf 'hosts: files dns\n' >"$dir/nsswitch.conf"
+	${netns:+ip netns exec "$netns"} /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/slow_dns.py" \
+		"$addr" "$FACE_DNS_NAME=$answer" "$delay" "$dir/ready" 2>"$dir/dns.log" &
+	FACE_DNS_PIDS+=($!)
+	for i in $(seq 50); do
+		[[ -s $dir/ready ]] && return 0
+		sleep 0.1
+	done
+	echo "slow DNS server did not start: $(cat "$dir/dns.log")" >&2
+	return 1
+}
+
+faces_dns_stop() {
+	local p
+	for p in "${FACE_DNS_PIDS[@]}"; do
+		kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+	done
+	FACE_DNS_PIDS=()
+	return 0
+}
+
+# faces_conf_url CONF: the profile's url with $FACE_DNS_NAME for its host.
+faces_conf_url() {
+	sed -i -E "s|^(url +=) https://[^:/]+:|\1 https://$FACE_DNS_NAME:|" "$1"
 }
 
 # faces_conf_set CONF DIR SETTING=FILE[,...]: a profile's settings, to
@@ -148,7 +190,7 @@ face_run() {
 	t0=$(date +%s.%N)
 	set +e
 	CELL_WHY=()
-	CELL_OUT=$(timeout -k 2 "$FACE_HANG" "$@" 2>&1)
+	CELL_OUT=$(timeout -k 2 "$FACE_HANG" "${FACE_WRAP[@]}" "$@" 2>&1)
 	CELL_RC=$?
 	[[ -n $errexit ]] && set -e
 	t1=$(date +%s.%N)
@@ -203,7 +245,8 @@ face_pkcs11() { # OP SIDE [ID]
 face_daemon() { # OP SIDE [ID]: the module in daemon mode, through kmstored
 	local uri=pkcs11:token=qkd sock=$FACE_DIR/$2.sock
 	[[ $1 == dec ]] && uri+=";id=$(face_pct "$3")"
-	if ! kmstored_start "$sock" "$FACE_DIR/$2.conf" 2>"$FACE_DIR/kmstored.err"; then
+	# kmstored is the one that resolves the KME's name (FACE_WRAP)
+	if ! kmstored_start "$sock" "$FACE_DIR/$2.conf" "${FACE_WRAP[@]}" 2>"$FACE_DIR/kmstored.err"; then
 		CELL_RC=125 CELL_SECS=0 CELL_KEY=0 CELL_WHY=("kmstored did not start: $(cat "$FACE_DIR/kmstored.err")")
 		CELL_OUT=
 		return 0
@@ -222,14 +265,23 @@ face_daemon() { # OP SIDE [ID]: the module in daemon mode, through kmstored
 
 # face_pluto_row SIDE CHANGE DOWN [KME_SIM_OPTIONS...]: the lab's kme-sim for
 # a row (KME_A_CERT from the environment), CHANGE to SIDE's configuration
-# (faces_conf_set), and DOWN=1: no KME listening at all.
+# (faces_conf_set), and DOWN=1: no KME listening at all. FACE_DNS_DELAY
+# (ms or never): the KMEs' URLs name $FACE_DNS_NAME, which a slow DNS server
+# in the lab's namespace answers, and the plutos use it.
 face_pluto_row() {
-	local side=$1 change=$2 down=$3
+	local side=$1 change=$2 down=$3 s
 	shift 3
 	ike_lab_kmes_stop
+	IKE_LAB_WRAPPER=
 	ike_lab_kmes_start "$@" || return 1
 	[[ $down == 1 ]] && ike_lab_kmes_stop
 	[[ -z $change ]] || faces_conf_set "$IKE_LAB_DIR/kme/$side.conf" "$IKE_LAB_DIR/kme/pki" "$change"
+	if [[ -n ${FACE_DNS_DELAY:-} ]]; then
+		faces_dns_start "$IKE_LAB_DIR/dns" 192.0.2.254 192.0.2.254 "$FACE_DNS_DELAY" \
+			"$IKE_LAB_NS_L" || return 1
+		for s in west east; do faces_conf_url "$IKE_LAB_DIR/kme/$s.conf"; done
+		IKE_LAB_WRAPPER="sh $(dirname "${BASH_SOURCE[0]}")/with-resolver.sh $IKE_LAB_DIR/dns"
+	fi
 	return 0
 }
 

@@ -40,15 +40,19 @@ for f in "${FACES[@]}"; do
 done
 faces_init "$work/faces"
 
-# One PKI for every row: kme-env.sh calls "$pki" DIR, here a copy.
-"$KME_SIM_PKI" "$work/pki" >"$work/pki.log" 2>&1
+# One PKI for every row: kme-env.sh calls "$pki" DIR, here a copy. The KME
+# certificates also name $FACE_DNS_NAME, for the rows with a DNS server.
+"$KME_SIM_PKI" "$work/pki" --dns "$FACE_DNS_NAME" >"$work/pki.log" 2>&1
 pki_copy() { cp -a "$work/pki" "$1"; }
 
 # The rows: NAME | kme-sim options | configuration change | OP | class | regex
 #   options: @down starts the lab and stops kme-sim (connection refused);
 #            @wrong-name serves KME_A with a certificate for another name;
 #            @two serves KME_A on two listeners (one key store), and what
-#            follows are kme-sim options (KME_A/1: the first listener)
+#            follows are kme-sim options (KME_A/1: the first listener);
+#            @dns=MS (or never): the KME URLs name a host that a DNS server
+#            answers after MS (tests/faults/slow_dns.py, on a loopback
+#            address; the faces see it through with-resolver.sh)
 #   change:  SETTING=PKI-FILE[,...] in the QKD profile of the site asked;
 #            url=both: KME_A's two listeners, url=down: a dead one first
 #   OP:      enc (west asks for a key for use now), dec (east asks for a
@@ -62,12 +66,13 @@ rows=(
 	"slow 2.5 s > timeout|--fault latency=2500||enc|8|no answer within the timeout of 2\\.0 s"
 	"drop|--fault drop||enc|8|closed the connection without an answer"
 	"400 JSON|--fault status=400||enc|7|enc_keys for SAE 'SAE_B': HTTP 400: fault injection"
-	"401 JSON|--fault status=401||enc|7|enc_keys for SAE 'SAE_B': HTTP 401 \\(the KME does not accept"
+	"401 JSON|--fault status=401||enc|7|enc_keys for SAE 'SAE_B': HTTP 401: fault injection.* \\(likely: the KME does not accept"
 	"403 JSON|--fault status=403||enc|7|enc_keys for SAE 'SAE_B': HTTP 403: fault injection"
 	"404 JSON|--fault status=404||enc|7|enc_keys for SAE 'SAE_B': HTTP 404: fault injection"
 	"503 JSON|--fault 503||enc|7|enc_keys for SAE 'SAE_B': HTTP 503: fault injection"
 	"400 HTML|--fault html-error=400||enc|7|enc_keys for SAE 'SAE_B': HTTP 400: <html>"
-	"401 HTML|--fault html-error=401||enc|7|enc_keys for SAE 'SAE_B': HTTP 401 \\(the KME does not accept"
+	"401 HTML|--fault html-error=401||enc|7|enc_keys for SAE 'SAE_B': HTTP 401: <html>.* \\(likely: the KME does not accept"
+	"401 (dec)|--fault status=401,path=dec_keys||dec|7|dec_keys for SAE 'SAE_A': HTTP 401: fault injection.* \\(likely: the KME holds no such key for this SAE"
 	"403 HTML|--fault html-error=403||enc|7|enc_keys for SAE 'SAE_B': HTTP 403: <html>"
 	"404 HTML|--fault html-error=404||enc|7|enc_keys for SAE 'SAE_B': HTTP 404: <html>"
 	"503 HTML|--fault html-error=503||enc|7|enc_keys for SAE 'SAE_B': HTTP 503: <html>"
@@ -86,6 +91,9 @@ rows=(
 	"failover: 1st black hole|@two --fault blackhole,kme=KME_A/1|url=both|ok|0|"
 	"failover: 1st 503|@two --fault 503,kme=KME_A/1|url=both|ok|0|"
 	"failover: every KME 503|@two --fault 503,kme=KME_A|url=both|enc|7|every KME of profile 'qkd' failed \\([0-9]+ tries\\); the last: profile 'qkd': KME [^ ]+: enc_keys for SAE 'SAE_B': HTTP 503"
+	"slow DNS 0.5 s|@dns=500||ok|0|"
+	"slow DNS, silent KME|@dns=1500 --fault blackhole||enc|8|no answer within the timeout of 2\\.0 s"
+	"silent DNS|@dns=never||enc|8|cannot resolve '$FACE_DNS_NAME' within the timeout of 2\\.0 s"
 )
 
 # What each face says for a class beyond the message: the provider's
@@ -161,15 +169,28 @@ for spec in "${rows[@]}"; do
 	IFS='|' read -r name opts chg op class re <<<"$spec"
 	[[ $name =~ ${FAULT_ROWS:-.} ]] || continue
 	row_names+=("$name")
-	kopts=() kcert='' down=0 listeners=1
+	kopts=() kcert='' down=0 listeners=1 FACE_DNS_DELAY=''
 	case $opts in
 	@down) down=1 ;;
 	@wrong-name) kcert=wrong-name ;;
 	@two*) listeners=2; read -ra kopts <<<"${opts#@two}" ;;
 	-) ;;
+	@dns=*)
+		read -ra kopts <<<"$opts"
+		FACE_DNS_DELAY=${kopts[0]#@dns=} kopts=("${kopts[@]:1}")
+		;;
 	*) read -ra kopts <<<"$opts" ;;
 	esac
 	KME_A_LISTENERS=$listeners KME_A_CERT=$kcert lab "${kopts[@]}"
+	faces_dns_stop
+	FACE_WRAP=()
+	if [[ -n $FACE_DNS_DELAY ]]; then
+		# a loopback address of this run's own, port 53
+		dns_addr=127.53.$(($$ / 256 % 256)).$(($$ % 256 | 1))
+		faces_dns_start "$work/dns" "$dns_addr" 127.0.0.1 "$FACE_DNS_DELAY"
+		for s in west east; do faces_conf_url "$work/faces/$s.conf"; done
+		FACE_WRAP=(sh "$here/with-resolver.sh" "$work/dns")
+	fi
 	side=west
 	[[ $op == dec ]] && side=east
 	[[ -z $chg ]] || faces_conf_set "$work/faces/$side.conf" "$work/lab/pki" "$chg"

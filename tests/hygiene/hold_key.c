@@ -5,12 +5,16 @@
  *   hold_key lib CONF PROFILE [KEY_ID] REVEAL   through libkmstore
  *   hold_key p11 MODULE CONF TOKEN REVEAL       through the PKCS#11 module
  *                                               (C_GenerateKey, CKA_VALUE)
+ *   hold_key lib-freed ..., p11-freed ...       the same, but the key (and
+ *                                               the store, or the module)
+ *                                               freed before the wait
  *
  * The key's bytes are written, in hex, to the file REVEAL (mode 600), so
  * that the test knows what to look for; this program's own copy is wiped
- * at once. Then "held KEY_ID" on stdout, and the process waits for end of
- * input on stdin before it frees the key and exits. The key's bytes are
- * then only where the face keeps them. Exit: 0 ok, 1 failure, 2 usage. */
+ * at once. Then "held KEY_ID" (or "freed KEY_ID") on stdout, and the
+ * process waits for end of input on stdin before it frees the key and
+ * exits. The key's bytes are then only where the face keeps them, or, once
+ * freed, nowhere. Exit: 0 ok, 1 failure, 2 usage. */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -40,11 +44,13 @@ static int reveal(const char *path, const unsigned char *p, size_t n)
 	return close(fd);
 }
 
-static void wait_for_eof(const char *id)
+static int freed_first; /* the *-freed modes */
+
+static void wait_for_eof(const char *what, const char *id)
 {
 	char buf[64];
 
-	printf("held %s\n", id);
+	printf("%s %s\n", what, id);
 	fflush(stdout);
 	while (read(0, buf, sizeof(buf)) > 0)
 		;
@@ -76,7 +82,16 @@ static int hold_lib(int argc, char **argv)
 		perror(out);
 		return 1;
 	}
-	wait_for_eof(kms_key_id(key));
+	if (freed_first) {
+		char held[KMS_KEY_ID_MAX + 1];
+
+		snprintf(held, sizeof(held), "%s", kms_key_id(key));
+		kms_key_free(key);
+		kms_store_free(store);
+		wait_for_eof("freed", held);
+		return 0;
+	}
+	wait_for_eof("held", kms_key_id(key));
 	kms_key_free(key);
 	kms_store_free(store);
 	return 0;
@@ -154,7 +169,14 @@ static int hold_p11(char **argv)
 		perror(out);
 		return 1;
 	}
-	wait_for_eof(id);
+	if (freed_first) {
+		f->C_DestroyObject(s, key);
+		f->C_CloseSession(s);
+		f->C_Finalize(NULL);
+		wait_for_eof("freed", id);
+		return 0;
+	}
+	wait_for_eof("held", id);
 	f->C_DestroyObject(s, key);
 	f->C_CloseSession(s);
 	f->C_Finalize(NULL);
@@ -163,11 +185,15 @@ static int hold_p11(char **argv)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 5 && argc <= 6 && strcmp(argv[1], "lib") == 0)
+	const char *mode = argc > 1 ? argv[1] : "";
+
+	freed_first = strcmp(mode, "lib-freed") == 0 || strcmp(mode, "p11-freed") == 0;
+	if (argc >= 5 && argc <= 6 && strncmp(mode, "lib", 3) == 0 &&
+	    (mode[3] == '\0' || freed_first))
 		return hold_lib(argc - 2, argv + 2);
-	if (argc == 6 && strcmp(argv[1], "p11") == 0)
+	if (argc == 6 && strncmp(mode, "p11", 3) == 0 && (mode[3] == '\0' || freed_first))
 		return hold_p11(argv + 2);
-	fprintf(stderr, "usage: hold_key lib CONF PROFILE [KEY_ID] REVEAL\n"
-			"       hold_key p11 MODULE CONF TOKEN REVEAL\n");
+	fprintf(stderr, "usage: hold_key lib|lib-freed CONF PROFILE [KEY_ID] REVEAL\n"
+			"       hold_key p11|p11-freed MODULE CONF TOKEN REVEAL\n");
 	return 2;
 }

@@ -470,6 +470,7 @@ case_interop() {
 	expect_rc_init 0 "interop: patched west initiates"
 	established east "interop: stock east establishes the IKE SA"
 	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "interop: stock east used the PPK"
+	expect_in "PPK AUTH calculated as initiator" "$(ike_lab_log west)" "interop: patched west used the PPK"
 	ike_lab_stop
 	echo "# stock $V_STOCK initiator (PPKS) vs patched $V_PATCHED responder (ppk-uri, static)"
 	ike_lab_side west "$STOCK" '' 'ppk=insist' "$(static_ppks)"
@@ -479,6 +480,7 @@ case_interop() {
 	expect_rc_init 0 "interop: stock west initiates"
 	established east "interop: patched east establishes the IKE SA"
 	expect_in "PPK AUTH calculated as initiator" "$(ike_lab_log west)" "interop: stock west used the PPK"
+	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "interop: patched east used the PPK"
 	expect_in "using received PPK_ID STATIC_PPK_1" "$(ike_lab_log east)" "interop: patched east took the key from its token"
 	ike_lab_stop
 }
@@ -843,6 +845,115 @@ case_daemon_faults() {
 	ike_lab_stop
 }
 
+# A QKD key serves one IKE SA: an initiator that offers a PPK_ID the
+# responder has already used gets no PPK. West is a stock pluto whose
+# ipsec.secrets holds a QKD key taken by hand at west's KME (ID and bytes),
+# so it offers that PPK_ID for every IKE SA; east (patched, ppk=insist, the
+# QKD token) finds the key by ID (dec_keys) for the first one only.
+case_reused_ppk_id() {
+	echo "# a used QKD PPK_ID offered again for a new IKE SA"
+	local out id hex before kbefore
+	if [ -z "${KMSTORE:-}" ]; then
+		tap_not_ok "reused PPK_ID: the kmstore command (KMSTORE) is given"
+		return
+	fi
+	out=$(ike_lab_exec west "$KMSTORE" -c "$W_CONF" key qkd --reveal hex) ||
+		{ tap_not_ok "reused PPK_ID: west takes a QKD key by hand" "$out"; return; }
+	id=$(awk '$1 == "key-id" { print $2 }' <<<"$out") hex=$(awk '$1 == "key" { print $2 }' <<<"$out")
+	python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.argv[1]))' "$hex" >"$IKE_LAB_DIR/reused.key"	# for the secret scan
+	ike_lab_side west "$STOCK" '' 'ppk=insist' "@west @east : PPKS \"$id\" 0x$hex"
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west && ike_lab_start east || return
+	initiate
+	expect_rc_init 0 "reused PPK_ID: the first IKE SA with QKD key $id"
+	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "reused PPK_ID: east used the PPK once"
+	ike_lab_whack west --deletestate 1 >/dev/null 2>&1 || ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+	sleep 0.5
+	before=$(log_lines east) kbefore=$(kme_dec_lines)
+	initiate
+	expect_not_in "established IKE SA" "$(log_from east $((before + 1)))" "reused PPK_ID: no second IKE SA with it"
+	expect_in "ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID $id" "$(log_from east $((before + 1)))" \
+		"reused PPK_ID: east has no PPK for it any more"
+	expect_not_in "PPK AUTH calculated" "$(log_from east $((before + 1)))" "reused PPK_ID: the PPK was not used again"
+	expect_eq $((kbefore + 1)) "$(kme_dec_lines)" "reused PPK_ID: east asked its KME again (which delivers a key once)"
+	ike_lab_stop
+}
+
+# seccomp=enabled: the helper threads that fetch a ppk-uri= PPK may not
+# open sockets (the kernel would kill a helper at the first QKD fetch, and
+# its IKE SA would wait forever), so such a connection is refused when it
+# is loaded, by addconn --checkconfig and by pluto; pluto itself runs and
+# serves its other connections. seccomp=tolerant loads it with a warning.
+plain_conn() { # SIDE: conn plain, PSK only, no PPK
+	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2
+	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
+	printf 'conn plain\n\tleft=%s\n\tleftid=@%s-s\n\tright=%s\n\trightid=@%s-s\n' $ma $me $pa $peer
+	printf '\tauthby=secret\n\tikev2=yes\n\tretransmit-timeout=10s\n'
+}
+case_seccomp() {
+	echo "# seccomp=enabled refuses ppk-uri="
+	local d=$IKE_LAB_DIR/check
+	mkdir -p "$d"
+	printf 'config setup\n\tseccomp=enabled\n\nconn a\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n' >"$d/seccomp.conf"
+	run "$PATCHED/libexec/ipsec/addconn" --checkconfig --config "$d/seccomp.conf"
+	expect_rc 3 "seccomp: addconn --checkconfig refuses ppk-uri= with seccomp=enabled"
+	expect_in "ppk-uri=pkcs11:token=static cannot be used with seccomp=enabled" "$RUN_OUT$RUN_ERR" \
+		"seccomp: ... and says why"
+	ike_lab_side west "$PATCHED" '' '' "$STATIC_PSK" "$(plain_conn west)"
+	IKE_LAB_SETUP=seccomp=enabled ike_lab_side east "$PATCHED" "$E_CONF" \
+		$'ppk=insist\nppk-uri=pkcs11:token=static' "$STATIC_PSK" "$(plain_conn east)"
+	ike_lab_start west || return
+	ike_lab_start east 2>/dev/null
+	expect_in "seccomp security enabled in strict mode" "$(ike_lab_log east)" "seccomp: east's pluto runs with seccomp=enabled"
+	expect_in "ppk-uri=pkcs11:token=static cannot be used with seccomp=enabled" \
+		"$(cat "$IKE_LAB_DIR/east/addconn.out")" "seccomp: east refuses to load conn west-east (ppk-uri=)"
+	run ike_lab_whack east --connectionstatus
+	expect_not_in '"west-east":' "$RUN_OUT" "seccomp: conn west-east is not loaded"
+	ike_lab_initiate west plain
+	expect_in '"plain" #1: responder established IKE SA' "$(ike_lab_log east)" "seccomp: east still serves conn plain"
+	ike_lab_stop
+	echo "# seccomp=tolerant: loaded, with a warning; a QKD fetch fails within its timeout"
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	IKE_LAB_SETUP=seccomp=tolerant ike_lab_side east "$PATCHED" "$E_CONF" \
+		$'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west && ike_lab_start east || return
+	expect_in "ppk-uri=pkcs11:token=qkd with seccomp=tolerant" "$(ike_lab_log east)" \
+		"seccomp: tolerant loads conn west-east with a warning"
+	initiate
+	expect_in "ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID" "$(ike_lab_log east)" \
+		"seccomp: tolerant: east's fetch from its KME fails (the network calls are trapped)"
+	expect_in "AUTHENTICATION_FAILED" "$(ike_lab_log west)" "seccomp: tolerant: ppk=insist fails the IKE SA"
+	awk -v s="$INIT_SECS" 'BEGIN { exit !(s < 7) }' && tap_ok "seccomp: tolerant: no stall (${INIT_SECS}s, timeout 3 s)" ||
+		tap_not_ok "seccomp: tolerant: no stall" "took ${INIT_SECS}s"
+	ike_lab_stop
+}
+
+# pluto with logfile=: it writes its own log to the file and points its
+# stderr at /dev/null, so a module that logs to stderr is lost. With the
+# module's default (log=auto), its lines go to syslog (here captured by
+# an LD_PRELOAD shim), with pluto's own lines in the file.
+case_logfile() {
+	echo "# pluto with logfile=: the module's reasons reach syslog"
+	if [ -z "${SYSLOG_CAPTURE_LIB:-}" ]; then
+		tap_not_ok "logfile: the syslog capture shim (SYSLOG_CAPTURE_LIB) is given"
+		return
+	fi
+	local cap=$IKE_LAB_DIR/east-syslog.txt file=$IKE_LAB_DIR/east-pluto-file.log
+	rm -f "$cap" "$file"
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=static' ''
+	IKE_LAB_SETUP="logfile=$file" IKE_LAB_MODULE_PARAMS="" ike_lab_side east "$PATCHED" "$E_CONF" \
+		$'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west || return
+	IKE_LAB_WRAPPER="env LD_PRELOAD=$SYSLOG_CAPTURE_LIB SYSLOG_CAPTURE=$cap" ike_lab_start east || return
+	initiate
+	expect_in "ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID STATIC_PPK_1" "$(cat "$file" 2>/dev/null)" \
+		"logfile: pluto's own lines are in its log file"
+	expect_in "kmstore-pkcs11: warning: token qkd: no key STATIC_PPK_1: " "$(cat "$cap" 2>/dev/null)" \
+		"logfile: the module's reason (the KME's answer) is in syslog"
+	expect_in "HTTP 400" "$(cat "$cap" 2>/dev/null)" "logfile: ... with the KME's HTTP status"
+	ike_lab_stop
+}
+
 # Secret hygiene: after each case, every pluto log (with the module's
 # lines), whack output and kme-sim's log is searched for the keys the lab
 # knows (the static key, the mismatch case's other key) in hex, base64 and
@@ -850,10 +961,10 @@ case_daemon_faults() {
 LEAKS=()
 scan_case() { # CASE
 	local out
-	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
+	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer kme_down kme_silent kme_silent_others privsep daemon_faults)
+ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others privsep daemon_faults)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do

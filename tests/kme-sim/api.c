@@ -13,11 +13,13 @@
 #include <time.h>
 
 #include "etsi_json.h"
+#include "front.h"
 #include "tls.h"
 
 /* One HTTP request, from its first callback to MHD's "completed". */
 struct request {
 	char cn[KME_ID_MAX + 1]; /* the caller, from its certificate */
+	const char *proto;       /* "HTTP/1.1", "HTTP/2" (--http2) */
 	const char *cn_error;    /* why there is no caller, or NULL */
 	char *body;
 	size_t len, cap;
@@ -79,9 +81,10 @@ static void peer_address(struct MHD_Connection *c, char *buf, size_t len)
 /* One line per request; key material never reaches it. status < 0: no
  * response was sent. */
 static void log_request(const struct api_server *srv, struct MHD_Connection *c,
-			const char *cn, const char *method, const char *url,
-			int status, const char *fault)
+			const struct request *rq, const char *method,
+			const char *url, int status, const char *fault)
 {
+	const char *cn = rq->cn;
 	char when[32], addr[64], who[KME_ID_MAX + 1], path[256], st[16];
 	struct tm tm;
 	time_t now = time(NULL);
@@ -97,8 +100,9 @@ static void log_request(const struct api_server *srv, struct MHD_Connection *c,
 		snprintf(st, sizeof(st), "-");
 	else
 		snprintf(st, sizeof(st), "%d", status);
-	fprintf(stderr, "%s kme-sim %s %s %s \"%s %s\" %s fault=%s\n", when,
-		srv->name, addr, who, method, path, st, fault);
+	fprintf(stderr, "%s kme-sim %s %s %s \"%s %s %s\" %s fault=%s\n", when,
+		srv->name, addr, who, method, path,
+		rq->proto ? rq->proto : "HTTP/1.1", st, fault);
 }
 
 /* The key IDs a dec_keys request asked for, as they were decoded: a test
@@ -148,7 +152,7 @@ static enum MHD_Result send_reply(const struct api_server *srv,
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, rp->allow);
 	ret = MHD_queue_response(c, rp->status, resp);
 	MHD_destroy_response(resp);
-	log_request(srv, c, rq->cn, method, url, (int)rp->status, fault);
+	log_request(srv, c, rq, method, url, (int)rp->status, fault);
 	return ret;
 }
 
@@ -455,7 +459,7 @@ static enum MHD_Result answer_fault(const struct api_server *srv,
 	unsigned status;
 
 	if (fc->rule->kind == FAULT_DROP || fc->rule->kind == FAULT_BLACKHOLE) {
-		log_request(srv, c, rq->cn, method, url, -1, fc->desc);
+		log_request(srv, c, rq, method, url, -1, fc->desc);
 		if (fc->rule->kind == FAULT_BLACKHOLE)
 			fault_wait_for_shutdown();
 		return MHD_NO;
@@ -465,7 +469,7 @@ static enum MHD_Result answer_fault(const struct api_server *srv,
 		return MHD_NO;
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
-	log_request(srv, c, rq->cn, method, url, (int)status, fc->desc);
+	log_request(srv, c, rq, method, url, (int)status, fc->desc);
 	return ret;
 }
 
@@ -489,12 +493,22 @@ static enum MHD_Result finish_request(const struct api_server *srv,
 	return send_reply(srv, c, rq, method, url, &rp, fc.desc);
 }
 
-/* The caller of this request, from the connection's certificate. */
-static int identify(struct MHD_Connection *c, struct request *rq)
+/* The caller of this request, from the connection's certificate, and the
+ * protocol it spoke (the front's, for a connection it handed over). */
+static int identify(struct MHD_Connection *c, const char *version,
+		    struct request *rq)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct connection *conn = ci ? ci->socket_context : NULL;
+	const union MHD_ConnectionInfo *fd =
+		MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char cn[KME_ID_MAX + 1];
+	const char *why;
+
+	rq->proto = version;
+	if (fd != NULL)
+		front_client(fd->connect_fd, cn, sizeof(cn), &why, &rq->proto);
 
 	if (conn == NULL) /* no context (out of memory): verify every time */
 		return tls_client_cn(c, rq->cn, sizeof(rq->cn), &rq->cn_error);
@@ -513,7 +527,7 @@ static int identify(struct MHD_Connection *c, struct request *rq)
 static enum MHD_Result begin_request(const struct api_server *srv,
 				     struct MHD_Connection *c,
 				     const char *url, const char *method,
-				     void **req_cls)
+				     const char *version, void **req_cls)
 {
 	struct request *rq = calloc(1, sizeof(*rq));
 	const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -523,7 +537,7 @@ static enum MHD_Result begin_request(const struct api_server *srv,
 	if (rq == NULL)
 		return MHD_NO;
 	*req_cls = rq;
-	if (identify(c, rq) != 0)
+	if (identify(c, version, rq) != 0)
 		reply_errorf(&rp, srv, 401, "", "", "%s", rq->cn_error);
 	else if (cl != NULL && strtoull(cl, NULL, 10) > API_MAX_BODY)
 		reply_errorf(&rp, srv, 413, "", "",
@@ -566,9 +580,8 @@ enum MHD_Result api_handle(void *cls, struct MHD_Connection *c,
 	const struct api_server *srv = cls;
 	struct request *rq = *req_cls;
 
-	(void)version;
 	if (rq == NULL)
-		return begin_request(srv, c, url, method, req_cls);
+		return begin_request(srv, c, url, method, version, req_cls);
 	if (rq->answered) {
 		*upload_data_size = 0; /* the body of a refused request */
 		return MHD_YES;
@@ -602,6 +615,7 @@ void api_connection_event(void *cls, struct MHD_Connection *c,
 {
 	const struct api_server *srv = cls;
 	struct connection *conn = *socket_cls;
+	const union MHD_ConnectionInfo *ci;
 	char addr[64];
 
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -609,6 +623,9 @@ void api_connection_event(void *cls, struct MHD_Connection *c,
 		*socket_cls = calloc(1, sizeof(struct connection));
 		return;
 	}
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL)
+		front_forget(ci->connect_fd); /* --http2: before the fd is reused */
 	if (srv->verbose && conn != NULL && conn->requests == 0) {
 		peer_address(c, addr, sizeof(addr));
 		fprintf(stderr, "kme-sim %s: connection from %s closed without "

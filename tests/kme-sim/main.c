@@ -25,6 +25,7 @@
 
 #include "api.h"
 #include "fault.h"
+#include "front.h"
 #include "kme.h"
 #include "tls.h"
 
@@ -44,6 +45,7 @@ struct listener {
 	int fd;
 	unsigned port;  /* the bound port, ephemeral or not */
 	struct MHD_Daemon *daemon;
+	struct front *front;     /* --http2: the TLS in front of the daemon */
 	struct api_server srv;
 };
 
@@ -57,7 +59,7 @@ struct options {
 	struct kme_settings set;
 	struct fault_set faults;
 	const char *ready_file;
-	bool verbose, quiet;
+	bool verbose, quiet, http2;
 };
 
 /* libmicrohttpd's own messages: always while starting (they explain a
@@ -123,6 +125,8 @@ static void usage(FILE *f)
 "                            html-error[=STATUS], status=STATUS,\n"
 "                            wrong-length, wrong-id, extra-key, blackhole;\n"
 "                            PCT: chance in percent [100]\n"
+"  --http2                   offer HTTP/2 too (ALPN h2, then http/1.1), as\n"
+"                            KMEs behind an HTTP/2 server do\n"
 "  --ready-file FILE         when listening, write the 'ID URL' lines here\n"
 "                            (atomically) as well as to stdout\n"
 "  -v, --verbose             also log TLS/connection problems\n"
@@ -346,7 +350,7 @@ static void add_kme(struct options *o, const char *spec)
 
 enum {
 	OPT_POOL = 256, OPT_RATE, OPT_KEY_SIZE, OPT_MIN, OPT_MAX, OPT_PER_REQ,
-	OPT_PENDING, OPT_READY, OPT_VERSION,
+	OPT_PENDING, OPT_READY, OPT_VERSION, OPT_HTTP2,
 };
 
 static const struct option long_opts[] = {
@@ -361,6 +365,7 @@ static const struct option long_opts[] = {
 	{ "max-pending", required_argument, NULL, OPT_PENDING },
 	{ "fault", required_argument, NULL, 'f' },
 	{ "ready-file", required_argument, NULL, OPT_READY },
+	{ "http2", no_argument, NULL, OPT_HTTP2 },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -412,6 +417,7 @@ static void parse_option(struct options *o, int c, const char *arg)
 			die("--fault %s: %s", arg, err);
 		break;
 	case OPT_READY: o->ready_file = arg; break;
+	case OPT_HTTP2: o->http2 = true; break;
 	case 'v': o->verbose = true; break;
 	case 'q': o->quiet = true; break;
 	case 'h': usage(stdout); exit(0);
@@ -517,24 +523,44 @@ static void start_listener(struct options *o, struct kme_model *m, size_t li)
 				      .faults = &o->faults,
 				      .quiet = o->quiet, .verbose = o->verbose };
 	open_socket(l, l->name);
-	l->daemon = MHD_start_daemon(
-		flags, 0, NULL, NULL, api_handle, &l->srv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o,
-		MHD_OPTION_LISTEN_SOCKET, l->fd,
-		MHD_OPTION_HTTPS_MEM_KEY, l->key_pem,
-		MHD_OPTION_HTTPS_MEM_CERT, l->cert_pem,
-		MHD_OPTION_HTTPS_MEM_TRUST, o->ca_pem,
-		MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
-		MHD_OPTION_NOTIFY_COMPLETED, api_request_done, &l->srv,
-		MHD_OPTION_NOTIFY_CONNECTION, api_connection_event, &l->srv,
-		MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
-		MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-		MHD_OPTION_CONNECTION_LIMIT, 256u,
-		MHD_OPTION_END);
+	{
+		/* Without --http2 libmicrohttpd does the TLS on our socket; with
+		 * it, front.c does, and hands the daemon plaintext. */
+		struct MHD_OptionItem tls[] = {
+			{ MHD_OPTION_LISTEN_SOCKET, l->fd, NULL },
+			{ MHD_OPTION_HTTPS_MEM_KEY, 0, l->key_pem },
+			{ MHD_OPTION_HTTPS_MEM_CERT, 0, l->cert_pem },
+			{ MHD_OPTION_HTTPS_MEM_TRUST, 0, o->ca_pem },
+			{ MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES },
+			{ MHD_OPTION_END, 0, NULL },
+		};
+
+		if (o->http2)
+			flags = (flags & ~MHD_USE_TLS) | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+		l->daemon = MHD_start_daemon(
+			flags, 0, NULL, NULL, api_handle, &l->srv,
+			MHD_OPTION_EXTERNAL_LOGGER, mhd_log, o,
+			MHD_OPTION_ARRAY, o->http2 ? &tls[5] : tls,
+			MHD_OPTION_NOTIFY_COMPLETED, api_request_done, &l->srv,
+			MHD_OPTION_NOTIFY_CONNECTION, api_connection_event, &l->srv,
+			MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
+			MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+			MHD_OPTION_CONNECTION_LIMIT, 256u,
+			MHD_OPTION_END);
+	}
 	if (l->daemon == NULL)
 		die("%s: cannot start the HTTPS server on %s (certificate %s, "
 		    "key %s)", l->name, l->listen, l->cert_file,
 		    l->key_file);
+	if (o->http2) {
+		char err[256];
+
+		l->front = front_start(l->fd, l->cert_pem, l->key_pem, o->ca_pem,
+				       l->daemon, err, sizeof(err));
+		if (l->front == NULL)
+			die("%s: cannot serve TLS on %s (certificate %s, key %s): %s",
+			    l->name, l->listen, l->cert_file, l->key_file, err);
+	}
 }
 
 static void format_url(const struct listener *l, char *buf, size_t len)
@@ -608,6 +634,7 @@ static void stop_all(struct options *o, struct kme_model *m)
 		pthread_detach(watchdog);
 	fault_begin_shutdown(); /* wakes delayed and blackholed requests */
 	for (size_t i = 0; i < o->n_ls; i++) {
+		front_stop(o->ls[i].front); /* closes the socket */
 		if (o->ls[i].daemon != NULL)
 			MHD_stop_daemon(o->ls[i].daemon); /* closes the socket */
 		free(o->ls[i].cert_pem);

@@ -3,6 +3,8 @@
  */
 #include "tls.h"
 
+#include "front.h"
+
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
@@ -90,18 +92,22 @@ static int verify_client(gnutls_session_t s)
 	return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
 }
 
-void tls_require_client_cert(struct MHD_Connection *c)
+void tls_session_require_client_cert(gnutls_session_t s)
 {
-	gnutls_session_t s = session_of(c);
-
-	if (s == NULL)
-		return;
 	/* REQUEST, not REQUIRE: with REQUIRE GnuTLS refuses a missing
 	 * certificate before verify_client() could log it; verify_client()
 	 * refuses it all the same (and each request checks again). */
 	gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUEST);
-	/* Verified against MHD's trust list (--ca). */
+	/* Verified against the credentials' trust list (--ca). */
 	gnutls_session_set_verify_function(s, verify_client);
+}
+
+void tls_require_client_cert(struct MHD_Connection *c)
+{
+	gnutls_session_t s = session_of(c);
+
+	if (s != NULL)
+		tls_session_require_client_cert(s);
 }
 
 static int refuse(const char **why, const char *reason)
@@ -137,17 +143,13 @@ static int cn_of(const gnutls_datum_t *der, char *cn, size_t len,
 	return 0;
 }
 
-int tls_client_cn(struct MHD_Connection *c, char *cn, size_t len,
-		  const char **why)
+int tls_session_cn(gnutls_session_t s, char *cn, size_t len, const char **why)
 {
-	gnutls_session_t s = session_of(c);
 	const gnutls_datum_t *chain;
 	unsigned status = 0, n = 0;
 
 	cn[0] = '\0';
 	*why = NULL;
-	if (s == NULL)
-		return refuse(why, "not a TLS connection");
 	chain = gnutls_certificate_get_peers(s, &n);
 	if (chain == NULL || n == 0)
 		return refuse(why, "no client certificate");
@@ -157,3 +159,18 @@ int tls_client_cn(struct MHD_Connection *c, char *cn, size_t len,
 	return cn_of(&chain[0], cn, len, why);
 }
 
+int tls_client_cn(struct MHD_Connection *c, char *cn, size_t len,
+		  const char **why)
+{
+	gnutls_session_t s = session_of(c);
+	const union MHD_ConnectionInfo *ci;
+
+	if (s != NULL)
+		return tls_session_cn(s, cn, len, why);
+	/* --http2: the front did the TLS, and knows the certificate */
+	ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL && front_client(ci->connect_fd, cn, len, why, NULL) == 0)
+		return *why != NULL ? -1 : 0;
+	cn[0] = '\0';
+	return refuse(why, "not a TLS connection");
+}

@@ -10,6 +10,7 @@
 #ifndef KME_SIM_TLS_H
 #define KME_SIM_TLS_H
 
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <stddef.h>
 
@@ -18,9 +19,13 @@
 
 /* Call from MHD_CONNECTION_NOTIFY_STARTED, before the handshake. */
 void tls_require_client_cert(struct MHD_Connection *c);
+/* The same for a session of our own (front.c), before its handshake. */
+void tls_session_require_client_cert(gnutls_session_t s);
 
-/* The verified client certificate's CN, or -1 with a reason in *why. */
+/* The verified client certificate's CN, or -1 with a reason in *why; for
+ * a connection that front.c handed to MHD, the front's. */
 int tls_client_cn(struct MHD_Connection *c, char *cn, size_t len,
 		  const char **why);
+int tls_session_cn(gnutls_session_t s, char *cn, size_t len, const char **why);
 
 #endif

@@ -24,7 +24,9 @@
 #                      $IKE_LAB_RETRANSMIT_TIMEOUT [10s], plus CONN_OPTIONS,
 #                      one a line), SECRETS added to ipsec.secrets and
 #                      CONF_EXTRA to ipsec.conf; KMSTORE_CONF empty: no module;
-#                      IKE_LAB_SETUP: more lines for its config setup
+#                      IKE_LAB_SETUP: lines for its "config setup";
+#                      IKE_LAB_MODULE_PARAMS: the module's parameters
+#                      besides config= (or daemon=) [log=stderr log-level=info]
 #   ike_lab_version PREFIX          the libreswan release installed there
 #                      (5.2, 5.4, ...)
 #   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added;
@@ -135,7 +137,7 @@ ike_lab_kmes_start() { # [kme-sim options...]
 	KME_DIR=$d	# for kme_env_write_conf
 	mkdir -p "$d"
 	if [ ! -f "$d/pki/ca.crt" ]; then
-		"$IKE_LAB_KME_SIM_PKI" "$d/pki" --ip 192.0.2.254 >"$d/pki.log" 2>&1 || {
+		"$IKE_LAB_KME_SIM_PKI" "$d/pki" --ip 192.0.2.254 --dns kme.test >"$d/pki.log" 2>&1 || {
 			cat "$d/pki.log" >&2
 			return 1
 		}
@@ -192,7 +194,7 @@ ike_lab_side() { # SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA
 			echo "$conf" >"$d/kmstored.conf-path"
 		fi
 		modutil -dbdir "sql:$d/nss" -add kmstore -libfile "$IKE_LAB_MODULE" \
-			-string "$source log=stderr log-level=info" -force >/dev/null 2>&1 || return 1
+			-string "$source ${IKE_LAB_MODULE_PARAMS-log=stderr log-level=info}" -force >/dev/null 2>&1 || return 1
 	fi
 	cat >"$d/ipsec.conf" <<EOF
 config setup
@@ -242,9 +244,12 @@ ike_lab_start() { # SIDE
 	ike_lab_kmstored_start "$side" || return 1
 	rm -f "$d/run/pluto.ctl"
 	# --stderrlog: pluto's log and the module's messages (log=stderr) in
-	# one file, in order
+	# one file, in order; but a side whose config names a logfile= gets it
+	# (5.4's --stderrlog would override it, 5.2's would not)
+	local stderrlog=--stderrlog
+	! grep -q '^[[:space:]]*logfile=' "$d/ipsec.conf" || stderrlog=
 	# shellcheck disable=SC2086 # IKE_LAB_WRAPPER is a command line
-	ip netns exec "$ns" ${IKE_LAB_WRAPPER:-} "$prefix/libexec/ipsec/pluto" --nofork --stderrlog \
+	ip netns exec "$ns" ${IKE_LAB_WRAPPER:-} "$prefix/libexec/ipsec/pluto" --nofork $stderrlog \
 		--config "$d/ipsec.conf" --rundir "$d/run" \
 		--secretsfile "$d/ipsec.secrets" --nssdir "$d/nss" --dumpdir "$d/run" \
 		>"$d/pluto.out" 2>"$d/pluto.log" &

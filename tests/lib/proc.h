@@ -1,6 +1,6 @@
 /* proc.h - what the C test programs and benchmarks ask of the system: a
- * small file's bytes, and a process's resident memory and open
- * descriptors (to tell that nothing grows). Header only: each program
+ * small file's bytes, and a process's resident memory, open descriptors
+ * and threads (to tell that nothing grows). Header only: each program
  * includes it once. */
 #ifndef KMS_TESTS_PROC_H
 #define KMS_TESTS_PROC_H
@@ -44,8 +44,9 @@ static inline long rss_kb(void)
 	return rss_kb_of("/proc/self/status");
 }
 
-/* The descriptors in a /proc/PID/fd directory, or -1. */
-static inline int open_fds_in(const char *dir)
+/* Entries of a /proc directory (not . and ..), or -1: /proc/PID/fd holds
+ * a process's descriptors. */
+static inline int proc_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -62,9 +63,15 @@ static inline int open_fds_in(const char *dir)
 /* This process's open descriptors, or -1. */
 static inline int open_fds(void)
 {
-	int n = open_fds_in("/proc/self/fd");
+	int n = proc_entries("/proc/self/fd");
 
-	return n < 0 ? n : n - 1; /* the directory itself */
+	return n < 0 ? -1 : n - 1; /* the directory itself */
+}
+
+/* This process's threads, or -1. */
+static inline int threads(void)
+{
+	return proc_entries("/proc/self/task");
 }
 
 #endif

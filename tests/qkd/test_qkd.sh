@@ -58,6 +58,18 @@ chmod 666 "$work/lab/open-ca.crt"
 run "$kmstore" -c "$(conf_with "$W" ca "$work/lab/open-ca.crt")" check
 expect_rc 1 "check refuses a CA file that others may write"
 expect_in "chmod go-w" "$RUN_ERR" "... and says how to fix it"
+# The SAE's TLS key is checked (owner, mode) on an open descriptor: it must
+# be read through that one too, not opened again by name (by curl), or
+# whoever may rename files in its directory can swap it in between.
+if ! command -v strace >/dev/null; then
+	tap_not_ok "strace is installed (scripts/deps.sh)"
+elif timeout 10 strace -o /dev/null true 2>/dev/null; then
+	strace -f -e trace=open,openat,openat2 -o "$work/strace.txt" "$kmstore" -c "$W" key qkd >/dev/null 2>&1
+	expect_eq 1 "$(grep -c "\"$work/lab/pki/sae-a.key\"" "$work/strace.txt")" \
+		"the TLS private key is opened once per request (checked and read through one descriptor)"
+else
+	echo "# strace cannot trace here: the TLS key's single open is not checked"
+fi
 # No thread of its own, and safe from many: see client_threads.c.
 c=$(conf_with "$W" url "https://localhost:${KME_A_URL##*:}")
 run "$threads" "$c" "$E" 4 25

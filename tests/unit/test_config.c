@@ -261,7 +261,12 @@ static struct bad setting_twice = {
 static struct bad no_equals = {
 	"[a]\ntype static\n", 2, { "expected \"name = value\"", NULL }, NULL };
 static struct bad bad_setting_name = {
-	"[a]\nKey-ID = x\n", 2, { "'Key-ID' is not a setting name", NULL }, NULL };
+	"[a]\nKey-ID = x\n", 2, { "not a setting name", "column 1" }, NULL };
+/* The '=' found is base64 padding: what comes before it is most of the
+ * key, and must not be quoted. */
+static struct bad key_missing_equals = {
+	STATIC_HEAD "key base64:" B64_32 "\n", 4,
+	{ "not a setting name", "column 4" }, "AAECAwQFBgcI" };
 static struct bad no_type = {
 	"[a]\nkey-id = x\nkey = hex:" HEX32 "\n", 1, { "profile 'a'", "no 'type'" }, NULL };
 static struct bad unknown_type = {
@@ -474,7 +479,7 @@ int main(void)
 		BAD(outside_section), BAD(header_unclosed), BAD(header_trailing),
 		BAD(name_space), BAD(name_empty), BAD(name_long),
 		BAD(profile_twice), BAD(setting_twice), BAD(no_equals),
-		BAD(bad_setting_name), BAD(no_type), BAD(unknown_type),
+		BAD(bad_setting_name), BAD(key_missing_equals), BAD(no_type), BAD(unknown_type),
 		BAD(unknown_setting), BAD(qkd_setting_in_static),
 		BAD(static_setting_in_qkd), BAD(missing_key), BAD(missing_key_id),
 		BAD(missing_ca), BAD(empty_value), BAD(empty_value_comment),

@@ -2,8 +2,13 @@
  * (the arena stays mapped, so reading a freed slot is defined and must
  * give zeros), no overlap, limits, and use from several threads. */
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "secmem.h"
 #include "util.h"
@@ -160,6 +165,86 @@ static void test_threads(void **state)
 	assert_int_equal(kms_secmem_in_use(), start);
 }
 
+/* In a forked child the keys the parent held are still there (a child may
+ * use what it inherited: they are not wiped, see secmem.c) and still kept
+ * out of core dumps: the arena's VmFlags in /proc/self/smaps say "dd". */
+static int dontdump(const void *p)
+{
+	char line[512];
+	unsigned long lo, hi, a = (unsigned long)p;
+	int in = 0, dd = 0;
+	FILE *f = fopen("/proc/self/smaps", "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+			in = a >= lo && a < hi;
+		else if (in && strncmp(line, "VmFlags:", 8) == 0)
+			dd = strstr(line, " dd") != NULL;
+	}
+	fclose(f);
+	return dd;
+}
+
+static void test_fork_child(void **state)
+{
+	unsigned char *p = kms_secmem_alloc(64);
+	pid_t pid;
+	int status;
+
+	(void)state;
+	assert_non_null(p);
+	memset(p, 0xa5, 64);
+	assert_int_equal(dontdump(p), 1);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(p[0] == 0xa5 && p[63] == 0xa5 && dontdump(p) == 1 ? 0 : 1);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	kms_secmem_free(p, 64);
+}
+
+static atomic_int hammering;
+
+static void *hammer(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&hammering))
+		kms_secmem_free(kms_secmem_alloc(700), 700);
+	return NULL;
+}
+
+/* fork() while another thread holds the arena's lock: the child can
+ * still allocate (the lock is taken around fork and released in both). */
+static void test_fork_lock(void **state)
+{
+	pthread_t t;
+	int hung = 0;
+
+	(void)state;
+	atomic_store(&hammering, 1);
+	assert_int_equal(pthread_create(&t, NULL, hammer, NULL), 0);
+	for (int i = 0; i < 200; i++) {
+		int status;
+		pid_t pid = fork();
+
+		assert_true(pid >= 0);
+		if (pid == 0) {
+			alarm(5); /* a deadlocked child dies of SIGALRM */
+			kms_secmem_free(kms_secmem_alloc(100), 100);
+			_exit(0);
+		}
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		hung += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	atomic_store(&hammering, 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(hung, 0);
+}
+
 static void test_wipe(void **state)
 {
 	char buf[32];
@@ -179,6 +264,8 @@ int main(void)
 		cmocka_unit_test(test_mixed_sizes),
 		cmocka_unit_test(test_key_free_wipes),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_fork_child),
+		cmocka_unit_test(test_fork_lock),
 		cmocka_unit_test(test_wipe),
 	};
 

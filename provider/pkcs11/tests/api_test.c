@@ -18,6 +18,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <p11-kit/pkcs11.h>
 
 #define CKO_PROFILE_ 0x00000009UL
@@ -348,8 +356,8 @@ static void test_attribute_rules(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 		 "unknown attribute: CKR_ATTRIBUTE_TYPE_INVALID");
 	check(t[0].ulValueLen == 32 && memcmp(value, alpha_key, 32) == 0,
 	      "CKA_VALUE is the key");
-	check_rv(f->C_SetAttributeValue(h, o, t, 1), CKR_ACTION_PROHIBITED,
-		 "C_SetAttributeValue: prohibited");
+	check_rv(f->C_SetAttributeValue(h, o, t, 1), CKR_ATTRIBUTE_READ_ONLY,
+		 "C_SetAttributeValue of CKA_VALUE: read-only");
 	check_rv(f->C_GetAttributeValue(h, 12345, t, 1), CKR_OBJECT_HANDLE_INVALID,
 		 "an object that does not exist");
 }
@@ -370,7 +378,7 @@ static void test_key_attributes(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 		{ CKA_SENSITIVE, 0, "CKA_SENSITIVE FALSE" },
 		{ CKA_EXTRACTABLE, 1, "CKA_EXTRACTABLE TRUE" },
 		{ CKA_PRIVATE, 0, "CKA_PRIVATE FALSE" },
-		{ CKA_MODIFIABLE, 0, "CKA_MODIFIABLE FALSE" },
+		{ CKA_MODIFIABLE, 1, "CKA_MODIFIABLE TRUE (the label)" },
 		{ CKA_DERIVE, 1, "CKA_DERIVE TRUE" },
 		{ CKA_SIGN, 1, "CKA_SIGN TRUE" },
 		{ CKA_ENCRYPT, 0, "CKA_ENCRYPT FALSE" },
@@ -473,6 +481,23 @@ static void test_generate(CK_SLOT_ID slot)
 	f->C_GetAttributeValue(b, o, &l, 1);
 	check(l.ulValueLen == 6 && memcmp(got, "my-ppk", 6) == 0,
 	      "CKA_LABEL from the template");
+	t[0].pValue = "renamed";
+	t[0].ulValueLen = 7;
+	check_rv(f->C_SetAttributeValue(b, o, t, 1), CKR_OK,
+		 "C_SetAttributeValue of CKA_LABEL (symkeyutil -K does it)");
+	l.ulValueLen = sizeof(got);
+	f->C_GetAttributeValue(b, o, &l, 1);
+	check(l.ulValueLen == 7 && memcmp(got, "renamed", 7) == 0, "... the new label");
+	{
+		CK_BBOOL no = CK_FALSE;
+		CK_ATTRIBUTE ro[] = { { CKA_MODIFIABLE, &no, 1 } };
+		CK_OBJECT_HANDLE fixed = 0;
+
+		check_rv(generate(a, ro, 1, &fixed), CKR_OK, "C_GenerateKey with CKA_MODIFIABLE FALSE");
+		check_rv(f->C_SetAttributeValue(a, fixed, t, 1), CKR_ACTION_PROHIBITED,
+			 "... then its label cannot be changed");
+		f->C_DestroyObject(a, fixed);
+	}
 	check_rv(f->C_CloseSession(a), CKR_OK, "C_CloseSession");
 	get_ulong_attr(b, o, CKA_TOKEN, &rv);
 	check_rv(rv, CKR_OBJECT_HANDLE_INVALID,
@@ -529,7 +554,122 @@ static void test_fork(void)
 	f->C_Finalize(NULL);
 }
 
-static void run_rules(void)
+/* A self-signed certificate and its key, so that curl gets as far as the
+ * TLS handshake with the silent KME below. */
+static void write_tls_pair(const char *crt, const char *key)
+{
+	EVP_PKEY *pkey = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	X509_NAME *name = x ? X509_get_subject_name(x) : NULL;
+	FILE *fc = fopen(crt, "w"), *fk = fopen(key, "w");
+
+	if (pkey == NULL || name == NULL || fc == NULL || fk == NULL ||
+	    !X509_set_version(x, 2) || !ASN1_INTEGER_set(X509_get_serialNumber(x), 1) ||
+	    !X509_gmtime_adj(X509_getm_notBefore(x), -60) ||
+	    !X509_gmtime_adj(X509_getm_notAfter(x), 3600) ||
+	    !X509_set_pubkey(x, pkey) ||
+	    !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+					(const unsigned char *)"SAE_A", -1, -1, 0) ||
+	    !X509_set_issuer_name(x, name) || !X509_sign(x, pkey, EVP_sha256()) ||
+	    !PEM_write_X509(fc, x) ||
+	    !PEM_write_PrivateKey(fk, pkey, NULL, NULL, 0, NULL, NULL) ||
+	    fchmod(fileno(fk), 0600) != 0) {
+		fprintf(stderr, "cannot make a TLS key pair in %s\n", crt);
+		exit(2);
+	}
+	fclose(fc);
+	fclose(fk);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+}
+
+/* A KME that never answers: the kernel completes each connection (it
+ * stays in the listen queue) and the client's TLS handshake waits. */
+static int silent_kme(int *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    listen(fd, 8) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+		perror("silent KME");
+		exit(2);
+	}
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+struct in_flight {
+	pthread_t thread;
+	int generate;   /* C_GenerateKey, else C_FindObjectsInit by ID */
+	CK_RV rv;
+};
+
+static void *fetch_in_flight(void *arg)
+{
+	struct in_flight *t = arg;
+	CK_SESSION_HANDLE h = open_session(1, 0);
+	CK_ATTRIBUTE id = { CKA_ID, "11111111-2222-3333-4444-555555555555", 36 };
+	CK_OBJECT_HANDLE o;
+
+	t->rv = t->generate ? generate(h, NULL, 0, &o)
+			    : f->C_FindObjectsInit(h, &id, 1);
+	return NULL;
+}
+
+/* C_Finalize while two threads wait for a KME inside the module (a search
+ * by ID, C_GenerateKey): PKCS#11 leaves it undefined; the module waits for
+ * the fetches to end, frees nothing under their feet (ASan would report a
+ * use after free), and the two calls fail cleanly. */
+static void test_finalize_in_flight(const char *dir)
+{
+	char crt[4096], key[4096], slow[4096], text[16384], p[8192];
+	struct in_flight t[2] = { { .generate = 0 }, { .generate = 1 } };
+	struct pollfd pfd;
+	int port, lfd, queued = 0, conns[2];
+	CK_RV rv;
+
+	snprintf(crt, sizeof(crt), "%s/sae.crt", dir);
+	snprintf(key, sizeof(key), "%s/sae.key", dir);
+	snprintf(slow, sizeof(slow), "%s/slow.conf", dir);
+	write_tls_pair(crt, key);
+	lfd = silent_kme(&port);
+	snprintf(text, sizeof(text),
+		 "[slow]\ntype = qkd\nurl = https://127.0.0.1:%d\n"
+		 "local-sae-id = SAE_A\npeer-sae-id = SAE_B\ncertificate = %s\n"
+		 "private-key = %s\nca = %s\ntimeout = 2\n", port, crt, key, crt);
+	write_file(slow, text, strlen(text), 0600);
+	snprintf(p, sizeof(p), "config=%s log=none", slow);
+	check_rv(init_with(p), CKR_OK, "C_Initialize with a QKD profile whose KME is silent");
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i].thread, NULL, fetch_in_flight, &t[i]);
+	/* Both fetches are in curl once both connections are queued. */
+	pfd = (struct pollfd){ .fd = lfd, .events = POLLIN };
+	while (queued < 2 && poll(&pfd, 1, 10000) == 1) {
+		/* held open, never answered */
+		if ((conns[queued] = accept(lfd, NULL, NULL)) < 0)
+			break;
+		queued++;
+	}
+	check(queued == 2, "both fetches reached the silent KME");
+	usleep(100000);
+	rv = f->C_Finalize(NULL);
+	check_rv(rv, CKR_OK, "C_Finalize while two fetches are in flight");
+	for (int i = 0; i < 2; i++) {
+		pthread_join(t[i].thread, NULL);
+		check_rv(t[i].rv, CKR_CRYPTOKI_NOT_INITIALIZED,
+			 t[i].generate ? "the C_GenerateKey in flight fails cleanly"
+				       : "the search in flight fails cleanly");
+	}
+	while (queued > 0)
+		close(conns[--queued]);
+	close(lfd);
+}
+
+static void run_rules(const char *dir)
 {
 	CK_SESSION_HANDLE h;
 	CK_OBJECT_HANDLE o;
@@ -555,6 +695,7 @@ static void run_rules(void)
 	check_rv(f->C_Finalize(NULL), CKR_OK, "C_Finalize with keys held");
 	test_bounded();
 	test_fork();
+	test_finalize_in_flight(dir);
 }
 
 /* Threads: each generates a key, finds it by ID in another session,
@@ -687,7 +828,7 @@ int main(int argc, char **argv)
 	if (argc == 6)
 		run_threads(atoi(argv[4]) > 64 ? 64 : atoi(argv[4]), atoi(argv[5]));
 	else
-		run_rules();
+		run_rules(argv[2]);
 	printf("%d passed, %d failed\n", n_checks - n_failed, n_failed);
 	/* No dlclose: leak reports need the module's symbols at exit. */
 	return n_failed ? 1 : 0;

@@ -10,6 +10,10 @@
  *   nss_client DBDIR prfplus URI SEEDHEX LEN   IKEv2 prf+ (HMAC-SHA256)
  *   nss_client DBDIR fips-hmac URI DATAHEX     HMAC the FIPS-mode way
  *   nss_client DBDIR threads URI N ITER   N threads generating and finding
+ *   nss_client DBDIR twice URI            find the key URI names (id=) twice
+ *                                         in this process, reading its
+ *                                         value each time, as a responder
+ *                                         that gets one PPK_ID twice
  *
  * DBDIR is opened as pluto does: NSS_Initialize("sql:DBDIR", "", "",
  * "secmod.db", NSS_INIT_READONLY). URIs are parsed by NSS's own parser
@@ -17,7 +21,6 @@
  *
  * Exit status: 0 ok; 1 failure; 2 usage; 3 no such token; 4 no such key;
  * 5 malformed URI. Key bytes are printed: these are test keys. */
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,8 @@
 #include <pkcs11uri.h>
 #include <prerror.h>
 #include <secmod.h>
+
+#include "proc.h"
 
 enum { EX_OK, EX_FAIL, EX_USAGE, EX_NO_TOKEN, EX_NO_KEY, EX_BAD_URI };
 
@@ -72,20 +77,6 @@ static int from_hex(const char *s, unsigned char *out, size_t max, size_t *n)
 	}
 	*n = len / 2;
 	return 0;
-}
-
-static int count_threads(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 /* A resolved URI: the slot of its token and, with id=, the key ID. */
@@ -222,7 +213,7 @@ static int print_value(PK11SymKey *key)
 
 static int cmd_key(int argc, char **argv)
 {
-	int before = count_threads(), rc;
+	int before = threads(), rc;
 	PK11SymKey *key;
 
 	if (argc < 1)
@@ -237,7 +228,7 @@ static int cmd_key(int argc, char **argv)
 	if (rc == EX_OK)
 		rc = print_value(key);
 	/* The module may not create threads (NSS says so). */
-	printf("new-threads=%d\n", count_threads() - before);
+	printf("new-threads=%d\n", threads() - before);
 	PK11_FreeSymKey(key);
 	return rc;
 }
@@ -489,6 +480,30 @@ static int cmd_threads(int argc, char **argv)
 	return failures == 0 ? EX_OK : EX_FAIL;
 }
 
+static int cmd_twice(int argc, char **argv)
+{
+	PK11SymKey *key;
+
+	if (argc != 1)
+		return EX_USAGE;
+	for (int i = 1; i <= 2; i++) {
+		int rc = get_key(argv[0], 0, &key);
+
+		if (rc == EX_NO_KEY) {
+			printf("find%d=none\n", i);
+			continue;
+		}
+		if (rc != EX_OK)
+			return rc;
+		rc = print_value(key);
+		PK11_FreeSymKey(key);
+		if (rc != EX_OK)
+			return rc;
+		printf("find%d=found\n", i);
+	}
+	return EX_OK;
+}
+
 static const struct {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -496,6 +511,7 @@ static const struct {
 	{ "tokens", cmd_tokens },   { "key", cmd_key },
 	{ "hmac", cmd_hmac },       { "prfplus", cmd_prfplus },
 	{ "fips-hmac", cmd_fips_hmac }, { "threads", cmd_threads },
+	{ "twice", cmd_twice },
 };
 
 static int run(const char *name, int argc, char **argv)

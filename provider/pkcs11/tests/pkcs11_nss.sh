@@ -163,4 +163,15 @@ else
 	not_ok "modutil -fips true"
 fi
 
+# symkeyutil -K makes a key and then names it (C_SetAttributeValue on
+# CKA_LABEL); on a QKD token a refusal would waste the key it consumed.
+if command -v symkeyutil >/dev/null; then
+	out=$(tool symkeyutil -K -n my-ppk -t generic -s 32 -d "sql:$db" -h west-static 2>&1)
+	same "symkeyutil -K: a key for use now, given a label" "$?" 0
+	has "... which it then reads back (and prints the key: see docs/pkcs11.md)" \
+		"$out" "^my-ppk +32 "
+else
+	echo "# symkeyutil (libnss3-tools) not installed: skipped"
+fi
+
 finish

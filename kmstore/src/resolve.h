@@ -1,0 +1,29 @@
+/* resolve.h - a KME's host name to addresses, within a time budget;
+ * internal (etsi014.c).
+ *
+ * getaddrinfo() cannot be bounded: a slow or silent DNS server held a
+ * fetch for the resolver's own timeouts (seconds each, per attempt and
+ * server), whatever the profile's timeout said. Names are therefore
+ * looked up with c-ares, in the calling thread (the PKCS#11 module may not
+ * create threads), as the system's resolver would for "hosts: files dns":
+ * /etc/hosts, then the DNS servers of /etc/resolv.conf. */
+#ifndef KMS_RESOLVE_H
+#define KMS_RESOLVE_H
+
+#include <stddef.h>
+
+enum kms_resolve_result {
+	KMS_RESOLVED,
+	KMS_RESOLVE_TIMEOUT, /* the budget ran out first */
+	KMS_RESOLVE_FAILED,  /* no such name, no answer, ... */
+};
+
+/* Writes host's addresses to out as CURLOPT_RESOLVE's ADDRESS list
+ * ("192.0.2.10,[2001:db8::1]", in the resolver's order of preference).
+ * A numeric address is taken as it is. On failure, *why says what went
+ * wrong (a static string). */
+enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
+				    char *out, size_t out_size,
+				    const char **why);
+
+#endif
