@@ -684,11 +684,16 @@ case_hostile_peer() {
 # in memory. (Not the DER: its first bytes are the P-256 OIDs, which NSS
 # holds anyway.)
 sae_secrets() { # DIR KEY_FILE NAME
-	openssl pkey -in "$2" -text -noout | sed -n '/^priv:/,/^pub:/p' |
-		grep -v -e '^priv:' -e '^pub:' | tr -d ' :\n' | sed 's/^00//' >"$1/$3-scalar"
-	[ "$(wc -c <"$1/$3-scalar")" = 64 ] || tap_not_ok "the EC scalar of $2" "$(cat "$1/$3-scalar")"
-	python3 -c 'import sys; print(bytes.fromhex(open(sys.argv[1]).read().strip())[::-1].hex())' \
-		"$1/$3-scalar" >"$1/$3-scalar-le"
+	local hex
+	# openssl prints the scalar as a number: a sign byte 00 before a top
+	# bit, none for leading zero bytes (one key in 256); 32 bytes it is
+	hex=$(openssl pkey -in "$2" -text -noout | sed -n '/^priv:/,/^pub:/p' |
+		grep -v -e '^priv:' -e '^pub:' | tr -d ' :\n')
+	python3 -c 'import sys
+b = int(sys.argv[1], 16).to_bytes(32, "big")
+open(sys.argv[2], "w").write(b.hex() + "\n")
+open(sys.argv[3], "w").write(b[::-1].hex() + "\n")' "$hex" "$1/$3-scalar" "$1/$3-scalar-le" ||
+		tap_not_ok "the EC scalar of $2" "$hex"
 }
 
 # The TCP sockets among a process's descriptors (inodes in its network
