@@ -98,12 +98,15 @@ static int step(ares_channel ch, long deadline)
 	struct timeval max = { .tv_sec = left / 1000,
 			       .tv_usec = (left % 1000) * 1000 };
 	struct timeval tv, *t;
-	int bits, n = 0, ready;
+	unsigned bits;
+	int n = 0, ready;
 
-	bits = ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
-	for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-		short ev = (ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-			   (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0);
+	/* The bits by hand: ARES_GETSOCK_WRITABLE shifts a signed 1 into the
+	 * sign bit for the last socket (undefined behaviour). */
+	bits = (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
+	for (unsigned i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+		short ev = ((bits & (1u << i)) ? POLLIN : 0) |
+			   ((bits & (1u << (i + ARES_GETSOCK_MAXNUM))) ? POLLOUT : 0);
 
 		if (ev != 0)
 			pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
