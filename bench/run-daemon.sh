@@ -51,14 +51,7 @@ client() { # FILE SOCKET
 echo "== key fetches ($rounds round trips per thread and face, one thread and 4, 3 turns)"
 # keyfetch's configuration: west's and east's QKD profiles, and the static
 # one; kmstored serves the same file.
-{
-	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
-	echo
-	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
-	echo
-	sed -n '/^\[static\]/,/^$/p' "$KME_DIR/west.conf"
-} >"$work/keyfetch.conf"
-chmod 600 "$work/keyfetch.conf"
+kme_env_both_sites "$work/keyfetch.conf" static
 kmstored_start "$work/keyfetch.sock" "$work/keyfetch.conf"
 client "$work/keyfetch-client.conf" "$work/keyfetch.sock"
 # the provider's store cache reads a file written in the last seconds at
@@ -89,12 +82,7 @@ bench_faces() {
 	kme_env_start "$work/lab" "$build/tests/kme-sim/kme-sim" "$src/tests/kme-sim/kme-sim-pki" \
 		--pool-size $((rounds * reps * 16 + 1000)) "$@" >/dev/null
 	# The soak's configuration: both sites in one file, profiles west and east.
-	{
-		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
-		echo
-		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
-	} >"$conf"
-	chmod 600 "$conf"
+	kme_env_both_sites "$conf"
 	client "$work/client.conf" "$sock"
 	kmstored_start "$sock" "$conf"
 	dpid=$(kmstored_pid "$sock")

@@ -54,12 +54,7 @@ kme_env_start "$work/lab" "$KME_SIM" "$KME_SIM_PKI" --pool-size 2000 $faults >/d
 
 # One configuration with both sites: profiles (tokens) west and east.
 conf=$work/soak.conf
-{
-	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
-	echo
-	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
-} >"$conf"
-chmod 600 "$conf"
+kme_env_both_sites "$conf"
 # The daemon faces' client configuration.
 echo "daemon = $sock" >"$work/client.conf"
 chmod 600 "$work/client.conf"

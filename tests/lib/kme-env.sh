@@ -6,6 +6,7 @@
 #   kme_env_start DIR KME_SIM KME_SIM_PKI [kme-sim options...]
 #   kme_env_stop
 #   kme_env_hex FILE, kme_env_requests KME_SIM_LOG   (helpers, below)
+#   kme_env_both_sites FILE [static]   (below)
 #
 # After start: $KME_DIR, $KME_PID, $KME_A_URL, $KME_B_URL, and
 # $KME_DIR/west.conf, $KME_DIR/east.conf, each with profiles "qkd" (the
@@ -19,6 +20,21 @@
 # kme_env_hex FILE: a key file's bytes in hex, one line (for PPKS lines and
 # the secret scanner).
 kme_env_hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+
+# kme_env_both_sites FILE [static]: one configuration (mode 600) with both
+# sites' QKD profiles, named west and east, and with "static" the static
+# profile too: what one process that plays both sites reads.
+kme_env_both_sites() {
+	{
+		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
+		echo
+		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
+		if [ "${2:-}" = static ]; then
+			echo
+			sed -n '/^\[static\]/,/^$/p' "$KME_DIR/west.conf"
+		fi
+	} >"$1" && chmod 600 "$1"
+}
 
 # kme_env_requests LOG: "N requests, faults injected: N 503, N drop, ..." of
 # a kme-sim log (one line per request, retries included).
