@@ -1,37 +1,49 @@
 #!/usr/bin/env bash
 # bench/ike.sh - IKE SAs per second between two patched plutos in network
-# namespaces (tests/lib/ike-lab.sh), with the PPK from a PPKS entry of
-# ipsec.secrets (libreswan's own path) and from a QKD ppk-uri= (the kmstore
-# PKCS#11 module, kme-sim over mutual TLS), established one after another
-# and P at a time; the ratio QKD / PPKS; pluto's RSS with and without the
-# module. A benchmark, not a test: it prints figures (run it on a quiet
-# machine, as root).
+# namespaces (tests/lib/ike-lab.sh), by where the PPK comes from, against
+# libreswan's own PPKS entry of ipsec.secrets. A benchmark, not a test: it
+# prints figures (run it as root, on as quiet a machine as you have).
 #
-#   bash bench/ike.sh [BUILD_DIR] [N] [P]
+#   bash bench/ike.sh [BUILD_DIR] [N] [REPEATS]   (build/release, 200, 3)
 #
-# BUILD_DIR: a kmstore build tree whose libreswan/prefix holds the patched
-# pluto (ctest's ike_build, or libreswan-patches/build.sh BUILD_DIR/libreswan)
-# [build/release]. N: IKE SAs per run [200]. P: initiations in flight in the
-# parallel runs [4].
-#
-# Each run starts fresh plutos with N connections c1..cN (own IDs, PSK
-# authentication, ppk=insist) and has west initiate each once (an IKE SA
-# without a Child SA: this kernel has no ESP); it counts from the first
-# initiation to the last IKE SA established, whack's own cost included
-# (the same in every configuration). Configurations:
-#   ppks         PPKS "PPK_ID_1" in ipsec.secrets, no module in NSS
-#   ppks+module  the same, the module loaded (its tokens unused)
-#   qkd          ppk-uri=pkcs11:token=qkd: a new QKD key per IKE SA
-#                (enc_keys at west's KME, dec_keys at east's)
+# What changes between configurations is only the PPK's source:
+#   ppks        PPKS "PPK_ID_1" in ipsec.secrets, no module in NSS
+#   static-uri  ppk-uri=pkcs11:token=static: the module, in-process
+#   qkd-uri     ppk-uri=pkcs11:token=qkd: a new QKD key per IKE SA (enc_keys
+#               at west's KME, dec_keys at east's), the module in-process
+#   qkd-daemon  the same through each side's kmstored, no pool
+#   qkd-pool    the same, west's kmstored with a pool (prefetch = N), so the
+#               initiator takes no KME round trip; east's dec_keys cannot
+#               be prefetched
+# Every configuration has the same ipsec.secrets (a PSK and a PPKS line per
+# connection: the ppk-uri ones do not use the PPKS lines) and the same
+# ipsec.conf but for the ppk-uri= line. Each run starts fresh plutos with N
+# connections and brings up N IKE SAs without a Child SA (this kernel has
+# no ESP), with each proposal set (DH19: ike=aes256-sha2_256-dh19; X25519:
+# ike=aes256-sha2_256-curve25519) and each way:
+#   one   one whack per IKE SA, each waiting for its SA: SAs/s by the
+#         wall clock (whack's cost is in it, the same for all), and each
+#         SA's own time in pluto's log (initiating to established)
+#   all   one whack initiates all N (connalias=all, --asynchronous): SAs/s
+#         from pluto's first initiation to the last SA established
+# Configurations are interleaved, REPEATS times; each cell is the median.
+# Besides the rates: the plutos' CPU per IKE SA (west + east), kme-sim's
+# and the kmstoreds' apart, and the plutos' RSS growth per IKE SA. Then a
+# far KME: kme-sim delaying every answer by 5 and by 20 ms, qkd-uri and
+# qkd-pool, all at once, and qkd-pool with pluto's nhelpers=32 (its crypto
+# helper threads, on which the series runs the fetch) to show what more
+# fetches in flight give. BENCH_CONFIGS picks configurations;
+# BENCH_NO_DELAY=1 skips the far KME, BENCH_ONLY_DELAY=1 all but it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 build=${1:-build/release}
 n=${2:-200}
-par=${3:-4}
+reps=${3:-3}
 case $build in /*) ;; *) build=$top/$build ;; esac
 prefix=$build/libreswan/prefix
 module=$build/provider/pkcs11/kmstore-pkcs11.so
+export KMSTORED=$build/kmstore/daemon/kmstored
 [ "$(id -u)" -eq 0 ] || { echo "bench/ike: needs root (network namespaces)" >&2; exit 1; }
 [ -x "$prefix/libexec/ipsec/pluto" ] || { echo "bench/ike: no pluto in $prefix (libreswan-patches/build.sh $build/libreswan)" >&2; exit 1; }
 [ -f "$module" ] || { echo "bench/ike: no $module (build kmstore first)" >&2; exit 1; }
@@ -41,137 +53,204 @@ module=$build/provider/pkcs11/kmstore-pkcs11.so
 ike_lab_init "$module" "$build/tests/kme-sim/kme-sim" tests/kme-sim/kme-sim-pki
 trap ike_lab_down EXIT
 ike_lab_up
-ike_lab_kmes_start --pool-size $((4 * n + 100))
+kme_opts=(--pool-size 1000000 --max-pending 1000000 -q)
+ike_lab_kmes_start "${kme_opts[@]}"
 ppk_hex=$(kme_env_hex "$IKE_LAB_DIR/kme/static.key")
+hz=$(getconf CLK_TCK)
 
-conns() { # SIDE PPK_OPTION: conns c1..cN
-	local side=$1 opt=$2 i me=w peer=e ma=192.0.2.1 pa=192.0.2.2
+conns() { # SIDE PPK_LINE PROPOSAL
+	local side=$1 opt=$2 prop=$3 i me=w peer=e ma=192.0.2.1 pa=192.0.2.2 alias=
 	[ "$side" = west ] || { me=e peer=w ma=192.0.2.2 pa=192.0.2.1; }
+	[ "$side" = west ] && alias='	connalias=all'
 	for i in $(seq "$n"); do
 		printf 'conn c%d\n\tleft=%s\n\tleftid=@%s%d\n\tright=%s\n\trightid=@%s%d\n' \
 			"$i" $ma $me "$i" $pa $peer "$i"
-		printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\t%s\n' "$opt"
+		printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\tike=%s\n\tretransmit-timeout=30s\n\t%s\n%s\n' \
+			"$prop" "$opt" "$alias"
 	done
 }
-secrets() { # ppks|psk: lines for c1..cN
+secrets() { # the same for every configuration
 	local i
 	for i in $(seq "$n"); do
 		echo "@w$i @e$i : PSK \"bench pre-shared key $i\""
-		[ "$1" = psk ] || echo "@w$i @e$i : PPKS \"PPK_ID_1\" 0x$ppk_hex"
+		echo "@w$i @e$i : PPKS \"PPK_ID_1\" 0x$ppk_hex"
 	done
 }
+# the profiles, and west's with a pool
+qkd_conf() { # SIDE POOL
+	local f=$IKE_LAB_DIR/bench-$1.conf
+	cp "$IKE_LAB_DIR/kme/$1.conf" "$f"
+	[ "$2" = 0 ] || sed -i "/^timeout /a prefetch = $2\nprefetch-low = $(($2 / 2))\nprefetch-max-age = 3600" "$f"
+	echo "$f"
+}
 
-setup() { # CONFIG
-	local side conf opt kind=ppks
+setup() { # CONFIG PROPOSAL
+	local side conf opt daemon=0 pool
 	for side in west east; do
+		pool=0
 		case $1 in
 		ppks) conf='' opt='# PPKS in ipsec.secrets' ;;
-		ppks+module) conf=$IKE_LAB_DIR/kme/$side.conf opt='# PPKS in ipsec.secrets' ;;
-		qkd) conf=$IKE_LAB_DIR/kme/$side.conf opt='ppk-uri=pkcs11:token=qkd' kind=psk ;;
+		static-uri) conf=$IKE_LAB_DIR/kme/$side.conf opt='ppk-uri=pkcs11:token=static' ;;
+		qkd-uri) conf=$IKE_LAB_DIR/kme/$side.conf opt='ppk-uri=pkcs11:token=qkd' ;;
+		qkd-daemon) conf=$IKE_LAB_DIR/kme/$side.conf opt='ppk-uri=pkcs11:token=qkd' daemon=1 ;;
+		qkd-pool) opt='ppk-uri=pkcs11:token=qkd' daemon=1
+			[ $side = east ] || pool=$n
+			conf=$(qkd_conf $side $pool) ;;
 		esac
-		ike_lab_side $side "$prefix" "$conf" 'ppk=insist' "$(secrets $kind)" "$(conns $side "$opt")"
+		IKE_LAB_DAEMON=$daemon ike_lab_side $side "$prefix" "$conf" 'ppk=insist' "$(secrets)" \
+			"$(conns $side "$opt" "$2")"
 	done
 	ike_lab_start west && ike_lab_start east
 	ike_lab_whack west --impair omit_v2_ike_auth_child >/dev/null
 	ike_lab_whack west --impair revival >/dev/null
+	if [ "$1" = qkd-pool ]; then # a full pool before the clock starts
+		local i
+		for i in $(seq 300); do
+			"$build/kmstore/kmstore" --daemon "$(ike_lab_kmstored west)" metrics 2>/dev/null |
+				grep -q "^kmstore_pool_keys{profile=\"qkd\"} $n\$" && break
+			sleep 0.1
+		done
+	fi
 }
 
-rss_kib() { # SIDE
-	awk '$1 == "VmRSS:" { print $2 }' "/proc/$(cat "$IKE_LAB_DIR/$1/pid")/status"
+pid_of() { cat "$IKE_LAB_DIR/$1/pid"; }
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+# CPU ticks of west's and east's pluto, of kme-sim, of the kmstoreds
+cpu_now() {
+	local k=0 s
+	for s in west east; do
+		if [ -f "$(ike_lab_kmstored $s).pid" ]; then k=$((k + $(ticks "$(kmstored_pid "$(ike_lab_kmstored $s)")"))); fi
+	done
+	echo "$(($(ticks "$(pid_of west)") + $(ticks "$(pid_of east)"))) $(ticks "$IKE_LAB_KME_PID") $k"
 }
+secs() { awk '{ split($3, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }'; }
+established() { grep -c 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" || true; }
 
-now() { date +%s.%N; }
-
-# initiate.sh I WHACK...: west initiates c<I> (whack returns once the IKE
-# SA is established or has failed); xargs runs it
-initiate=$IKE_LAB_DIR/initiate.sh
-cat >"$initiate" <<'EOF'
-#!/bin/sh
-i=$1
-shift
-exec "$@" --initiate --name "c$i" >/dev/null 2>&1
-EOF
-chmod +x "$initiate"
-
-# run_once CONFIG P: writes "rate failed no-ppk rss_idle_w rss_idle_e
-# rss_after_w rss_after_e" to $IKE_LAB_DIR/result
+# run_once CONFIG PROPOSAL MODE: "rate per_sa_ms cpu_ms kme_ms daemon_ms rss_w rss_e fails"
 run_once() {
-	local config=$1 p=$2 t0 t1 ok ppk rw re
-	setup "$config"
-	rw=$(rss_kib west) re=$(rss_kib east)
-	t0=$(now)
-	seq "$n" | xargs -P "$p" -I{} "$initiate" {} \
-		"$prefix/libexec/ipsec/whack" --rundir "$IKE_LAB_DIR/west/run" || true
-	t1=$(now)
-	sleep 0.3
-	ok=$(grep -c 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" || true)
-	ppk=$(grep -c 'PPK AUTH calculated as responder' "$IKE_LAB_DIR/east/pluto.log" || true)
-	awk -v a="$t0" -v b="$t1" -v ok="$ok" -v ppk="$ppk" -v n="$n" \
-		-v rw="$rw" -v re="$re" -v aw="$(rss_kib west)" -v ae="$(rss_kib east)" \
-		'BEGIN { printf "%.1f %d %d %d %d %d %d\n", ok / (b - a), n - ok, n - ppk, rw, re, aw, ae }' \
+	local config=$1 prop=$2 mode=$3 t0 t1 c0 c1 rw re ok i rate persa
+	setup "$config" "$prop"
+	rw=$(rss_kib "$(pid_of west)") re=$(rss_kib "$(pid_of east)")
+	read -r -a c0 <<<"$(cpu_now)"
+	t0=$(date +%s.%N)
+	if [ "$mode" = one ]; then
+		for i in $(seq "$n"); do
+			ike_lab_whack west --initiate --name "c$i" >/dev/null 2>&1 || true
+		done
+		t1=$(date +%s.%N)
+		rate=$(awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.1f", n / (b - a) }')
+	else
+		ike_lab_whack west --initiate --name all --asynchronous >/dev/null 2>&1 || true
+		for i in $(seq 1200); do
+			[ "$(established)" -ge "$n" ] && break
+			sleep 0.05
+		done
+		rate=$(awk -v n="$n" -v a="$(grep -m1 'initiating IKEv2 connection' "$IKE_LAB_DIR/west/pluto.log" | secs)" \
+			-v b="$(grep 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | secs)" \
+			'BEGIN { printf "%.1f", (b > a ? n / (b - a) : 0) }')
+	fi
+	sleep 0.2
+	read -r -a c1 <<<"$(cpu_now)"
+	ok=$(established)
+	# each SA's time in pluto: from "initiating" to "established", by SA serial
+	persa=$(awk '
+		function s(t, f) { split(t, f, ":"); return f[1] * 3600 + f[2] * 60 + f[3] }
+		/initiating IKEv2 connection/ { if (match($0, /#[0-9]+/)) start[substr($0, RSTART, RLENGTH)] = s($3) }
+		/initiator established IKE SA/ { if (match($0, /#[0-9]+/) && (substr($0, RSTART, RLENGTH) in start)) print (s($3) - start[substr($0, RSTART, RLENGTH)]) * 1000 }
+	' "$IKE_LAB_DIR/west/pluto.log" | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }')
+	echo "$rate $persa $(awk -v a="${c0[0]}" -v b="${c1[0]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
+$(awk -v a="${c0[1]}" -v b="${c1[1]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
+$(awk -v a="${c0[2]}" -v b="${c1[2]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
+$(( ($(rss_kib "$(pid_of west)") - rw) * 1000 / n )) $(( ($(rss_kib "$(pid_of east)") - re) * 1000 / n )) $((n - ok))" \
 		>"$IKE_LAB_DIR/result"
 	ike_lab_stop
 }
 
-# fetch_ms SIDE: median and 90th percentile, in ms, of the time from
-# "initiating IKE_AUTH" (west) or "processing decrypted IKE_AUTH" (east) to
-# the "ppk-uri=...: using" line of the same IKE SA: the PPK fetch through
-# the module, including the helper-thread hop
-fetch_ms() {
-	awk -v side="$1" '
-	function secs(t, f) { split(t, f, ":"); return f[1] * 3600 + f[2] * 60 + f[3] }
-	{ sa = $5 }	# the IKE SA'"'"'s serial; the responder may switch connections
-	side == "west" && /initiating IKE_AUTH/ { start[sa] = secs($3) }
-	side == "east" && /processing decrypted IKE_AUTH request/ { start[sa] = secs($3) }
-	/ppk-uri=[^ ]*: using/ && (sa in start) { printf "%.3f\n", (secs($3) - start[sa]) * 1000 }
-	' "$IKE_LAB_DIR/$1/pluto.log" | sort -g |
-		awk '{ v[NR] = $1 } END { i = int(NR * 0.9); if (i < 1) i = 1; if (NR == 0) print "- -"; else print v[int((NR + 1) / 2)], v[i] }'
-}
-
-rounds=${ROUNDS:-3}
-configs=(ppks ppks+module qkd)
-modes=(sequential parallel)
-echo "bench/ike: $n IKE SAs per run, one at a time and $par in flight, $rounds rounds (configurations interleaved); $(nproc) CPUs"
-declare -A rates fails rss_idle rss_after
-for round in $(seq "$rounds"); do
-	for config in "${configs[@]}"; do
-		for mode in "${modes[@]}"; do
-			p=1
-			[ $mode = sequential ] || p=$par
-			run_once $config $p
-			read -r r f np rw re aw ae <"$IKE_LAB_DIR/result"
-			rates[$config.$mode]+="$r "
-			fails[$config.$mode]=$((${fails[$config.$mode]:-0} + f + np))
-			rss_idle[$config]="$rw/$re" rss_after[$config]="$aw/$ae"
-			if [ $config = qkd ] && [ $mode = sequential ] && [ "$round" = 1 ]; then
-				read -r fw_med fw_p90 < <(fetch_ms west) || true
-				read -r fe_med fe_p90 < <(fetch_ms east) || true
-			fi
+configs=(${BENCH_CONFIGS:-ppks static-uri qkd-uri qkd-daemon qkd-pool})
+props=("aes256-sha2_256-dh19" "aes256-sha2_256-curve25519")
+pname() { case $1 in *dh19) echo DH19 ;; *) echo X25519 ;; esac; }
+echo "bench/ike: $n IKE SAs per run, $reps repeats interleaved, $(nproc) CPUs; medians"
+declare -A R
+reps_main=$reps
+[ -z "${BENCH_ONLY_DELAY:-}" ] || reps_main=0
+for rep in $(seq "$reps_main"); do
+	for prop in "${props[@]}"; do
+		for mode in one all; do
+			for config in "${configs[@]}"; do
+				run_once "$config" "$prop" "$mode"
+				R[$config.$(pname "$prop").$mode]+="$(cat "$IKE_LAB_DIR/result")|"
+				printf '.' >&2
+			done
 		done
 	done
-	printf '.' >&2
 done
 echo >&2
-median() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-range() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; }
-declare -A med
-printf '%-12s %-10s %10s %13s %7s\n' config mode 'IKE SA/s' '(min-max)' failed
-for config in "${configs[@]}"; do
-	for mode in "${modes[@]}"; do
-		med[$config.$mode]=$(median <<<"${rates[$config.$mode]}")
-		printf '%-12s %-10s %10s %13s %7s\n' $config $mode "${med[$config.$mode]}" \
-			"($(range <<<"${rates[$config.$mode]}"))" "${fails[$config.$mode]}"
+if [ "$reps_main" -gt 0 ]; then
+# col KEY FIELD: the median of a field over the repeats
+col() { tr '|' '\n' <<<"${R[$1]}" | sed '/^$/d' | awk -v f="$2" '{ print $f }' | sort -g |
+	awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'; }
+sumcol() { tr '|' '\n' <<<"${R[$1]}" | sed '/^$/d' | awk -v f="$2" '{ s += $f } END { print s + 0 }'; }
+printf '\n%-11s %-7s %-4s %9s %7s %10s %10s %9s %11s %11s %7s\n' config group mode 'SAs/s' ratio 'SA ms p50' 'pluto ms' 'kme ms' 'kmstored ms' 'RSS B/SA w/e' failed
+for prop in "${props[@]}"; do
+	p=$(pname "$prop")
+	for mode in one all; do
+		base=$(col "ppks.$p.$mode" 1)
+		for config in "${configs[@]}"; do
+			k=$config.$p.$mode
+			printf '%-11s %-7s %-4s %9s %7.2f %10s %10s %9s %11s %11s %7s\n' "$config" "$p" "$mode" \
+				"$(col "$k" 1)" "$(awk -v a="$(col "$k" 1)" -v b="$base" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
+				"$(col "$k" 2)" "$(col "$k" 3)" "$(col "$k" 4)" "$(col "$k" 5)" \
+				"$(col "$k" 6)/$(col "$k" 7)" "$(sumcol "$k" 8)"
+		done
 	done
 done
-for mode in "${modes[@]}"; do
-	awk -v q="${med[qkd.$mode]}" -v s="${med[ppks.$mode]}" -v m=$mode \
-		'BEGIN { r = q / s; printf "ratio qkd / ppks, %s: %.2f (target >= 0.9: %s)\n", m, r, (r >= 0.9 ? "met" : "NOT met") }'
+echo "(ratio: SAs/s over ppks in the same cell; SA ms: one SA's time in west's pluto log; pluto ms: CPU of both plutos per IKE SA; kme ms: kme-sim's CPU per IKE SA, both KMEs; kmstored ms: both kmstoreds' CPU per IKE SA; RSS: the plutos' growth per IKE SA, bytes)"
+for t in "qkd-pool 0.97" "qkd-uri 0.9" "static-uri 0.97"; do
+	read -r config want <<<"$t"
+	[[ " ${configs[*]} " == *" $config "* ]] || continue
+	worst=9
+	for prop in "${props[@]}"; do
+		for mode in one all; do
+			p=$(pname "$prop")
+			worst=$(awk -v w="$worst" -v a="$(col "$config.$p.$mode" 1)" -v b="$(col "ppks.$p.$mode" 1)" \
+				'BEGIN { r = b > 0 ? a / b : 0; print (r < w ? r : w) }')
+		done
+	done
+	awk -v c="$config" -v w="$worst" -v t="$want" 'BEGIN { printf "%s over ppks, worst of the four cells: %.2f (target >= %s: %s)\n", c, w, t, (w >= t ? "met" : "NOT met") }'
 done
-echo "QKD fetch per IKE SA (round 1, one at a time): west (enc_keys) median $fw_med ms, p90 $fw_p90 ms; east (dec_keys) median $fe_med ms, p90 $fe_p90 ms"
-echo "pluto RSS, west/east KiB, idle after start / after $n IKE SAs:"
-for config in "${configs[@]}"; do
-	printf '  %-12s %s / %s\n' $config "${rss_idle[$config]}" "${rss_after[$config]}"
-done
+fi
+
+# A far KME: every answer delayed. All at once, DH19.
+if [ -z "${BENCH_NO_DELAY:-}" ]; then
+	echo
+	echo "== a far KME: kme-sim delays every answer; all SAs at once, DH19"
+	declare -A D
+	for delay in 0 5 20; do
+		ike_lab_kmes_stop
+		if [ "$delay" = 0 ]; then ike_lab_kmes_start "${kme_opts[@]}"; else
+			ike_lab_kmes_start "${kme_opts[@]}" --fault "latency=$delay"; fi
+		for config in qkd-uri qkd-pool qkd-pool+32; do
+			for rep in $(seq "$reps"); do
+				if [ "$config" = qkd-pool+32 ]; then
+					IKE_LAB_SETUP=nhelpers=32 run_once qkd-pool "${props[0]}" all
+				else
+					run_once "$config" "${props[0]}" all
+				fi
+				D[$config.$delay]+="$(awk '{ print $1 }' "$IKE_LAB_DIR/result") "
+				printf '.' >&2
+			done
+		done
+	done
+	echo >&2
+	med() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] + 0 }'; }
+	printf '%-12s %10s %10s %10s %14s\n' config '0 ms' '5 ms' '20 ms' '20 ms / 0 ms'
+	for config in qkd-uri qkd-pool qkd-pool+32; do
+		a=$(med <<<"${D[$config.0]}") b=$(med <<<"${D[$config.5]}") c=$(med <<<"${D[$config.20]}")
+		printf '%-12s %10s %10s %10s %14.2f\n' "$config" "$a" "$b" "$c" "$(awk -v x="$c" -v y="$a" 'BEGIN { print (y > 0 ? x / y : 0) }')"
+	done
+	echo "(IKE SAs/s; qkd-pool+32: pluto with nhelpers=32; target for all at once with 20 ms: at least 0.8x of loopback)"
+fi
 if [ "$IKE_LAB_CRASHES" -gt 0 ]; then
 	IKE_LAB_KEEP=1
 	echo "WARNING: $IKE_LAB_CRASHES pluto(s) died of a signal; kept in $IKE_LAB_DIR/crash-*"

@@ -13,18 +13,27 @@
  *   curl per request   one curl process per HTTPS request
  *   curl, one process  one curl process for all enc_keys, one for all
  *                      dec_keys, reusing its connection
+ * and with -D CLIENT, a third face:
+ *   through kmstored   libkmstore with a client configuration (daemon =
+ *                      SOCKET) whose kmstored serves CONF: the same calls,
+ *                      answered by the daemon
  * In RUNS turns at each thread count (1, then THREADS) every thread does N
  * round trips of each face, one face and then the other round by round, so
  * that both meet the same load on a shared machine. A face's rate in a
  * turn is its round trips over the time they took, per thread; each cell
- * shows its median turn and every turn. The provider's ratio to libkmstore
- * is the median over the turns, per thread count, and the worst of those
- * two cells is named. A last line gives what an open costs the provider
+ * shows its median turn and every turn. The provider's (and kmstored's)
+ * ratio to libkmstore is the median over the turns, per thread count, and
+ * the worst of those two cells is named. A last line gives what an open costs the provider
  * where no KME is involved (a static profile's key): its fixed cost, not
  * part of the ratio.
  * CONF holds the QKD profiles "west" and "east" and the static profile
  * "static" (bench/run-keyfetch.sh writes it).
- * Usage: keyfetch [-n N] [-j THREADS] [-r RUNS] [-p PROVIDER_DIR] CONF */
+ * With -W CLIENT only "a key for use now" through kmstored, N times, each
+ * timed: for a kmstored whose profile has a pool (prefetch), the latency
+ * of a key from a warm pool through the socket.
+ * Usage: keyfetch [-n N] [-j THREADS] [-r RUNS] [-p PROVIDER_DIR]
+ *                 [-D CLIENT] CONF
+ *        keyfetch [-n N] -W CLIENT [PROFILE]   (PROFILE: qkd) */
 #include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -74,14 +83,19 @@ static void die(const char *what, const kms_error *e)
 	exit(1);
 }
 
-static kms_store *store;
+static kms_store *store, *daemon_store; /* CONF's; -D's, or NULL */
 
-static void open_site(struct site *s, const char *profile)
+static void find_profile(kms_store *st, const char *profile, kms_profile **p)
 {
 	kms_error e;
 
-	if (kms_store_find_profile(store, profile, &s->p, &e) != KMS_OK)
+	if (kms_store_find_profile(st, profile, p, &e) != KMS_OK)
 		die(profile, &e);
+}
+
+static void open_site(struct site *s, const char *profile)
+{
+	find_profile(store, profile, &s->p);
 	s->url = kms_profile_setting(s->p, "url");
 	s->peer = kms_profile_setting(s->p, "peer-sae-id");
 	s->cert = kms_profile_setting(s->p, "certificate");
@@ -163,7 +177,10 @@ static void ossl_round(void)
 }
 #endif
 
-enum face { LIB, OSSL };
+static struct site dw, de; /* west and east through kmstored (-D) */
+
+enum face { LIB, OSSL, DAEMON };
+#define FACES_MAX 3
 
 /* A cell: one face at one thread count, over all turns. */
 struct cell {
@@ -177,11 +194,11 @@ struct cell {
 /* One thread of a turn: n round trips of each face, taking turns round by
  * round, so that both meet the same load; each face's time is summed. */
 struct job {
-	struct cell *cells[2];
+	struct cell *cells[FACES_MAX];
 	int nfaces, n, first;
 	struct site *w, *e;
-	double *lat_ms[2];
-	double busy[2];
+	double *lat_ms[FACES_MAX];
+	double busy[FACES_MAX];
 };
 
 static void *run_job(void *arg)
@@ -194,6 +211,8 @@ static void *run_job(void *arg)
 
 		if (j->cells[f]->face == LIB)
 			lib_round(j->w, j->e);
+		else if (j->cells[f]->face == DAEMON)
+			lib_round(&dw, &de);
 #ifdef KEYFETCH_OSSL
 		else
 			ossl_round();
@@ -213,7 +232,7 @@ static void run_turn(struct cell **cells, int nfaces, struct site *w,
 	int threads = cells[0]->threads;
 	struct job jobs[64];
 	pthread_t th[64];
-	double busy[2] = { 0, 0 };
+	double busy[FACES_MAX] = { 0 };
 
 	for (int i = 0; i < threads; i++) {
 		jobs[i] = (struct job){ .nfaces = nfaces, .n = n,
@@ -412,15 +431,57 @@ static void bench_curl_reused(struct site *w, struct site *e, struct result *r)
 	free(enc_s);
 }
 
+static double now_us(void)
+{
+	return now() * 1e6;
+}
+
+/* -W: keys for use now, one at a time, each timed, in microseconds. */
+static int bench_pool(const char *client, const char *profile, int n)
+{
+	struct result r = { .name = "warm pool", .n = n };
+	kms_profile *p;
+	kms_error err;
+	double t0;
+
+	if (kms_store_open(client, &daemon_store, &err) != KMS_OK)
+		die(client, &err);
+	find_profile(daemon_store, profile, &p);
+	r.lat_ms = calloc((size_t)n, sizeof(double));
+	if (r.lat_ms == NULL)
+		die("out of memory", NULL);
+	t0 = now();
+	for (int i = 0; i < n; i++) {
+		double t = now_us();
+		kms_key *k;
+
+		if (kms_profile_get_key(p, &k, &err) != KMS_OK)
+			die("a key for use now", &err);
+		r.lat_ms[i] = now_us() - t; /* here: microseconds */
+		kms_key_free(k);
+	}
+	r.seconds = now() - t0;
+	printf("%d keys for use now through kmstored, one at a time: %.0f keys/s\n", n,
+	       n / r.seconds);
+	printf("latency us: p50 %.0f, p90 %.0f, p99 %.0f, max %.0f "
+	       "(targets: p50 <= 100, p99 <= 1000)\n", percentile(&r, 0.5),
+	       percentile(&r, 0.9), percentile(&r, 0.99), percentile(&r, 1.0));
+	kms_store_free(daemon_store);
+	free(r.lat_ms);
+	return 0;
+}
+
 static void print(struct result *r)
 {
-	printf("%-24s %9.1f %9.2f %9.2f", r->name, r->n / r->seconds,
+	printf("%-28s %9.1f %9.2f %9.2f", r->name, r->n / r->seconds,
 	       percentile(r, 0.5), percentile(r, 0.99));
 }
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: keyfetch [-n N] [-j THREADS] [-r RUNS] [-p PROVIDER_DIR] CONF\n");
+	fprintf(stderr, "usage: keyfetch [-n N] [-j THREADS] [-r RUNS] "
+		"[-p PROVIDER_DIR] [-D CLIENT] CONF\n"
+		"       keyfetch [-n N] -W CLIENT [PROFILE]\n");
 	return 2;
 }
 
@@ -428,14 +489,15 @@ int main(int argc, char **argv)
 {
 	struct result each = { .name = "curl per request" },
 		      reused = { .name = "curl, one process" };
-	struct cell cells[4];
-	const char *provider_dir = NULL;
+	struct cell cells[2 * FACES_MAX];
+	enum face faces[FACES_MAX] = { LIB };
+	const char *provider_dir = NULL, *client = NULL, *warm = NULL;
 	int n = 200, threads = 4, runs = 3, ncells = 0, nfaces = 1, opt;
 	double worst = 0, lib_static, ossl_static = 0;
 	struct site w, e;
 	kms_error err;
 
-	while ((opt = getopt(argc, argv, "n:j:r:p:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:j:r:p:D:W:")) != -1) {
 		if (opt == 'n' && (n = atoi(optarg)) > 0)
 			continue;
 		if (opt == 'j' && (threads = atoi(optarg)) > 1 && threads <= 64)
@@ -446,8 +508,18 @@ int main(int argc, char **argv)
 			provider_dir = optarg;
 			continue;
 		}
+		if (opt == 'D') {
+			client = optarg;
+			continue;
+		}
+		if (opt == 'W') {
+			warm = optarg;
+			continue;
+		}
 		return usage();
 	}
+	if (warm != NULL && argc - optind <= 1)
+		return bench_pool(warm, optind < argc ? argv[optind] : "qkd", n);
 	if (argc - optind != 1)
 		return usage();
 	if (kms_store_open(argv[optind], &store, &err) != KMS_OK)
@@ -457,19 +529,27 @@ int main(int argc, char **argv)
 #ifdef KEYFETCH_OSSL
 	if (ossl_face_open(&ossl, argv[optind], provider_dir) != 0)
 		return 1;
-	nfaces = 2;
+	faces[nfaces++] = OSSL;
 #else
 	(void)provider_dir;
 #endif
+	if (client != NULL) {
+		if (kms_store_open(client, &daemon_store, &err) != KMS_OK)
+			die(client, &err);
+		find_profile(daemon_store, "west", &dw.p);
+		find_profile(daemon_store, "east", &de.p);
+		faces[nfaces++] = DAEMON;
+	}
 
-	/* The cells: 1 thread, then THREADS; libkmstore, then the provider. */
+	/* The cells: 1 thread, then THREADS; libkmstore, the provider,
+	 * kmstored. */
 	for (int t = 0; t < 2; t++)
 		for (int f = 0; f < nfaces; f++) {
 			struct cell *c = &cells[ncells++];
 			int nthreads = t == 0 ? 1 : threads;
 
 			memset(c, 0, sizeof(*c));
-			c->face = (enum face)f;
+			c->face = faces[f];
 			c->threads = nthreads;
 			c->r.n = n * runs * nthreads;
 			c->r.lat_ms = calloc((size_t)c->r.n, sizeof(double));
@@ -480,13 +560,16 @@ int main(int argc, char **argv)
 #ifdef KEYFETCH_OSSL
 		ossl_round();
 #endif
+		if (client != NULL)
+			lib_round(&dw, &de);
 	}
 	for (int r = 0; r < runs; r++)
 		for (int t = 0; t < 2; t++) {
-			struct cell *pair[2] = { &cells[t * nfaces],
-						 &cells[t * nfaces + nfaces - 1] };
+			struct cell *turn[FACES_MAX];
 
-			run_turn(pair, nfaces, &w, &e, n, r);
+			for (int f = 0; f < nfaces; f++)
+				turn[f] = &cells[t * nfaces + f];
+			run_turn(turn, nfaces, &w, &e, n, r);
 		}
 
 	/* curl per request spawns two processes per round trip: 200 do. */
@@ -500,12 +583,14 @@ int main(int argc, char **argv)
 	printf("enc_keys at west + dec_keys at east, 256-bit keys; %d turns, in "
 	       "each every thread does %d round trips of each face, alternating; "
 	       "the median turn shown\n", runs, n);
-	printf("%-24s %9s %9s %9s   %s\n", "method", "keys/s", "p50 ms", "p99 ms",
+	printf("%-28s %9s %9s %9s   %s\n", "method", "keys/s", "p50 ms", "p99 ms",
 	       "(keys/s of each turn)");
 	for (int i = 0; i < ncells; i++) {
 		struct cell *c = &cells[i];
 		char name[64];
-		const char *face = c->face == LIB ? "libkmstore" : "provider";
+		const char *face = c->face == LIB    ? "libkmstore" :
+				   c->face == OSSL   ? "provider" :
+						       "through kmstored";
 
 		if (c->threads > 1)
 			snprintf(name, sizeof(name), "%s, %d threads", face, c->threads);
@@ -523,14 +608,16 @@ int main(int argc, char **argv)
 	printf("\n");
 	print(&reused);
 	printf("\n");
-	if (nfaces == 2) {
-		double one = median_ratio(&cells[1], &cells[0]);
-		double many = median_ratio(&cells[3], &cells[2]);
+	for (int f = 1; f < nfaces; f++) {
+		double one = median_ratio(&cells[f], &cells[0]);
+		double many = median_ratio(&cells[nfaces + f], &cells[nfaces]);
 
 		worst = one < many ? one : many;
-		printf("provider vs libkmstore (median of the turns' ratios): 1 thread "
-		       "%.2fx, %d threads %.2fx; worst cell %.2fx (target >= 0.8x)\n",
-		       one, threads, many, worst);
+		printf("%s vs libkmstore (median of the turns' ratios): 1 thread "
+		       "%.2fx, %d threads %.2fx; worst cell %.2fx%s\n",
+		       faces[f] == OSSL ? "provider" : "through kmstored", one,
+		       threads, many, worst,
+		       faces[f] == OSSL ? " (target >= 0.8x)" : "");
 	}
 	printf("libkmstore vs curl per request:  %.1fx faster (target >= 10x)\n",
 	       median_rate(&cells[0]) / (each.n / each.seconds));
@@ -549,6 +636,7 @@ int main(int argc, char **argv)
 	(void)ossl_static;
 #endif
 	kms_store_free(store);
+	kms_store_free(daemon_store);
 	for (int i = 0; i < ncells; i++)
 		free(cells[i].r.lat_ms);
 	free(each.lat_ms);

@@ -17,14 +17,7 @@ trap 'kme_env_stop; rm -rf "$work"' EXIT
 kme_env_start "$work" "$build/tests/kme-sim/kme-sim" tests/kme-sim/kme-sim-pki \
 	--pool-size $((runs * (1 + threads) * 2 * n + 2 * n + 100))
 # One configuration: west's and east's QKD profiles, and the static one.
-{
-	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
-	echo
-	sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
-	echo
-	sed -n '/^\[static\]/,/^$/p' "$KME_DIR/west.conf"
-} >"$work/keyfetch.conf"
-chmod 600 "$work/keyfetch.conf"
+kme_env_both_sites "$work/keyfetch.conf" static
 # For the first seconds after a configuration is written the provider reads
 # it again at each open (kms_store_cache: a coarse clock could hide a second
 # write); measure the steady state, as a deployment sees it.

@@ -20,8 +20,10 @@
  * Options: -n ROUNDS [5000], -t SECONDS time cap [600], -w WARMUP rounds
  * before the baseline [100], -r KB allowed RSS growth after the warm-up
  * [1024], -e CAUSE[,CAUSE...] the causes that are expected (the injected
- * faults; "any": all), -p DIR the provider's directory (ossl), -q no
- * progress lines.
+ * faults; "any": all), -p DIR the provider's directory (ossl), -P PID
+ * another process whose RSS and descriptors are held to the same bounds
+ * (kmstored, when CONF or NSSDB send the face there), -q no progress
+ * lines.
  *
  * Prints keys served, errors by cause (kms_rc and message class; NSS error
  * and the CKR it stands for; OpenSSL reason and message class), RSS and
@@ -105,6 +107,46 @@ static const char *message_class(const char *m)
 		if (strstr(m, classes[i].needle) != NULL)
 			return classes[i].cls;
 	return "other";
+}
+
+static long watched; /* -P: another process's pid, or 0 */
+
+static long watched_rss_kb(void)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", watched);
+	return rss_kb_of(path);
+}
+
+static int watched_fds(void)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%ld/fd", watched);
+	return proc_entries(path);
+}
+
+/* The watched process's RSS (kB) and descriptors, or -1. Its
+ * descriptors are counted a few times over 100 ms and the least kept: a
+ * connection this process closed a moment ago may not be closed there
+ * yet (kmstored ends a connection's thread when it reads the close). */
+static void watched_figures(long *rss, int *fds)
+{
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+
+	*rss = -1;
+	*fds = -1;
+	if (watched <= 0)
+		return;
+	for (int i = 0; i < 6; i++) {
+		int n = watched_fds();
+
+		if (n >= 0 && (*fds < 0 || n < *fds))
+			*fds = n;
+		nanosleep(&pause, NULL);
+	}
+	*rss = watched_rss_kb();
 }
 
 static double now(void)
@@ -375,7 +417,7 @@ static int expected(const char *name, const char *list)
 static int usage(void)
 {
 	fprintf(stderr, "usage: soak --face lib|nss|ossl [-n ROUNDS] [-t SECONDS] "
-		"[-w WARMUP] [-r KB] [-e CAUSES|any] [-p PROVIDER_DIR] [-q] "
+		"[-w WARMUP] [-r KB] [-e CAUSES|any] [-p PROVIDER_DIR] [-P PID] [-q] "
 		"CONF|NSSDB\n");
 	return 2;
 }
@@ -385,8 +427,8 @@ int main(int argc, char **argv)
 	long rounds = 5000, warmup = 100, rss_bound = 1024, done = 0;
 	double cap = 600, t0, t_warm = 0, t_end;
 	const char *face = NULL, *expect = "", *target = NULL;
-	long rss0, rss1 = 0, rss2;
-	int fd0, fd1 = 0, fd2, quiet = 0, ok = 1;
+	long rss0, rss1 = 0, rss2, wrss0, wrss1 = -1, wrss2;
+	int fd0, fd1 = 0, fd2, wfd0, wfd1 = -1, wfd2, quiet = 0, ok = 1;
 	void (*round_fn)(void);
 	int (*close_fn)(void) = lib_close;
 
@@ -400,6 +442,7 @@ int main(int argc, char **argv)
 		else if (strcmp(a, "-r") == 0 && v) rss_bound = atol(v), i++;
 		else if (strcmp(a, "-e") == 0 && v) expect = v, i++;
 		else if (strcmp(a, "-p") == 0 && v) ossl_dir = v, i++;
+		else if (strcmp(a, "-P") == 0 && v) watched = atol(v), i++;
 		else if (strcmp(a, "-q") == 0) quiet = 1;
 		else if (a[0] != '-' && target == NULL) target = a;
 		else return usage();
@@ -411,6 +454,7 @@ int main(int argc, char **argv)
 
 	rss0 = rss_kb();
 	fd0 = open_fds();
+	watched_figures(&wrss0, &wfd0);
 	if (strcmp(face, "lib") == 0) {
 		if (lib_open(target) != 0)
 			return 1;
@@ -444,6 +488,7 @@ int main(int argc, char **argv)
 		if (done == warmup) {
 			rss1 = rss_kb();
 			fd1 = open_fds();
+			watched_figures(&wrss1, &wfd1);
 			t_warm = now();
 		}
 		if (now() - t0 > cap) {
@@ -458,11 +503,13 @@ int main(int argc, char **argv)
 	if (done <= warmup) { /* capped before the baseline */
 		rss1 = rss_kb();
 		fd1 = open_fds();
+		watched_figures(&wrss1, &wfd1);
 		t_warm = now();
 	}
 	t_end = now();
 	rss2 = rss_kb();
 	fd2 = open_fds();
+	watched_figures(&wrss2, &wfd2);
 
 	printf("soak: face %s, %ld rounds in %.1f s (%.1f rounds/s after the "
 	       "warm-up of %ld)\n", face, done, t_end - t0,
@@ -488,6 +535,17 @@ int main(int argc, char **argv)
 	       fd2, fd2 <= fd1 ? "ok" : "GROWS");
 	ok &= rss2 - rss1 <= rss_bound && fd2 <= fd1 && mismatched == 0 &&
 	      served > 0;
+	if (watched > 0) {
+		printf("process %ld (-P) RSS kB: start %ld, after warm-up %ld, end %ld: "
+		       "growth %+ld kB (bound %ld): %s\n", watched, wrss0, wrss1,
+		       wrss2, wrss2 - wrss1, rss_bound,
+		       wrss2 >= 0 && wrss2 - wrss1 <= rss_bound ? "ok" : "GROWS");
+		printf("process %ld (-P) open fds: start %d, after warm-up %d, end %d: "
+		       "%s\n", watched, wfd0, wfd1, wfd2,
+		       wfd2 >= 0 && wfd2 <= wfd1 ? "ok" : "GROWS");
+		ok &= wrss2 >= 0 && wrss2 - wrss1 <= rss_bound && wfd2 >= 0 &&
+		      wfd2 <= wfd1;
+	}
 
 	ok &= close_fn() == 0;
 	printf("verdict: %s\n", ok ? "ok" : "FAIL");

@@ -33,6 +33,9 @@ if(BUILD_TESTING AND EXISTS ${PROJECT_SOURCE_DIR}/tests/kme-sim/CMakeLists.txt)
   if(TARGET kmstore-provider)
     string(APPEND soak_faces " ossl")
   endif()
+  # The same faces through kmstored, whose RSS and descriptors count too.
+  string(REPLACE " " " daemon-" soak_daemon_faces "daemon-${soak_faces}")
+  string(APPEND soak_faces " ${soak_daemon_faces}")
   # ASan's quarantine keeps freed memory, so RSS says nothing there;
   # LeakSanitizer checks for leaks at exit instead. modutil, not
   # instrumented, preloads the ASan runtime to load the module.
@@ -46,5 +49,5 @@ if(BUILD_TESTING AND EXISTS ${PROJECT_SOURCE_DIR}/tests/kme-sim/CMakeLists.txt)
   set_tests_properties(soak_short PROPERTIES
     LABELS "soak;faults"
     TIMEOUT 300
-    ENVIRONMENT "SOAK=$<TARGET_FILE:soak>;KME_SIM=$<TARGET_FILE:kme-sim>;P11_MODULE=$<$<TARGET_EXISTS:kmstore-pkcs11>:$<TARGET_FILE:kmstore-pkcs11>>;KMSTORE_PROVIDER_DIR=$<$<TARGET_EXISTS:kmstore-provider>:$<TARGET_FILE_DIR:kmstore-provider>>;SOAK_VALGRIND=0;SOAK_TIME_CAP=120;SOAK_FACES=${soak_faces};SOAK_RSS_BOUND=${soak_rss};SOAK_PRELOAD=${soak_preload}")
+    ENVIRONMENT "SOAK=$<TARGET_FILE:soak>;KMSTORED=$<TARGET_FILE:kmstored>;KME_SIM=$<TARGET_FILE:kme-sim>;P11_MODULE=$<$<TARGET_EXISTS:kmstore-pkcs11>:$<TARGET_FILE:kmstore-pkcs11>>;KMSTORE_PROVIDER_DIR=$<$<TARGET_EXISTS:kmstore-provider>:$<TARGET_FILE_DIR:kmstore-provider>>;SOAK_VALGRIND=0;SOAK_TIME_CAP=120;SOAK_FACES=${soak_faces};SOAK_RSS_BOUND=${soak_rss};SOAK_PRELOAD=${soak_preload}")
 endif()

@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
 	build-essential cmake pkgconf clang libclang-rt-14-dev llvm-14
 	libssl-dev openssl libcurl4-openssl-dev curl libjson-c-dev
-	libmicrohttpd-dev libgnutls28-dev libcmocka-dev
+	libmicrohttpd-dev libgnutls28-dev libcmocka-dev libsystemd-dev
 	python3 valgrind perl gpgv xz-utils ca-certificates
 	libnss3-dev libnss3-tools libp11-kit-dev p11-kit p11-kit-modules
 	opensc gnutls-bin jq groff-base man-db strace

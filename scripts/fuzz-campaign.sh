@@ -87,6 +87,7 @@ parser_files() {
 	uri) echo "$src/kmstore/src/uri.c" ;;
 	base64) echo "$src/kmstore/src/encoding.c" ;;
 	etsi_json) echo "$src/kmstore/src/etsi014_json.c" ;;
+	daemon_request | daemon_reply) echo "$src/kmstore/src/wire.c" ;;
 	pkcs11_template) ls "$src"/provider/pkcs11/*.c ;;
 	ppk_id) # whatever the target compiles from the libreswan tree
 		[ -n "${KMSTORE_LIBRESWAN_SRC:-}" ] &&

@@ -17,6 +17,8 @@ Usage: $prog [options]            register (or re-register) the module
   --config FILE    kmstore.conf the module reads [the module's default:
                    \$KMSTORE_CONF of the application, else
                    /etc/kmstore/kmstore.conf]
+  --daemon SOCKET  the tokens are kmstored's profiles (not with --config);
+                   e.g. /run/kmstore/kmstored.sock
   --log WHERE      auto, syslog, stderr or none [auto: stderr while it
                    leads somewhere, else syslog]
   --log-level L    error, warning or info [warning]
@@ -31,7 +33,7 @@ EOF
 
 die() { echo "$prog: $*" >&2; exit 1; }
 
-dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' log=auto level=''
+dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' daemon='' log=auto level=''
 max_keys='' action=add create=no force=no
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
 	--name) name=$2; shift ;;
 	--module) module=$2; shift ;;
 	--config) config=$2; shift ;;
+	--daemon) daemon=$2; shift ;;
 	--log) log=$2; shift ;;
 	--log-level) level=$2; shift ;;
 	--max-keys) max_keys=$2; shift ;;
@@ -96,6 +99,15 @@ esac
 case $module in /*) ;; *) module=$PWD/$module ;; esac
 
 params="log=$log"
+[ -z "$config" ] || [ -z "$daemon" ] || die "--config or --daemon, not both"
+if [ -n "$daemon" ]; then
+	case $daemon in /*) ;; *) die "$daemon: the socket must be an absolute path" ;; esac
+	case $daemon in *[[:space:]\"]*) die "$daemon: a path without blanks or quotes, please" ;; esac
+	params="daemon=$daemon $params"
+	if command -v kmstore >/dev/null && ! kmstore --daemon "$daemon" profiles; then
+		[ "$force" = yes ] || die "kmstored at $daemon does not answer (see above); --force registers anyway"
+	fi
+fi
 if [ -n "$config" ]; then
 	case $config in /*) ;; *) config=$PWD/$config ;; esac
 	case $config in *[[:space:]\"]*) die "$config: a path without blanks or quotes, please" ;; esac

@@ -36,7 +36,7 @@ typedef enum kms_rc {
 	KMS_ERR_NOT_FOUND = 5,   /* no such profile or key */
 	KMS_ERR_URI = 6,         /* malformed kmstore: URI */
 	KMS_ERR_KME = 7,         /* the KME refused or answered badly */
-	KMS_ERR_UNREACHABLE = 8, /* KME down, TLS failure, timeout */
+	KMS_ERR_UNREACHABLE = 8, /* KME down, TLS failure, timeout; kmstored down */
 	KMS_ERR_UNSUPPORTED = 9, /* operation not available for this profile */
 	KMS_ERR_SYSTEM = 10,     /* out of memory, I/O error */
 } kms_rc;
@@ -77,7 +77,16 @@ KMS_API const char *kms_rc_describe(kms_rc rc);
  * the compiled-in default. */
 KMS_API const char *kms_default_config_path(void);
 
+/* Reads a configuration file. One whose only setting is "daemon = PATH"
+ * (a client configuration) opens kmstored's store, as below. */
 KMS_API kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err);
+/* A store whose profiles are kmstored's (the key manager process listening
+ * on socket_path): those this process's user may use, with their type, key
+ * size and non-secret settings. Keys, status and checks are asked of the
+ * daemon, which holds the configuration, the SAE credentials and the KME
+ * connections; results and messages are the same as in-process. */
+KMS_API kms_rc kms_store_open_daemon(const char *socket_path, kms_store **out,
+				     kms_error *err);
 /* Frees a store; one of kms_store_cache_get's stores: drops a reference. */
 KMS_API void kms_store_free(kms_store *store);
 KMS_API const char *kms_store_path(const kms_store *store);
@@ -96,6 +105,12 @@ KMS_API kms_rc kms_store_cache_new(const char *path, kms_store_cache **out,
 				   kms_error *err);
 KMS_API kms_rc kms_store_cache_get(kms_store_cache *cache, kms_store **out,
 				   kms_error *err);
+/* The same for kmstored's store at socket_path (as a client configuration
+ * naming it gives): listed again at a get a second after the last listing,
+ * so a reload in the daemon is seen within a second. */
+KMS_API kms_rc kms_store_cache_new_daemon(const char *socket_path,
+					  kms_store_cache **out,
+					  kms_error *err);
 KMS_API void kms_store_cache_free(kms_store_cache *cache);
 
 KMS_API size_t kms_store_profile_count(const kms_store *store);
@@ -123,6 +138,20 @@ KMS_API kms_rc kms_profile_get_key(kms_profile *p, kms_key **out, kms_error *err
 KMS_API kms_rc kms_profile_get_key_by_id(kms_profile *p, const char *key_id,
 				 kms_key **out, kms_error *err);
 
+#define KMS_KMES_MAX 8            /* KMEs of one QKD profile (url = A B ...) */
+#define KMS_URL_MAX 256
+
+/* What this process knows of one KME of a profile: its health after the
+ * requests made so far (a long-lived process, such as kmstored, knows
+ * more than a one-shot command). */
+typedef struct kms_kme_health {
+	char url[KMS_URL_MAX];
+	char state[16];              /* "up", "down" or "unknown" (not asked yet) */
+	long failures;               /* in a row */
+	long retry_in_ms;            /* down: until it is asked first again; 0 */
+	char last_error[200];        /* the last failure's message, or "" */
+} kms_kme_health;
+
 typedef struct kms_status {
 	char state[32];              /* "ready", ... */
 	char source_kme_id[KMS_KEY_ID_MAX + 1];
@@ -133,6 +162,10 @@ typedef struct kms_status {
 	long max_key_per_request;
 	long min_key_size_bits;
 	long max_key_size_bits;
+	long pool_keys;              /* kmstored's prefetched keys; -1: no pool */
+	long pool_target;            /* prefetch =; -1: no pool */
+	size_t n_kmes;               /* QKD: the profile's KMEs, in order */
+	kms_kme_health kmes[KMS_KMES_MAX];
 } kms_status;
 
 KMS_API kms_rc kms_profile_status(kms_profile *p, kms_status *out, kms_error *err);

@@ -1,7 +1,7 @@
 /* etsi014.c - the ETSI GS QKD 014 client of QKD profiles: libcurl, HTTPS
  * with mutual TLS, one deadline for the whole call.
  *
- * Three constraints shape it:
+ * Four constraints shape it:
  * - It runs inside NSS's PKCS#11 module, which may not create threads
  *   (CKF_LIBRARY_CANT_CREATE_OS_THREADS), and curl's threaded resolver
  *   would. So the host is resolved here, in the caller's thread, once per
@@ -11,13 +11,18 @@
  *   application, the OpenSSL provider's threads sharing one store). libcurl
  *   does not support one connection cache shared by concurrent threads
  *   (CURLSHOPT_SHARE(3); curl 8.21 crashes in its connection pool), so a
- *   profile keeps a pool of easy handles, each with its own connection: a
- *   call takes an idle one (or makes one) and puts it back, so keep-alive
- *   works across calls and threads, one connection per concurrent call.
- *   TLS sessions, which libcurl does share between threads, are in the
- *   profile's CURLSH, so a new handle resumes a session.
+ *   profile keeps a pool of easy handles per KME, each with its own
+ *   connection: a call takes an idle one (or makes one) and puts it back,
+ *   so keep-alive works across calls and threads, one connection per
+ *   concurrent call. TLS sessions, which libcurl does share between
+ *   threads, are in the KME's CURLSH, so a new handle resumes a session.
  * - The answer becomes an IKE PPK: the body is size-limited, held in locked
- *   memory and checked strictly (etsi014_json.c). */
+ *   memory and checked strictly (etsi014_json.c).
+ * - A profile may name several KMEs (url = A B ...): a request goes to the
+ *   first that is up, and on to the next when one is unreachable or
+ *   answers 5xx, all within the profile's one deadline; a KME that failed
+ *   is asked first again only after a back-off. Each KME has its own
+ *   pool of handles (connections), TLS sessions and health. */
 #include <errno.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -40,17 +45,35 @@
 #define KMS_RESOLVE_MAX 1024 /* a few addresses, as CURLOPT_RESOLVE has them */
 #define BACKOFF_FIRST_MS 50
 #define BACKOFF_MAX_MS 1000
-#define IDLE_MAX 8      /* idle handles (and connections) kept per profile */
+/* A retry needs this much of the deadline left after its wait: one that
+ * starts with less mostly ends in a timeout of its own, and its message
+ * would hide the cause of the attempts before it. */
+#define RETRY_MIN_MS 250
+#define DOWN_FIRST_MS 1000   /* a failed KME's first back-off, doubling */
+#define DOWN_MAX_MS 60000
+#define IDLE_MAX 8      /* idle handles (and connections) kept per KME */
 
-struct kms_qkd_client {
+/* One KME of a profile: its connections, and its health. */
+struct kme {
 	CURLSH *share;  /* TLS sessions */
 	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
 	pthread_mutex_t idle_lock;
 	CURL *idle[IDLE_MAX]; /* handles not in use, each with its connection */
 	size_t n_idle;
+	const char *url; /* the profile's copy */
 	char *host;     /* as in the URL, without brackets */
 	long port;
 	char *base;     /* the URL without a trailing '/' */
+	pthread_mutex_t health_lock;
+	int asked;      /* any request ended yet */
+	long failures;  /* in a row */
+	long retry_at_ms; /* monotonic; 0: up */
+	char last_error[200];
+};
+
+struct kms_qkd_client {
+	struct kme kmes[KMS_KMES_MAX];
+	size_t n;
 };
 
 enum op { OP_STATUS, OP_ENC_KEYS, OP_DEC_KEYS };
@@ -67,19 +90,31 @@ struct body {
 	int overflow;
 };
 
-/* One request in flight: what failed is described relative to it. */
+/* One request in flight at one KME: what failed is described relative to
+ * it. */
 struct call {
 	kms_profile *p;
 	struct kms_qkd_config *c;
+	struct kme *kme;
 	enum op op;
 	const char *sae; /* the SAE ID in the path */
-	long deadline_ms; /* monotonic */
+	long deadline_ms; /* monotonic: this KME's share of the deadline */
 	int attempts;
+	int max_attempts; /* 0: as many as the deadline allows */
+	long http_status; /* of the last attempt, 0 if none */
 	struct curl_blob tls_key; /* the SAE's PEM key, in locked memory */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
+static kms_kme_observer *observer;
+static void *observer_ctx;
+
+void kms_qkd_set_observer(kms_kme_observer *fn, void *ctx)
+{
+	observer = fn;
+	observer_ctx = ctx;
+}
 
 static void curl_init(void)
 {
@@ -97,7 +132,7 @@ static long now_ms(void)
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a,
 		       void *ctx)
 {
-	struct kms_qkd_client *cl = ctx;
+	struct kme *cl = ctx;
 
 	(void)h;
 	(void)a;
@@ -106,14 +141,13 @@ static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a,
 
 static void share_unlock(CURL *h, curl_lock_data data, void *ctx)
 {
-	struct kms_qkd_client *cl = ctx;
+	struct kme *cl = ctx;
 
 	(void)h;
 	pthread_mutex_unlock(&cl->locks[data]);
 }
 
-static kms_rc split_url(struct kms_qkd_client *cl, const char *url,
-			kms_error *err)
+static kms_rc split_url(struct kme *cl, const char *url, kms_error *err)
 {
 	CURLU *u = curl_url();
 	char *host = NULL, *port = NULL;
@@ -145,10 +179,28 @@ out:
 	return rc;
 }
 
+static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
+{
+	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+		pthread_mutex_init(&k->locks[i], NULL);
+	pthread_mutex_init(&k->idle_lock, NULL);
+	pthread_mutex_init(&k->health_lock, NULL);
+	k->url = url;
+	k->share = curl_share_init();
+	if (k->share == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	curl_share_setopt(k->share, CURLSHOPT_LOCKFUNC, share_lock);
+	curl_share_setopt(k->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+	curl_share_setopt(k->share, CURLSHOPT_USERDATA, k);
+	curl_share_setopt(k->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+	return split_url(k, url, err);
+}
+
 kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
 	struct kms_qkd_client *cl;
+	kms_rc rc = KMS_OK;
 
 	pthread_once(&curl_once, curl_init);
 	if (curl_init_rc != CURLE_OK)
@@ -158,33 +210,30 @@ kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 	if (cl == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	c->client = cl;
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_init(&cl->locks[i], NULL);
-	pthread_mutex_init(&cl->idle_lock, NULL);
-	cl->share = curl_share_init();
-	if (cl->share == NULL)
-		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
-	curl_share_setopt(cl->share, CURLSHOPT_LOCKFUNC, share_lock);
-	curl_share_setopt(cl->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-	curl_share_setopt(cl->share, CURLSHOPT_USERDATA, cl);
-	curl_share_setopt(cl->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-	return split_url(cl, c->url, err);
+	for (size_t i = 0; rc == KMS_OK && i < c->n_urls; i++, cl->n++)
+		rc = kme_init(&cl->kmes[i], c->urls[i], err);
+	return rc;
 }
 
 void kms_qkd_client_free(struct kms_qkd_client *cl)
 {
 	if (cl == NULL)
 		return;
-	/* The handles first: they use the share. */
-	for (size_t i = 0; i < cl->n_idle; i++)
-		curl_easy_cleanup(cl->idle[i]);
-	if (cl->share != NULL)
-		curl_share_cleanup(cl->share);
-	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
-		pthread_mutex_destroy(&cl->locks[i]);
-	pthread_mutex_destroy(&cl->idle_lock);
-	free(cl->host);
-	free(cl->base);
+	for (size_t k = 0; k < cl->n; k++) {
+		struct kme *e = &cl->kmes[k];
+
+		/* The handles first: they use the share. */
+		for (size_t i = 0; i < e->n_idle; i++)
+			curl_easy_cleanup(e->idle[i]);
+		if (e->share != NULL)
+			curl_share_cleanup(e->share);
+		for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+			pthread_mutex_destroy(&e->locks[i]);
+		pthread_mutex_destroy(&e->idle_lock);
+		pthread_mutex_destroy(&e->health_lock);
+		free(e->host);
+		free(e->base);
+	}
 	free(cl);
 }
 
@@ -202,7 +251,7 @@ static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	return kms_fail(err, code, "profile '%s': KME %s: %s for SAE '%s': %s",
-			k->p->name, k->c->url, op_names[k->op], k->sae, msg);
+			k->p->name, k->kme->url, op_names[k->op], k->sae, msg);
 }
 
 /* The addresses curl will connect to, looked up once per call in this
@@ -210,7 +259,7 @@ static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
 static kms_rc resolve(const struct call *k, struct curl_slist **list,
 		      kms_error *err)
 {
-	struct kms_qkd_client *cl = k->c->client;
+	struct kme *cl = k->kme;
 	char addrs[KMS_RESOLVE_MAX], entry[KMS_RESOLVE_MAX + 300];
 	const char *why;
 
@@ -291,7 +340,7 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 
 #define SET(opt, val) if (rc == CURLE_OK) rc = curl_easy_setopt(h, opt, val)
 	SET(CURLOPT_URL, url);
-	SET(CURLOPT_SHARE, c->client->share);
+	SET(CURLOPT_SHARE, k->kme->share);
 	SET(CURLOPT_RESOLVE, resolved);
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_NOPROXY, "*");
@@ -364,7 +413,7 @@ static int backoff(struct call *k)
 
 	if (wait > BACKOFF_MAX_MS)
 		wait = BACKOFF_MAX_MS;
-	if (left <= wait + 10)
+	if (left <= wait + RETRY_MIN_MS)
 		return 0;
 	ts.tv_sec = wait / 1000;
 	ts.tv_nsec = (wait % 1000) * 1000000;
@@ -437,8 +486,51 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 			 detail, k->attempts, k->attempts == 1 ? "" : "s");
 }
 
+/* What came of an attempt, for the observer (metrics). */
+static const char *outcome(CURLcode rc, long status, const char *errbuf,
+			   const struct body *b, kms_rc out)
+{
+	if (out == KMS_OK)
+		return "ok";
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return "timeout";
+	if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+		return "refused";
+	if (rc != CURLE_OK && tls_failure(rc, errbuf))
+		return "tls";
+	if (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+	    rc == CURLE_SEND_ERROR || rc == CURLE_PARTIAL_FILE)
+		return "dropped";
+	if (b->overflow)
+		return "malformed";
+	if (status >= 500)
+		return "http_5xx";
+	if (status >= 400)
+		return "http_4xx";
+	return "other";
+}
+
+static long now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void observe(const struct call *k, long t0_us, const char *what)
+{
+	struct kms_kme_event ev = {
+		.profile = k->p->name, .url = k->kme->url, .op = op_names[k->op],
+		.outcome = what, .us = now_us() - t0_us, .http_status = k->http_status,
+	};
+
+	if (observer != NULL)
+		observer(observer_ctx, &ev);
+}
+
 /* An easy handle for one call: an idle one, with its connection, or new. */
-static CURL *take_handle(struct kms_qkd_client *cl)
+static CURL *take_handle(struct kme *cl)
 {
 	CURL *h = NULL;
 
@@ -449,7 +541,7 @@ static CURL *take_handle(struct kms_qkd_client *cl)
 	return h != NULL ? h : curl_easy_init();
 }
 
-static void give_back(struct kms_qkd_client *cl, CURL *h)
+static void give_back(struct kme *cl, CURL *h)
 {
 	if (h == NULL)
 		return;
@@ -471,7 +563,8 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 		      struct body *b, int *again, kms_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	long status = 0, budget = k->deadline_ms - now_ms();
+	long status = 0, t0 = now_us(), budget = k->deadline_ms - now_ms();
+	kms_rc out;
 	CURLcode rc;
 	CURL *h;
 
@@ -479,23 +572,28 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	b->len = 0;
 	b->overflow = 0;
 	k->attempts++;
-	h = take_handle(k->c->client);
+	k->http_status = 0;
+	h = take_handle(k->kme);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, budget > 1 ? budget : 1) != 0) {
-		give_back(k->c->client, h);
+		give_back(k->kme, h);
 		return kms_fail(err, KMS_ERR_SYSTEM, "cannot set up libcurl");
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	give_back(k->c->client, h);
+	give_back(k->kme, h);
+	k->http_status = status;
 	if (rc != CURLE_OK) {
 		*again = transient(rc) && !tls_failure(rc, errbuf) && !b->overflow;
-		return transfer_failure(k, rc, errbuf, b, err);
+		out = transfer_failure(k, rc, errbuf, b, err);
+	} else if (status == 200) {
+		out = KMS_OK;
+	} else {
+		*again = status == 502 || status == 503 || status == 504;
+		out = http_failure(k, status, b, err);
 	}
-	if (status == 200)
-		return KMS_OK;
-	*again = status == 502 || status == 503 || status == 504;
-	return http_failure(k, status, b, err);
+	observe(k, t0, outcome(rc, status, errbuf, b, out));
+	return out;
 }
 
 static kms_rc perform(struct call *k, const char *url, const char *request,
@@ -528,11 +626,15 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 		goto out;
 	}
 	rc = resolve(k, &resolved, err);
-	if (rc != KMS_OK)
+	if (rc != KMS_OK) {
+		observe(k, now_us(), "refused");
 		goto out;
+	}
 	do {
 		rc = attempt(k, url, request, headers, resolved, b, &again, err);
-	} while (rc != KMS_OK && again && backoff(k));
+	} while (rc != KMS_OK && again &&
+		 (k->max_attempts == 0 || k->attempts < k->max_attempts) &&
+		 backoff(k));
 out:
 	curl_slist_free_all(resolved);
 	curl_slist_free_all(headers);
@@ -540,83 +642,261 @@ out:
 	return rc;
 }
 
+/* ---- KME health and failover ---- */
+
+/* Worth asking the next KME: this one is unreachable or overloaded. A
+ * 4xx, a bad answer or a local problem would be the same elsewhere. */
+static int fails_over(kms_rc rc, long http_status)
+{
+	return rc == KMS_ERR_UNREACHABLE ||
+	       (rc == KMS_ERR_KME && http_status >= 500);
+}
+
+static void kme_up(struct kme *e)
+{
+	pthread_mutex_lock(&e->health_lock);
+	e->asked = 1;
+	e->failures = 0;
+	e->retry_at_ms = 0;
+	pthread_mutex_unlock(&e->health_lock);
+}
+
+static void kme_down(struct kme *e, const kms_error *err)
+{
+	long wait;
+
+	pthread_mutex_lock(&e->health_lock);
+	e->asked = 1;
+	e->failures++;
+	wait = DOWN_FIRST_MS << (e->failures < 7 ? e->failures - 1 : 6);
+	e->retry_at_ms = now_ms() + (wait < DOWN_MAX_MS ? wait : DOWN_MAX_MS);
+	snprintf(e->last_error, sizeof(e->last_error), "%.*s",
+		 (int)sizeof(e->last_error) - 1, err != NULL ? err->message : "failed");
+	pthread_mutex_unlock(&e->health_lock);
+}
+
+static long kme_retry_at(struct kme *e)
+{
+	long t;
+
+	pthread_mutex_lock(&e->health_lock);
+	t = e->retry_at_ms;
+	pthread_mutex_unlock(&e->health_lock);
+	return t;
+}
+
+/* The KMEs in the order to ask them: those up (or not asked yet) as
+ * configured, then those in their back-off, soonest back first. */
+static size_t kme_order(struct kms_qkd_client *cl, size_t order[KMS_KMES_MAX])
+{
+	long now = now_ms(), at[KMS_KMES_MAX];
+	size_t n = 0, down[KMS_KMES_MAX], n_down = 0;
+
+	for (size_t i = 0; i < cl->n; i++) {
+		at[i] = kme_retry_at(&cl->kmes[i]);
+		if (at[i] <= now)
+			order[n++] = i;
+		else
+			down[n_down++] = i;
+	}
+	for (size_t i = 1; i < n_down; i++)
+		for (size_t j = i; j > 0 && at[down[j]] < at[down[j - 1]]; j--) {
+			size_t t = down[j];
+
+			down[j] = down[j - 1];
+			down[j - 1] = t;
+		}
+	for (size_t i = 0; i < n_down; i++)
+		order[n++] = down[i];
+	return n;
+}
+
+int kms_qkd_all_down(const kms_profile *p)
+{
+	const struct kms_qkd_config *c = p->state;
+	long now = now_ms();
+
+	for (size_t i = 0; i < c->client->n; i++)
+		if (kme_retry_at(&c->client->kmes[i]) <= now)
+			return 0;
+	return 1;
+}
+
+static void health_of(struct kme *e, kms_kme_health *h);
+
+void kms_qkd_health(const kms_profile *p, kms_status *out)
+{
+	const struct kms_qkd_config *c = p->state;
+
+	out->n_kmes = c->client->n;
+	for (size_t i = 0; i < c->client->n; i++)
+		health_of(&c->client->kmes[i], &out->kmes[i]);
+}
+
+static void health_of(struct kme *e, kms_kme_health *h)
+{
+	long now = now_ms();
+
+	pthread_mutex_lock(&e->health_lock);
+	snprintf(h->url, sizeof(h->url), "%.*s", (int)sizeof(h->url) - 1, e->url);
+	snprintf(h->state, sizeof(h->state), "%s",
+		 !e->asked ? "unknown" : e->failures == 0 ? "up" : "down");
+	h->failures = e->failures;
+	h->retry_in_ms = e->retry_at_ms > now ? e->retry_at_ms - now : 0;
+	snprintf(h->last_error, sizeof(h->last_error), "%.*s",
+		 (int)sizeof(h->last_error) - 1, e->last_error);
+	pthread_mutex_unlock(&e->health_lock);
+}
+
+/* Runs op at one KME until ms_left, leaving the answer in b. */
+static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
+		     struct body *b, kms_error *err)
+{
+	char *url;
+	kms_rc rc;
+
+	if (asprintf(&url, "%s/api/v1/keys/%s", k->kme->base, path_tail) < 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	rc = perform(k, url, request, b, err);
+	free(url);
+	if (rc == KMS_OK || !fails_over(rc, k->http_status))
+		kme_up(k->kme); /* it answered */
+	else
+		kme_down(k->kme, err);
+	return rc;
+}
+
 /* Runs op for the SAE sae with request (NULL: GET) and leaves the answer
- * in b (secmem). */
+ * in b (secmem). With one KME it has the whole deadline, retries
+ * included; with several, they take turns, one attempt each with an equal
+ * share of the time left in the round, rounds separated by the usual
+ * back-off, until one answers or the deadline passes. */
 static kms_rc run(kms_profile *p, enum op op, const char *sae,
 		  const char *request, struct body *b, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
-	struct call k = { .p = p, .c = c, .op = op, .sae = sae,
-			  .deadline_ms = now_ms() + c->timeout_ms };
-	char path_sae[3 * 64 + 1];
-	char *url;
-	kms_rc rc;
+	struct kms_qkd_client *cl = c->client;
+	long deadline = now_ms() + c->timeout_ms;
+	char path_sae[3 * 64 + 1], tail[3 * 64 + 32];
+	size_t order[KMS_KMES_MAX], n, tried = 0;
+	kms_rc rc = KMS_ERR_UNREACHABLE;
 
 	kms_percent_encode(path_sae, sizeof(path_sae), sae);
-	if (asprintf(&url, "%s/api/v1/keys/%s/%s", c->client->base, path_sae,
-		     op_names[op]) < 0)
-		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	snprintf(tail, sizeof(tail), "%s/%s", path_sae, op_names[op]);
 	b->data = kms_secmem_alloc(BODY_MAX + 1);
-	if (b->data == NULL) {
-		free(url);
+	if (b->data == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	n = kme_order(cl, order);
+	for (size_t turn = 0;; turn++) {
+		size_t i = turn % n;
+		long left = deadline - now_ms();
+		struct call k = { .p = p, .c = c, .kme = &cl->kmes[order[i]],
+				  .op = op, .sae = sae,
+				  .deadline_ms = now_ms() + left / (long)(n - i),
+				  .max_attempts = n > 1 };
+
+		if (turn > 0 && left <= 10)
+			break;
+		rc = run_at(&k, tail, request, b, err);
+		tried++;
+		if (n == 1 || rc == KMS_OK || !fails_over(rc, k.http_status))
+			break;
+		k.attempts = (int)(turn / n) + 1;
+		k.deadline_ms = deadline;
+		if (i == n - 1 && !backoff(&k))
+			break;
 	}
-	rc = perform(&k, url, request, b, err);
-	free(url);
 	if (rc != KMS_OK) {
 		kms_secmem_free(b->data, BODY_MAX + 1);
 		b->data = NULL;
+		if (n > 1 && err != NULL)
+			kms_error_prefix(err, "every KME of profile '%s' failed "
+					 "(%zu tries); the last", p->name, tried);
 	}
 	return rc;
 }
 
-static kms_rc fetch_key(kms_profile *p, enum op op, const char *want_id,
-			kms_key **out, kms_error *err)
+/* n keys (enc_keys, number = n; or dec_keys of want_id, n = 1) into
+ * out[], *got of them. */
+static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
+			 size_t n, kms_key **out, size_t *got, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
-	size_t key_len = (size_t)c->key_bits / 8;
-	char id[KMS_KEY_ID_MAX + 1];
+	size_t key_len = (size_t)c->key_bits / 8, taken = 0;
+	char (*ids)[KMS_KEY_ID_MAX + 1];
 	struct body b = { 0 };
-	uint8_t *key;
+	uint8_t *keys;
 	char *request;
 	kms_rc rc;
 
-	request = op == OP_ENC_KEYS ? kms_etsi_enc_keys_request(1, c->key_bits)
+	*got = 0;
+	if (n < 1 || n * key_len > KMS_SECMEM_MAX)
+		return kms_fail(err, KMS_ERR_USAGE, "cannot take %zu keys at once", n);
+	request = op == OP_ENC_KEYS ? kms_etsi_enc_keys_request((long)n, c->key_bits)
 				    : kms_etsi_dec_keys_request(want_id);
-	if (request == NULL)
+	ids = calloc(n, sizeof(*ids));
+	if (request == NULL || ids == NULL) {
+		free(request);
+		free(ids);
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
 	/* enc_keys names the peer (slave) SAE; dec_keys names the peer as the
 	 * master that asked for the key. */
 	rc = run(p, op, c->peer_sae, request, &b, err);
 	free(request);
-	if (rc != KMS_OK)
+	if (rc != KMS_OK) {
+		free(ids);
 		return rc;
-	key = kms_secmem_alloc(key_len);
-	if (key == NULL) {
+	}
+	keys = kms_secmem_alloc(n * key_len);
+	if (keys == NULL) {
 		kms_secmem_free(b.data, BODY_MAX + 1);
+		free(ids);
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	}
-	rc = kms_etsi_parse_key_container(b.data, b.len, want_id, key_len, id,
-					  key, err);
-	kms_secmem_free(b.data, BODY_MAX + 1);
-	if (rc == KMS_OK)
-		rc = kms_key_new(p->name, id, key, key_len, out, err);
+	if (want_id != NULL)
+		rc = kms_etsi_parse_key_container(b.data, b.len, want_id, key_len,
+						  ids[0], keys, err);
 	else
+		rc = kms_etsi_parse_key_batch(b.data, b.len, n, key_len, ids, keys,
+					      &taken, err);
+	if (want_id != NULL && rc == KMS_OK)
+		taken = 1;
+	kms_secmem_free(b.data, BODY_MAX + 1);
+	for (size_t i = 0; rc == KMS_OK && i < taken; i++, (*got)++)
+		rc = kms_key_new(p->name, ids[i], keys + i * key_len, key_len,
+				 &out[i], err);
+	if (rc != KMS_OK) {
+		for (size_t i = 0; i < *got; i++)
+			kms_key_free(out[i]);
+		*got = 0;
 		kms_error_prefix(err, "profile '%s': KME %s: %s", p->name, c->url,
 				 op_names[op]);
-	kms_secmem_free(key, key_len);
+	}
+	kms_secmem_free(keys, n * key_len);
+	free(ids);
 	return rc;
 }
 
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)
 {
-	return fetch_key(p, OP_ENC_KEYS, NULL, out, err);
+	size_t got;
+
+	return fetch_keys(p, OP_ENC_KEYS, NULL, 1, out, &got, err);
+}
+
+kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
+			kms_error *err)
+{
+	return fetch_keys(p, OP_ENC_KEYS, NULL, n, out, got, err);
 }
 
 kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 			     kms_error *err)
 {
-	return fetch_key(p, OP_DEC_KEYS, id, out, err);
+	size_t got;
+
+	return fetch_keys(p, OP_DEC_KEYS, id, 1, out, &got, err);
 }
 
 kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
@@ -626,13 +906,17 @@ kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
 	kms_rc rc;
 
 	rc = run(p, OP_STATUS, c->peer_sae, NULL, &b, err);
+	if (rc == KMS_OK) {
+		rc = kms_etsi_parse_status(b.data, b.len, out, err);
+		kms_secmem_free(b.data, BODY_MAX + 1);
+		if (rc != KMS_OK)
+			kms_error_prefix(err, "profile '%s': KME %s: status",
+					 p->name, c->url);
+	}
+	/* Each KME's health after this request too. */
+	kms_qkd_health(p, out);
 	if (rc != KMS_OK)
 		return rc;
-	rc = kms_etsi_parse_status(b.data, b.len, out, err);
-	kms_secmem_free(b.data, BODY_MAX + 1);
-	if (rc != KMS_OK)
-		return kms_error_prefix(err, "profile '%s': KME %s: status",
-					p->name, c->url);
 	strcpy(out->state, "ready");
 	return KMS_OK;
 }

@@ -136,34 +136,61 @@ static kms_rc take_key(json_object *entry, const char *want_id,
 	return KMS_OK;
 }
 
-kms_rc kms_etsi_parse_key_container(const char *body, size_t len,
-				    const char *want_id, size_t key_len,
-				    char *id, uint8_t *key, kms_error *err)
+/* Keys of one container must have distinct IDs: a KME that repeats one
+ * would hand out the same PPK twice. */
+static kms_rc check_distinct(char (*ids)[KMS_KEY_ID_MAX + 1], size_t n,
+			     kms_error *err)
 {
-	json_object *doc = parse(body, len, err), *keys;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(ids[i], ids[j]) == 0)
+				return kms_fail(err, KMS_ERR_KME,
+						"the KME sent key_ID '%s' twice",
+						ids[i]);
+	return KMS_OK;
+}
+
+static kms_rc parse_keys(const char *body, size_t len, const char *want_id,
+			 size_t max, size_t key_len,
+			 char (*ids)[KMS_KEY_ID_MAX + 1], uint8_t *keys,
+			 size_t *n, kms_error *err)
+{
+	json_object *doc = parse(body, len, err), *arr;
+	size_t got = 0;
 	kms_rc rc;
 
+	*n = 0;
 	if (doc == NULL)
 		return err != NULL ? err->code : KMS_ERR_KME;
 	if (!json_object_is_type(doc, json_type_object) ||
-	    !json_object_object_get_ex(doc, "keys", &keys) ||
-	    !json_object_is_type(keys, json_type_array))
+	    !json_object_object_get_ex(doc, "keys", &arr) ||
+	    !json_object_is_type(arr, json_type_array))
 		rc = kms_fail(err, KMS_ERR_KME,
 			      "the KME's answer is not a key container "
 			      "(no \"keys\" array)");
-	else if (json_object_array_length(keys) != 1)
+	else if (json_object_array_length(arr) < 1 ||
+		 json_object_array_length(arr) > max)
 		rc = kms_fail(err, KMS_ERR_KME,
-			      "the KME sent %zu keys; 1 was asked for",
-			      json_object_array_length(keys));
+			      "the KME sent %zu keys; %s%zu %s asked for",
+			      json_object_array_length(arr), max > 1 ? "1 to " : "",
+			      max, max > 1 ? "were" : "was");
 	else
-		rc = take_key(json_object_array_get_idx(keys, 0), want_id,
-			      key_len, id, key, err);
-	/* Other keys than the one taken are wiped too. */
+		for (rc = KMS_OK; rc == KMS_OK && got < json_object_array_length(arr);
+		     got++)
+			rc = take_key(json_object_array_get_idx(arr, got), want_id,
+				      key_len, ids[got], keys + got * key_len, err);
+	if (rc == KMS_OK)
+		rc = check_distinct(ids, got, err);
+	if (rc == KMS_OK)
+		*n = got;
+	else
+		kms_wipe(keys, max * key_len);
+	/* Every key of the answer is wiped in json-c, taken or not. */
 	if (json_object_is_type(doc, json_type_object) &&
-	    json_object_object_get_ex(doc, "keys", &keys) &&
-	    json_object_is_type(keys, json_type_array)) {
-		for (size_t i = 0; i < json_object_array_length(keys); i++) {
-			json_object *k = json_object_array_get_idx(keys, i), *s;
+	    json_object_object_get_ex(doc, "keys", &arr) &&
+	    json_object_is_type(arr, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			json_object *k = json_object_array_get_idx(arr, i), *s;
 
 			if (json_object_is_type(k, json_type_object) &&
 			    json_object_object_get_ex(k, "key", &s) &&
@@ -172,6 +199,27 @@ kms_rc kms_etsi_parse_key_container(const char *body, size_t len,
 		}
 	}
 	json_object_put(doc);
+	return rc;
+}
+
+kms_rc kms_etsi_parse_key_batch(const char *body, size_t len, size_t max,
+				size_t key_len, char (*ids)[KMS_KEY_ID_MAX + 1],
+				uint8_t *keys, size_t *n, kms_error *err)
+{
+	return parse_keys(body, len, NULL, max, key_len, ids, keys, n, err);
+}
+
+kms_rc kms_etsi_parse_key_container(const char *body, size_t len,
+				    const char *want_id, size_t key_len,
+				    char *id, uint8_t *key, kms_error *err)
+{
+	char ids[1][KMS_KEY_ID_MAX + 1];
+	size_t n;
+	kms_rc rc;
+
+	rc = parse_keys(body, len, want_id, 1, key_len, ids, key, &n, err);
+	if (rc == KMS_OK)
+		memcpy(id, ids[0], sizeof(ids[0]));
 	return rc;
 }
 

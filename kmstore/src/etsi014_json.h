@@ -23,6 +23,13 @@ kms_rc kms_etsi_parse_key_container(const char *body, size_t len,
 				    const char *want_id, size_t key_len,
 				    char *id, uint8_t *key, kms_error *err);
 
+/* The same for a container of 1 to max keys (enc_keys with number > 1),
+ * all with distinct IDs: ids[i] and key bytes keys + i * key_len, *n taken.
+ * On an error nothing is taken and keys is wiped. */
+kms_rc kms_etsi_parse_key_batch(const char *body, size_t len, size_t max,
+				size_t key_len, char (*ids)[KMS_KEY_ID_MAX + 1],
+				uint8_t *keys, size_t *n, kms_error *err);
+
 /* Parses a Status object into st (fields left as they are if absent). */
 kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
 			     kms_error *err);

@@ -20,6 +20,8 @@
 #define SAE_ID_MAX 64
 #define DEFAULT_KEY_BITS 256
 #define DEFAULT_TIMEOUT_MS 5000
+#define PREFETCH_MAX 4096
+#define DEFAULT_MAX_AGE_S 300
 
 static const struct kms_field qkd_fields[] = {
 	{ "url", KMS_FIELD_REQUIRED },
@@ -30,13 +32,18 @@ static const struct kms_field qkd_fields[] = {
 	{ "ca", KMS_FIELD_REQUIRED },
 	{ "key-size", 0 },
 	{ "timeout", 0 },
+	/* kmstored's key pool and outage policy */
+	{ "prefetch", 0 },
+	{ "prefetch-low", 0 },
+	{ "prefetch-max-age", 0 },
+	{ "outage", 0 },
 	{ NULL, 0 },
 };
 
 /* https only, a host, no credentials, query or fragment: the ETSI paths
  * are appended to it. */
 static kms_rc check_url(const kms_profile *p, const struct kms_setting *s,
-			kms_error *err)
+			const char *url, kms_error *err)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *part = NULL;
@@ -44,7 +51,9 @@ static kms_rc check_url(const kms_profile *p, const struct kms_setting *s,
 
 	if (u == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
-	if (curl_url_set(u, CURLUPART_URL, s->value, 0) != CURLUE_OK)
+	if (strlen(url) >= KMS_URL_MAX)
+		why = "is longer than 255 bytes";
+	else if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
 		why = "is not a valid URL";
 	else if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 		 strcmp(scheme, "https") != 0)
@@ -62,7 +71,72 @@ static kms_rc check_url(const kms_profile *p, const struct kms_setting *s,
 	curl_url_cleanup(u);
 	/* The value is not quoted back: it may hold a password. */
 	if (why != NULL)
-		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG, "%s", why);
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG, "%s%s", why,
+					strchr(s->value, ' ') || strchr(s->value, '\t') ?
+						" (one of the URLs)" : "");
+	return KMS_OK;
+}
+
+/* "url = A [B ...]": the KMEs, first choice first, for failover. */
+static kms_rc split_urls(kms_profile *p, const struct kms_setting *s,
+			 struct kms_qkd_config *c, kms_error *err)
+{
+	char *copy = strdup(s->value), *save = NULL;
+	kms_rc rc = KMS_OK;
+
+	if (copy == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	for (char *u = strtok_r(copy, " \t", &save); u != NULL && rc == KMS_OK;
+	     u = strtok_r(NULL, " \t", &save)) {
+		if (c->n_urls == KMS_KMES_MAX) {
+			rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					      "more than %d KMEs", KMS_KMES_MAX);
+			break;
+		}
+		rc = check_url(p, s, u, err);
+		for (size_t i = 0; rc == KMS_OK && i < c->n_urls; i++)
+			if (strcmp(c->urls[i], u) == 0)
+				rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+						      "a KME is named twice");
+		if (rc == KMS_OK && (c->urls[c->n_urls++] = strdup(u)) == NULL)
+			rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	free(copy);
+	return rc;
+}
+
+/* kmstored's pool: prefetch = N keys, refilled below prefetch-low (half
+ * by default), none older than prefetch-max-age seconds; outage = drain
+ * or fail. */
+static kms_rc pool_settings(kms_profile *p, struct kms_qkd_config *c,
+			    kms_error *err)
+{
+	const struct kms_setting *s;
+	long age = DEFAULT_MAX_AGE_S;
+	kms_rc rc;
+
+	s = kms_profile_find(p, "prefetch");
+	if (s != NULL &&
+	    (rc = kms_setting_long(p, s, 0, PREFETCH_MAX, &c->prefetch, err)) != KMS_OK)
+		return rc;
+	c->prefetch_low = (c->prefetch + 1) / 2;
+	s = kms_profile_find(p, "prefetch-low");
+	if (s != NULL &&
+	    (rc = kms_setting_long(p, s, 0, c->prefetch > 0 ? c->prefetch - 1 : 0,
+				   &c->prefetch_low, err)) != KMS_OK)
+		return rc;
+	s = kms_profile_find(p, "prefetch-max-age");
+	if (s != NULL && (rc = kms_setting_long(p, s, 1, 86400, &age, err)) != KMS_OK)
+		return rc;
+	c->prefetch_max_age_ms = age * 1000;
+	s = kms_profile_find(p, "outage");
+	if (s == NULL || strcmp(s->value, "drain") == 0)
+		c->outage = KMS_OUTAGE_DRAIN;
+	else if (strcmp(s->value, "fail") == 0)
+		c->outage = KMS_OUTAGE_FAIL;
+	else
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"'%.32s' is not drain or fail", s->value);
 	return KMS_OK;
 }
 
@@ -115,9 +189,11 @@ static kms_rc qkd_configure(kms_profile *p, kms_error *err)
 	c->key_bits = DEFAULT_KEY_BITS;
 	c->timeout_ms = DEFAULT_TIMEOUT_MS;
 	s = kms_profile_find(p, "url");
-	if ((rc = check_url(p, s, err)) != KMS_OK)
+	if ((rc = split_urls(p, s, c, err)) != KMS_OK)
 		return rc;
 	c->url = s->value;
+	if ((rc = pool_settings(p, c, err)) != KMS_OK)
+		return rc;
 	s = kms_profile_find(p, "local-sae-id");
 	if ((rc = check_sae(p, s, err)) != KMS_OK)
 		return rc;
@@ -250,6 +326,8 @@ static void qkd_release(kms_profile *p)
 	struct kms_qkd_config *c = p->state;
 
 	kms_qkd_client_free(c->client);
+	for (size_t i = 0; i < c->n_urls; i++)
+		free(c->urls[i]);
 	free(c->certificate);
 	free(c->private_key);
 	free(c->ca);

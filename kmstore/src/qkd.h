@@ -7,15 +7,27 @@
 
 struct kms_qkd_client;
 
+/* What a profile does when every KME is down (kmstored, with a pool):
+ * serve the pool until it is empty, or refuse at once. */
+enum kms_outage { KMS_OUTAGE_DRAIN, KMS_OUTAGE_FAIL };
+
 struct kms_qkd_config {
-	const char *url;       /* points into the profile's settings */
-	const char *local_sae;
+	const char *url;       /* the setting as written: one URL or more */
+	char *urls[KMS_KMES_MAX]; /* each, in order of preference */
+	size_t n_urls;
+	const char *local_sae; /* points into the profile's settings */
 	const char *peer_sae;
 	char *certificate;     /* absolute paths */
 	char *private_key;
 	char *ca;
 	long key_bits;
-	long timeout_ms;       /* bounds one whole request, retries included */
+	long timeout_ms;       /* bounds one whole request, retries and
+				* failover included */
+	/* kmstored's pool (kmstore/daemon/pool.c); in-process, unused. */
+	long prefetch;         /* keys kept ready; 0: no pool */
+	long prefetch_low;     /* refill below this */
+	long prefetch_max_age_ms;
+	enum kms_outage outage;
 	struct kms_qkd_client *client;
 };
 
@@ -32,6 +44,29 @@ kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err);
 void kms_qkd_client_free(struct kms_qkd_client *client);
 
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err);
+/* Up to n new keys in one enc_keys request (number = n); *got of them in
+ * out[]. For kmstored's pool. */
+kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
+			kms_error *err);
+/* Whether every KME of the profile is down now (each failed its last
+ * request and is in its back-off). */
+int kms_qkd_all_down(const kms_profile *p);
+/* Each KME's health into out (n_kmes, kmes), asking none of them. */
+void kms_qkd_health(const kms_profile *p, kms_status *out);
+
+/* Every KME request of every profile, as it ends, for kmstored's metrics:
+ * the profile, the KME's URL, the operation ("enc_keys", "dec_keys",
+ * "status"), its duration and what came of it: "ok", or the cause of the
+ * failure ("timeout", "refused", "tls", "dropped", "http_4xx",
+ * "http_5xx", "malformed", "other"). One observer per process; set it
+ * before the first request. */
+struct kms_kme_event {
+	const char *profile, *url, *op, *outcome;
+	long us;          /* microseconds */
+	long http_status; /* 0 if none */
+};
+typedef void kms_kme_observer(void *ctx, const struct kms_kme_event *ev);
+void kms_qkd_set_observer(kms_kme_observer *fn, void *ctx);
 kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 			     kms_error *err);
 kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err);

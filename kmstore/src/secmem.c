@@ -171,3 +171,46 @@ size_t kms_secmem_in_use(void)
 	pthread_mutex_unlock(&lock);
 	return n;
 }
+
+/* Every vector register to zero. The callers' values in them need no
+ * saving: the SysV ABI makes them all caller-saved, and this is a call. */
+__attribute__((noinline)) static void zero_vectors(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+	if (__builtin_cpu_supports("avx512f"))
+		__asm__ volatile(
+			"vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+			"vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
+			"vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
+			"vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
+			"vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
+			"vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
+			"vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
+			"vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31\n\t"
+			"vzeroall" ::: "memory");
+	else if (__builtin_cpu_supports("avx"))
+		__asm__ volatile("vzeroall" ::: "memory");
+	else
+		__asm__ volatile(
+			"pxor %%xmm0, %%xmm0\n\tpxor %%xmm1, %%xmm1\n\tpxor %%xmm2, %%xmm2\n\t"
+			"pxor %%xmm3, %%xmm3\n\tpxor %%xmm4, %%xmm4\n\tpxor %%xmm5, %%xmm5\n\t"
+			"pxor %%xmm6, %%xmm6\n\tpxor %%xmm7, %%xmm7\n\tpxor %%xmm8, %%xmm8\n\t"
+			"pxor %%xmm9, %%xmm9\n\tpxor %%xmm10, %%xmm10\n\tpxor %%xmm11, %%xmm11\n\t"
+			"pxor %%xmm12, %%xmm12\n\tpxor %%xmm13, %%xmm13\n\tpxor %%xmm14, %%xmm14\n\t"
+			"pxor %%xmm15, %%xmm15" ::: "memory");
+#endif
+}
+
+void kms_scrub_registers(void)
+{
+	/* Elsewhere than x86-64 (and for what the assembly does not reach),
+	 * move zeros through memcpy, which overwrites the registers it uses;
+	 * through a volatile pointer, so it is not optimised away. */
+	static const unsigned char zeros[4096];
+	unsigned char sink[sizeof(zeros)];
+	void *(*volatile copy)(void *, const void *, size_t) = memcpy;
+
+	copy(sink, zeros, sizeof(sink));
+	kms_wipe(sink, sizeof(sink));
+	zero_vectors();
+}

@@ -18,4 +18,10 @@ size_t kms_secmem_in_use(void);
 /* A wipe the compiler may not remove. */
 void kms_wipe(void *ptr, size_t size);
 
+/* The vector registers keep what the last memcpy moved (a KME's answer, a
+ * key), and a thread that then sleeps keeps it there, where a core dump
+ * shows it (NT_X86_XSTATE). Moving zeros through memcpy overwrites them;
+ * a long-lived thread calls this after handling key material. */
+void kms_scrub_registers(void);
+
 #endif

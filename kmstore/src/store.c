@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "fileio.h"
+#include "remote.h"
 #include "secmem.h"
 #include "store.h"
 
@@ -27,6 +28,7 @@
 #endif
 
 #define CONF_MAX (1024 * 1024)
+#define SOCKET_PATH_MAX 107 /* sun_path, with its NUL */
 #define LINE_MAX_LEN 4096
 #define PROFILES_MAX 1024
 #define SETTINGS_MAX 64
@@ -42,6 +44,18 @@ struct kms_store {
 	char *dir;
 	kms_profile **profiles;
 	size_t n_profiles;
+	char *daemon;    /* "daemon = PATH": a client configuration */
+	unsigned daemon_line;
+	struct kms_remote *remote; /* kmstored's store: asked about misses */
+};
+
+/* Settings every profile may have, whatever its type: kmstored's access
+ * rules (kmstore/daemon/access.c); in-process they have no effect, the
+ * file's permissions already decide. */
+static const struct kms_field common_fields[] = {
+	{ "allow-users", 0 },
+	{ "allow-groups", 0 },
+	{ NULL, 0 },
 };
 
 struct parser {
@@ -110,6 +124,8 @@ void kms_store_free(kms_store *store)
 	free(store->profiles);
 	free(store->path);
 	free(store->dir);
+	free(store->daemon);
+	kms_remote_unref(store->remote);
 	free(store);
 }
 
@@ -127,71 +143,129 @@ static kms_profile *store_lookup(const kms_store *store, const char *name)
 	return NULL;
 }
 
-static kms_rc add_profile(struct parser *ps, const char *name)
+/* A new, empty profile at the end of the store; NULL with why set. */
+static kms_profile *store_add(kms_store *st, const char *name, unsigned line,
+			      kms_error *why)
 {
-	kms_store *st = ps->store;
 	kms_profile *p, **grown, *twin;
-	kms_error why;
 
-	if (kms_check_profile_name(name, &why) != KMS_OK)
-		return parse_fail(ps, KMS_ERR_CONFIG, "section [%s]: %s", name,
-				  why.message);
+	if (kms_check_profile_name(name, why) != KMS_OK)
+		return NULL;
 	twin = store_lookup(st, name);
-	if (twin != NULL)
-		return parse_fail(ps, KMS_ERR_CONFIG,
-				  "profile '%s' is defined twice (first at line %u)",
-				  name, twin->line);
-	if (st->n_profiles == PROFILES_MAX)
-		return parse_fail(ps, KMS_ERR_CONFIG, "more than %d profiles",
-				  PROFILES_MAX);
+	if (twin != NULL) {
+		kms_fail(why, KMS_ERR_CONFIG,
+			 "profile '%s' is defined twice (first at line %u)", name,
+			 twin->line);
+		return NULL;
+	}
+	if (st->n_profiles == PROFILES_MAX) {
+		kms_fail(why, KMS_ERR_CONFIG, "more than %d profiles", PROFILES_MAX);
+		return NULL;
+	}
 	grown = realloc(st->profiles, (st->n_profiles + 1) * sizeof(*grown));
-	if (grown == NULL)
-		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
+	if (grown == NULL) {
+		kms_fail(why, KMS_ERR_SYSTEM, "out of memory");
+		return NULL;
+	}
 	st->profiles = grown;
 	p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
+	if (p == NULL) {
+		kms_fail(why, KMS_ERR_SYSTEM, "out of memory");
+		return NULL;
+	}
 	strcpy(p->name, name);
 	p->file = st->path;
 	p->dir = st->dir;
-	p->line = ps->line;
+	p->line = line;
 	st->profiles[st->n_profiles++] = p;
-	ps->current = p;
+	return p;
+}
+
+static kms_rc add_profile(struct parser *ps, const char *name)
+{
+	kms_error why;
+
+	if (ps->store->daemon != NULL)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "a client configuration (daemon = ..., line %u) "
+				  "has no profiles: they are kmstored's",
+				  ps->store->daemon_line);
+	ps->current = store_add(ps->store, name, ps->line, &why);
+	if (ps->current != NULL)
+		return KMS_OK;
+	if (why.code == KMS_ERR_USAGE)
+		return parse_fail(ps, KMS_ERR_CONFIG, "section [%s]: %s", name,
+				  why.message);
+	return parse_fail(ps, why.code, "%s", why.message);
+}
+
+kms_rc kms_profile_add_setting(kms_profile *p, const char *name,
+				const char *value, unsigned line, kms_error *err)
+{
+	const struct kms_setting *twin;
+	struct kms_setting *grown, *s;
+
+	twin = kms_profile_find(p, name);
+	if (twin != NULL)
+		return kms_fail(err, KMS_ERR_CONFIG,
+				"profile '%s': '%s' is set twice (first at line %u)",
+				p->name, name, twin->line);
+	if (p->n_settings == SETTINGS_MAX)
+		return kms_fail(err, KMS_ERR_CONFIG,
+				"profile '%s': more than %d settings", p->name,
+				SETTINGS_MAX);
+	grown = realloc(p->settings, (p->n_settings + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	p->settings = grown;
+	s = &p->settings[p->n_settings];
+	s->name = strdup(name);
+	s->value = strdup(value);
+	s->line = line;
+	if (s->name == NULL || s->value == NULL) {
+		setting_free(s);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	p->n_settings++;
+	return KMS_OK;
+}
+
+/* "daemon = PATH" before any section: the file makes a client of
+ * kmstored (remote.c) rather than naming profiles. */
+static kms_rc set_global(struct parser *ps, const char *name,
+			 const char *value)
+{
+	kms_store *st = ps->store;
+
+	if (strcmp(name, "daemon") != 0)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "'%s' is set outside a [profile] section (only "
+				  "'daemon' may be: the socket of kmstored)", name);
+	if (st->daemon != NULL)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "'daemon' is set twice (first at line %u)",
+				  st->daemon_line);
+	if (value[0] != '/' || strlen(value) > SOCKET_PATH_MAX)
+		return parse_fail(ps, KMS_ERR_CONFIG,
+				  "daemon: the socket must be an absolute path of "
+				  "at most %d bytes", SOCKET_PATH_MAX);
+	st->daemon = strdup(value);
+	if (st->daemon == NULL)
+		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
+	st->daemon_line = ps->line;
 	return KMS_OK;
 }
 
 static kms_rc add_setting(struct parser *ps, const char *name,
 			  const char *value)
 {
-	kms_profile *p = ps->current;
-	const struct kms_setting *twin;
-	struct kms_setting *grown, *s;
+	kms_error why;
 
-	if (p == NULL)
-		return parse_fail(ps, KMS_ERR_CONFIG,
-				  "'%s' is set outside a [profile] section", name);
-	twin = kms_profile_find(p, name);
-	if (twin != NULL)
-		return parse_fail(ps, KMS_ERR_CONFIG,
-				  "profile '%s': '%s' is set twice (first at line %u)",
-				  p->name, name, twin->line);
-	if (p->n_settings == SETTINGS_MAX)
-		return parse_fail(ps, KMS_ERR_CONFIG,
-				  "profile '%s': more than %d settings", p->name,
-				  SETTINGS_MAX);
-	grown = realloc(p->settings, (p->n_settings + 1) * sizeof(*grown));
-	if (grown == NULL)
-		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
-	p->settings = grown;
-	s = &p->settings[p->n_settings];
-	s->name = strdup(name);
-	s->value = strdup(value);
-	s->line = ps->line;
-	if (s->name == NULL || s->value == NULL) {
-		setting_free(s);
-		return parse_fail(ps, KMS_ERR_SYSTEM, "out of memory");
-	}
-	p->n_settings++;
+	if (ps->current == NULL)
+		return set_global(ps, name, value);
+	if (kms_profile_add_setting(ps->current, name, value, ps->line, &why) !=
+	    KMS_OK)
+		return parse_fail(ps, why.code, "%s", why.message);
 	return KMS_OK;
 }
 
@@ -314,6 +388,9 @@ static const struct kms_field *find_field(const struct kms_profile_type *t,
 	for (const struct kms_field *f = t->fields; f->name != NULL; f++)
 		if (strcmp(f->name, name) == 0)
 			return f;
+	for (const struct kms_field *f = common_fields; f->name != NULL; f++)
+		if (strcmp(f->name, name) == 0)
+			return f;
 	return NULL;
 }
 
@@ -427,7 +504,7 @@ void kms_store_text_free(uint8_t *text, size_t len)
 	free(text);
 }
 
-kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err)
+kms_rc kms_store_load(const char *path, kms_store **out, kms_error *err)
 {
 	char resolved[PATH_MAX];
 	uint8_t *text;
@@ -441,6 +518,46 @@ kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err)
 	rc = kms_store_parse((const char *)text, len, resolved, out, err);
 	kms_store_text_free(text, len);
 	return rc;
+}
+
+kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err)
+{
+	kms_store *client;
+	kms_rc rc = kms_store_load(path, &client, err);
+
+	if (rc != KMS_OK || client->daemon == NULL) {
+		*out = client;
+		return rc;
+	}
+	rc = kms_store_open_daemon(client->daemon, out, err);
+	kms_store_free(client);
+	return rc;
+}
+
+const char *kms_store_daemon(const kms_store *store)
+{
+	return store->daemon;
+}
+
+kms_rc kms_store_new(const char *path, kms_store **out, kms_error *err)
+{
+	return store_new(path, out, err);
+}
+
+void kms_store_set_remote(kms_store *store, struct kms_remote *r)
+{
+	store->remote = r;
+}
+
+kms_rc kms_store_add_profile(kms_store *store, const char *name,
+			     kms_profile **out, kms_error *err)
+{
+	kms_error why;
+
+	*out = store_add(store, name, 0, &why);
+	if (*out == NULL)
+		return kms_fail(err, why.code, "%s", why.message);
+	return KMS_OK;
 }
 
 const char *kms_store_path(const kms_store *store)
@@ -462,11 +579,13 @@ kms_rc kms_store_find_profile(const kms_store *store, const char *name,
 			      kms_profile **out, kms_error *err)
 {
 	*out = store_lookup(store, name);
-	if (*out == NULL)
-		return kms_fail(err, KMS_ERR_NOT_FOUND,
-				"no such profile '%.*s' in %s", KMS_PROFILE_NAME_MAX,
-				name, store->path);
-	return KMS_OK;
+	if (*out != NULL)
+		return KMS_OK;
+	/* kmstored says why: not open to this user, or not there. */
+	if (store->remote != NULL)
+		return kms_remote_miss(store->remote, name, err);
+	return kms_fail(err, KMS_ERR_NOT_FOUND, "no such profile '%.*s' in %s",
+			KMS_PROFILE_NAME_MAX, name, store->path);
 }
 
 /* Profiles */
@@ -527,9 +646,11 @@ const char *kms_profile_name(const kms_profile *p)
 	return p->name;
 }
 
+/* The "type" setting: the type's own name for a profile of this store,
+ * the daemon's type for a remote one. */
 const char *kms_profile_type(const kms_profile *p)
 {
-	return p->type->name;
+	return kms_profile_setting(p, "type");
 }
 
 size_t kms_profile_key_size(const kms_profile *p)
@@ -537,9 +658,14 @@ size_t kms_profile_key_size(const kms_profile *p)
 	return p->key_size;
 }
 
+/* By the type's name, so that a remote profile (kmstored's) is single-use
+ * when the daemon's profile is. */
 int kms_profile_single_use(const kms_profile *p)
 {
-	return p->type->single_use;
+	const char *name = kms_profile_type(p);
+	const struct kms_profile_type *t = name != NULL ? find_type(name) : NULL;
+
+	return t != NULL ? t->single_use : p->type->single_use;
 }
 
 const char *kms_profile_setting(const kms_profile *p, const char *name)
@@ -579,7 +705,7 @@ kms_rc kms_profile_status(kms_profile *p, kms_status *out, kms_error *err)
 	static const kms_status unknown = {
 		.key_size_bits = -1, .stored_key_count = -1, .max_key_count = -1,
 		.max_key_per_request = -1, .min_key_size_bits = -1,
-		.max_key_size_bits = -1,
+		.max_key_size_bits = -1, .pool_keys = -1, .pool_target = -1,
 	};
 
 	*out = unknown;

@@ -20,7 +20,14 @@
  *
  * A get gives what kms_store_open would give at that moment: the same
  * profiles, or the same error (a file now unreadable, refused for its
- * permissions, or invalid drops the cached store). */
+ * permissions, or invalid drops the cached store).
+ *
+ * kmstored's store (a client configuration, "daemon = PATH", or a cache
+ * made with kms_store_cache_new_daemon) has no file to follow: its profiles
+ * are what the daemon lists, and a reload there may change them. It is
+ * kept for DAEMON_KEEP_MS and then listed again (one round trip), so a get
+ * sees a reload within that time; its connections belong to the process
+ * (remote.c) and outlive any one store. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +41,7 @@
 #include "store.h"
 
 #define RECENT_S 2
+#define DAEMON_KEEP_MS 1000
 
 struct kms_store_cache {
 	pthread_mutex_t lock;
@@ -44,6 +52,10 @@ struct kms_store_cache {
 	unsigned int digest_len;                /* 0: none (hashing failed) */
 	struct stat id;      /* the file as stat saw it before that read */
 	int trusted;         /* id is old enough to tell a change */
+	char *daemon_only;   /* kms_store_cache_new_daemon's socket, or NULL */
+	kms_store *remote;   /* kmstored's store, for store's or daemon_only's socket */
+	char *remote_socket; /* the socket it was listed from */
+	struct timespec remote_at; /* when (monotonic) */
 };
 
 kms_rc kms_store_cache_new(const char *path, kms_store_cache **out,
@@ -61,11 +73,29 @@ kms_rc kms_store_cache_new(const char *path, kms_store_cache **out,
 	return KMS_OK;
 }
 
+kms_rc kms_store_cache_new_daemon(const char *socket_path,
+				  kms_store_cache **out, kms_error *err)
+{
+	kms_store_cache *c = calloc(1, sizeof(*c));
+
+	*out = NULL;
+	if (c == NULL || (c->daemon_only = strdup(socket_path)) == NULL) {
+		free(c);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	*out = c;
+	return KMS_OK;
+}
+
 void kms_store_cache_free(kms_store_cache *c)
 {
 	if (c == NULL)
 		return;
 	kms_store_free(c->store);
+	kms_store_free(c->remote);
+	free(c->remote_socket);
+	free(c->daemon_only);
 	pthread_mutex_destroy(&c->lock);
 	free(c->read_path);
 	free(c->path);
@@ -154,8 +184,51 @@ static kms_rc refresh(kms_store_cache *c, const char *path, kms_store **old,
 	return KMS_OK;
 }
 
+static long ms_since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - t->tv_sec) * 1000 +
+	       (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* kmstored's store at socket, listed again when it is older than
+ * DAEMON_KEEP_MS or from another socket; under the lock. A failed listing
+ * drops it: the get fails as kms_store_open would. */
+static kms_rc remote_get(kms_store_cache *c, const char *socket,
+			 kms_store **out, kms_store **old, kms_error *err)
+{
+	kms_store *fresh = NULL;
+	char *copy;
+	kms_rc rc;
+
+	if (c->remote != NULL && strcmp(c->remote_socket, socket) == 0 &&
+	    ms_since(&c->remote_at) < DAEMON_KEEP_MS) {
+		*out = kms_store_ref(c->remote);
+		return KMS_OK;
+	}
+	*old = c->remote;
+	c->remote = NULL;
+	rc = kms_store_open_daemon(socket, &fresh, err);
+	if (rc != KMS_OK)
+		return rc;
+	copy = strdup(socket);
+	if (copy == NULL) {
+		kms_store_free(fresh);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	free(c->remote_socket);
+	c->remote_socket = copy;
+	c->remote = fresh;
+	clock_gettime(CLOCK_MONOTONIC, &c->remote_at);
+	*out = kms_store_ref(fresh);
+	return KMS_OK;
+}
+
 kms_rc kms_store_cache_get(kms_store_cache *c, kms_store **out, kms_error *err)
 {
+	kms_store *old_remote = NULL;
 	const char *path = c->path != NULL ? c->path : kms_default_config_path();
 	kms_store *old = NULL;
 	struct timespec now;
@@ -164,6 +237,13 @@ kms_rc kms_store_cache_get(kms_store_cache *c, kms_store **out, kms_error *err)
 	kms_rc rc = KMS_OK;
 
 	*out = NULL;
+	if (c->daemon_only != NULL) {
+		pthread_mutex_lock(&c->lock);
+		rc = remote_get(c, c->daemon_only, out, &old_remote, err);
+		pthread_mutex_unlock(&c->lock);
+		kms_store_free(old_remote);
+		return rc;
+	}
 	/* The clock before the stat: a change after it cannot predate now. */
 	clock_gettime(CLOCK_REALTIME, &now);
 	have = stat(path, &st) == 0;
@@ -175,10 +255,14 @@ kms_rc kms_store_cache_get(kms_store_cache *c, kms_store **out, kms_error *err)
 			c->trusted = have && quiet(&st, &now);
 		}
 	}
-	if (rc == KMS_OK)
+	if (rc == KMS_OK && kms_store_daemon(c->store) != NULL)
+		rc = remote_get(c, kms_store_daemon(c->store), out, &old_remote,
+				err);
+	else if (rc == KMS_OK)
 		*out = kms_store_ref(c->store);
 	pthread_mutex_unlock(&c->lock);
 	/* Outside the lock: the last reference closes KME connections. */
 	kms_store_free(old);
+	kms_store_free(old_remote);
 	return rc;
 }

@@ -9,11 +9,13 @@
 
 #include "kmstore.h"
 #include "output.h"
+#include "remote.h"
 
 #define EXIT_CHECK_FAILED 1
 
 struct options {
 	const char *config;
+	const char *daemon;
 	const char *key_id;
 	enum reveal reveal;
 	bool json;
@@ -37,11 +39,16 @@ static void usage(FILE *f)
 "                        be a kmstore: URI (kmstore:profile=P;key-id=K)\n"
 "  check                 validate the configuration and every key file and\n"
 "                        certificate it names\n"
+"  reload                have kmstored read its configuration again (the\n"
+"                        running one stays if the new one does not load)\n"
+"  metrics               kmstored's metrics, in Prometheus text format\n"
 "  help                  show this help\n"
 "\n"
 "Options:\n"
 "  -c, --config FILE     configuration file (default: $KMSTORE_CONF if set,\n"
 "                        else %s)\n"
+"  -d, --daemon SOCKET   ask kmstored listening on SOCKET instead of reading\n"
+"                        a configuration (reload, metrics: default %s)\n"
 "  -k, --key-id ID       with key: the key with this ID (QKD: dec_keys)\n"
 "  -r, --reveal [FORMAT] with key: also print the key itself, as hex\n"
 "                        (the default) or base64\n"
@@ -58,10 +65,10 @@ static void usage(FILE *f)
 "  5   no such profile or key\n"
 "  6   malformed kmstore: URI\n"
 "  7   the KME refused the request or answered badly\n"
-"  8   the KME is unreachable (connection, TLS or timeout)\n"
+"  8   the KME or kmstored is unreachable (connection, TLS or timeout)\n"
 "  9   operation not supported by the profile\n"
 "  10  system error (memory, I/O)\n",
-		KMS_DEFAULT_CONF);
+		KMS_DEFAULT_CONF, KMS_DEFAULT_SOCKET);
 }
 
 static int fail(struct output *out, const kms_error *e)
@@ -99,12 +106,21 @@ static int finish(struct output *out, int status)
 	return status;
 }
 
+/* The one place that chooses: kmstored's profiles, or a file's. */
+static kms_rc open_store(const struct options *o, kms_store **store,
+			 kms_error *e)
+{
+	if (o->daemon != NULL)
+		return kms_store_open_daemon(o->daemon, store, e);
+	return kms_store_open(o->config, store, e);
+}
+
 static int cmd_profiles(const struct options *o, struct output *out)
 {
 	kms_store *store;
 	kms_error e;
 
-	if (kms_store_open(o->config, &store, &e) != KMS_OK)
+	if (open_store(o, &store, &e) != KMS_OK)
 		return fail(out, &e);
 	output_profiles(out, store);
 	kms_store_free(store);
@@ -114,7 +130,7 @@ static int cmd_profiles(const struct options *o, struct output *out)
 static int open_profile(const struct options *o, const char *name,
 			kms_store **store, kms_profile **p, kms_error *e)
 {
-	kms_rc rc = kms_store_open(o->config, store, e);
+	kms_rc rc = open_store(o, store, e);
 
 	if (rc != KMS_OK)
 		return rc;
@@ -192,7 +208,7 @@ static int cmd_check(const struct options *o, struct output *out)
 	int status = 0;
 	kms_error e;
 
-	if (kms_store_open(o->config, &store, &e) != KMS_OK) {
+	if (open_store(o, &store, &e) != KMS_OK) {
 		fail(out, &e);
 		return EXIT_CHECK_FAILED;
 	}
@@ -213,10 +229,26 @@ static int cmd_check(const struct options *o, struct output *out)
 	return finish(out, status);
 }
 
+/* reload and metrics: a request to kmstored and the text it answers. */
+static int cmd_daemon_text(const struct options *o, struct output *out,
+			   enum kms_wire_kind kind)
+{
+	char *text;
+	kms_error e;
+
+	if (kms_daemon_text(o->daemon != NULL ? o->daemon : KMS_DEFAULT_SOCKET,
+			    kind, &text, &e) != KMS_OK)
+		return fail(out, &e);
+	output_text(out, kind == KMS_WIRE_RELOAD ? "message" : "metrics", text);
+	free(text);
+	return finish(out, 0);
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
+		{ "daemon", required_argument, NULL, 'd' },
 		{ "key-id", required_argument, NULL, 'k' },
 		{ "reveal", optional_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
@@ -226,10 +258,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:k:r::jhV", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:d:k:r::jhV", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->config = optarg;
+			break;
+		case 'd':
+			o->daemon = optarg;
 			break;
 		case 'k':
 			o->key_id = optarg;
@@ -263,6 +298,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			return KMS_ERR_USAGE;
 		}
 	}
+	if (o->config != NULL && o->daemon != NULL)
+		return usage_error("%s", "give --config or --daemon, not both");
 	return 0;
 }
 
@@ -298,8 +335,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(cmd, "profiles") != 0 && strcmp(cmd, "status") != 0 &&
-	    strcmp(cmd, "key") != 0 && strcmp(cmd, "check") != 0)
+	    strcmp(cmd, "key") != 0 && strcmp(cmd, "check") != 0 &&
+	    strcmp(cmd, "reload") != 0 && strcmp(cmd, "metrics") != 0)
 		return usage_error("unknown command '%s'", cmd);
+	if ((strcmp(cmd, "reload") == 0 || strcmp(cmd, "metrics") == 0) &&
+	    o.config != NULL)
+		return usage_error("'%s' goes to kmstored: --daemon, not --config", cmd);
 	rc = check_arguments(cmd, argc - optind, &o);
 	if (rc != 0)
 		return rc;
@@ -314,5 +355,9 @@ int main(int argc, char **argv)
 		return cmd_status(&o, out, argv[optind]);
 	if (strcmp(cmd, "key") == 0)
 		return cmd_key(&o, out, argv[optind]);
+	if (strcmp(cmd, "reload") == 0)
+		return cmd_daemon_text(&o, out, KMS_WIRE_RELOAD);
+	if (strcmp(cmd, "metrics") == 0)
+		return cmd_daemon_text(&o, out, KMS_WIRE_METRICS);
 	return cmd_check(&o, out);
 }

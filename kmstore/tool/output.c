@@ -121,6 +121,50 @@ void output_profiles(struct output *out, const kms_store *store)
 	}
 }
 
+/* kmstored's pool, and what is known of each KME's health. */
+static void output_pool_and_kmes(struct output *out, const kms_status *st)
+{
+	json_object *list = NULL;
+
+	if (out->json) {
+		put_int(out->doc, "pool_keys", st->pool_keys);
+		put_int(out->doc, "pool_target", st->pool_target);
+		if (st->n_kmes > 0) {
+			list = json_object_new_array();
+			json_object_object_add(out->doc, "kmes", list);
+		}
+	} else if (st->pool_target >= 0) {
+		printf("%-20s %ld\n%-20s %ld\n", "pool_keys", st->pool_keys,
+		       "pool_target", st->pool_target);
+	}
+	for (size_t i = 0; i < st->n_kmes; i++) {
+		const kms_kme_health *h = &st->kmes[i];
+
+		if (list != NULL) {
+			json_object *o = json_object_new_object();
+
+			put_str(o, "url", h->url);
+			put_str(o, "state", h->state);
+			json_object_object_add(o, "failures",
+					       json_object_new_int64(h->failures));
+			json_object_object_add(o, "retry_in_ms",
+					       json_object_new_int64(h->retry_in_ms));
+			if (h->last_error[0] != '\0')
+				put_str(o, "last_error", h->last_error);
+			json_object_array_add(list, o);
+			continue;
+		}
+		printf("%-20s %s %s", "kme", h->url, h->state);
+		if (h->failures > 0)
+			printf(", %ld failure%s in a row, asked first again in %.1f s",
+			       h->failures, h->failures == 1 ? "" : "s",
+			       h->retry_in_ms / 1000.0);
+		if (h->last_error[0] != '\0')
+			printf(": %s", h->last_error);
+		putchar('\n');
+	}
+}
+
 void output_status(struct output *out, const kms_profile *p,
 		   const kms_status *st)
 {
@@ -161,6 +205,7 @@ void output_status(struct output *out, const kms_profile *p,
 		else if (v >= 0)
 			printf("%-20s %ld\n", counts[i].name, v);
 	}
+	output_pool_and_kmes(out, st);
 }
 
 /* The key itself, only on request; the text lives in locked memory and is
@@ -242,4 +287,14 @@ void output_error(struct output *out, const kms_error *e)
 		put_str(o, "message", e->message);
 		json_object_object_add(out->doc, "error", o);
 	}
+}
+
+void output_text(struct output *out, const char *name, const char *text)
+{
+	size_t n = strlen(text);
+
+	if (out->json)
+		put_str(out->doc, name, text);
+	else
+		printf("%s%s", text, n > 0 && text[n - 1] == '\n' ? "" : "\n");
 }

@@ -21,5 +21,7 @@ void output_status(struct output *out, const kms_profile *p,
 int output_key(struct output *out, const kms_key *key, enum reveal reveal);
 void output_check(struct output *out, const kms_profile *p, const kms_error *e);
 void output_error(struct output *out, const kms_error *e);
+/* One line of text, or one string member of the JSON document. */
+void output_text(struct output *out, const char *name, const char *text);
 
 #endif

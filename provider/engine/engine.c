@@ -9,6 +9,7 @@
  * The key comes back as an HMAC EVP_PKEY (the key ID is not part of an
  * HMAC key; applications that need it use the provider). Control command
  * CONFIG names the kmstore.conf; else $KMSTORE_CONF or the default.
+ * DAEMON names kmstored's socket instead: the profiles are the daemon's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,16 +26,21 @@ static const char engine_name[] =
 	"kmstore key store: PPKs as HMAC keys (kmstore: URIs or PROFILE[:KEYID])";
 
 #define CMD_CONFIG ENGINE_CMD_BASE
+#define CMD_DAEMON (ENGINE_CMD_BASE + 1)
 
 static const ENGINE_CMD_DEFN commands[] = {
 	{ CMD_CONFIG, "CONFIG",
 	  "kmstore.conf to read (default: $KMSTORE_CONF, else the built-in path)",
 	  ENGINE_CMD_FLAG_STRING },
+	{ CMD_DAEMON, "DAEMON",
+	  "kmstored's socket: the profiles are the daemon's, not a file's",
+	  ENGINE_CMD_FLAG_STRING },
 	{ 0, NULL, NULL, 0 }
 };
 
-/* Set by the CONFIG command; one engine per process in practice. */
-static char *config_path;
+/* Set by the CONFIG and DAEMON commands; one engine per process in
+ * practice. */
+static char *config_path, *daemon_path;
 
 /* Our error library: messages are the library's, reasons its kms_rc with
  * its descriptions (filled by load_error_strings). */
@@ -109,7 +115,8 @@ static kms_rc fetch_key(const kms_uri *target, kms_key **key, kms_error *err)
 	kms_profile *p = NULL;
 	kms_rc rc;
 
-	rc = kms_store_open(config_path, &store, err);
+	rc = daemon_path != NULL ? kms_store_open_daemon(daemon_path, &store, err) :
+				   kms_store_open(config_path, &store, err);
 	if (rc == KMS_OK)
 		rc = kms_store_find_profile(store, target->profile, &p, err);
 	if (rc == KMS_OK)
@@ -152,20 +159,21 @@ static EVP_PKEY *load_privkey(ENGINE *e, const char *key_id, UI_METHOD *ui,
 
 static int ctrl(ENGINE *e, int cmd, long i, void *p, void (*f)(void))
 {
-	char *copy;
+	char *copy, **field;
 
 	(void)e;
 	(void)i;
 	(void)f;
-	if (cmd != CMD_CONFIG) {
+	if (cmd != CMD_CONFIG && cmd != CMD_DAEMON) {
 		RAISE(KMS_ERR_UNSUPPORTED, "unknown control command %d", cmd);
 		return 0;
 	}
+	field = cmd == CMD_CONFIG ? &config_path : &daemon_path;
 	copy = p != NULL ? strdup(p) : NULL;
 	if (p != NULL && copy == NULL)
 		return 0;
-	free(config_path);
-	config_path = copy;
+	free(*field);
+	*field = copy;
 	return 1;
 }
 
@@ -174,6 +182,8 @@ static int destroy(ENGINE *e)
 	(void)e;
 	free(config_path);
 	config_path = NULL;
+	free(daemon_path);
+	daemon_path = NULL;
 	return 1;
 }
 

@@ -108,6 +108,7 @@ static const OSSL_PARAM *gettable_params(void *provctx)
 		OSSL_PARAM_utf8_ptr(OSSL_PROV_PARAM_BUILDINFO, NULL, 0),
 		OSSL_PARAM_int(OSSL_PROV_PARAM_STATUS, NULL),
 		OSSL_PARAM_utf8_ptr(KMSP_PARAM_CONFIG, NULL, 0),
+		OSSL_PARAM_utf8_ptr(KMSP_PARAM_DAEMON, NULL, 0),
 		OSSL_PARAM_END
 	};
 
@@ -138,6 +139,10 @@ static int get_params(void *provctx, OSSL_PARAM params[])
 	    !OSSL_PARAM_set_utf8_ptr(p, pc->config_path != NULL ?
 				     pc->config_path :
 				     kms_default_config_path()))
+		return 0;
+	p = OSSL_PARAM_locate(params, KMSP_PARAM_DAEMON);
+	if (p != NULL && pc->daemon_path != NULL &&
+	    !OSSL_PARAM_set_utf8_ptr(p, pc->daemon_path))
 		return 0;
 	return 1;
 }
@@ -180,6 +185,7 @@ static void teardown(void *provctx)
 		return;
 	kms_store_cache_free(pc->stores);
 	free(pc->config_path);
+	free(pc->daemon_path);
 	free(pc);
 }
 
@@ -216,21 +222,26 @@ static void take_core_functions(const OSSL_DISPATCH *in)
 	}
 }
 
-/* The kmstore-config parameter of the provider's openssl.cnf section. */
+/* The kmstore-config and kmstore-daemon parameters of the provider's
+ * openssl.cnf section. */
 static int read_config_param(kmsp_provctx *pc)
 {
-	const char *path = NULL;
+	const char *path = NULL, *daemon = NULL;
 	OSSL_PARAM params[] = {
 		OSSL_PARAM_utf8_ptr(KMSP_PARAM_CONFIG, (char **)&path, 0),
+		OSSL_PARAM_utf8_ptr(KMSP_PARAM_DAEMON, (char **)&daemon, 0),
 		OSSL_PARAM_END
 	};
 
 	if (c_get_params == NULL || !c_get_params(pc->handle, params))
 		return 1;
-	if (path == NULL || *path == '\0')
-		return 1;
-	pc->config_path = strdup(path);
-	return pc->config_path != NULL;
+	if (path != NULL && *path != '\0' &&
+	    (pc->config_path = strdup(path)) == NULL)
+		return 0;
+	if (daemon != NULL && *daemon != '\0' &&
+	    (pc->daemon_path = strdup(daemon)) == NULL)
+		return 0;
+	return 1;
 }
 
 /* The one symbol the module exports (the rest is hidden by the build). */
@@ -248,7 +259,9 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
 		return 0;
 	pc->handle = handle;
 	if (!read_config_param(pc) ||
-	    kms_store_cache_new(pc->config_path, &pc->stores, NULL) != KMS_OK) {
+	    (pc->daemon_path != NULL ?
+		     kms_store_cache_new_daemon(pc->daemon_path, &pc->stores, NULL) :
+		     kms_store_cache_new(pc->config_path, &pc->stores, NULL)) != KMS_OK) {
 		teardown(pc);
 		return 0;
 	}

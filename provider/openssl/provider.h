@@ -31,19 +31,23 @@
 #define KMSP_PARAM_SOURCE "kmstore-source"
 /* EVP_SKEY import/generate parameter: the key's kmstore: URI. */
 #define KMSP_PARAM_URI "kmstore-uri"
-/* Provider parameter from openssl.cnf: the kmstore.conf to use. */
+/* Provider parameters from openssl.cnf: the kmstore.conf to use, or
+ * kmstored's socket (the profiles are then the daemon's). */
 #define KMSP_PARAM_CONFIG "kmstore-config"
+#define KMSP_PARAM_DAEMON "kmstore-daemon"
 
 /* Reason codes: the library's kms_rc values, plus our own. */
 #define KMSP_R_INTERNAL 100
 
 /* One per provider instance (per OSSL_LIB_CTX that loads kmstore). The
  * store is parsed once and shared by every open in every thread, with its
- * KME connections; it is parsed again when the file changes. */
+ * KME connections; it is parsed again when the file changes. kmstored's
+ * store is listed again a second after its last listing. */
 typedef struct kmsp_provctx {
 	const OSSL_CORE_HANDLE *handle;
 	char *config_path; /* NULL: $KMSTORE_CONF or the default */
-	kms_store_cache *stores;
+	char *daemon_path; /* kmstored's socket, or NULL */
+	kms_store_cache *stores; /* of config_path, or of daemon_path */
 } kmsp_provctx;
 
 /* Errors go through the core, so applications print them with the

@@ -24,7 +24,7 @@ static CK_FUNCTION_LIST function_list;
  * the child forgets the parent's state (leaking it) rather than touch it. */
 static void forget_parent(void)
 {
-	struct p11_params params = { NULL, LOG_TO_AUTO, KMS_LOG_WARNING, 0 };
+	struct p11_params params = { NULL, NULL, LOG_TO_AUTO, KMS_LOG_WARNING, 0 };
 
 	memset(&p11, 0, sizeof(p11));
 	p11.params = params;
@@ -37,14 +37,19 @@ static void load_store(void)
 	kms_error err;
 	kms_rc rc;
 
-	rc = kms_store_open(p11.params.config, &p11.store, &err);
+	rc = p11.params.daemon != NULL ?
+		     kms_store_open_daemon(p11.params.daemon, &p11.store, &err) :
+		     kms_store_open(p11.params.config, &p11.store, &err);
 	if (rc != KMS_OK) {
 		p11_log(KMS_LOG_ERROR, "%s; the module has no tokens",
 			err.message);
 		p11.store = NULL;
 		return;
 	}
-	p11_log(KMS_LOG_INFO, "%s: %zu profile(s)", kms_store_path(p11.store),
+	p11_log(KMS_LOG_INFO, "%s%s%s: %zu profile(s)",
+		p11.params.daemon != NULL ? "kmstored at " : "",
+		p11.params.daemon != NULL ? p11.params.daemon : "",
+		p11.params.daemon != NULL ? "" : kms_store_path(p11.store),
 		kms_store_profile_count(p11.store));
 }
 

@@ -3,6 +3,13 @@
  * profile (static: its key; QKD: a new key from enc_keys at the KME). The
  * key ID, which the peer needs, is the object's CKA_ID.
  *
+ * A CKA_ID in the template asks for the key with that ID instead (QKD:
+ * dec_keys), as a search would. NSS holds its slot lock through a whole
+ * C_FindObjects* search on the slot's one session, so searches on a token
+ * run one at a time; C_GenerateKey runs in the caller's own session, so a
+ * responder that asks this way fetches keys in parallel
+ * (PK11_TokenKeyGenWithFlags with its keyid argument).
+ *
  * The template is checked before anything is fetched, since a QKD key is
  * consumed at the KME whether or not it is then used. */
 #include <stdlib.h>
@@ -12,6 +19,7 @@
 
 struct gen_request {
 	int token;            /* CKA_TOKEN */
+	char id[KMS_KEY_ID_MAX + 1]; /* CKA_ID: the key with this ID; "" none */
 	CK_ULONG value_len;   /* CKA_VALUE_LEN; 0: whatever the profile gives */
 	char label[P11_LABEL_MAX + 1];
 	int has_label;
@@ -118,7 +126,13 @@ static CK_RV check_attribute(const CK_ATTRIBUTE *a, struct gen_request *r)
 		return get_ulong(a, &r->value_len);
 	case CKA_LABEL:
 		return set_label(a, r);
-	case CKA_ID:    /* the profile or the KME names the key */
+	case CKA_ID:    /* the key with this ID (the KME names new keys) */
+		if (a->pValue == NULL ||
+		    kms_check_key_id(a->pValue, a->ulValueLen, NULL) != KMS_OK)
+			return CKR_ATTRIBUTE_VALUE_INVALID;
+		memcpy(r->id, a->pValue, a->ulValueLen);
+		r->id[a->ulValueLen] = '\0';
+		return CKR_OK;
 	case CKA_VALUE:
 		return CKR_ATTRIBUTE_READ_ONLY;
 	}
@@ -232,7 +246,14 @@ CK_RV C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 	p11_leave();
 	if (rv != CKR_OK)
 		return rv;
-	fetched = p11_fetch_now(t->profile, &key, &code);
+	if (r.id[0] == '\0') {
+		fetched = p11_fetch_now(t->profile, &key, &code);
+	} else {
+		fetched = p11_fetch_by_id(t->profile, r.id, &key, &code);
+		/* Not found: a search finds nothing; a generation fails. */
+		if (fetched == CKR_OK && key == NULL)
+			fetched = CKR_ATTRIBUTE_VALUE_INVALID;
+	}
 	rv = p11_enter();
 	p11_fetch_end();
 	if (rv != CKR_OK) {

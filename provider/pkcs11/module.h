@@ -80,6 +80,7 @@ enum p11_log_target { LOG_TO_AUTO, LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_NONE };
 
 struct p11_params {
 	char *config;               /* NULL: KMSTORE_CONF, else the default */
+	char *daemon;               /* kmstored's socket, or NULL */
 	enum p11_log_target log;
 	kms_log_level log_level;    /* the most verbose level shown */
 	size_t max_keys;            /* held per token */

@@ -2,9 +2,11 @@
  * stores and NSS hands to C_Initialize (LibraryParameters), or p11-kit's
  * x-init-reserved. Words separated by blanks:
  *
- *   config=PATH  log=auto|stderr|syslog|none  log-level=error|warning|info
- *   max-keys=N
+ *   config=PATH  daemon=SOCKET  log=auto|stderr|syslog|none
+ *   log-level=error|warning|info  max-keys=N
  *
+ * daemon= makes the tokens kmstored's profiles (the module then reads no
+ * configuration, holds no SAE credentials and talks to no KME).
  * A value may be double-quoted ("a b", with \" and \\). A word without
  * '=' that starts with '/' is taken as config=PATH. */
 #include <ctype.h>
@@ -87,13 +89,18 @@ static int parse_max_keys(const char *v, size_t *out)
 	return 1;
 }
 
-static CK_RV set_config(struct p11_params *p, const char *v)
+static CK_RV set_path(char **field, const char *v)
 {
 	if (*v == '\0')
 		return CKR_ARGUMENTS_BAD;
-	free(p->config);
-	p->config = strdup(v);
-	return p->config != NULL ? CKR_OK : CKR_HOST_MEMORY;
+	free(*field);
+	*field = strdup(v);
+	return *field != NULL ? CKR_OK : CKR_HOST_MEMORY;
+}
+
+static CK_RV set_config(struct p11_params *p, const char *v)
+{
+	return set_path(&p->config, v);
 }
 
 static CK_RV apply(struct p11_params *p, char *word, char *why, size_t size)
@@ -112,6 +119,8 @@ static CK_RV apply(struct p11_params *p, char *word, char *why, size_t size)
 	v = eq + 1;
 	if (strcmp(word, "config") == 0)
 		ok = set_config(p, v) == CKR_OK;
+	else if (strcmp(word, "daemon") == 0)
+		ok = set_path(&p->daemon, v) == CKR_OK;
 	else if (strcmp(word, "log") == 0)
 		ok = parse_target(v, &p->log);
 	else if (strcmp(word, "log-level") == 0)
@@ -120,8 +129,8 @@ static CK_RV apply(struct p11_params *p, char *word, char *why, size_t size)
 		ok = parse_max_keys(v, &p->max_keys);
 	else {
 		snprintf(why, size,
-			 "unknown parameter '%.32s' (known: config, log, "
-			 "log-level, max-keys)", word);
+			 "unknown parameter '%.32s' (known: config, daemon, "
+			 "log, log-level, max-keys)", word);
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (!ok) {
@@ -138,6 +147,7 @@ CK_RV p11_params_parse(const char *s, struct p11_params *out, char *why,
 	CK_RV rv = CKR_OK;
 
 	out->config = NULL;
+	out->daemon = NULL;
 	out->log = LOG_TO_AUTO;
 	out->log_level = KMS_LOG_WARNING;
 	out->max_keys = P11_MAX_KEYS_DEFAULT;
@@ -161,6 +171,11 @@ CK_RV p11_params_parse(const char *s, struct p11_params *out, char *why,
 		rv = apply(out, word, why, why_size);
 	}
 	free(word);
+	if (rv == CKR_OK && out->config != NULL && out->daemon != NULL) {
+		snprintf(why, why_size, "config= and daemon= both given; "
+			 "the profiles are either a file's or kmstored's");
+		rv = CKR_ARGUMENTS_BAD;
+	}
 	return rv;
 }
 
@@ -168,4 +183,6 @@ void p11_params_clear(struct p11_params *p)
 {
 	free(p->config);
 	p->config = NULL;
+	free(p->daemon);
+	p->daemon = NULL;
 }

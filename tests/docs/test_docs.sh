@@ -11,7 +11,7 @@
 #     get random bytes, certificates come from kme-sim-pki);
 #   - man page references and local Markdown links lead somewhere;
 #   - every kmstore command line the documents show parses and runs.
-# Usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR
+# Usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR   (KMSTORED: kmstored)
 set -euo pipefail
 
 KMSTORE=${1:?usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR}
@@ -83,6 +83,14 @@ for c in $(help_section "$help" "Commands:" | grep -E '^  [a-z]' | awk '{ print 
 	[[ " $synopsis " == *" $c "* ]] || missing="$missing $c"
 done
 expect_eq "" "$missing" "every kmstore command appears in the SYNOPSIS of kmstore(1)"
+
+# --- kmstored(8) against kmstored --help ---
+if [ -n "${KMSTORED:-}" ]; then
+	help=$("$KMSTORED" --help)
+	same "kmstored(8) OPTIONS = kmstored --help options" \
+		"$(roff_items "$MAN/kmstored.8" OPTIONS | options)" \
+		"$(help_section "$help" "Options:" | grep -E '^  -' | sed -E 's/^  //; s/   .*//' | options)"
+fi
 
 # --- kme-sim(1) against kme-sim --help, and kme-sim-pki --help ---
 help=$("$KME_SIM" --help)

@@ -25,6 +25,10 @@
 # by FACE_HANG seconds (timeout(1); exit 124 means it hung). A face with a
 # KME of its own has a face_NAME_row hook that sets it up for each row.
 #
+# daemon (KMSTORED, and the pkcs11 face's programs): NSS and the module as
+# pluto uses them in daemon mode (daemon=SOCKET): each cell starts the
+# side's kmstored on $FACE_DIR/SIDE.conf, asks, and stops it.
+#
 # pluto (PLUTO_PREFIX: a patched libreswan, libreswan-patches/build.sh; as
 # root): two plutos in the netns lab of tests/lib/ike-lab.sh, with their own
 # kme-sim that face_pluto_row starts with the row's faults. A cell starts
@@ -36,7 +40,7 @@
 #              (the pluto is still serving).
 
 FACE_HANG=${FACE_HANG:-20}
-FACES_ALL=(kmstore openssl pkcs11 pluto)
+FACES_ALL=(kmstore openssl pkcs11 daemon pluto)
 # FACE_WRAP: a command the faces' programs run under (with-resolver.sh).
 FACE_WRAP=()
 FACE_DNS_PIDS=()
@@ -50,6 +54,7 @@ faces_available() {
 	[[ -x ${NSS_CLIENT:-} && -f ${P11_MODULE:-} ]] &&
 		command -v modutil >/dev/null && command -v certutil >/dev/null &&
 		FACES+=(pkcs11)
+	[[ " ${FACES[*]} " == *" pkcs11 "* && -x ${KMSTORED:-} ]] && FACES+=(daemon)
 	[[ -x ${PLUTO_PREFIX:-}/libexec/ipsec/pluto && -f ${P11_MODULE:-} && $(id -u) == 0 &&
 		-z ${KMSTORE_TEST_PRELOAD:-} ]] && command -v ip >/dev/null &&
 		command -v modutil >/dev/null && FACES+=(pluto)
@@ -88,6 +93,19 @@ faces_init() {
 				>"$FACE_DIR/nss-$side/modutil.out" 2>&1 || return 1
 		done
 	fi
+	if [[ " ${FACES[*]} " == *" daemon "* ]]; then
+		# shellcheck source=../lib/kmstored-env.sh
+		. "$(dirname "${BASH_SOURCE[0]}")/../lib/kmstored-env.sh"
+		for side in west east; do
+			mkdir -p "$FACE_DIR/nss-daemon-$side"
+			face_tool certutil -N -d "sql:$FACE_DIR/nss-daemon-$side" --empty-password ||
+				return 1
+			echo | face_tool modutil -dbdir "sql:$FACE_DIR/nss-daemon-$side" \
+				-add kmstore -libfile "$(realpath "$P11_MODULE")" \
+				-string "daemon=$FACE_DIR/$side.sock log=stderr ${FACE_P11_PARAMS:-}" -force \
+				>"$FACE_DIR/nss-daemon-$side/modutil.out" 2>&1 || return 1
+		done
+	fi
 	if [[ " ${FACES[*]} " == *" pluto "* ]]; then
 		# shellcheck source=../lib/ike-lab.sh
 		. "$(dirname "${BASH_SOURCE[0]}")/../lib/ike-lab.sh"
@@ -101,6 +119,10 @@ faces_init() {
 
 # faces_fini: what faces_init started (an EXIT trap).
 faces_fini() {
+	if [[ -n ${FACE_DIR:-} ]] && declare -F kmstored_stop >/dev/null; then
+		kmstored_stop "$FACE_DIR/west.sock" KILL
+		kmstored_stop "$FACE_DIR/east.sock" KILL
+	fi
 	faces_dns_stop
 	if [[ -n ${IKE_LAB_DIR:-} ]]; then
 		ike_lab_down
@@ -146,12 +168,19 @@ faces_conf_url() {
 }
 
 # faces_conf_set CONF DIR SETTING=FILE[,...]: a profile's settings, to
-# files in DIR (a certificate, a CA of the PKI).
+# files in DIR (a certificate, a CA of the PKI); url=both names KME_A's two
+# listeners ($KME_A_URL $KME_A2_URL), url=down a port where nothing listens
+# first, then KME_A.
 faces_conf_set() {
-	local conf=$1 dir=$2 kv kvs
+	local conf=$1 dir=$2 kv kvs v
 	IFS=, read -ra kvs <<<"$3"
 	for kv in "${kvs[@]}"; do
-		sed -i "s|^${kv%%=*} .*|${kv%%=*} = $dir/${kv#*=}|" "$conf"
+		case $kv in
+		url=both) v="$KME_A_URL $KME_A2_URL" ;;
+		url=down) v="${KME_A_URL%:*}:1 $KME_A_URL" ;;
+		*) v=$dir/${kv#*=} ;;
+		esac
+		sed -i "s|^${kv%%=*} .*|${kv%%=*} = $v|" "$conf"
 	done
 }
 
@@ -210,6 +239,27 @@ face_pkcs11() { # OP SIDE [ID]
 	face_run "$NSS_CLIENT" "$FACE_DIR/nss-$2" key "$uri"
 	CELL_KEY=0
 	[[ $CELL_RC -eq 0 && $CELL_OUT == *$'\nkey='* ]] && CELL_KEY=1
+	return 0
+}
+
+face_daemon() { # OP SIDE [ID]: the module in daemon mode, through kmstored
+	local uri=pkcs11:token=qkd sock=$FACE_DIR/$2.sock
+	[[ $1 == dec ]] && uri+=";id=$(face_pct "$3")"
+	# kmstored is the one that resolves the KME's name (FACE_WRAP)
+	if ! kmstored_start "$sock" "$FACE_DIR/$2.conf" "${FACE_WRAP[@]}" 2>"$FACE_DIR/kmstored.err"; then
+		CELL_RC=125 CELL_SECS=0 CELL_KEY=0 CELL_WHY=("kmstored did not start: $(cat "$FACE_DIR/kmstored.err")")
+		CELL_OUT=
+		return 0
+	fi
+	face_run "$NSS_CLIENT" "$FACE_DIR/nss-daemon-$2" key "$uri"
+	kmstored_stop "$sock"
+	CELL_KEY=0
+	[[ $CELL_RC -eq 0 && $CELL_OUT == *$'\nkey='* ]] && CELL_KEY=1
+	# what kmstored logged of it, after the module's lines
+	CELL_OUT+=$'\n'$(grep -v ' serving \| stopping' "$sock.log")
+	if grep -Eq 'ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:' "$sock.log"; then
+		CELL_WHY+=("kmstored: $(grep -Em1 'Sanitizer|runtime error:' "$sock.log")")
+	fi
 	return 0
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fault_matrix.sh - every fault a KME (kme-sim) or its TLS can show, against
 # every face of kmstore: the kmstore command, the OpenSSL provider (openssl
-# storeutl) and the PKCS#11 module through NSS (tests/faults/faces.sh).
+# storeutl), the PKCS#11 module through NSS, and the module through
+# kmstored (tests/faults/faces.sh).
 # Each cell asserts: the outcome (no key; a key for "slow, within the
 # timeout"), an error naming the cause (the row's regex, in kmstore's own
 # words, not the KME's), the face's code for it (kmstore's exit status,
@@ -47,10 +48,13 @@ pki_copy() { cp -a "$work/pki" "$1"; }
 # The rows: NAME | kme-sim options | configuration change | OP | class | regex
 #   options: @down starts the lab and stops kme-sim (connection refused);
 #            @wrong-name serves KME_A with a certificate for another name;
+#            @two serves KME_A on two listeners (one key store), and what
+#            follows are kme-sim options (KME_A/1: the first listener);
 #            @dns=MS (or never): the KME URLs name a host that a DNS server
 #            answers after MS (tests/faults/slow_dns.py, on a loopback
 #            address; the faces see it through with-resolver.sh)
-#   change:  SETTING=PKI-FILE[,...] in the QKD profile of the site asked
+#   change:  SETTING=PKI-FILE[,...] in the QKD profile of the site asked;
+#            url=both: KME_A's two listeners, url=down: a dead one first
 #   OP:      enc (west asks for a key for use now), dec (east asks for a
 #            key west was given), ok (as enc, and a key must come)
 #   class:   the kmstore exit status: 7 the KME answered badly, 8 the KME
@@ -83,6 +87,10 @@ rows=(
 	"untrusted KME CA|-|ca=rogue-ca.crt|enc|8|TLS failure: .*(certificate|verify)"
 	"KME cert other name|@wrong-name||enc|8|TLS failure: .*(kme\\.invalid|name|match)"
 	"client cert refused|-|certificate=rogue-sae-a.crt,private-key=rogue-sae-a.key|enc|8|TLS failure(: .*alert|\\? the KME closed)"
+	"failover: 1st KME down|@two|url=down|ok|0|"
+	"failover: 1st black hole|@two --fault blackhole,kme=KME_A/1|url=both|ok|0|"
+	"failover: 1st 503|@two --fault 503,kme=KME_A/1|url=both|ok|0|"
+	"failover: every KME 503|@two --fault 503,kme=KME_A|url=both|enc|7|every KME of profile 'qkd' failed \\([0-9]+ tries\\); the last: profile 'qkd': KME [^ ]+: enc_keys for SAE 'SAE_B': HTTP 503"
 	"slow DNS 0.5 s|@dns=500||ok|0|"
 	"slow DNS, silent KME|@dns=1500 --fault blackhole||enc|8|no answer within the timeout of 2\\.0 s"
 	"silent DNS|@dns=never||enc|8|cannot resolve '$FACE_DNS_NAME' within the timeout of 2\\.0 s"
@@ -94,6 +102,7 @@ rows=(
 declare -A face_code=(
 	[openssl,7]="kmstore:[a-z_]+:KME error:" [openssl,8]="kmstore:[a-z_]+:KME unreachable:"
 	[pkcs11,7]="SEC_ERROR_PKCS11_FUNCTION_FAILED" [pkcs11,8]="SEC_ERROR_PKCS11_DEVICE_ERROR"
+	[daemon,7]="SEC_ERROR_PKCS11_FUNCTION_FAILED" [daemon,8]="SEC_ERROR_PKCS11_DEVICE_ERROR"
 	[pluto,enc]="ppk-uri=pkcs11:token=qkd: no PPK for this IKE SA: the token did not give a key: SEC_ERROR_PKCS11_"
 	[pluto,dec]="ppk-uri=pkcs11:token=qkd: no PPK for received PPK_ID [^ ]+: the token could not get the key: SEC_ERROR_PKCS11_"
 )
@@ -132,7 +141,7 @@ check_cell() {
 		kmstore) [[ $CELL_RC -eq $class ]] || why+=("exit $CELL_RC, not $class") ;;
 		*)
 			code=${face_code[$face,$class]}
-			[[ $face == pkcs11 && $op == dec ]] && code="no key with that ID"
+			[[ ($face == pkcs11 || $face == daemon) && $op == dec ]] && code="no key with that ID"
 			[[ $face == pluto && $op == dec ]] && code=${face_code[pluto,dec]}
 			[[ $CELL_OUT =~ $code ]] || why+=("no /$code/")
 			;;
@@ -160,10 +169,11 @@ for spec in "${rows[@]}"; do
 	IFS='|' read -r name opts chg op class re <<<"$spec"
 	[[ $name =~ ${FAULT_ROWS:-.} ]] || continue
 	row_names+=("$name")
-	kopts=() kcert='' down=0 FACE_DNS_DELAY=''
+	kopts=() kcert='' down=0 listeners=1 FACE_DNS_DELAY=''
 	case $opts in
 	@down) down=1 ;;
 	@wrong-name) kcert=wrong-name ;;
+	@two*) listeners=2; read -ra kopts <<<"${opts#@two}" ;;
 	-) ;;
 	@dns=*)
 		read -ra kopts <<<"$opts"
@@ -171,7 +181,7 @@ for spec in "${rows[@]}"; do
 		;;
 	*) read -ra kopts <<<"$opts" ;;
 	esac
-	KME_A_CERT=$kcert lab "${kopts[@]}"
+	KME_A_LISTENERS=$listeners KME_A_CERT=$kcert lab "${kopts[@]}"
 	faces_dns_stop
 	FACE_WRAP=()
 	if [[ -n $FACE_DNS_DELAY ]]; then
@@ -196,7 +206,7 @@ for spec in "${rows[@]}"; do
 			continue
 		fi
 		if declare -F "face_${face}_row" >/dev/null &&
-			! KME_A_CERT=$kcert "face_${face}_row" "$side" "$chg" "$down" "${kopts[@]}" >"$work/row.err" 2>&1; then
+			! KME_A_LISTENERS=$listeners KME_A_CERT=$kcert "face_${face}_row" "$side" "$chg" "$down" "${kopts[@]}" >"$work/row.err" 2>&1; then
 			cell[$name,$face]="FAIL"
 			tap_not_ok "$name × $face" "the row's KME did not start: $(cat "$work/row.err")"
 			continue
@@ -220,7 +230,8 @@ kme_env_stop
 		for face in "${FACES_ALL[@]}"; do printf ' | %-10s' "${cell[$name,$face]}"; done
 		printf '\n'
 	done
-	printf '(seconds per cell; profile timeout %s s, limit %s s; pluto: the initiation of the failing tunnel)\n\n' "$KME_TIMEOUT" "$LIMIT"
+	printf '(seconds per cell; profile timeout %s s, limit %s s; pluto: the initiation of the failing tunnel;\n' "$KME_TIMEOUT" "$LIMIT"
+	printf ' failover rows: KME_A on two listeners of one key store, the profile naming both)\n\n'
 } | sed 's/^/# /'
 
 tap_done

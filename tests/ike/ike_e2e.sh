@@ -6,6 +6,11 @@
 #
 #   ike_e2e.sh PATCHED_PREFIX STOCK_PREFIX MODULE KME_SIM KME_SIM_PKI [CASE...]
 #
+# IKE_LAB_DAEMON=1 (with KMSTORED and KMSTORE naming the programs) runs
+# every case in daemon mode: each side's module asks its own kmstored
+# (tests/lib/ike-lab.sh); the cases privsep (both modes) and daemon_faults
+# (daemon mode) are about that.
+#
 # PATCHED_PREFIX, STOCK_PREFIX: install prefixes of libreswan-patches/build.sh
 # (patched, and --stock: any release, the stock peer of the interop cases).
 # MODULE: kmstore-pkcs11.so. CASEs: the case names below (default: all;
@@ -21,10 +26,11 @@
 set -uo pipefail
 
 if [ $# -lt 5 ]; then
-	sed -n '2,14p' "$0" >&2
+	sed -n '2,20p' "$0" >&2
 	exit 2
 fi
 PATCHED=$1 STOCK=$2 MODULE=$3 KME_SIM=$4 KME_SIM_PKI=$5
+KMSTORE=${KMSTORE:-$(dirname "$MODULE")/../../kmstore/kmstore}
 shift 5
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../lib/tap.sh
@@ -672,6 +678,178 @@ case_hostile_peer() {
 	ike_lab_stop
 }
 
+# The secrets a pluto must not hold in daemon mode, into DIR (one file
+# each, hex, for scan_secrets.py): a side's SAE TLS key, its EC scalar,
+# big-endian as in the file and little-endian as OpenSSL's BIGNUMs keep it
+# in memory. (Not the DER: its first bytes are the P-256 OIDs, which NSS
+# holds anyway.)
+sae_secrets() { # DIR KEY_FILE NAME
+	local hex
+	# openssl prints the scalar as a number: a sign byte 00 before a top
+	# bit, none for leading zero bytes (one key in 256); 32 bytes it is
+	hex=$(openssl pkey -in "$2" -text -noout | sed -n '/^priv:/,/^pub:/p' |
+		grep -v -e '^priv:' -e '^pub:' | tr -d ' :\n')
+	python3 -c 'import sys
+b = int(sys.argv[1], 16).to_bytes(32, "big")
+open(sys.argv[2], "w").write(b.hex() + "\n")
+open(sys.argv[3], "w").write(b[::-1].hex() + "\n")' "$hex" "$1/$3-scalar" "$1/$3-scalar-le" ||
+		tap_not_ok "the EC scalar of $2" "$hex"
+}
+
+# The TCP sockets among a process's descriptors (inodes in its network
+# namespace's /proc/net/tcp*), one "local remote" pair a line.
+tcp_sockets() { # PID
+	local pid=$1 inodes
+	inodes=$(find "/proc/$pid/fd" -lname 'socket:*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n')
+	[ -n "$inodes" ] || return 0
+	awk -v list="$inodes" 'BEGIN { n = split(list, a, "\n"); for (i = 1; i <= n; i++) want[a[i]] = 1 }
+		FNR > 1 && ($10 in want) { print $2, $3 }' "/proc/$pid/net/tcp" "/proc/$pid/net/tcp6"
+}
+
+# Privilege separation. In daemon mode pluto's process must never open the
+# SAE's key (nor the configuration, certificate or CA), never connect to a
+# KME, and its memory must hold neither the SAE's key nor QKD keys that
+# kmstored served to another client; in-process, the same checks find the
+# key and the KME connection in pluto (the reason for kmstored), which
+# shows that they can find them.
+case_privsep() {
+	local mode=in-process d sec=$IKE_LAB_DIR/privsep side pid out other id
+	[ "${IKE_LAB_DAEMON:-0}" = 1 ] && mode=daemon
+	echo "# privilege separation: what pluto's process touches and holds ($mode)"
+	rm -rf "$sec"
+	mkdir -p "$sec/keys" "$sec/cores"
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west && ike_lab_start east || return
+	initiate
+	expect_rc_init 0 "privsep ($mode): a QKD IKE SA"
+	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "privsep ($mode): with its PPK"
+	ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+	initiate
+	expect_rc_init 0 "privsep ($mode): a second one"
+	# Keys pluto never asked for: another client of the same store
+	# (kmstored in daemon mode) takes two.
+	for other in 1 2; do
+		if [ "$mode" = daemon ]; then
+			out=$("$KMSTORE" --daemon "$(ike_lab_kmstored west)" key qkd --reveal hex 2>&1) || true
+		else
+			out=$(ike_lab_exec west "$KMSTORE" -c "$W_CONF" key qkd --reveal hex 2>&1) || true
+		fi
+		awk '$1 == "key" { print $2 }' <<<"$out" >"$sec/keys/other-$other"
+		[ -s "$sec/keys/other-$other" ] || tap_not_ok "privsep ($mode): another client gets a key" "$out"
+	done
+	sae_secrets "$sec/keys" "$IKE_LAB_DIR/kme/pki/sae-a.key" sae-a
+	sae_secrets "$sec/keys" "$IKE_LAB_DIR/kme/pki/sae-b.key" sae-b
+	for side in west east; do
+		pid=$(cat "$IKE_LAB_DIR/$side/pid")
+		out=$(tcp_sockets "$pid")
+		if [ "$mode" = daemon ]; then
+			expect_eq "" "$out" "privsep (daemon): $side's pluto has no TCP socket (no KME connection)"
+			expect_match "socket:" "$(ls -l "/proc/$pid/fd")" "privsep (daemon): ... but sockets (IKE, kmstored)"
+		else
+			expect_match ":20F[BC] " "$(awk '{ print $2 }' <<<"$out" | tr '\n' ' ') " \
+				"privsep (in-process): $side's pluto holds a TCP connection to its KME (port 8443/8444)"
+		fi
+		timeout 120 gcore -o "$sec/cores/$side" "$pid" >"$sec/gcore-$side.out" 2>&1 ||
+			tap_not_ok "privsep ($mode): gcore $side's pluto" "$(tail -n 3 "$sec/gcore-$side.out")"
+	done
+	out=$(python3 "$here/../hygiene/scan_secrets.py" "$sec/keys" "$sec/cores" 2>&1) || true
+	echo "$out" | grep -E '^(LEAK|clean)' | sed "s|$sec/||; s/^/#   /"
+	if [ "$mode" = daemon ]; then
+		expect_eq "" "$(grep LEAK <<<"$out" || true)" \
+			"privsep (daemon): neither pluto's memory holds an SAE key, nor the keys kmstored gave another client"
+		expect_eq 2 "$(grep -c '^clean' <<<"$out" || true)" "privsep (daemon): both cores scanned"
+	else
+		expect_match "LEAK .*west.*key sae-a-" "$out" \
+			"privsep (in-process): west's pluto memory holds its SAE's key (the scan finds it)"
+		expect_not_in "other-" "$(grep LEAK <<<"$out" || true)" \
+			"privsep (in-process): ... but not keys another process took"
+	fi
+	ike_lab_stop
+	# What pluto opens and connects to, under strace, for one QKD IKE SA.
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	IKE_LAB_WRAPPER="strace -f -qq -e trace=open,openat,connect -o $sec/strace-west" ike_lab_start west &&
+		ike_lab_start east || return
+	initiate
+	expect_rc_init 0 "privsep ($mode): a QKD IKE SA with west's pluto under strace"
+	ike_lab_stop
+	out=$(cat "$sec"/strace-west* 2>/dev/null)
+	if [ "$mode" = daemon ]; then
+		expect_not_in "sae-a.key" "$out" "privsep (daemon): west's pluto never opens the SAE's private key"
+		expect_not_in "$W_CONF" "$out" "privsep (daemon): ... nor kmstore.conf"
+		expect_not_in "inet_addr(\"192.0.2.254\")" "$out" "privsep (daemon): ... nor connects to a KME"
+		expect_in "sun_path=\"$(ike_lab_kmstored west)\"" "$out" "privsep (daemon): it connects to kmstored"
+	else
+		expect_in "sae-a.key" "$out" "privsep (in-process): west's pluto opens the SAE's private key (the trace sees it)"
+		expect_in "inet_addr(\"192.0.2.254\")" "$out" "privsep (in-process): ... and connects to its KME"
+	fi
+}
+
+# kmstored down, killed during a fetch, restarted: pluto's IKE SAs fail
+# cleanly in bounded time, and the next one works once kmstored is back,
+# with the same plutos.
+case_daemon_faults() {
+	[ "${IKE_LAB_DAEMON:-0}" = 1 ] || return 0
+	echo "# kmstored down, killed mid-fetch and restarted under running plutos"
+	local wpid epid
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west && ike_lab_start east || return
+	wpid=$(cat "$IKE_LAB_DIR/west/pid") epid=$(cat "$IKE_LAB_DIR/east/pid")
+	initiate
+	expect_rc_init 0 "daemon faults: an IKE SA with both kmstoreds"
+	ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+	ike_lab_kmstored_stop west KILL
+	initiate
+	expect_not_in "established IKE SA" "$(log_from west "$(log_lines west)")" "west's kmstored killed: no IKE SA (ppk=insist)"
+	expect_match "kmstored at [^ ]*west/kmstored.sock: cannot connect" "$(ike_lab_log west)" "... west's log says kmstored is not there"
+	awk -v s="$INIT_SECS" 'BEGIN { exit !(s < 3) }' && tap_ok "... within ${INIT_SECS}s" ||
+		tap_not_ok "... in bounded time" "took ${INIT_SECS}s"
+	ike_lab_kmstored_start west
+	local before
+	before=$(log_lines east)
+	initiate
+	expect_rc_init 0 "west's kmstored back: the next IKE SA, same pluto"
+	expect_in "PPK AUTH calculated as responder" "$(log_from east $((before + 1)))" "... with its PPK"
+	ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+	ike_lab_kmstored_stop east KILL
+	before=$(log_lines east)
+	initiate
+	expect_in "no PPK for received PPK_ID" "$(log_from east $((before + 1)))" "east's kmstored killed: the responder has no PPK for the ID"
+	expect_in "cannot connect" "$(log_from east $((before + 1)))" "... and says why"
+	ike_lab_kmstored_start east
+	before=$(log_lines east)
+	initiate
+	expect_rc_init 0 "east's kmstored back: the next IKE SA"
+	expect_in "PPK AUTH calculated as responder" "$(log_from east $((before + 1)))" "... with its PPK"
+	ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+	echo "# west's kmstored killed while it waits for a silent KME"
+	ike_lab_kmes_stop
+	ike_lab_kmes_start --fault blackhole,kme=KME_A || { tap_not_ok "kme-sim with a fault starts"; return; }
+	ike_lab_whack west --initiate --name west-east --asynchronous >/dev/null 2>&1
+	sleep 1
+	local t0 t1
+	t0=$(date +%s.%N)
+	ike_lab_kmstored_stop west KILL
+	if wait_log west "closed the connection before it answered" 5; then
+		t1=$(date +%s.%N)
+		tap_ok "killed mid-fetch: pluto is told, $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s later"
+	else
+		tap_not_ok "killed mid-fetch: pluto is told" "$(ike_lab_log west | tail -n 5)"
+	fi
+	ike_lab_kmes_stop
+	ike_lab_kmes_start || tap_not_ok "kme-sim restarts"
+	ike_lab_kmstored_start west
+	ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+	before=$(log_lines east)
+	initiate
+	expect_rc_init 0 "kmstored restarted: the next IKE SA"
+	expect_in "PPK AUTH calculated as responder" "$(log_from east $((before + 1)))" "... with its PPK"
+	expect_eq "$wpid $epid" "$(cat "$IKE_LAB_DIR/west/pid") $(cat "$IKE_LAB_DIR/east/pid")" "the same two plutos throughout"
+	ike_lab_stop
+}
+
 # A QKD key serves one IKE SA: an initiator that offers a PPK_ID the
 # responder has already used gets no PPK. West is a stock pluto whose
 # ipsec.secrets holds a QKD key taken by hand at west's KME (ID and bytes),
@@ -791,7 +969,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others)
+ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others privsep daemon_faults)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do

@@ -101,7 +101,7 @@ static void log_request(const struct api_server *srv, struct MHD_Connection *c,
 	else
 		snprintf(st, sizeof(st), "%d", status);
 	fprintf(stderr, "%s kme-sim %s %s %s \"%s %s %s\" %s fault=%s\n", when,
-		srv->model->kmes[srv->kme].id, addr, who, method, path,
+		srv->name, addr, who, method, path,
 		rq->proto ? rq->proto : "HTTP/1.1", st, fault);
 }
 
@@ -483,7 +483,8 @@ static enum MHD_Result finish_request(const struct api_server *srv,
 	struct reply rp = { 0 };
 
 	route_parse(url, &rt);
-	fault_pick(srv->faults, srv->model->kmes[srv->kme].id, rt.ep, &fc);
+	fault_pick(srv->faults, srv->model->kmes[srv->kme].id, srv->slot, rt.ep,
+		   &fc);
 	if (fc.latency_ms > 0)
 		fault_sleep_ms(fc.latency_ms);
 	if (fc.rule != NULL && fault_replaces_answer(fc.rule))
@@ -628,7 +629,7 @@ void api_connection_event(void *cls, struct MHD_Connection *c,
 	if (srv->verbose && conn != NULL && conn->requests == 0) {
 		peer_address(c, addr, sizeof(addr));
 		fprintf(stderr, "kme-sim %s: connection from %s closed without "
-			"a request\n", srv->model->kmes[srv->kme].id, addr);
+			"a request\n", srv->name, addr);
 	}
 	free(conn);
 	*socket_cls = NULL;

@@ -15,10 +15,12 @@
 /* Largest request body read; a bigger one gets 413. */
 #define API_MAX_BODY (64 * 1024)
 
-/* The closure of every callback: one per KME (per MHD daemon). */
+/* The closure of every callback: one per listener (per MHD daemon). */
 struct api_server {
 	struct kme_model *model;
 	size_t kme;               /* index in model->kmes */
+	const char *name;         /* the listener's: ID, or ID/N from the 2nd */
+	const char *slot;         /* ID/N, also for the first: for faults */
 	struct fault_set *faults;
 	bool quiet;               /* no per-request log */
 	bool verbose;             /* also log connections without requests */

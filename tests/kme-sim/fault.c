@@ -317,8 +317,8 @@ static void describe(struct fault_choice *out, const char *text)
 		 len ? "+" : "", text);
 }
 
-void fault_pick(struct fault_set *fs, const char *kme_id, unsigned endpoint,
-		struct fault_choice *out)
+void fault_pick(struct fault_set *fs, const char *kme_id, const char *listener,
+		unsigned endpoint, struct fault_choice *out)
 {
 	memset(out, 0, sizeof(*out));
 	strcpy(out->desc, "-");
@@ -326,7 +326,8 @@ void fault_pick(struct fault_set *fs, const char *kme_id, unsigned endpoint,
 	for (size_t i = 0; i < fs->n; i++) {
 		struct fault_rule *r = &fs->v[i];
 
-		if ((r->kme != NULL && strcmp(r->kme, kme_id) != 0) ||
+		if ((r->kme != NULL && strcmp(r->kme, kme_id) != 0 &&
+		     strcmp(r->kme, listener) != 0) ||
 		    !(r->endpoints & endpoint) || r->remaining == 0 ||
 		    (r->kind != FAULT_LATENCY && out->rule != NULL) ||
 		    !roll(r->pct))

@@ -44,7 +44,7 @@ struct fault_rule {
 	enum fault_kind kind;
 	unsigned long arg;  /* ms, HTTP status or bytes, by kind */
 	unsigned pct;       /* chance to fire, percent */
-	char *kme;          /* only at this KME, or NULL */
+	char *kme;          /* only at this KME or listener, or NULL */
 	unsigned endpoints; /* mask of enum fault_endpoint */
 	long remaining;     /* fires left; -1: no limit */
 	char *text;         /* the rule as given, for the log */
@@ -68,8 +68,9 @@ void fault_set_free(struct fault_set *fs);
 /* Parse and add one rule; on error a message in err, -1. */
 int fault_add(struct fault_set *fs, const char *spec, char *err,
 	      size_t errlen);
-void fault_pick(struct fault_set *fs, const char *kme_id, unsigned endpoint,
-		struct fault_choice *out);
+/* For a request at listener `listener` (ID/N, N from 1) of KME kme_id. */
+void fault_pick(struct fault_set *fs, const char *kme_id, const char *listener,
+		unsigned endpoint, struct fault_choice *out);
 
 /* Faults that replace the whole answer, rather than alter the keys. */
 bool fault_replaces_answer(const struct fault_rule *r);

@@ -34,6 +34,9 @@
 #define PEM_MAX (1024 * 1024)
 
 struct listener {
+	size_t kme;     /* the KME it serves, an index in kmes */
+	char name[KME_ID_MAX + 8]; /* the KME's ID; ID/2, ID/3... for more */
+	char slot[KME_ID_MAX + 8]; /* ID/1, ID/2...: what --fault kme= names */
 	char *listen;   /* as given */
 	char *cert_file, *key_file;
 	char *cert_pem, *key_pem;
@@ -50,8 +53,9 @@ struct options {
 	const char *ca_file;
 	char *ca_pem;
 	struct kme *kmes;        /* handed to the model */
-	struct listener *ls;     /* ls[i] serves kmes[i] */
 	size_t n;
+	struct listener *ls;     /* each serves one KME; a KME has one or more */
+	size_t n_ls;
 	struct kme_settings set;
 	struct fault_set faults;
 	const char *ready_file;
@@ -100,7 +104,9 @@ static void usage(FILE *f)
 "  --kme id=ID,listen=ADDR:PORT,cert=FILE,key=FILE,sae=SAE[+SAE...]\n"
 "                            a KME: server certificate and key (PEM), the\n"
 "                            SAE IDs attached to it (sae= may repeat).\n"
-"                            ADDR numeric IPv4 or [IPv6]; PORT 0: ephemeral\n"
+"                            ADDR numeric IPv4 or [IPv6]; PORT 0: ephemeral.\n"
+"                            listen= may repeat: more listeners of the same\n"
+"                            KME (one key store), shown as ID/2, ID/3...\n"
 "  --pool-size N             keys (of --key-size) per link pool [1000]\n"
 "  --key-rate R              keys/s added to each pool; 0: never refilled;\n"
 "                            inf: always full [inf]. Pools start full.\n"
@@ -114,6 +120,7 @@ static void usage(FILE *f)
 "                            ...002 and so on, instead of random UUIDs\n"
 "  --fault SPEC              inject a fault (repeatable), SPEC is\n"
 "                            [kme=ID:]KIND[=ARG][:PCT][,kme=ID]\n"
+"                            (ID: a KME's listeners; ID/N: its Nth only)\n"
 "                            [,path=status|enc_keys|dec_keys|other[+...]]\n"
 "                            [,count=N]; KIND is latency=MS, 503, drop,\n"
 "                            malformed, truncated, oversized[=BYTES],\n"
@@ -128,7 +135,8 @@ static void usage(FILE *f)
 "  -q, --quiet               no per-request log lines\n"
 "  -h, --help, --version\n"
 "\n"
-"Each KME prints 'ID https://ADDR:PORT' on stdout once all listen. SIGTERM\n"
+"Each listener prints 'NAME https://ADDR:PORT' on stdout once all listen.\n"
+"SIGTERM\n"
 "or SIGINT stops the simulator (exit 0). See docs/kme-sim.md.\n");
 }
 
@@ -266,19 +274,27 @@ static void set_field(char **field, const char *name, const char *value)
 		die("out of memory");
 }
 
-/* id=ID,listen=ADDR:PORT,cert=FILE,key=FILE,sae=SAE[+SAE...] */
+static char *copy(const char *s)
+{
+	char *c = strdup(s);
+
+	if (c == NULL)
+		die("out of memory");
+	return c;
+}
+
+/* id=ID,listen=ADDR:PORT[,listen=...],cert=FILE,key=FILE,sae=SAE[+SAE...] */
 static void add_kme(struct options *o, const char *spec)
 {
-	char *buf = strdup(spec), *save = NULL;
+	char *buf = strdup(spec), *save = NULL, *cert = NULL, *key = NULL;
+	char **listens = NULL;
+	size_t n_listens = 0;
 	struct kme *k;
-	struct listener *l;
 
 	o->kmes = realloc(o->kmes, (o->n + 1) * sizeof(*o->kmes));
-	o->ls = realloc(o->ls, (o->n + 1) * sizeof(*o->ls));
-	if (buf == NULL || o->kmes == NULL || o->ls == NULL)
+	if (buf == NULL || o->kmes == NULL)
 		die("out of memory");
 	k = memset(&o->kmes[o->n], 0, sizeof(*k));
-	l = memset(&o->ls[o->n], 0, sizeof(*l));
 	for (char *t = strtok_r(buf, ",", &save); t != NULL;
 	     t = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(t, '=');
@@ -286,28 +302,51 @@ static void add_kme(struct options *o, const char *spec)
 		if (eq == NULL)
 			die("--kme: '%s' is not name=value", t);
 		*eq++ = '\0';
-		if (strcmp(t, "id") == 0)
+		if (strcmp(t, "id") == 0) {
 			set_field(&k->id, "id", eq);
-		else if (strcmp(t, "listen") == 0)
-			set_field(&l->listen, "listen", eq);
-		else if (strcmp(t, "cert") == 0)
-			set_field(&l->cert_file, "cert", eq);
-		else if (strcmp(t, "key") == 0)
-			set_field(&l->key_file, "key", eq);
-		else if (strcmp(t, "sae") == 0)
+		} else if (strcmp(t, "listen") == 0) {
+			listens = realloc(listens, (n_listens + 1) * sizeof(*listens));
+			if (listens == NULL)
+				die("out of memory");
+			listens[n_listens++] = copy(eq);
+		} else if (strcmp(t, "cert") == 0) {
+			set_field(&cert, "cert", eq);
+		} else if (strcmp(t, "key") == 0) {
+			set_field(&key, "key", eq);
+		} else if (strcmp(t, "sae") == 0) {
 			add_saes(k, eq);
-		else
+		} else {
 			die("--kme: unknown field '%s' (id, listen, cert, key, "
 			    "sae)", t);
+		}
 	}
 	free(buf);
-	if (!k->id || !l->listen || !l->cert_file || !l->key_file || !k->n_saes)
+	if (!k->id || !n_listens || !cert || !key || !k->n_saes)
 		die("--kme %s: id=, listen=, cert=, key= and sae= are all "
 		    "needed", spec);
-	if (!valid_id(k->id))
-		die("--kme: bad KME ID '%s'", k->id);
-	parse_listen(l);
-	l->fd = -1;
+	if (!valid_id(k->id) || strchr(k->id, '/') != NULL)
+		die("--kme: bad KME ID '%s' (no '/')", k->id);
+	o->ls = realloc(o->ls, (o->n_ls + n_listens) * sizeof(*o->ls));
+	if (o->ls == NULL)
+		die("out of memory");
+	for (size_t i = 0; i < n_listens; i++) {
+		struct listener *l = memset(&o->ls[o->n_ls++], 0, sizeof(*l));
+
+		l->kme = o->n;
+		if (i == 0)
+			snprintf(l->name, sizeof(l->name), "%s", k->id);
+		else
+			snprintf(l->name, sizeof(l->name), "%s/%zu", k->id, i + 1);
+		snprintf(l->slot, sizeof(l->slot), "%s/%zu", k->id, i + 1);
+		l->listen = listens[i];
+		l->cert_file = copy(cert);
+		l->key_file = copy(key);
+		parse_listen(l);
+		l->fd = -1;
+	}
+	free(listens);
+	free(cert);
+	free(key);
 	o->n++;
 }
 
@@ -416,11 +455,12 @@ static void check_options(const struct options *o)
 		const char *id = o->faults.v[i].kme;
 		size_t k;
 
-		for (k = 0; id != NULL && k < o->n; k++)
-			if (strcmp(o->kmes[k].id, id) == 0)
+		for (k = 0; id != NULL && k < o->n_ls; k++)
+			if (strcmp(o->kmes[o->ls[k].kme].id, id) == 0 ||
+			    strcmp(o->ls[k].slot, id) == 0)
 				break;
-		if (id != NULL && k == o->n)
-			die("--fault %s: no KME with ID %s", o->faults.v[i].text,
+		if (id != NULL && k == o->n_ls)
+			die("--fault %s: no KME or listener %s", o->faults.v[i].text,
 			    id);
 	}
 	if (o->n == 1)
@@ -470,9 +510,10 @@ static void open_socket(struct listener *l, const char *id)
 				: ((struct sockaddr_in *)&bound)->sin_port);
 }
 
-static void start_kme(struct options *o, struct kme_model *m, size_t i)
+static void start_listener(struct options *o, struct kme_model *m, size_t li)
 {
-	struct listener *l = &o->ls[i];
+	struct listener *l = &o->ls[li];
+	size_t i = l->kme;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD |
 			 MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
 			 MHD_USE_TLS | MHD_USE_ERROR_LOG;
@@ -481,10 +522,11 @@ static void start_kme(struct options *o, struct kme_model *m, size_t i)
 		flags |= MHD_USE_IPv6;
 	l->cert_pem = read_pem(l->cert_file);
 	l->key_pem = read_pem(l->key_file);
-	l->srv = (struct api_server){ .model = m, .kme = i,
+	l->srv = (struct api_server){ .model = m, .kme = i, .name = l->name,
+				      .slot = l->slot,
 				      .faults = &o->faults,
 				      .quiet = o->quiet, .verbose = o->verbose };
-	open_socket(l, m->kmes[i].id);
+	open_socket(l, l->name);
 	{
 		/* Without --http2 libmicrohttpd does the TLS on our socket; with
 		 * it, front.c does, and hands the daemon plaintext. */
@@ -512,7 +554,7 @@ static void start_kme(struct options *o, struct kme_model *m, size_t i)
 	}
 	if (l->daemon == NULL)
 		die("%s: cannot start the HTTPS server on %s (certificate %s, "
-		    "key %s)", m->kmes[i].id, l->listen, l->cert_file,
+		    "key %s)", l->name, l->listen, l->cert_file,
 		    l->key_file);
 	if (o->http2) {
 		char err[256];
@@ -521,7 +563,7 @@ static void start_kme(struct options *o, struct kme_model *m, size_t i)
 				       l->daemon, err, sizeof(err));
 		if (l->front == NULL)
 			die("%s: cannot serve TLS on %s (certificate %s, key %s): %s",
-			    m->kmes[i].id, l->listen, l->cert_file, l->key_file, err);
+			    l->name, l->listen, l->cert_file, l->key_file, err);
 	}
 }
 
@@ -546,9 +588,9 @@ static void write_lines(FILE *f, const struct options *o)
 {
 	char url[96];
 
-	for (size_t i = 0; i < o->n; i++) {
+	for (size_t i = 0; i < o->n_ls; i++) {
 		format_url(&o->ls[i], url, sizeof(url));
-		fprintf(f, "%s %s\n", o->kmes[i].id, url);
+		fprintf(f, "%s %s\n", o->ls[i].name, url);
 	}
 }
 
@@ -595,7 +637,7 @@ static void stop_all(struct options *o, struct kme_model *m)
 	if (pthread_create(&watchdog, NULL, shutdown_watchdog, NULL) == 0)
 		pthread_detach(watchdog);
 	fault_begin_shutdown(); /* wakes delayed and blackholed requests */
-	for (size_t i = 0; i < o->n; i++) {
+	for (size_t i = 0; i < o->n_ls; i++) {
 		front_stop(o->ls[i].front); /* closes the socket */
 		if (o->ls[i].daemon != NULL)
 			MHD_stop_daemon(o->ls[i].daemon); /* closes the socket */
@@ -629,8 +671,8 @@ int main(int argc, char **argv)
 	o.ca_pem = read_pem(o.ca_file);
 	if (kme_model_init(&model, o.kmes, o.n, &o.set) != 0)
 		die("out of memory");
-	for (size_t i = 0; i < o.n; i++)
-		start_kme(&o, &model, i);
+	for (size_t i = 0; i < o.n_ls; i++)
+		start_listener(&o, &model, i);
 	atomic_store(&mhd_log_all, false);
 
 	write_lines(stdout, &o);

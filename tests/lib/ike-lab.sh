@@ -14,7 +14,8 @@
 #                      sites' kmstore.conf: $IKE_LAB_DIR/kme/{west,east}.conf,
 #                      profiles "qkd" (timeout $KME_TIMEOUT, default 3 s) and
 #                      "static" (STATIC_PPK_1, in $IKE_LAB_DIR/kme/static.key);
-#                      KME_A_CERT as in kme-env.sh
+#                      KME_A_CERT as in kme-env.sh; KME_A_LISTENERS=2: KME_A
+#                      also on 192.0.2.254:8445 ($KME_A2_URL, one key store)
 #   ike_lab_kmes_stop
 #   ike_lab_side SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA]
 #                      SIDE (west|east) to run the pluto installed in PREFIX
@@ -25,7 +26,7 @@
 #                      CONF_EXTRA to ipsec.conf; KMSTORE_CONF empty: no module;
 #                      IKE_LAB_SETUP: lines for its "config setup";
 #                      IKE_LAB_MODULE_PARAMS: the module's parameters
-#                      besides config= [log=stderr log-level=info]
+#                      besides config= (or daemon=) [log=stderr log-level=info]
 #   ike_lab_version PREFIX          the libreswan release installed there
 #                      (5.2, 5.4, ...)
 #   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added;
@@ -53,6 +54,14 @@
 #   ike_lab_down       everything stopped and removed, the files too unless
 #                      IKE_LAB_KEEP=1; safe to call twice (an EXIT trap)
 #
+# Daemon mode (IKE_LAB_DAEMON=1, KMSTORED naming the program): each side's
+# module gets daemon=SOCKET instead of config=, and ike_lab_start starts
+# that side's kmstored (in the side's namespace, with the KMSTORE_CONF
+# given to ike_lab_side) before pluto; ike_lab_stop stops both.
+#   ike_lab_kmstored SIDE   the side's socket ($IKE_LAB_DIR/SIDE/kmstored.sock;
+#                      its log and pid beside it, tests/lib/kmstored-env.sh)
+#   ike_lab_kmstored_start SIDE, ike_lab_kmstored_stop SIDE [SIGNAL]
+#
 # The network, all on 192.0.2.0/24 (RFC 5737), namespaces named after the
 # caller's PID so that parallel runs do not collide:
 #
@@ -65,6 +74,8 @@
 # shellcheck shell=bash disable=SC2034 # the IKE_LAB_* globals are the API
 # shellcheck source=kme-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/kme-env.sh"
+# shellcheck source=kmstored-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/kmstored-env.sh"
 
 ike_lab_abs() { # PATH -> absolute (pluto runs in its dump directory)
 	case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac
@@ -134,8 +145,10 @@ ike_lab_kmes_start() { # [kme-sim options...]
 		chmod 600 "$d/static.key"
 	fi
 	rm -f "$d/ready"
+	local second=
+	[ "${KME_A_LISTENERS:-1}" = 2 ] && second=,listen=192.0.2.254:8445
 	ip netns exec "$IKE_LAB_NS_L" "$IKE_LAB_KME_SIM" --ca "$d/pki/ca.crt" \
-		--kme "id=KME_A,listen=192.0.2.254:8443,cert=$d/pki/${KME_A_CERT:-kme-a}.crt,key=$d/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
+		--kme "id=KME_A,listen=192.0.2.254:8443$second,cert=$d/pki/${KME_A_CERT:-kme-a}.crt,key=$d/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=192.0.2.254:8444,cert=$d/pki/kme-b.crt,key=$d/pki/kme-b.key,sae=SAE_B" \
 		--ready-file "$d/ready" "$@" >>"$d/kme-sim.out" 2>>"$d/kme-sim.log" &
 	IKE_LAB_KME_PID=$!
@@ -150,6 +163,7 @@ ike_lab_kmes_start() { # [kme-sim options...]
 		return 1
 	fi
 	KME_A_URL=https://192.0.2.254:8443 KME_B_URL=https://192.0.2.254:8444
+	KME_A2_URL=https://192.0.2.254:8445
 	kme_env_write_conf "$d/west.conf" "$KME_A_URL" SAE_A SAE_B "$d/pki/sae-a.crt" "$d/pki/sae-a.key"
 	kme_env_write_conf "$d/east.conf" "$KME_B_URL" SAE_B SAE_A "$d/pki/sae-b.crt" "$d/pki/sae-b.key"
 }
@@ -169,12 +183,18 @@ ike_lab_side() { # SIDE PREFIX KMSTORE_CONF [CONN_OPTIONS] [SECRETS] [CONF_EXTRA
 	[ "$side" = west ] || { me=192.0.2.2 peer=192.0.2.1 peer_side=west; }
 	prefix=$(ike_lab_abs "$prefix")
 	[ -x "$prefix/libexec/ipsec/pluto" ] || { echo "ike-lab: no pluto in $prefix" >&2; return 1; }
+	ike_lab_kmstored_stop "$side"
 	rm -rf "$d"
 	mkdir -p "$d/nss" "$d/run"
 	certutil -N -d "sql:$d/nss" --empty-password || return 1
 	if [ -n "$conf" ]; then
+		local source="config=$conf"
+		if [ "${IKE_LAB_DAEMON:-0}" = 1 ]; then
+			source="daemon=$(ike_lab_kmstored "$side")"
+			echo "$conf" >"$d/kmstored.conf-path"
+		fi
 		modutil -dbdir "sql:$d/nss" -add kmstore -libfile "$IKE_LAB_MODULE" \
-			-string "config=$conf ${IKE_LAB_MODULE_PARAMS-log=stderr log-level=info}" -force >/dev/null 2>&1 || return 1
+			-string "$source ${IKE_LAB_MODULE_PARAMS-log=stderr log-level=info}" -force >/dev/null 2>&1 || return 1
 	fi
 	cat >"$d/ipsec.conf" <<EOF
 config setup
@@ -200,6 +220,20 @@ EOF
 	echo "$prefix" >"$d/prefix"
 }
 
+ike_lab_kmstored() { echo "$IKE_LAB_DIR/$1/kmstored.sock"; }
+
+ike_lab_kmstored_start() { # SIDE
+	local d=$IKE_LAB_DIR/$1
+	[ -f "$d/kmstored.conf-path" ] || return 0
+	kmstored_start "$(ike_lab_kmstored "$1")" "$(cat "$d/kmstored.conf-path")" \
+		ip netns exec "$(ike_lab_ns "$1")"
+}
+
+ike_lab_kmstored_stop() { # SIDE [SIGNAL]
+	[ -n "${IKE_LAB_DIR:-}" ] || return 0
+	kmstored_stop "$(ike_lab_kmstored "$1")" "${2:-TERM}"
+}
+
 ike_lab_version() { # PREFIX
 	"$1/libexec/ipsec/pluto" --version 2>/dev/null | awk '$1 == "Libreswan" { print $2; exit }'
 }
@@ -207,6 +241,7 @@ ike_lab_version() { # PREFIX
 ike_lab_start() { # SIDE
 	local side=$1 d=$IKE_LAB_DIR/$1 ns prefix i
 	ns=$(ike_lab_ns "$side") prefix=$(cat "$d/prefix")
+	ike_lab_kmstored_start "$side" || return 1
 	rm -f "$d/run/pluto.ctl"
 	# --stderrlog: pluto's log and the module's messages (log=stderr) in
 	# one file, in order; but a side whose config names a logfile= gets it
@@ -281,7 +316,10 @@ ike_lab_stop() { # [SIDE...]
 	local side pid i rc
 	[ $# -gt 0 ] || set -- west east
 	for side in "$@"; do
-		[ -f "$IKE_LAB_DIR/$side/pid" ] || continue
+		if [ ! -f "$IKE_LAB_DIR/$side/pid" ]; then
+			ike_lab_kmstored_stop "$side"
+			continue
+		fi
 		pid=$(cat "$IKE_LAB_DIR/$side/pid")
 		ike_lab_whack "$side" --shutdown >/dev/null 2>&1 &
 		# under a wrapper (valgrind) the shutdown takes longer
@@ -307,6 +345,7 @@ ike_lab_stop() { # [SIDE...]
 			echo "ike-lab: pluto ($side): $(grep -o 'leak detective found [0-9].*' "$IKE_LAB_DIR/$side/pluto.log"); kept: $IKE_LAB_DIR/leak-$side-$$-$SECONDS" >&2
 		fi
 		rm -f "$IKE_LAB_DIR/$side/pid"
+		ike_lab_kmstored_stop "$side"
 	done
 	return 0
 }
@@ -324,6 +363,8 @@ ike_lab_down() {
 		{ kill -9 "$p" && wait "$p"; } 2>/dev/null || true
 	done
 	IKE_LAB_PIDS=()
+	ike_lab_kmstored_stop west KILL
+	ike_lab_kmstored_stop east KILL
 	ike_lab_kmes_stop
 	for n in "$IKE_LAB_NS_W" "$IKE_LAB_NS_E" "$IKE_LAB_NS_L"; do ip netns del "$n" 2>/dev/null || true; done
 	if [ "${IKE_LAB_KEEP:-0}" != 1 ]; then

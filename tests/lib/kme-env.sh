@@ -6,6 +6,7 @@
 #   kme_env_start DIR KME_SIM KME_SIM_PKI [kme-sim options...]
 #   kme_env_stop
 #   kme_env_hex FILE, kme_env_requests KME_SIM_LOG   (helpers, below)
+#   kme_env_both_sites FILE [static]   (below)
 #
 # After start: $KME_DIR, $KME_PID, $KME_A_URL, $KME_B_URL, and
 # $KME_DIR/west.conf, $KME_DIR/east.conf, each with profiles "qkd" (the
@@ -13,11 +14,27 @@
 # $KME_DIR/static.key). Options after the third argument go to kme-sim
 # (e.g. --fault 503:50). KME_TIMEOUT sets the profiles' timeout (default 3);
 # KME_A_CERT names another certificate (and key) of the PKI for KME_A, e.g.
-# wrong-name for one issued to another host name.
+# wrong-name for one issued to another host name. KME_A_LISTENERS=2 serves
+# KME_A on a second listener too (one key store: failover), $KME_A2_URL.
 
 # kme_env_hex FILE: a key file's bytes in hex, one line (for PPKS lines and
 # the secret scanner).
 kme_env_hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
+
+# kme_env_both_sites FILE [static]: one configuration (mode 600) with both
+# sites' QKD profiles, named west and east, and with "static" the static
+# profile too: what one process that plays both sites reads.
+kme_env_both_sites() {
+	{
+		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/west.conf" | sed 's/^\[qkd\]/[west]/'
+		echo
+		sed -n '/^\[qkd\]/,/^$/p' "$KME_DIR/east.conf" | sed 's/^\[qkd\]/[east]/'
+		if [ "${2:-}" = static ]; then
+			echo
+			sed -n '/^\[static\]/,/^$/p' "$KME_DIR/west.conf"
+		fi
+	} >"$1" && chmod 600 "$1"
+}
 
 # kme_env_requests LOG: "N requests, faults injected: N 503, N drop, ..." of
 # a kme-sim log (one line per request, retries included).
@@ -64,8 +81,10 @@ kme_env_start() {
 	head -c 32 /dev/urandom >"$KME_DIR/static.key"
 	chmod 600 "$KME_DIR/static.key"
 	rm -f "$KME_DIR/ready"
+	local second=
+	[ "${KME_A_LISTENERS:-1}" = 2 ] && second=,listen=127.0.0.1:0
 	"$sim" --ca "$KME_DIR/pki/ca.crt" \
-		--kme "id=KME_A,listen=127.0.0.1:0,cert=$KME_DIR/pki/${KME_A_CERT:-kme-a}.crt,key=$KME_DIR/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
+		--kme "id=KME_A,listen=127.0.0.1:0$second,cert=$KME_DIR/pki/${KME_A_CERT:-kme-a}.crt,key=$KME_DIR/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=127.0.0.1:0,cert=$KME_DIR/pki/kme-b.crt,key=$KME_DIR/pki/kme-b.key,sae=SAE_B" \
 		--ready-file "$KME_DIR/ready" "$@" >"$KME_DIR/kme-sim.out" 2>"$KME_DIR/kme-sim.log" &
 	KME_PID=$!
@@ -80,12 +99,13 @@ kme_env_start() {
 		return 1
 	fi
 	KME_A_URL=$(awk '$1 == "KME_A" { print $2 }' "$KME_DIR/ready")
+	KME_A2_URL=$(awk '$1 == "KME_A/2" { print $2 }' "$KME_DIR/ready")
 	KME_B_URL=$(awk '$1 == "KME_B" { print $2 }' "$KME_DIR/ready")
 	kme_env_write_conf "$KME_DIR/west.conf" "$KME_A_URL" SAE_A SAE_B \
 		"$KME_DIR/pki/sae-a.crt" "$KME_DIR/pki/sae-a.key"
 	kme_env_write_conf "$KME_DIR/east.conf" "$KME_B_URL" SAE_B SAE_A \
 		"$KME_DIR/pki/sae-b.crt" "$KME_DIR/pki/sae-b.key"
-	export KME_DIR KME_PID KME_A_URL KME_B_URL
+	export KME_DIR KME_PID KME_A_URL KME_A2_URL KME_B_URL
 }
 
 kme_env_stop() {

@@ -1,7 +1,7 @@
 /* proc.h - what the C test programs and benchmarks ask of the system: a
- * small file's bytes, and this process's resident memory, open
- * descriptors and threads (to tell that nothing grows). Header only:
- * each program includes it once. */
+ * small file's bytes, and a process's resident memory, open descriptors
+ * and threads (to tell that nothing grows). Header only: each program
+ * includes it once. */
 #ifndef KMS_TESTS_PROC_H
 #define KMS_TESTS_PROC_H
 
@@ -22,10 +22,10 @@ static inline size_t read_file(const char *path, unsigned char *buf, size_t size
 	return n;
 }
 
-/* VmRSS in kB, or -1. */
-static inline long rss_kb(void)
+/* VmRSS in kB from a /proc/PID/status file, or -1. */
+static inline long rss_kb_of(const char *status)
 {
-	FILE *f = fopen("/proc/self/status", "r");
+	FILE *f = fopen(status, "r");
 	char line[256];
 	long kb = -1;
 
@@ -38,7 +38,14 @@ static inline long rss_kb(void)
 	return kb;
 }
 
-/* Entries of a /proc directory (not . and ..), or -1. */
+/* This process's VmRSS in kB, or -1. */
+static inline long rss_kb(void)
+{
+	return rss_kb_of("/proc/self/status");
+}
+
+/* Entries of a /proc directory (not . and ..), or -1: /proc/PID/fd holds
+ * a process's descriptors. */
 static inline int proc_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -53,7 +60,7 @@ static inline int proc_entries(const char *dir)
 	return n;
 }
 
-/* Open descriptors, or -1. */
+/* This process's open descriptors, or -1. */
 static inline int open_fds(void)
 {
 	int n = proc_entries("/proc/self/fd");

@@ -9,6 +9,8 @@ the language, as docs/architecture.md describes:
     ```ini east > FILE     the block is FILE's new content on east
     ```ini both >> FILE    the block is added to FILE (after a blank line)
 
+also indented, inside a list item.
+
 Usage: guide_blocks.py GUIDE OUTDIR
 Writes OUTDIR/NNN.meta ("LINE TARGET OP PATH", OP run|write|append, PATH -
 for run) and OUTDIR/NNN.body for each runnable block, in order.
@@ -22,24 +24,28 @@ INFO = re.compile(r"^```(\w+)\s+(\w+)(?:\s*(>>|>)\s*(\S+))?\s*$")
 
 
 def blocks(lines):
+    """A fence may be indented (a block inside a list item): its body
+    loses the same indentation."""
     in_block = False
     for number, line in enumerate(lines, 1):
+        stripped = line.lstrip(" ")
         if not in_block:
-            if line.startswith("```"):
+            if stripped.startswith("```"):
                 in_block, body, meta = True, [], None
-                m = INFO.match(line)
+                indent = len(line) - len(stripped)
+                m = INFO.match(stripped)
                 if m and m.group(2) in TARGETS:
                     op = {">": "write", ">>": "append", None: "run"}[m.group(3)]
                     meta = (number, m.group(2), op, m.group(4) or "-")
-                elif line.strip() != "```" and len(line.split()) > 1:
+                elif stripped.strip() != "```" and len(stripped.split()) > 1:
                     sys.exit(f"line {number}: unknown target in {line!r}")
             continue
-        if line.startswith("```"):
+        if stripped.startswith("```"):
             in_block = False
             if meta:
                 yield meta, body
         else:
-            body.append(line)
+            body.append(line[indent:] if line[:indent].strip() == "" else line)
 
 
 def main():

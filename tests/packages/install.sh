@@ -20,8 +20,12 @@
 #      through kmstore and through openssl storeutl on both gateways (the
 #      provider where OpenSSL looks), each KME refusing the QKD key a second
 #      time, no key in any log
-#   4. the guide's uninstall section, then nothing left on any machine but
-#      what Debian policy allows (dpkg's and apt's own state, logs, caches)
+#   4. the guide's section 9: the kmstored package installed, its unit
+#      started as _kmstore (Type=notify), kmstore --daemon served by it, the
+#      module moved to it and a QKD IKE SA through it
+#   5. the guide's uninstall section, then nothing left on any machine but
+#      what Debian policy allows (dpkg's and apt's own state, logs, caches,
+#      the system user)
 #
 # Usage: install.sh DEBS_DIR SOURCE_DIR WORK_DIR   (as root; 77 otherwise)
 # KEEP=1 keeps WORK_DIR (the machines' upper directories, logs).
@@ -51,7 +55,7 @@ case $W in
 esac
 rm -rf "$W"
 mkdir -p "$W/log"
-GATEWAY_PKGS=(libkmstore0 kmstore kmstore-pkcs11 kmstore-openssl libreswan)
+GATEWAY_PKGS=(libkmstore0 kmstore kmstore-pkcs11 kmstore-openssl libreswan kmstored)
 ARCH_LIB=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
 
 finish() {
@@ -283,7 +287,37 @@ else
 	tap_not_ok "no key in the logs" "$(grep LEAK <<<"$out")"
 fi
 
-# --- 5. uninstall (guide section 9), then what is left ----------------------------
+# --- 5. kmstored (guide section 9) ---------------------------------------------------
+
+guide_until 'Requires=kmstored.service' || stop_here
+gw_kmstored_pid() { machine "$1" cat /run/shim-systemd/kmstored.service.pid; }
+on_gw "kmstored: the package's unit, its sysusers file and the user _kmstore, kmstored(8)" \
+	sh -c 'dpkg -L kmstored | grep -qx /lib/systemd/system/kmstored.service &&
+		dpkg -L kmstored | grep -qx /usr/lib/sysusers.d/kmstored.conf && man -w 8 kmstored >/dev/null &&
+		getent passwd _kmstore >/dev/null'
+for m in west east; do
+	pid=$(gw_kmstored_pid $m)
+	expect_eq "_kmstore _kmstore 600" "$(machine $m stat -c '%U' "/proc/$pid" 2>&1) $(machine $m stat -c '%U %a' /etc/kmstore/kmstore.conf 2>&1)" \
+		"$m: kmstored runs as _kmstore, which owns kmstore.conf"
+	expect_eq "srw-rw-rw-" "$(machine $m stat -c %A /run/kmstore/kmstored.sock 2>&1)" "$m: its socket in /run/kmstore (RuntimeDirectory)"
+	out=$(machine $m kmstore --daemon /run/kmstore/kmstored.sock key west-east-static 2>&1)
+	expect_eq "${kcv[$m]}" "$(awk '$1 == "check-value" { print $2 }' <<<"$out")" \
+		"$m: kmstore --daemon: the static key from the installed kmstored, the same check value"
+	expect_in "daemon=/run/kmstore/kmstored.sock" "$(machine $m modutil -dbdir sql:/var/lib/ipsec/nss -rawlist 2>&1)" \
+		"$m: the module in pluto's NSS database asks kmstored"
+done
+run machine west ipsec up west-east
+expect_rc 0 "west: ipsec up west-east with both plutos' module on kmstored"
+daemon_id=$(qkd_id west)
+if [ -n "$daemon_id" ] && [ "$daemon_id" != "$west_id" ] && [ "$daemon_id" = "$(qkd_id east)" ]; then
+	tap_ok "both plutos used a new QKD key, $daemon_id, through kmstored"
+else
+	tap_not_ok "a new QKD key through kmstored" "west: '$daemon_id' (before: '$west_id') east: '$(qkd_id east)'"
+fi
+expect_match 'kmstore_keys_served_total\{profile="west-east-qkd",kind="new"[^}]*\} 1' \
+	"$(machine west kmstore --daemon /run/kmstore/kmstored.sock metrics 2>&1)" "west: kmstored counts the key it served pluto"
+
+# --- 6. uninstall (guide section 10), then what is left ----------------------------
 
 guide_until 'apt-get autoremove --purge' || stop_here
 if [ $CUR -eq ${#BLOCKS[@]} ]; then
@@ -304,7 +338,9 @@ expect_rc 0 "kme: apt-get purge kme-sim"
 # autoremove keeps a dependency another package recommends, e.g.
 # nftables, which the host's iptables recommends), and autoremove may take
 # away what was already autoremovable on the host.
-allowed='^[fldw] /(var/lib/dpkg/|var/lib/apt/|var/cache/(apt|debconf|ldconfig|man)/|var/log/(apt/|dpkg\.log$|alternatives\.log$)|etc/ld\.so\.cache$)'
+# System users stay after a purge, as Debian's own packages leave theirs
+# (kmstored's _kmstore): the user databases (and their lock) may change.
+allowed='^[fldw] /(var/lib/dpkg/|var/lib/apt/|var/cache/(apt|debconf|ldconfig|man)/|var/log/(apt/|dpkg\.log$|alternatives\.log$)|etc/ld\.so\.cache$|etc/(passwd|group|shadow|gshadow)-?$|etc/\.pwd\.lock$)'
 host_orphans=$(apt-get -s autoremove 2>/dev/null | awk '$1 == "Remv" { print $2 }')
 host_pkgs=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' 2>/dev/null | awk '$1 == "ii" { print $2 }' | sort)
 for m in west east kme; do

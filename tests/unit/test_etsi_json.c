@@ -176,6 +176,53 @@ static void test_error_text(void **state)
 	assert_string_equal(out, "");
 }
 
+/* enc_keys with number > 1 (kmstored's pool): 1 to max keys, distinct
+ * IDs, each checked as one. */
+static void test_batch(void **state)
+{
+	char ids[4][KMS_KEY_ID_MAX + 1];
+	uint8_t keys[4 * 32];
+	kms_error err;
+	size_t n = 99;
+	const char *three = "{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"},"
+			    "{\"key_ID\":\"b\",\"key\":\"" KEY32 "\"},"
+			    "{\"key_ID\":\"c\",\"key\":\"" KEY32 "\"}]}";
+
+	(void)state;
+	assert_int_equal(kms_etsi_parse_key_batch(three, strlen(three), 4, 32, ids,
+						  keys, &n, &err), KMS_OK);
+	assert_int_equal(n, 3);
+	assert_string_equal(ids[0], "a");
+	assert_string_equal(ids[2], "c");
+	assert_int_equal(keys[2 * 32 + 31], 31);
+	/* More than asked for. */
+	assert_int_equal(kms_etsi_parse_key_batch(three, strlen(three), 2, 32, ids,
+						  keys, &n, &err), KMS_ERR_KME);
+	assert_non_null(strstr(err.message, "the KME sent 3 keys; 1 to 2 were asked for"));
+	assert_int_equal(n, 0);
+	for (size_t i = 0; i < 2 * 32; i++)
+		assert_int_equal(keys[i], 0); /* the room for max keys, wiped */
+	/* The same ID twice: the same PPK would be handed out twice. */
+	{
+		const char *twice = "{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"},"
+				    "{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}]}";
+
+		assert_int_equal(kms_etsi_parse_key_batch(twice, strlen(twice), 4, 32,
+							  ids, keys, &n, &err),
+				 KMS_ERR_KME);
+		assert_non_null(strstr(err.message, "key_ID 'a' twice"));
+	}
+	/* One bad key spoils the batch. */
+	{
+		const char *bad = "{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"},"
+				  "{\"key_ID\":\"b\",\"key\":\"AAAA\"}]}";
+
+		assert_int_equal(kms_etsi_parse_key_batch(bad, strlen(bad), 4, 32, ids,
+							  keys, &n, &err), KMS_ERR_KME);
+		assert_int_equal(n, 0);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -184,6 +231,7 @@ int main(void)
 		cmocka_unit_test(test_malformed_containers),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_error_text),
+		cmocka_unit_test(test_batch),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

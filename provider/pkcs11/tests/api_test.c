@@ -426,8 +426,16 @@ static void test_generate_refusals(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw)
 		 "CKA_SENSITIVE=TRUE refused (NSS must read the key)");
 	check_rv(generate(rw, &noext, 1, &o), CKR_ATTRIBUTE_VALUE_INVALID,
 		 "CKA_EXTRACTABLE=FALSE refused");
-	check_rv(generate(rw, &id, 1, &o), CKR_ATTRIBUTE_READ_ONLY,
-		 "CKA_ID is the profile's to give");
+	check_rv(generate(rw, &id, 1, &o), CKR_ATTRIBUTE_VALUE_INVALID,
+		 "CKA_ID naming no key of the profile: no key");
+	{
+		CK_ATTRIBUTE own = { CKA_ID, "ALPHA_1", 7 }, odd = { CKA_ID, "a b", 3 };
+
+		check_rv(generate(rw, &odd, 1, &o), CKR_ATTRIBUTE_VALUE_INVALID,
+			 "CKA_ID that is not a key ID (a space)");
+		check_rv(generate(rw, &own, 1, &o), CKR_OK,
+			 "CKA_ID = the profile's key ID: the key with that ID");
+	}
 	check_rv(generate(rw, &cls, 1, &o), CKR_TEMPLATE_INCONSISTENT,
 		 "CKA_CLASS CKO_PRIVATE_KEY");
 	check_rv(generate(rw, &len, 1, &o), CKR_TEMPLATE_INCONSISTENT,

@@ -2,8 +2,10 @@
  * to test the kmstore PKCS#11 module through NSS itself:
  *
  *   nss_client DBDIR tokens MODULE        tokens of a module: label, model
- *   nss_client DBDIR key URI [token]      resolve URI: generate (no id) or
- *                                         find (id); print id, key, threads
+ *   nss_client DBDIR key URI [token|generate]  resolve URI: generate (no
+ *                                         id) or find (id), or with
+ *                                         "generate" C_GenerateKey with
+ *                                         CKA_ID = id; print id, key, threads
  *   nss_client DBDIR hmac URI DATAHEX     HMAC-SHA256 in NSS's softoken
  *   nss_client DBDIR prfplus URI SEEDHEX LEN   IKEv2 prf+ (HMAC-SHA256)
  *   nss_client DBDIR fips-hmac URI DATAHEX     HMAC the FIPS-mode way
@@ -144,6 +146,30 @@ static PK11SymKey *generate(PK11SlotInfo *slot, int token_object)
 	return key;
 }
 
+static int get_key(const char *uri, int token_object, PK11SymKey **key);
+
+/* The key with the URI's id through C_GenerateKey with CKA_ID (the module
+ * then runs it in parallel with others, unlike a search). */
+static int generate_by_id(const char *uri, PK11SymKey **key)
+{
+	struct target t;
+	int rc = resolve(uri, &t);
+
+	if (rc != EX_OK)
+		return rc;
+	if (t.id.len == 0) {
+		target_free(&t);
+		return say(EX_USAGE, "generate needs an id in the URI");
+	}
+	*key = PK11_TokenKeyGenWithFlags(t.slot, CKM_GENERIC_SECRET_KEY_GEN, NULL, 0,
+					 &t.id, CKF_SIGN | CKF_DERIVE,
+					 PK11_ATTR_SESSION | PK11_ATTR_INSENSITIVE |
+						 PK11_ATTR_EXTRACTABLE, NULL);
+	rc = *key ? EX_OK : fail(EX_NO_KEY, "no key with that ID");
+	target_free(&t);
+	return rc;
+}
+
 static int get_key(const char *uri, int token_object, PK11SymKey **key)
 {
 	struct target t;
@@ -192,7 +218,10 @@ static int cmd_key(int argc, char **argv)
 
 	if (argc < 1)
 		return EX_USAGE;
-	rc = get_key(argv[0], argc > 1 && strcmp(argv[1], "token") == 0, &key);
+	if (argc > 1 && strcmp(argv[1], "generate") == 0)
+		rc = generate_by_id(argv[0], &key);
+	else
+		rc = get_key(argv[0], argc > 1 && strcmp(argv[1], "token") == 0, &key);
 	if (rc != EX_OK)
 		return rc;
 	rc = print_id(key);

@@ -52,6 +52,19 @@ err=$(client "$east" key "pkcs11:token=qkd;id=$id" 2>&1 >/dev/null)
 same "a QKD key is delivered once: a second search in a new process finds nothing" \
 	$? 4
 has "... and the log quotes the KME" "$err" "no key .*HTTP 40[04]"
+# The same by C_GenerateKey with CKA_ID (parallel in NSS, unlike a search).
+out=$(client "$west" key pkcs11:token=qkd)
+id=$(field "$out" id) key=$(field "$out" key)
+out=$(client "$east" key "pkcs11:token=qkd;id=$id" generate)
+same "east: C_GenerateKey with CKA_ID = K gives the key with that ID (dec_keys)" \
+	"$(field "$out" key)" "$key"
+same "... its CKA_ID is K" "$(field "$out" id)" "$id"
+client "$east" key "pkcs11:token=qkd;id=$id" generate >/dev/null 2>&1
+same "... and, delivered once, not again" $? 4
+client "$east" key "pkcs11:token=static;id=STATIC_PPK_1" generate >/dev/null 2>&1
+same "a static token: C_GenerateKey with its key ID gives its key" $? 0
+client "$east" key "pkcs11:token=static;id=OTHER" generate >/dev/null 2>&1
+same "... with another ID, none" $? 4
 
 # One process finds a QKD key by ID twice (a responder offered one PPK_ID
 # for two IKE SAs): the key is handed out once, as the KME does.

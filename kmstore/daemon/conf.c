@@ -1,0 +1,230 @@
+/* conf.c - the configuration kmstored serves, and reloading it.
+ *
+ * A snapshot (store and access rules) is reference-counted: a request
+ * holds the snapshot it started with, so a reload never pulls a profile
+ * from under a KME request in flight; the old snapshot (and its KME
+ * connections) goes when its last request ends. A file that does not load
+ * leaves the running configuration in force. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmstored.h"
+#include "store.h"
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* One reload at a time: SIGHUP and "kmstore reload" may meet. */
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kmsd_conf *current;
+static char *conf_path;
+
+static void conf_free(struct kmsd_conf *c)
+{
+	size_t n;
+
+	if (c == NULL)
+		return;
+	n = c->store != NULL ? kms_store_profile_count(c->store) : 0;
+	for (size_t i = 0; c->rules != NULL && i < n; i++)
+		kmsd_rule_clear(&c->rules[i]);
+	for (size_t i = 0; c->pools != NULL && i < n; i++)
+		kmsd_pool_free(c->pools[i]);
+	free(c->pools);
+	free(c->rules);
+	kms_store_free(c->store);
+	free(c);
+}
+
+static kms_rc conf_load(const char *path, struct kmsd_conf **out,
+			kms_error *err)
+{
+	struct kmsd_conf *c = calloc(1, sizeof(*c));
+	size_t n;
+	kms_rc rc;
+
+	*out = NULL;
+	if (c == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	atomic_init(&c->refs, 1);
+	c->loaded = time(NULL);
+	rc = kms_store_load(path, &c->store, err);
+	if (rc == KMS_OK && kms_store_daemon(c->store) != NULL)
+		rc = kms_fail(err, KMS_ERR_CONFIG,
+			      "%s is a client configuration (daemon = %s): kmstored "
+			      "needs the profiles themselves",
+			      kms_store_path(c->store), kms_store_daemon(c->store));
+	n = rc == KMS_OK ? kms_store_profile_count(c->store) : 0;
+	if (rc == KMS_OK && n > 0 &&
+	    ((c->rules = calloc(n, sizeof(*c->rules))) == NULL ||
+	     (c->pools = calloc(n, sizeof(*c->pools))) == NULL))
+		rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	for (size_t i = 0; rc == KMS_OK && i < n; i++) {
+		kms_profile *p = kms_store_profile_at(c->store, i);
+
+		rc = kmsd_rule_load(p, &c->rules[i], err);
+		if (rc == KMS_OK && (c->pools[i] = kmsd_pool_new(p)) == NULL &&
+		    strcmp(kms_profile_type(p), "qkd") == 0 &&
+		    kms_profile_setting(p, "prefetch") != NULL &&
+		    strcmp(kms_profile_setting(p, "prefetch"), "0") != 0)
+			rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	if (rc != KMS_OK) {
+		conf_free(c);
+		return rc;
+	}
+	*out = c;
+	return KMS_OK;
+}
+
+static void start_pools(struct kmsd_conf *c)
+{
+	for (size_t i = 0; i < kms_store_profile_count(c->store); i++)
+		if (c->pools[i] != NULL)
+			kmsd_pool_start(c->pools[i], c);
+}
+
+static void stop_pools(struct kmsd_conf *c)
+{
+	for (size_t i = 0; i < kms_store_profile_count(c->store); i++)
+		kmsd_pool_stop(c->pools[i]);
+}
+
+/* A reload keeps prefetched keys whose profile still names the same KMEs,
+ * SAEs and key size. */
+static void adopt_pools(struct kmsd_conf *to, struct kmsd_conf *from)
+{
+	for (size_t i = 0; i < kms_store_profile_count(to->store); i++) {
+		const char *name = kms_profile_name(kms_store_profile_at(to->store, i));
+
+		for (size_t j = 0; to->pools[i] != NULL &&
+				   j < kms_store_profile_count(from->store); j++)
+			if (strcmp(name, kms_profile_name(kms_store_profile_at(
+						 from->store, j))) == 0)
+				kmsd_pool_adopt(to->pools[i], from->pools[j]);
+	}
+}
+
+int kmsd_conf_has_pools(void)
+{
+	struct kmsd_conf *c = kmsd_conf_get();
+	int any = 0;
+
+	for (size_t i = 0; i < kms_store_profile_count(c->store); i++)
+		any |= c->pools[i] != NULL;
+	kmsd_conf_put(c);
+	return any;
+}
+
+kms_rc kmsd_conf_init(const char *path, kms_error *err)
+{
+	kms_rc rc;
+
+	conf_path = strdup(path);
+	if (conf_path == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	rc = conf_load(conf_path, &current, err);
+	if (rc != KMS_OK)
+		return rc;
+	if (kms_store_profile_count(current->store) == 0)
+		kmsd_log(KMS_LOG_WARNING, "%s defines no profile",
+			 kms_store_path(current->store));
+	start_pools(current);
+	return KMS_OK;
+}
+
+struct kmsd_conf *kmsd_conf_get(void)
+{
+	struct kmsd_conf *c;
+
+	pthread_mutex_lock(&lock);
+	c = current;
+	atomic_fetch_add(&c->refs, 1);
+	pthread_mutex_unlock(&lock);
+	return c;
+}
+
+void kmsd_conf_put(struct kmsd_conf *c)
+{
+	if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1)
+		conf_free(c);
+}
+
+kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
+{
+	struct kmsd_conf *fresh, *old;
+	kms_rc rc;
+
+	pthread_mutex_lock(&reload_lock);
+	rc = conf_load(conf_path, &fresh, err);
+	if (rc != KMS_OK) {
+		char when[32];
+		struct tm tm;
+
+		old = kmsd_conf_get();
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S",
+			 localtime_r(&old->loaded, &tm));
+		kms_error_prefix(err, "reload refused, the configuration loaded at "
+				 "%s stays in force", when);
+		kmsd_conf_put(old);
+		pthread_mutex_unlock(&reload_lock);
+		return rc;
+	}
+	/* The old pools stop refilling; their keys go to the new ones. */
+	stop_pools(current);
+	adopt_pools(fresh, current);
+	pthread_mutex_lock(&lock);
+	old = current;
+	current = fresh;
+	pthread_mutex_unlock(&lock);
+	start_pools(fresh);
+	kmsd_conf_put(old);
+	if (summary != NULL)
+		snprintf(summary, size, "reloaded %s: %zu profile%s",
+			 kms_store_path(fresh->store),
+			 kms_store_profile_count(fresh->store),
+			 kms_store_profile_count(fresh->store) == 1 ? "" : "s");
+	pthread_mutex_unlock(&reload_lock);
+	return KMS_OK;
+}
+
+void kmsd_conf_fini(void)
+{
+	stop_pools(current);
+	kmsd_conf_put(current);
+	current = NULL;
+	if (!kmsd_pools_wait(30))
+		kmsd_log(KMS_LOG_WARNING, "a pool thread is still in a KME request");
+	free(conf_path);
+	conf_path = NULL;
+}
+
+kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
+			 const struct kmsd_client *cl, const char *name,
+			 kms_profile **p, size_t *index, kms_error *err)
+{
+	for (size_t i = 0; i < kms_store_profile_count(c->store); i++) {
+		kms_profile *q = kms_store_profile_at(c->store, i);
+
+		if (strcmp(kms_profile_name(q), name) != 0)
+			continue;
+		if (!kmsd_rule_allows(&c->rules[i], cl)) {
+			kmsd_metric_refused();
+			kmsd_log(KMS_LOG_WARNING,
+				 "refused %s (uid %u, pid %d): profile '%s' is not "
+				 "open to it", cl->user, (unsigned)cl->uid,
+				 (int)cl->pid, name);
+			return kms_fail(err, KMS_ERR_PERMISSION,
+					"kmstored: profile '%s' is not open to user "
+					"%s (uid %u); see allow-users and allow-groups "
+					"in kmstore.conf(5)", name, cl->user,
+					(unsigned)cl->uid);
+		}
+		*p = q;
+		if (index != NULL)
+			*index = i;
+		return KMS_OK;
+	}
+	return kms_fail(err, KMS_ERR_NOT_FOUND, "no such profile '%s' in %s", name,
+			kms_store_path(c->store));
+}

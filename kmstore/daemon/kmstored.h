@@ -1,0 +1,119 @@
+/* kmstored.h - what the parts of kmstored share.
+ *
+ * kmstored holds one configuration (a snapshot, replaced whole on reload),
+ * listens on a UNIX socket and serves each client connection on a thread
+ * of its own, so a KME that is slow for one profile never holds up another
+ * client. Who may ask for what is decided per profile from the client's
+ * SO_PEERCRED credentials (access.c). */
+#ifndef KMSTORED_H
+#define KMSTORED_H
+
+#include <stdatomic.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "kmstore.h"
+#include "error.h"
+
+/* log.c: stderr (the journal, with <N> priority prefixes when it reads
+ * it) or syslog once detached; the library's warnings too. */
+enum kmsd_log_target { KMSD_LOG_STDERR, KMSD_LOG_SYSLOG };
+void kmsd_log_setup(enum kmsd_log_target target, kms_log_level max);
+void kmsd_log(kms_log_level level, const char *fmt, ...) KMS_PRINTF(2, 3);
+
+/* access.c: a client, as the kernel vouches for it. */
+struct kmsd_client {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	gid_t *groups; /* supplementary, SO_PEERGROUPS */
+	size_t n_groups;
+	char user[64]; /* name, or the number */
+	int admin;     /* root or kmstored's own user: every profile, reload */
+};
+
+kms_rc kmsd_client_identify(int fd, struct kmsd_client *c, kms_error *err);
+void kmsd_client_clear(struct kmsd_client *c);
+
+/* A profile's allow-users and allow-groups, resolved to numbers. */
+struct kmsd_rule {
+	uid_t *uids;
+	size_t n_uids;
+	gid_t *gids;
+	size_t n_gids;
+};
+
+kms_rc kmsd_rule_load(kms_profile *p, struct kmsd_rule *r, kms_error *err);
+void kmsd_rule_clear(struct kmsd_rule *r);
+int kmsd_rule_allows(const struct kmsd_rule *r, const struct kmsd_client *c);
+
+/* conf.c: the configuration in force. Requests hold a reference for
+ * their whole duration; a reload swaps in a new one only if it loads. */
+struct kmsd_pool;
+
+struct kmsd_conf {
+	atomic_int refs;
+	kms_store *store;
+	struct kmsd_rule *rules; /* one per profile, same order */
+	struct kmsd_pool **pools; /* one per profile, NULL without prefetch */
+	time_t loaded;
+};
+
+kms_rc kmsd_conf_init(const char *path, kms_error *err);
+struct kmsd_conf *kmsd_conf_get(void);
+void kmsd_conf_put(struct kmsd_conf *c);
+/* Reads the file again; on failure the old configuration stays and err
+ * says why. summary (may be NULL) gets a line for the log and the client. */
+kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err);
+void kmsd_conf_fini(void);
+int kmsd_conf_has_pools(void);
+/* The profile named, if the client may use it: KMS_ERR_NOT_FOUND,
+ * KMS_ERR_PERMISSION otherwise (logged). */
+kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
+			 const struct kmsd_client *cl, const char *name,
+			 kms_profile **p, size_t *index, kms_error *err);
+
+/* pool.c: prefetched keys of a QKD profile with prefetch = N. */
+struct kmsd_pool *kmsd_pool_new(kms_profile *p); /* NULL: no pool wanted */
+int kmsd_pool_start(struct kmsd_pool *pl, struct kmsd_conf *c);
+void kmsd_pool_stop(struct kmsd_pool *pl);
+void kmsd_pool_free(struct kmsd_pool *pl);
+/* Moves the keys of from into to, if they come from the same KMEs. */
+void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from);
+kms_key *kmsd_pool_take(struct kmsd_pool *pl); /* NULL when empty */
+void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target);
+/* The KME's max_key_per_request, as its status said. */
+void kmsd_pool_hint_batch(struct kmsd_pool *pl, long max_per_request);
+/* At shutdown: until every pool thread has ended (1), or seconds (0). */
+int kmsd_pools_wait(int seconds);
+
+/* metrics.c */
+#define KMSD_METRICS_MAX (1024 * 1024 - 64)
+void kmsd_metrics_init(void);
+void kmsd_metric_key(const char *profile, int by_id, int from_pool);
+void kmsd_metric_failed(const char *profile, kms_rc rc);
+void kmsd_metric_refused(void);
+void kmsd_metric_reload(int ok);
+void kmsd_metric_pool_expired(const char *profile, long n);
+void kmsd_metric_pool_outage(const char *profile);
+void kmsd_metric_stored(const char *profile, const char *kme_id, long count);
+char *kmsd_metrics_text(void); /* malloc'ed; NULL when out of memory */
+kms_rc kmsd_metrics_serve(const char *addr, kms_error *err);
+/* The status poller: every 30 s, each QKD profile with a pool (every QKD
+ * profile when the metrics are served over HTTP). */
+void kmsd_watch_start(int all_profiles);
+void kmsd_watch_stop(void);
+void kmsd_metrics_fini(void);
+
+/* main.c */
+size_t kmsd_connections(void);
+
+/* serve.c: one client connection, until it closes. */
+void kmsd_serve(int fd, const struct kmsd_client *c);
+/* Set at shutdown: connections end after their request in progress. */
+extern atomic_int kmsd_stopping;
+
+/* notify.c: systemd's readiness protocol (no-op without it). */
+void kmsd_notify(const char *state);
+
+#endif

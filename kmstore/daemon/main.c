@@ -1,0 +1,488 @@
+/* main.c - kmstored: start-up, the listening socket, one thread per
+ * client connection, signals (SIGHUP reloads, SIGTERM stops).
+ *
+ *   kmstored --config FILE --socket PATH [--foreground]
+ *
+ * Without --foreground it detaches once the socket is listening (the
+ * starting command returns then, with kmstored's start-up error if any)
+ * and logs to syslog; with it, it logs to stderr and tells systemd when it
+ * is ready (Type=notify). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kmstored.h"
+#include "remote.h"
+
+#define CLIENTS_MAX 512       /* connections in all */
+#define CLIENTS_PER_USER 16   /* for each user but root and kmstored's own */
+#define THREAD_STACK (1024 * 1024)
+#define STOP_WAIT_S 30        /* for requests in flight at shutdown */
+
+struct conn {
+	int fd;
+	struct kmsd_client client;
+	struct conn *next;
+};
+
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t conns_gone = PTHREAD_COND_INITIALIZER;
+static struct conn *conns;
+static size_t n_conns;
+
+struct options {
+	const char *config;
+	const char *socket;
+	const char *metrics;
+	int foreground;
+	kms_log_level level;
+};
+
+size_t kmsd_connections(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&conns_lock);
+	n = n_conns;
+	pthread_mutex_unlock(&conns_lock);
+	return n;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: kmstored [OPTIONS]\n"
+"\n"
+"The kmstore key manager: holds the profiles of a kmstore.conf, the SAE\n"
+"credentials and the KME connections, and serves keys to local clients\n"
+"(kmstore --daemon, the OpenSSL provider and engine, the PKCS#11 module)\n"
+"over a UNIX socket, each profile to the users it allows.\n"
+"\n"
+"Options:\n"
+"  -c, --config FILE     configuration file (default: $KMSTORE_CONF if set,\n"
+"                        else %s)\n"
+"  -s, --socket PATH     socket to listen on (default: %s)\n"
+"  -f, --foreground      do not detach; log to stderr (systemd's journal)\n"
+"  -m, --metrics ADDR    serve Prometheus metrics over HTTP on ADDR:\n"
+"                        127.0.0.1:PORT, [::1]:PORT or a socket path\n"
+"  -l, --log-level LEVEL error, warning or info (default: info: a line per\n"
+"                        key served, with its ID and check value)\n"
+"  -h, --help            show this help\n"
+"  -V, --version         show the version\n"
+"\n"
+"Signals: SIGHUP reads the configuration again (kmstore reload does the\n"
+"same); a file that does not load leaves the running one in force.\n"
+"SIGTERM stops.\n",
+		KMS_DEFAULT_CONF, KMS_DEFAULT_SOCKET);
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "metrics", required_argument, NULL, 'm' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	o->config = kms_default_config_path();
+	o->socket = KMS_DEFAULT_SOCKET;
+	o->level = KMS_LOG_INFO;
+	while ((c = getopt_long(argc, argv, "c:s:fm:l:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 's':
+			o->socket = optarg;
+			break;
+		case 'f':
+			o->foreground = 1;
+			break;
+		case 'm':
+			o->metrics = optarg;
+			break;
+		case 'l':
+			if (strcmp(optarg, "error") == 0)
+				o->level = KMS_LOG_ERROR;
+			else if (strcmp(optarg, "warning") == 0)
+				o->level = KMS_LOG_WARNING;
+			else if (strcmp(optarg, "info") == 0)
+				o->level = KMS_LOG_INFO;
+			else {
+				fprintf(stderr, "kmstored: --log-level takes error, "
+					"warning or info, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		case 'V':
+			printf("kmstored %s\n", kms_version());
+			exit(0);
+		default:
+			fputs("Try 'kmstored --help'.\n", stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "kmstored: unexpected argument '%s'\n"
+			"Try 'kmstored --help'.\n", argv[optind]);
+		return 2;
+	}
+	return 0;
+}
+
+/* A socket file left by a kmstored that died is replaced; one that a
+ * running kmstored answers on is not. */
+static kms_rc clear_path(const char *path, kms_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, live;
+
+	if (lstat(path, &st) != 0)
+		return KMS_OK;
+	if (!S_ISSOCK(st.st_mode))
+		return kms_fail(err, KMS_ERR_CONFIG,
+				"%s exists and is not a socket", path);
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (live)
+		return kms_fail(err, KMS_ERR_CONFIG,
+				"another kmstored is listening on %s", path);
+	unlink(path);
+	return KMS_OK;
+}
+
+static kms_rc listen_on(const char *path, int *out, kms_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	kms_rc rc;
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return kms_fail(err, KMS_ERR_USAGE,
+				"socket path %s is longer than %zu bytes", path,
+				sizeof(sa.sun_path) - 1);
+	rc = clear_path(path, err);
+	if (rc != KMS_OK)
+		return rc;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "socket: %s", strerror(errno));
+	/* Anyone may connect: each profile decides who it serves, by the
+	 * credentials the kernel gives (access.c). */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    chmod(path, 0666) != 0 || listen(fd, 128) != 0) {
+		rc = kms_fail(err, KMS_ERR_SYSTEM, "cannot listen on %s: %s", path,
+			      strerror(errno));
+		close(fd);
+		return rc;
+	}
+	*out = fd;
+	return KMS_OK;
+}
+
+static void *conn_main(void *arg)
+{
+	struct conn *c = arg, **pp;
+
+	kmsd_serve(c->fd, &c->client);
+	pthread_mutex_lock(&conns_lock);
+	for (pp = &conns; *pp != c; pp = &(*pp)->next)
+		;
+	*pp = c->next;
+	n_conns--;
+	close(c->fd);
+	pthread_cond_broadcast(&conns_gone);
+	pthread_mutex_unlock(&conns_lock);
+	kmsd_client_clear(&c->client);
+	free(c);
+	return NULL;
+}
+
+static size_t user_conns(uid_t uid)
+{
+	size_t n = 0;
+
+	for (const struct conn *c = conns; c != NULL; c = c->next)
+		n += c->client.uid == uid;
+	return n;
+}
+
+static void start_conn(int fd)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	pthread_attr_t attr;
+	pthread_t t;
+	kms_error err;
+	int busy, rc;
+
+	if (c == NULL || kmsd_client_identify(fd, &c->client, &err) != KMS_OK) {
+		if (c != NULL)
+			kmsd_log(KMS_LOG_ERROR, "a client: %s", err.message);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	pthread_mutex_lock(&conns_lock);
+	busy = n_conns >= CLIENTS_MAX ||
+	       (!c->client.admin && user_conns(c->client.uid) >= CLIENTS_PER_USER);
+	if (!busy) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&attr, THREAD_STACK);
+		c->next = conns;
+		conns = c;
+		n_conns++;
+		rc = pthread_create(&t, &attr, conn_main, c);
+		pthread_attr_destroy(&attr);
+		if (rc != 0) {
+			conns = c->next;
+			n_conns--;
+			busy = 1;
+		}
+	}
+	pthread_mutex_unlock(&conns_lock);
+	if (busy) {
+		kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): too many "
+			 "connections", c->client.user, (unsigned)c->client.uid,
+			 (int)c->client.pid);
+		kmsd_client_clear(&c->client);
+		free(c);
+		close(fd);
+	}
+}
+
+static void accept_all(int lfd)
+{
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			start_conn(fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EMFILE || errno == ENFILE)
+			kmsd_log(KMS_LOG_ERROR, "accept: %s", strerror(errno));
+		return;
+	}
+}
+
+static void reload(void)
+{
+	char summary[KMS_ERROR_MAX];
+	kms_error err;
+
+	kmsd_notify("RELOADING=1");
+	if (kmsd_conf_reload(summary, sizeof(summary), &err) == KMS_OK)
+		kmsd_log(KMS_LOG_INFO, "%s (SIGHUP)", summary);
+	else
+		kmsd_log(KMS_LOG_ERROR, "%s (SIGHUP)", err.message);
+	kmsd_notify("READY=1");
+}
+
+/* Ends every connection after its request in flight (a KME request
+ * ends within its profile's timeout). */
+static int stop_conns(void)
+{
+	struct timespec until;
+	int all;
+
+	atomic_store(&kmsd_stopping, 1);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += STOP_WAIT_S;
+	pthread_mutex_lock(&conns_lock);
+	for (struct conn *c = conns; c != NULL; c = c->next)
+		shutdown(c->fd, SHUT_RD);
+	while (n_conns > 0 &&
+	       pthread_cond_timedwait(&conns_gone, &conns_lock, &until) == 0)
+		;
+	all = n_conns == 0;
+	pthread_mutex_unlock(&conns_lock);
+	return all;
+}
+
+static void serve(int lfd, int sfd)
+{
+	struct pollfd pfd[2] = {
+		{ .fd = lfd, .events = POLLIN },
+		{ .fd = sfd, .events = POLLIN },
+	};
+
+	for (;;) {
+		struct signalfd_siginfo si;
+
+		if (poll(pfd, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			kmsd_log(KMS_LOG_ERROR, "poll: %s", strerror(errno));
+			return;
+		}
+		if (pfd[0].revents & POLLIN)
+			accept_all(lfd);
+		if (!(pfd[1].revents & POLLIN) ||
+		    read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+			continue;
+		if (si.ssi_signo == SIGHUP)
+			reload();
+		else
+			return;
+	}
+}
+
+/* Detaches, and returns in the child; the parent waits until the child
+ * says it is ready (fd gets "ok") or why it failed, and exits with that. */
+static int detach(int *ready_fd)
+{
+	int fds[2];
+	char buf[KMS_ERROR_MAX + 1];
+	ssize_t n;
+	pid_t pid;
+
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		close(fds[1]);
+		n = read(fds[0], buf, sizeof(buf) - 1);
+		if (n == 2 && memcmp(buf, "ok", 2) == 0)
+			_exit(0);
+		buf[n > 0 ? n : 0] = '\0';
+		fprintf(stderr, "kmstored: %s\n", n > 0 ? buf : "failed to start");
+		_exit(1);
+	}
+	close(fds[0]);
+	setsid();
+	if (chdir("/") != 0)
+		return -1;
+	*ready_fd = fds[1];
+	return 0;
+}
+
+static void say_ready(int ready_fd, const char *msg)
+{
+	int null;
+
+	if (ready_fd < 0)
+		return;
+	if (write(ready_fd, msg, strlen(msg)) < 0)
+		kmsd_log(KMS_LOG_WARNING, "cannot tell the starting command");
+	close(ready_fd);
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0) {
+		dup2(null, 0);
+		dup2(null, 1);
+		dup2(null, 2);
+		close(null);
+	}
+}
+
+static int start_failed(int ready_fd, const kms_error *err)
+{
+	kmsd_log(KMS_LOG_ERROR, "%s", err->message);
+	if (ready_fd >= 0) {
+		if (write(ready_fd, err->message, strlen(err->message)) < 0)
+			kmsd_log(KMS_LOG_WARNING, "cannot tell the starting command");
+		close(ready_fd);
+	}
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct options o = { 0 };
+	int lfd = -1, sfd, ready_fd = -1, rc;
+	char status[KMS_ERROR_MAX];
+	kms_error err;
+	sigset_t sigs;
+
+	rc = parse_options(argc, argv, &o);
+	if (rc != 0)
+		return rc;
+	/* Not traceable or dumped by others of its user: it holds keys. */
+	prctl(PR_SET_DUMPABLE, 0);
+	if (!o.foreground && detach(&ready_fd) != 0) {
+		perror("kmstored: cannot detach");
+		return 1;
+	}
+	kmsd_log_setup(o.foreground ? KMSD_LOG_STDERR : KMSD_LOG_SYSLOG, o.level);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	/* Before any thread, so that all inherit the mask. */
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sfd < 0) {
+		kms_fail(&err, KMS_ERR_SYSTEM, "signalfd: %s", strerror(errno));
+		return start_failed(ready_fd, &err);
+	}
+	kmsd_metrics_init();
+	if (kmsd_conf_init(o.config, &err) != KMS_OK ||
+	    listen_on(o.socket, &lfd, &err) != KMS_OK ||
+	    (o.metrics != NULL && kmsd_metrics_serve(o.metrics, &err) != KMS_OK))
+		return start_failed(ready_fd, &err);
+	kmsd_watch_start(o.metrics != NULL);
+	{
+		struct kmsd_conf *c = kmsd_conf_get();
+
+		snprintf(status, sizeof(status), "serving %zu profile%s of %s on %s",
+			 kms_store_profile_count(c->store),
+			 kms_store_profile_count(c->store) == 1 ? "" : "s",
+			 kms_store_path(c->store), o.socket);
+		kmsd_conf_put(c);
+	}
+	kmsd_log(KMS_LOG_INFO, "%s", status);
+	say_ready(ready_fd, "ok");
+	{
+		char state[KMS_ERROR_MAX + 16];
+
+		snprintf(state, sizeof(state), "READY=1\nSTATUS=%s", status);
+		kmsd_notify(state);
+	}
+	serve(lfd, sfd);
+	kmsd_notify("STOPPING=1");
+	kmsd_log(KMS_LOG_INFO, "stopping");
+	close(lfd);
+	unlink(o.socket);
+	kmsd_watch_stop();
+	if (stop_conns()) {
+		kmsd_conf_fini();
+		kmsd_metrics_fini();
+	} else {
+		kmsd_log(KMS_LOG_WARNING, "stopped with requests still in flight");
+	}
+	close(sfd);
+	return 0;
+}

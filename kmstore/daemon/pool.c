@@ -1,0 +1,355 @@
+/* pool.c - kmstored's prefetched keys: per QKD profile with prefetch = N,
+ * up to N keys taken from the KME ahead of need (several per enc_keys
+ * request where the KME allows), refilled once fewer than prefetch-low
+ * remain, and dropped (wiped) when older than prefetch-max-age. "A key for
+ * use now" is then a key from the pool, without a KME round trip.
+ *
+ * Each pool has a thread that does the refills and the expiry, and holds a
+ * reference to its configuration snapshot; a reload hands the keys of a
+ * pool to the new snapshot's pool of the same profile when the profile
+ * still names the same KMEs, SAEs and key size, and stops the old thread.
+ * Keys stay in locked memory (kms_key); none is ever written anywhere. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kmstored.h"
+#include "qkd.h"
+#include "secmem.h"
+
+#define BATCH_FIRST 16    /* keys asked per enc_keys until the KME says */
+#define RETRY_FIRST_MS 1000
+#define RETRY_MAX_MS 30000
+#define FAIL_LOG_EVERY_MS 60000
+
+struct pooled {
+	kms_key *key;
+	long born_ms;
+};
+
+struct kmsd_pool {
+	kms_profile *p;
+	struct kms_qkd_config *c;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct pooled *keys; /* oldest first */
+	size_t n;
+	size_t batch;        /* keys per request: learnt from the KME */
+	int stopping, running;
+	int filling;         /* below prefetch-low: refill up to prefetch */
+	long failures, retry_at_ms, failure_logged_ms;
+	struct kmsd_conf *conf; /* held while the thread runs */
+};
+
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t threads_gone = PTHREAD_COND_INITIALIZER;
+static int threads;
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct kmsd_pool *kmsd_pool_new(kms_profile *p)
+{
+	struct kms_qkd_config *c;
+	struct kmsd_pool *pl;
+
+	if (strcmp(kms_profile_type(p), "qkd") != 0)
+		return NULL;
+	c = p->state;
+	if (c->prefetch <= 0)
+		return NULL;
+	pl = calloc(1, sizeof(*pl));
+	if (pl == NULL)
+		return NULL;
+	pl->keys = calloc((size_t)c->prefetch, sizeof(*pl->keys));
+	if (pl->keys == NULL) {
+		free(pl);
+		return NULL;
+	}
+	pl->p = p;
+	pl->c = c;
+	pl->batch = BATCH_FIRST;
+	pthread_mutex_init(&pl->lock, NULL);
+	/* Deadlines are on the monotonic clock (next_wake). */
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&pl->wake, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	return pl;
+}
+
+void kmsd_pool_free(struct kmsd_pool *pl)
+{
+	if (pl == NULL)
+		return;
+	for (size_t i = 0; i < pl->n; i++)
+		kms_key_free(pl->keys[i].key);
+	free(pl->keys);
+	pthread_mutex_destroy(&pl->lock);
+	pthread_cond_destroy(&pl->wake);
+	free(pl);
+}
+
+/* Drops the keys past their age; the lock is held. */
+static void expire(struct kmsd_pool *pl, long now)
+{
+	size_t gone = 0;
+
+	while (gone < pl->n && now - pl->keys[gone].born_ms >= pl->c->prefetch_max_age_ms)
+		kms_key_free(pl->keys[gone++].key);
+	if (gone == 0)
+		return;
+	memmove(pl->keys, pl->keys + gone, (pl->n - gone) * sizeof(*pl->keys));
+	pl->n -= gone;
+	kmsd_metric_pool_expired(kms_profile_name(pl->p), (long)gone);
+	kmsd_log(KMS_LOG_INFO, "profile '%s': %zu prefetched key%s older than "
+		 "prefetch-max-age (%ld s) dropped unused, %zu left",
+		 kms_profile_name(pl->p), gone, gone == 1 ? "" : "s",
+		 pl->c->prefetch_max_age_ms / 1000, pl->n);
+}
+
+/* One enc_keys request for up to want keys, the lock released meanwhile. */
+static void refill(struct kmsd_pool *pl, size_t want)
+{
+	size_t ask = want < pl->batch ? want : pl->batch, got = 0;
+	kms_key **fresh = calloc(ask, sizeof(*fresh));
+	kms_error err;
+	long t;
+	kms_rc rc;
+
+	if (fresh == NULL)
+		return;
+	pthread_mutex_unlock(&pl->lock);
+	rc = kms_qkd_get_keys(pl->p, ask, fresh, &got, &err);
+	kms_scrub_registers(); /* this thread now sleeps for minutes */
+	pthread_mutex_lock(&pl->lock);
+	t = now_ms();
+	if (rc == KMS_OK) {
+		for (size_t i = 0; i < got; i++) {
+			if (pl->n < (size_t)pl->c->prefetch && !pl->stopping) {
+				pl->keys[pl->n].key = fresh[i];
+				pl->keys[pl->n++].born_ms = t;
+			} else {
+				kms_key_free(fresh[i]);
+			}
+		}
+		if (pl->failures > 0)
+			kmsd_log(KMS_LOG_INFO, "profile '%s': the pool is refilled "
+				 "again (%zu keys)", kms_profile_name(pl->p), pl->n);
+		pl->failures = 0;
+		pl->retry_at_ms = 0;
+	} else {
+		long wait = RETRY_FIRST_MS << (pl->failures < 5 ? pl->failures : 5);
+
+		/* A KME that refuses a number of keys at once (HTTP 400 and the
+		 * like) may take fewer: halve the batch before blaming it. */
+		if (rc == KMS_ERR_KME && pl->batch > 1) {
+			pl->batch /= 2;
+			wait = 0;
+		}
+		pl->failures++;
+		pl->retry_at_ms = t + (wait < RETRY_MAX_MS ? wait : RETRY_MAX_MS);
+		if (t - pl->failure_logged_ms >= FAIL_LOG_EVERY_MS || pl->failures == 1) {
+			kmsd_log(KMS_LOG_WARNING, "profile '%s': pool refill failed "
+				 "(%zu keys left of %ld): %s",
+				 kms_profile_name(pl->p), pl->n, pl->c->prefetch,
+				 err.message);
+			pl->failure_logged_ms = t;
+		}
+	}
+	free(fresh);
+}
+
+/* The time to wake up next: the oldest key's expiry, a retry. */
+static void next_wake(const struct kmsd_pool *pl, struct timespec *ts)
+{
+	long at = -1;
+
+	if (pl->n > 0)
+		at = pl->keys[0].born_ms + pl->c->prefetch_max_age_ms;
+	if (pl->retry_at_ms > 0 && (at < 0 || pl->retry_at_ms < at))
+		at = pl->retry_at_ms;
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	if (at < 0) {
+		ts->tv_sec += 3600;
+		return;
+	}
+	at -= now_ms();
+	if (at < 1)
+		at = 1;
+	ts->tv_sec += at / 1000;
+	ts->tv_nsec += (at % 1000) * 1000000;
+	if (ts->tv_nsec >= 1000000000) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000;
+	}
+}
+
+static void *pool_main(void *arg)
+{
+	struct kmsd_pool *pl = arg;
+	struct kmsd_conf *conf = pl->conf;
+
+	pthread_mutex_lock(&pl->lock);
+	while (!pl->stopping) {
+		long t = now_ms();
+		struct timespec ts;
+
+		expire(pl, t);
+		/* Below the low-water mark (or empty): up to the target. */
+		if (pl->n < (size_t)pl->c->prefetch_low || pl->n == 0)
+			pl->filling = 1;
+		if (pl->filling && t >= pl->retry_at_ms) {
+			refill(pl, (size_t)pl->c->prefetch - pl->n);
+			if (pl->n >= (size_t)pl->c->prefetch)
+				pl->filling = 0;
+			else if (pl->retry_at_ms == 0)
+				continue;
+		}
+		next_wake(pl, &ts);
+		pthread_cond_timedwait(&pl->wake, &pl->lock, &ts);
+	}
+	pl->running = 0;
+	pthread_mutex_unlock(&pl->lock);
+	kmsd_conf_put(conf);
+	pthread_mutex_lock(&threads_lock);
+	threads--;
+	pthread_cond_broadcast(&threads_gone);
+	pthread_mutex_unlock(&threads_lock);
+	return NULL;
+}
+
+int kmsd_pool_start(struct kmsd_pool *pl, struct kmsd_conf *conf)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	pl->conf = conf;
+	atomic_fetch_add(&conf->refs, 1);
+	pl->running = 1;
+	pthread_mutex_lock(&threads_lock);
+	threads++;
+	pthread_mutex_unlock(&threads_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, pool_main, pl);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		pl->running = 0;
+		pthread_mutex_lock(&threads_lock);
+		threads--;
+		pthread_mutex_unlock(&threads_lock);
+		atomic_fetch_sub(&conf->refs, 1);
+		kmsd_log(KMS_LOG_ERROR, "profile '%s': no pool thread: %s",
+			 kms_profile_name(pl->p), strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+void kmsd_pool_stop(struct kmsd_pool *pl)
+{
+	if (pl == NULL)
+		return;
+	pthread_mutex_lock(&pl->lock);
+	pl->stopping = 1;
+	pthread_cond_signal(&pl->wake);
+	pthread_mutex_unlock(&pl->lock);
+}
+
+int kmsd_pools_wait(int seconds)
+{
+	struct timespec until;
+	int all;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	pthread_mutex_lock(&threads_lock);
+	while (threads > 0 &&
+	       pthread_cond_timedwait(&threads_gone, &threads_lock, &until) == 0)
+		;
+	all = threads == 0;
+	pthread_mutex_unlock(&threads_lock);
+	return all;
+}
+
+/* The settings a pool's keys depend on: the same KMEs, SAEs and size. */
+static int same_source(const kms_profile *a, const kms_profile *b)
+{
+	static const char *const names[] = {
+		"url", "local-sae-id", "peer-sae-id", "key-size",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *x = kms_profile_setting(a, names[i]);
+		const char *y = kms_profile_setting(b, names[i]);
+
+		if ((x == NULL) != (y == NULL) || (x != NULL && strcmp(x, y) != 0))
+			return 0;
+	}
+	return strcmp(kms_profile_name(a), kms_profile_name(b)) == 0;
+}
+
+void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from)
+{
+	size_t moved = 0;
+
+	if (to == NULL || from == NULL || !same_source(to->p, from->p))
+		return;
+	pthread_mutex_lock(&from->lock);
+	pthread_mutex_lock(&to->lock);
+	while (moved < from->n && to->n < (size_t)to->c->prefetch)
+		to->keys[to->n++] = from->keys[moved++];
+	for (size_t i = moved; i < from->n; i++)
+		kms_key_free(from->keys[i].key);
+	from->n = 0;
+	to->batch = from->batch;
+	pthread_mutex_unlock(&to->lock);
+	pthread_mutex_unlock(&from->lock);
+}
+
+kms_key *kmsd_pool_take(struct kmsd_pool *pl)
+{
+	kms_key *key = NULL;
+
+	pthread_mutex_lock(&pl->lock);
+	expire(pl, now_ms());
+	if (pl->n > 0) {
+		key = pl->keys[0].key;
+		memmove(pl->keys, pl->keys + 1, (pl->n - 1) * sizeof(*pl->keys));
+		pl->n--;
+	}
+	if (pl->n < (size_t)pl->c->prefetch_low || key == NULL)
+		pthread_cond_signal(&pl->wake);
+	pthread_mutex_unlock(&pl->lock);
+	return key;
+}
+
+void kmsd_pool_hint_batch(struct kmsd_pool *pl, long max_per_request)
+{
+	pthread_mutex_lock(&pl->lock);
+	if (max_per_request >= 1 && (size_t)max_per_request < pl->batch)
+		pl->batch = (size_t)max_per_request;
+	pthread_mutex_unlock(&pl->lock);
+}
+
+void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target)
+{
+	pthread_mutex_lock(&pl->lock);
+	*keys = (long)pl->n;
+	*target = pl->c->prefetch;
+	pthread_mutex_unlock(&pl->lock);
+}

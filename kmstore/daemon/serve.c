@@ -1,0 +1,420 @@
+/* serve.c - one client connection of kmstored: read a request (bounded in
+ * size, and in time once it has begun), answer it from the configuration
+ * in force, repeat until the client goes. Replies that hold a key are
+ * built in locked memory and wiped once sent. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kmstored.h"
+#include "qkd.h"
+#include "secmem.h"
+#include "wire.h"
+
+#define IO_TIMEOUT_MS 5000 /* the rest of a request once begun; a reply */
+
+atomic_int kmsd_stopping;
+
+/* Non-secret settings a client may see of a profile it may use: what
+ * `kmstore profiles` shows, and the timeout its wait is bounded by. */
+static const char *const shown[] = {
+	"key-id", "url", "local-sae-id", "peer-sae-id", "key-size", "timeout",
+};
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads len bytes; with forever set, the first may take as long as the
+ * client likes (an idle connection), the rest IO_TIMEOUT_MS. 0, or -1
+ * when the client went away or stalled. */
+static int read_full(int fd, uint8_t *p, size_t len, int forever)
+{
+	long deadline = now_ms() + IO_TIMEOUT_MS;
+
+	while (len > 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		long left = deadline - now_ms();
+		ssize_t n;
+
+		if (!forever && left <= 0)
+			return -1;
+		if (poll(&pfd, 1, forever ? -1 : (int)left) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		n = recv(fd, p, len, MSG_DONTWAIT);
+		if (n == 0)
+			return -1;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+		if (forever) {
+			forever = 0;
+			deadline = now_ms() + IO_TIMEOUT_MS;
+		}
+	}
+	return 0;
+}
+
+static int write_full(int fd, const uint8_t *p, size_t len)
+{
+	long deadline = now_ms() + IO_TIMEOUT_MS;
+
+	while (len > 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		long left = deadline - now_ms();
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (left <= 0 || (poll(&pfd, 1, (int)left) < 0 && errno != EINTR))
+			return -1;
+	}
+	return 0;
+}
+
+static int send_reply(int fd, struct kms_wire_buf *b)
+{
+	int rc = kms_wire_finish(b) == 0 ? write_full(fd, b->data, b->len) : -1;
+
+	kms_wire_free(b);
+	return rc;
+}
+
+static int send_error(int fd, const kms_error *e)
+{
+	struct kms_wire_buf b;
+	uint8_t code = (uint8_t)e->code;
+
+	if (kms_wire_init(&b, KMS_WIRE_HEADER + 32 + KMS_ERROR_MAX, 0,
+			  KMS_WIRE_ERROR) != 0)
+		return -1;
+	kms_wire_put(&b, KMS_T_CODE, &code, 1);
+	kms_wire_put_str(&b, KMS_T_MESSAGE, e->message);
+	return send_reply(fd, &b);
+}
+
+static kms_rc ok_reply(struct kms_wire_buf *b, size_t cap, int secret,
+		       kms_error *err)
+{
+	if (kms_wire_init(b, cap, secret, KMS_WIRE_OK) != 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	return KMS_OK;
+}
+
+/* All the profiles open to the client, or the one it names (a client's
+ * store asks so about a name it was not given: kmstored says why). */
+static kms_rc do_profiles(const struct kmsd_client *c,
+			  const struct kms_wire_request *q,
+			  struct kms_wire_buf *b, kms_error *err)
+{
+	struct kmsd_conf *conf = kmsd_conf_get();
+	kms_store *st = conf->store;
+	size_t open = 0, only = 0;
+	kms_profile *one;
+	kms_rc rc = KMS_OK;
+
+	if (q->has_profile)
+		rc = kmsd_conf_profile(conf, c, q->profile, &one, &only, err);
+	if (rc == KMS_OK)
+		rc = ok_reply(b, KMS_WIRE_REPLY_MAX, 0, err);
+	if (rc == KMS_OK)
+		kms_wire_put_str(b, KMS_T_CONFIG, kms_store_path(st));
+	for (size_t i = 0; rc == KMS_OK && i < kms_store_profile_count(st); i++) {
+		const kms_profile *p = kms_store_profile_at(st, i);
+
+		if (!kmsd_rule_allows(&conf->rules[i], c) ||
+		    (q->has_profile && i != only))
+			continue;
+		open++;
+		kms_wire_put_str(b, KMS_T_PROFILE, kms_profile_name(p));
+		kms_wire_put_str(b, KMS_T_TYPE, kms_profile_type(p));
+		kms_wire_put_u32(b, KMS_T_KEY_SIZE, (uint32_t)kms_profile_key_size(p));
+		for (size_t k = 0; k < sizeof(shown) / sizeof(shown[0]); k++) {
+			const char *v = kms_profile_setting(p, shown[k]);
+			char s[KMS_WIRE_SETTING_MAX + 1];
+
+			if (v != NULL && (size_t)snprintf(s, sizeof(s), "%s=%s", shown[k],
+							  v) < sizeof(s))
+				kms_wire_put_str(b, KMS_T_SETTING, s);
+		}
+	}
+	if (rc == KMS_OK && open == 0 && !c->admin && kms_store_profile_count(st) > 0) {
+		kms_wire_free(b);
+		kmsd_metric_refused();
+		kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): no profile is "
+			 "open to it", c->user, (unsigned)c->uid, (int)c->pid);
+		rc = kms_fail(err, KMS_ERR_PERMISSION,
+			      "kmstored: no profile is open to user %s (uid %u); see "
+			      "allow-users and allow-groups in kmstore.conf(5)",
+			      c->user, (unsigned)c->uid);
+	}
+	kmsd_conf_put(conf);
+	return rc;
+}
+
+static void log_key(const struct kmsd_client *c, const kms_key *key,
+		    const char *how)
+{
+	char kcv[KMS_KCV_LEN + 1];
+
+	kms_key_check_value(key, kcv);
+	kmsd_log(KMS_LOG_INFO, "%s (uid %u, pid %d): profile '%s': key %s %s "
+		 "(check value %s)", c->user, (unsigned)c->uid, (int)c->pid,
+		 kms_key_profile(key), kms_key_id(key), how, kcv);
+}
+
+/* "A key for use now" from the profile's pool, if it has one, following
+ * its outage policy; *key NULL when the KME must be asked. */
+static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
+			kms_error *err)
+{
+	const struct kms_qkd_config *qc = p->state;
+	int down = kms_qkd_all_down(p);
+	long left, target;
+
+	*key = NULL;
+	if (down && qc->outage == KMS_OUTAGE_FAIL) {
+		kmsd_pool_figures(pool, &left, &target);
+		return kms_fail(err, KMS_ERR_UNREACHABLE,
+				"profile '%s': every KME is down and its outage "
+				"policy is 'fail': no key (%ld prefetched keys kept "
+				"unused)", kms_profile_name(p), left);
+	}
+	*key = kmsd_pool_take(pool);
+	if (*key != NULL && down) {
+		kmsd_pool_figures(pool, &left, &target);
+		kmsd_metric_pool_outage(kms_profile_name(p));
+		kmsd_log(KMS_LOG_WARNING, "profile '%s': every KME is down: key %s "
+			 "served from the pool, %ld left", kms_profile_name(p),
+			 kms_key_id(*key), left);
+	}
+	return KMS_OK;
+}
+
+static kms_rc do_key(const struct kmsd_client *c,
+		     const struct kms_wire_request *q, struct kms_wire_buf *b,
+		     kms_error *err)
+{
+	struct kmsd_conf *conf = kmsd_conf_get();
+	kms_key *key = NULL;
+	kms_profile *p;
+	size_t i = 0;
+	int pooled = 0;
+	kms_rc rc;
+
+	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
+	if (rc == KMS_OK && !q->has_key_id && conf->pools[i] != NULL) {
+		rc = from_pool(p, conf->pools[i], &key, err);
+		pooled = key != NULL;
+	}
+	if (rc == KMS_OK && key == NULL) {
+		rc = q->has_key_id ? kms_profile_get_key_by_id(p, q->key_id, &key, err) :
+				     kms_profile_get_key(p, &key, err);
+	}
+	if (rc != KMS_OK && rc != KMS_ERR_PERMISSION) { /* refusals: logged */
+		kmsd_metric_failed(q->profile, rc);
+		kmsd_log(rc == KMS_ERR_NOT_FOUND ? KMS_LOG_WARNING : KMS_LOG_ERROR,
+			 "%s (uid %u, pid %d): %s: %s", c->user, (unsigned)c->uid,
+			 (int)c->pid, q->has_key_id ? "key by ID" : "key for use now",
+			 err->message);
+	}
+	kmsd_conf_put(conf);
+	if (rc != KMS_OK)
+		return rc;
+	kmsd_metric_key(kms_key_profile(key), q->has_key_id, pooled);
+	rc = ok_reply(b, KMS_WIRE_KEY_REPLY_MAX, 1, err);
+	if (rc == KMS_OK) {
+		kms_wire_put_str(b, KMS_T_PROFILE, kms_key_profile(key));
+		kms_wire_put_str(b, KMS_T_KEY_ID, kms_key_id(key));
+		kms_wire_put(b, KMS_T_KEY, kms_key_bytes(key), kms_key_size(key));
+		log_key(c, key, q->has_key_id ? "found" : pooled ? "for use now, "
+			"from the pool" : "for use now");
+	}
+	kms_key_free(key);
+	return rc;
+}
+
+static kms_rc do_status(const struct kmsd_client *c,
+			const struct kms_wire_request *q, struct kms_wire_buf *b,
+			kms_error *err)
+{
+	struct kmsd_conf *conf = kmsd_conf_get();
+	kms_profile *p;
+	kms_status st;
+	size_t i = 0;
+	kms_rc rc;
+
+	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
+	if (rc == KMS_OK)
+		rc = kms_profile_status(p, &st, err);
+	if (rc == KMS_OK && conf->pools[i] != NULL)
+		kmsd_pool_figures(conf->pools[i], &st.pool_keys, &st.pool_target);
+	kmsd_conf_put(conf);
+	if (rc == KMS_OK)
+		rc = ok_reply(b, KMS_WIRE_REPLY_MAX, 0, err);
+	if (rc == KMS_OK)
+		kms_wire_put_status(b, &st);
+	return rc;
+}
+
+static kms_rc do_check(const struct kmsd_client *c,
+		       const struct kms_wire_request *q, struct kms_wire_buf *b,
+		       kms_error *err)
+{
+	struct kmsd_conf *conf = kmsd_conf_get();
+	kms_profile *p;
+	kms_rc rc;
+
+	rc = kmsd_conf_profile(conf, c, q->profile, &p, NULL, err);
+	if (rc == KMS_OK)
+		rc = kms_profile_check(p, err);
+	kmsd_conf_put(conf);
+	return rc == KMS_OK ? ok_reply(b, KMS_WIRE_HEADER, 0, err) : rc;
+}
+
+static kms_rc admin_only(const struct kmsd_client *c, const char *what,
+			 kms_error *err)
+{
+	if (c->admin)
+		return KMS_OK;
+	kmsd_metric_refused();
+	kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): %s is for root",
+		 c->user, (unsigned)c->uid, (int)c->pid, what);
+	return kms_fail(err, KMS_ERR_PERMISSION,
+			"kmstored: %s is for root and kmstored's own user, not %s "
+			"(uid %u)", what, c->user, (unsigned)c->uid);
+}
+
+static kms_rc do_metrics(const struct kmsd_client *c, struct kms_wire_buf *b,
+			 kms_error *err)
+{
+	kms_rc rc = admin_only(c, "the metrics", err);
+	char *text;
+
+	if (rc != KMS_OK)
+		return rc;
+	text = kmsd_metrics_text();
+	if (text == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "kmstored: out of memory");
+	rc = ok_reply(b, KMS_WIRE_REPLY_MAX, 0, err);
+	if (rc == KMS_OK)
+		kms_wire_put_str(b, KMS_T_TEXT, text);
+	free(text);
+	return rc;
+}
+
+static kms_rc do_reload(const struct kmsd_client *c, struct kms_wire_buf *b,
+			kms_error *err)
+{
+	char summary[KMS_ERROR_MAX];
+	kms_rc rc = admin_only(c, "a reload", err);
+
+	if (rc != KMS_OK)
+		return rc;
+	kmsd_notify("RELOADING=1");
+	rc = kmsd_conf_reload(summary, sizeof(summary), err);
+	kmsd_metric_reload(rc == KMS_OK);
+	kmsd_notify("READY=1");
+	if (rc != KMS_OK) {
+		kmsd_log(KMS_LOG_ERROR, "%s (asked by %s, pid %d)", err->message,
+			 c->user, (int)c->pid);
+		return rc;
+	}
+	kmsd_log(KMS_LOG_INFO, "%s (asked by %s, pid %d)", summary, c->user,
+		 (int)c->pid);
+	rc = ok_reply(b, KMS_WIRE_HEADER + 8 + sizeof(summary), 0, err);
+	if (rc == KMS_OK)
+		kms_wire_put_str(b, KMS_T_TEXT, summary);
+	return rc;
+}
+
+static kms_rc handle(const struct kmsd_client *c,
+		     const struct kms_wire_request *q, struct kms_wire_buf *b,
+		     kms_error *err)
+{
+	switch (q->kind) {
+	case KMS_WIRE_PROFILES:
+		return do_profiles(c, q, b, err);
+	case KMS_WIRE_KEY:
+		return do_key(c, q, b, err);
+	case KMS_WIRE_STATUS:
+		return do_status(c, q, b, err);
+	case KMS_WIRE_CHECK:
+		return do_check(c, q, b, err);
+	case KMS_WIRE_RELOAD:
+		return do_reload(c, b, err);
+	case KMS_WIRE_METRICS:
+		return do_metrics(c, b, err);
+	default:
+		return kms_fail(err, KMS_ERR_UNSUPPORTED,
+				"kmstored: this request is not served here");
+	}
+}
+
+/* One request and its reply: 0 to go on, -1 to close the connection. */
+static int serve_one(int fd, const struct kmsd_client *c)
+{
+	uint8_t h[KMS_WIRE_HEADER], body[KMS_WIRE_REQUEST_MAX];
+	struct kms_wire_request q;
+	struct kms_wire_buf b = { 0 };
+	char why[160];
+	kms_error err;
+	uint32_t len;
+	int kind, rc;
+
+	if (read_full(fd, h, sizeof(h), 1) != 0)
+		return -1;
+	if (kms_wire_header(h, KMS_WIRE_REQUEST_MAX, &kind, &len, why,
+			    sizeof(why)) != 0) {
+		kms_fail(&err, KMS_ERR_USAGE, "kmstored: bad request: %s", why);
+		kmsd_log(KMS_LOG_WARNING, "%s (uid %u, pid %d): %s", c->user,
+			 (unsigned)c->uid, (int)c->pid, err.message);
+		send_error(fd, &err);
+		return -1;
+	}
+	if (read_full(fd, body, len, 0) != 0)
+		return -1;
+	if (kms_wire_parse_request(kind, body, len, &q, &err) != KMS_OK) {
+		kms_error_prefix(&err, "kmstored: bad request");
+		kmsd_log(KMS_LOG_WARNING, "%s (uid %u, pid %d): %s", c->user,
+			 (unsigned)c->uid, (int)c->pid, err.message);
+		send_error(fd, &err);
+		return -1;
+	}
+	if (handle(c, &q, &b, &err) != KMS_OK) {
+		rc = send_error(fd, &err);
+	} else {
+		rc = send_reply(fd, &b);
+	}
+	/* The thread may now wait for a long while: no key in its registers. */
+	if (q.kind == KMS_WIRE_KEY)
+		kms_scrub_registers();
+	return rc;
+}
+
+void kmsd_serve(int fd, const struct kmsd_client *c)
+{
+	while (!atomic_load(&kmsd_stopping) && serve_one(fd, c) == 0)
+		;
+}

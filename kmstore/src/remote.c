@@ -1,0 +1,569 @@
+/* remote.c - remote profiles: a store whose profiles are kmstored's, so
+ * that every face (the command, the OpenSSL provider and engine, the
+ * PKCS#11 module) reaches the daemon through the library's own API.
+ *
+ * The client end of the protocol (wire.h). A process keeps a few idle
+ * connections to each daemon, for every store it opens (the OpenSSL
+ * provider opens one per OSSL_STORE_open); each request takes one (or
+ * opens one), so the threads of one process (pluto's helpers) ask in
+ * parallel. A connection found closed while idle (kmstored restarted) is
+ * replaced without a word;
+ * one that closes during a request is an error, and is never retried: a
+ * "key for use now" may have been consumed. Every wait is bounded by the
+ * profile's timeout and a margin. No threads are created here (the PKCS#11
+ * module may not), no signal is raised (MSG_NOSIGNAL), and key bytes are
+ * read into locked memory only. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "remote.h"
+#include "secmem.h"
+#include "store.h"
+
+#define IDLE_MAX 16 /* in the whole process */
+#define DEFAULT_WAIT_MS 5000 /* requests that name no profile */
+#define PROFILE_TIMEOUT_MS 5000 /* a profile without "timeout" */
+#define MARGIN_MS 1000          /* beyond the daemon's own deadline */
+#define RELOAD_WAIT_MS 30000
+
+#define PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
+struct kms_remote {
+	atomic_int refs;
+	char path[PATH_SIZE];
+};
+
+/* Idle connections, of this process (pid: a forked child must not use its
+ * parent's), to the daemon at path. */
+static struct idle {
+	char path[PATH_SIZE];
+	int fd;
+	pid_t pid;
+} idle[IDLE_MAX];
+static size_t n_idle;
+static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct remote_profile {
+	struct kms_remote *r;
+	long wait_ms;
+};
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void kms_remote_unref(struct kms_remote *r)
+{
+	if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	free(r);
+}
+
+/* When the library is unloaded (a module's dlclose), its connections go. */
+__attribute__((destructor)) static void close_idle(void)
+{
+	pthread_mutex_lock(&idle_lock);
+	for (size_t i = 0; i < n_idle; i++)
+		if (idle[i].pid == getpid())
+			close(idle[i].fd);
+	n_idle = 0;
+	pthread_mutex_unlock(&idle_lock);
+}
+
+static kms_rc remote_new(const char *path, struct kms_remote **out,
+			 kms_error *err)
+{
+	struct kms_remote *r;
+
+	*out = NULL;
+	if (path == NULL || *path == '\0')
+		return kms_fail(err, KMS_ERR_USAGE, "no kmstored socket given");
+	if (strlen(path) >= sizeof(r->path))
+		return kms_fail(err, KMS_ERR_USAGE,
+				"kmstored socket path is longer than %zu bytes",
+				sizeof(r->path) - 1);
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	atomic_init(&r->refs, 1);
+	strcpy(r->path, path);
+	*out = r;
+	return KMS_OK;
+}
+
+/* An idle connection is dead when it reads as closed (or has anything to
+ * read: the daemon never speaks first). */
+static int still_open(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) == 0;
+}
+
+static kms_rc dial(struct kms_remote *r, int *fd_out, kms_error *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd, e;
+
+	strcpy(sa.sun_path, r->path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "kmstored at %s: socket: %s",
+				r->path, strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		*fd_out = fd;
+		return KMS_OK;
+	}
+	e = errno;
+	close(fd);
+	if (e == EACCES || e == EPERM)
+		return kms_fail(err, KMS_ERR_PERMISSION,
+				"kmstored at %s: cannot connect: %s", r->path,
+				strerror(e));
+	if (e == EAGAIN)
+		return kms_fail(err, KMS_ERR_UNREACHABLE,
+				"kmstored at %s is not accepting connections (its "
+				"queue is full)", r->path);
+	return kms_fail(err, KMS_ERR_UNREACHABLE,
+			"kmstored at %s: cannot connect: %s (is kmstored running?)",
+			r->path, strerror(e));
+}
+
+static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
+{
+	pid_t me = getpid();
+	int found = -1;
+
+	pthread_mutex_lock(&idle_lock);
+	for (size_t i = n_idle; found < 0 && i-- > 0;) {
+		struct idle c = idle[i];
+
+		if (c.pid == me && strcmp(c.path, r->path) != 0)
+			continue;
+		idle[i] = idle[--n_idle];
+		/* A forked child closes its copy: the parent's stays open. */
+		if (c.pid == me && still_open(c.fd))
+			found = c.fd;
+		else
+			close(c.fd);
+	}
+	pthread_mutex_unlock(&idle_lock);
+	if (found >= 0) {
+		*fd = found;
+		return KMS_OK;
+	}
+	return dial(r, fd, err);
+}
+
+static void give_back(struct kms_remote *r, int fd)
+{
+	pthread_mutex_lock(&idle_lock);
+	if (n_idle < IDLE_MAX) {
+		strcpy(idle[n_idle].path, r->path);
+		idle[n_idle].fd = fd;
+		idle[n_idle++].pid = getpid();
+		fd = -1;
+	}
+	pthread_mutex_unlock(&idle_lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Waits for fd to be ready for events until deadline: 0, or -1 with the
+ * reason in err. */
+static int wait_fd(const struct kms_remote *r, int fd, short events,
+		   long deadline, long wait_ms, kms_error *err)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	long left;
+	int n;
+
+	for (;;) {
+		left = deadline - now_ms();
+		if (left <= 0) {
+			kms_fail(err, KMS_ERR_UNREACHABLE,
+				 "kmstored at %s did not answer within %.1f s",
+				 r->path, wait_ms / 1000.0);
+			return -1;
+		}
+		n = poll(&pfd, 1, (int)left);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR) {
+			kms_fail(err, KMS_ERR_SYSTEM, "kmstored at %s: poll: %s",
+				 r->path, strerror(errno));
+			return -1;
+		}
+	}
+}
+
+static int send_all(const struct kms_remote *r, int fd, const uint8_t *p,
+		    size_t len, long deadline, long wait_ms, kms_error *err)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (errno == EAGAIN) {
+			if (wait_fd(r, fd, POLLOUT, deadline, wait_ms, err) != 0)
+				return -1;
+		} else if (errno != EINTR) {
+			kms_fail(err, KMS_ERR_UNREACHABLE,
+				 "kmstored at %s: the request could not be sent: %s "
+				 "(did it stop?)", r->path, strerror(errno));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int recv_all(const struct kms_remote *r, int fd, uint8_t *p,
+		    size_t len, long deadline, long wait_ms, kms_error *err)
+{
+	while (len > 0) {
+		ssize_t n = recv(fd, p, len, 0);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+			kms_fail(err, KMS_ERR_UNREACHABLE,
+				 "kmstored at %s closed the connection before it "
+				 "answered%s%s (did it stop or restart?)", r->path,
+				 n == 0 ? "" : ": ", n == 0 ? "" : strerror(errno));
+			return -1;
+		} else if (wait_fd(r, fd, POLLIN, deadline, wait_ms, err) != 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A reply: its kind, and its body in *body (locked memory when secret;
+ * free with reply_free). */
+struct reply {
+	int kind;
+	uint8_t *body;
+	size_t len, cap;
+	int secret;
+};
+
+static void reply_free(struct reply *rep)
+{
+	if (rep->body == NULL)
+		return;
+	if (rep->secret) {
+		kms_secmem_free(rep->body, rep->cap);
+	} else {
+		kms_wipe(rep->body, rep->len);
+		free(rep->body);
+	}
+	rep->body = NULL;
+}
+
+static kms_rc exchange(struct kms_remote *r, struct kms_wire_buf *req,
+		       long wait_ms, struct reply *rep, kms_error *err)
+{
+	long deadline = now_ms() + wait_ms;
+	uint8_t h[KMS_WIRE_HEADER];
+	size_t max = rep->secret ? KMS_WIRE_KEY_REPLY_MAX : KMS_WIRE_REPLY_MAX;
+	char why[160];
+	uint32_t len;
+	int fd = -1;
+	kms_rc rc;
+
+	if (kms_wire_finish(req) != 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "a request too large to send");
+	rc = take_connection(r, &fd, err);
+	if (rc != KMS_OK)
+		return rc;
+	if (send_all(r, fd, req->data, req->len, deadline, wait_ms, err) != 0 ||
+	    recv_all(r, fd, h, sizeof(h), deadline, wait_ms, err) != 0) {
+		close(fd);
+		return err != NULL ? err->code : KMS_ERR_UNREACHABLE;
+	}
+	if (kms_wire_header(h, max, &rep->kind, &len, why, sizeof(why)) != 0) {
+		close(fd);
+		return kms_fail(err, KMS_ERR_SYSTEM,
+				"kmstored at %s sent a malformed reply: %s", r->path,
+				why);
+	}
+	rep->cap = len > 0 ? len : 1;
+	rep->body = rep->secret ? kms_secmem_alloc(rep->cap) : malloc(rep->cap);
+	if (rep->body == NULL) {
+		close(fd);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	rep->len = len;
+	if (recv_all(r, fd, rep->body, len, deadline, wait_ms, err) != 0) {
+		close(fd);
+		reply_free(rep);
+		return err != NULL ? err->code : KMS_ERR_UNREACHABLE;
+	}
+	give_back(r, fd);
+	rc = kms_wire_parse_error(rep->kind, rep->body, rep->len, err);
+	if (rc != KMS_OK)
+		reply_free(rep);
+	return rc;
+}
+
+/* ---- the profile type ---- */
+
+static kms_rc profile_request(kms_profile *p, enum kms_wire_kind kind,
+			      const char *key_id, struct reply *rep,
+			      kms_error *err)
+{
+	struct remote_profile *rp = p->state;
+	struct kms_wire_buf req;
+	kms_rc rc;
+
+	if (kms_wire_init(&req, KMS_WIRE_REQUEST_MAX, 0, kind) != 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	kms_wire_put_str(&req, KMS_T_PROFILE, p->name);
+	if (key_id != NULL)
+		kms_wire_put_str(&req, KMS_T_KEY_ID, key_id);
+	rc = exchange(rp->r, &req, rp->wait_ms, rep, err);
+	kms_wire_free(&req);
+	return rc;
+}
+
+static kms_rc remote_key(kms_profile *p, const char *id, kms_key **out,
+			 kms_error *err)
+{
+	struct reply rep = { .secret = 1 };
+	struct kms_wire_key k;
+	kms_rc rc;
+
+	rc = profile_request(p, KMS_WIRE_KEY, id, &rep, err);
+	if (rc != KMS_OK)
+		return rc;
+	rc = kms_wire_parse_key(rep.body, rep.len, &k, err);
+	if (rc == KMS_OK && (strcmp(k.profile, p->name) != 0 ||
+			     (id != NULL && strcmp(k.key_id, id) != 0)))
+		rc = kms_fail(err, KMS_ERR_SYSTEM,
+			      "kmstored sent a malformed reply: a key of another "
+			      "profile or ID than asked");
+	if (rc == KMS_OK)
+		rc = kms_key_new(p->name, k.key_id, k.key, k.key_len, out, err);
+	reply_free(&rep);
+	return rc;
+}
+
+static kms_rc remote_get_key(kms_profile *p, kms_key **out, kms_error *err)
+{
+	return remote_key(p, NULL, out, err);
+}
+
+static kms_rc remote_get_key_by_id(kms_profile *p, const char *id,
+				   kms_key **out, kms_error *err)
+{
+	return remote_key(p, id, out, err);
+}
+
+static kms_rc remote_status(kms_profile *p, kms_status *out, kms_error *err)
+{
+	struct reply rep = { 0 };
+	kms_rc rc = profile_request(p, KMS_WIRE_STATUS, NULL, &rep, err);
+
+	if (rc != KMS_OK)
+		return rc;
+	rc = kms_wire_parse_status(rep.body, rep.len, out, err);
+	reply_free(&rep);
+	return rc;
+}
+
+static kms_rc remote_check(kms_profile *p, kms_error *err)
+{
+	struct reply rep = { 0 };
+	kms_rc rc = profile_request(p, KMS_WIRE_CHECK, NULL, &rep, err);
+
+	reply_free(&rep);
+	return rc;
+}
+
+static void remote_release(kms_profile *p)
+{
+	struct remote_profile *rp = p->state;
+
+	kms_remote_unref(rp->r);
+	free(rp);
+	p->state = NULL;
+}
+
+static const struct kms_field no_fields[] = { { NULL, 0 } };
+
+/* Not in the store's table of types: no configuration names it. */
+static const struct kms_profile_type remote_type = {
+	.name = "remote",
+	.fields = no_fields,
+	.check = remote_check,
+	.get_key = remote_get_key,
+	.get_key_by_id = remote_get_key_by_id,
+	.status = remote_status,
+	.release = remote_release,
+};
+
+/* ---- the store ---- */
+
+struct listing {
+	struct kms_remote *r;
+	kms_store *store;
+};
+
+/* The profile's own deadline (its "timeout" setting, seconds) and a
+ * margin: kmstored answers within the first. */
+static long wait_for(const kms_profile *p)
+{
+	const char *t = kms_profile_setting(p, "timeout");
+	double s = t != NULL ? strtod(t, NULL) : 0;
+
+	if (!(s > 0 && s <= 300))
+		return PROFILE_TIMEOUT_MS + MARGIN_MS;
+	return (long)(s * 1000) + MARGIN_MS;
+}
+
+static kms_rc add_listed(void *ctx, const char *config,
+			 const struct kms_wire_profile *wp, kms_error *err)
+{
+	struct listing *l = ctx;
+	struct remote_profile *rp;
+	kms_profile *p;
+	kms_rc rc;
+
+	if (wp == NULL)
+		return l->store == NULL ? kms_store_new(config, &l->store, err) :
+					  KMS_OK;
+	rc = kms_store_add_profile(l->store, wp->name, &p, err);
+	if (rc == KMS_OK)
+		rc = kms_profile_add_setting(p, "type", wp->type, 0, err);
+	for (size_t i = 0; rc == KMS_OK && i < wp->n_settings; i++) {
+		char *eq = strchr(wp->settings[i], '=');
+
+		*eq = '\0';
+		rc = kms_profile_add_setting(p, wp->settings[i], eq + 1, 0, err);
+		*eq = '=';
+	}
+	if (rc != KMS_OK)
+		return kms_error_prefix(err, "kmstored's profile '%s'", wp->name);
+	rp = calloc(1, sizeof(*rp));
+	if (rp == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	p->type = &remote_type;
+	p->state = rp;
+	p->key_size = wp->key_size;
+	rp->r = l->r;
+	atomic_fetch_add(&l->r->refs, 1);
+	rp->wait_ms = wait_for(p);
+	return KMS_OK;
+}
+
+/* PROFILES, of one name or (NULL) all this client may use. */
+static kms_rc ask_profiles(struct kms_remote *r, const char *name,
+			   struct reply *rep, kms_error *err)
+{
+	struct kms_wire_buf req;
+	kms_rc rc;
+
+	if (kms_wire_init(&req, KMS_WIRE_REQUEST_MAX, 0, KMS_WIRE_PROFILES) != 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	if (name != NULL)
+		kms_wire_put_str(&req, KMS_T_PROFILE, name);
+	rc = exchange(r, &req, DEFAULT_WAIT_MS, rep, err);
+	kms_wire_free(&req);
+	return rc;
+}
+
+kms_rc kms_remote_miss(struct kms_remote *r, const char *name, kms_error *err)
+{
+	struct reply rep = { 0 };
+	kms_error why;
+	kms_rc rc;
+
+	if (kms_check_profile_name(name, &why) != KMS_OK)
+		return kms_fail(err, KMS_ERR_NOT_FOUND, "no such profile: %s",
+				why.message);
+	rc = ask_profiles(r, name, &rep, err);
+	reply_free(&rep);
+	if (rc != KMS_OK)
+		return rc;
+	return kms_fail(err, KMS_ERR_NOT_FOUND,
+			"profile '%s' is new in kmstored at %s since this process "
+			"opened its store: open it again (restart the application)",
+			name, r->path);
+}
+
+static kms_rc list_profiles(struct listing *l, kms_error *err)
+{
+	struct reply rep = { 0 };
+	kms_rc rc;
+
+	rc = ask_profiles(l->r, NULL, &rep, err);
+	if (rc != KMS_OK)
+		return rc;
+	rc = kms_wire_parse_profiles(rep.body, rep.len, add_listed, l, err);
+	reply_free(&rep);
+	return rc;
+}
+
+kms_rc kms_store_open_daemon(const char *socket_path, kms_store **out,
+			     kms_error *err)
+{
+	struct listing l = { 0 };
+	kms_rc rc;
+
+	*out = NULL;
+	rc = remote_new(socket_path, &l.r, err);
+	if (rc != KMS_OK)
+		return rc;
+	rc = list_profiles(&l, err);
+	if (rc != KMS_OK) {
+		kms_store_free(l.store);
+		kms_remote_unref(l.r);
+		return rc;
+	}
+	kms_store_set_remote(l.store, l.r); /* the profiles hold their own */
+	*out = l.store;
+	return KMS_OK;
+}
+
+kms_rc kms_daemon_text(const char *socket_path, enum kms_wire_kind kind,
+		       char **text, kms_error *err)
+{
+	struct kms_remote *r;
+	struct kms_wire_buf req;
+	struct reply rep = { 0 };
+	kms_rc rc;
+
+	*text = NULL;
+	rc = remote_new(socket_path, &r, err);
+	if (rc != KMS_OK)
+		return rc;
+	if (kms_wire_init(&req, KMS_WIRE_HEADER, 0, kind) != 0) {
+		kms_remote_unref(r);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	rc = exchange(r, &req, kind == KMS_WIRE_RELOAD ? RELOAD_WAIT_MS :
+							 DEFAULT_WAIT_MS, &rep, err);
+	kms_wire_free(&req);
+	if (rc == KMS_OK)
+		rc = kms_wire_parse_text(rep.body, rep.len, KMS_T_TEXT, text, err);
+	reply_free(&rep);
+	kms_remote_unref(r);
+	return rc;
+}

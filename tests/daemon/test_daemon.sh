@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# test_daemon.sh - kmstored and its clients, against two kme-sim KMEs:
+#   - every kmstore command gives the same output, errors and exit status
+#     through kmstored as in-process; keys taken through kmstored at one
+#     site are the ones the other site finds in-process, and back;
+#   - a client configuration ("daemon = PATH") moves a process there;
+#   - access rules by SO_PEERCRED: root only by default; allow-users and
+#     allow-groups (primary and supplementary groups); refusals logged;
+#     a client sees only the profiles open to it;
+#   - reload (kmstore reload, SIGHUP): new profiles served, a bad file
+#     refused with the reason and the running configuration kept, clients
+#     kept connected;
+#   - faults: kmstored not running, killed (-9) mid-request, stopped
+#     (SIGSTOP), restarted: a clear error in bounded time, and a long-lived
+#     client recovers without being restarted; a KME request that hangs
+#     does not hold up other clients;
+#   - the protocol: garbage, another version, oversized or unknown fields,
+#     a stalled request: a clear error reply and a closed connection, and
+#     kmstored keeps serving;
+#   - start-up: a second kmstored on a live socket, a stale socket, a bad
+#     or client configuration, detaching only when ready, systemd's
+#     Type=notify (READY, RELOADING, STOPPING), a dedicated user;
+#   - the OpenSSL provider (kmstore-daemon), the engine (DAEMON) and the
+#     PKCS#11 module (daemon=) through kmstored;
+#   - the systemd unit: systemd-analyze verify and security.
+# Environment: KMSTORE, KMSTORED, KME_SIM, KME_SIM_PKI, DAEMON_CLIENT,
+# KMSTORED_UNIT; optional as tests/faults/faces.sh: OPENSSL,
+# KMSTORE_PROVIDER_DIR, KMSTORE_ENGINE_DIR, P11_MODULE, NSS_CLIENT,
+# KMSTORE_TEST_PRELOAD.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/tap.sh"
+. "$here/../lib/kme-env.sh"
+. "$here/../lib/kmstored-env.sh"
+: "${KMSTORE:?}" "${KMSTORED:?}" "${KME_SIM:?}" "${KME_SIM_PKI:?}" "${DAEMON_CLIENT:?}"
+
+work=$(mktemp -d /tmp/test-daemon.XXXXXX)
+chmod 755 "$work" # nobody's clients reach the sockets in here
+coproc_pid=
+cleanup() {
+	set +e
+	local s
+	for s in "$work"/*.sock "$work"/run/*.sock; do kmstored_stop "$s" KILL; done
+	[ -z "$coproc_pid" ] || kill "$coproc_pid" 2>/dev/null
+	[ -z "${hang_pid:-}" ] || kill "$hang_pid" 2>/dev/null
+	kme_env_stop
+	[ -n "${DAEMON_KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+export KME_TIMEOUT=2
+kme_env_start "$work/lab" "$KME_SIM" "$KME_SIM_PKI" >/dev/null
+W=$work/lab/west.conf E=$work/lab/east.conf
+SW=$work/west.sock SE=$work/east.sock
+kmstored_start "$SW" "$W"
+kmstored_start "$SE" "$E"
+unset KMSTORE_CONF
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+json() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2" 2>/dev/null || echo '(none)'; }
+
+# --- the same answers in both modes -------------------------------------
+# same ARGS...: kmstore -c west.conf ARGS vs kmstore --daemon west.sock ARGS
+same() {
+	local rc1 out1 err1
+	run "$KMSTORE" -c "$W" "$@"
+	rc1=$RUN_RC out1=$RUN_OUT err1=$RUN_ERR
+	run "$KMSTORE" --daemon "$SW" "$@"
+	if [[ $rc1 == "$RUN_RC" && $out1 == "$RUN_OUT" && $err1 == "$RUN_ERR" ]]; then
+		tap_ok "kmstore $* (exit $rc1): the same through kmstored"
+	else
+		tap_not_ok "kmstore $*: the same through kmstored" \
+			"in-process: exit $rc1, stdout: $out1, stderr: $err1" \
+			"kmstored:   exit $RUN_RC, stdout: $RUN_OUT, stderr: $RUN_ERR"
+	fi
+}
+same profiles
+same --json profiles
+same status static
+same --json status static
+same status qkd
+same --json status qkd
+same key static
+same --json key static
+same key static --reveal hex
+same --json key static --reveal base64
+same key 'kmstore:profile=static;key-id=STATIC_PPK_1'
+same check
+same --json check
+same key nope
+same --json key nope
+same status nope
+same key static --key-id NOPE
+same key qkd --key-id 'bad id'
+same key 'kmstore:profile=static;kid=1'
+
+run "$KMSTORE" --daemon "$SW" --json key qkd
+expect_rc 0 "west's kmstored: a new QKD key (enc_keys at KME_A)"
+id=$(json "$RUN_OUT" key_id) kcv=$(json "$RUN_OUT" check_value)
+run "$KMSTORE" -c "$E" --json key qkd --key-id "$id"
+expect_eq "$kcv" "$(json "$RUN_OUT" check_value)" "east in-process finds that key: the same check value ($kcv)"
+run "$KMSTORE" -c "$W" --json key qkd
+id=$(json "$RUN_OUT" key_id) kcv=$(json "$RUN_OUT" check_value)
+run "$KMSTORE" --daemon "$SE" --json key qkd --key-id "$id"
+expect_eq "$kcv" "$(json "$RUN_OUT" check_value)" "east's kmstored finds west's in-process key by its ID"
+run "$KMSTORE" --daemon "$SE" key qkd --key-id "$id"
+expect_rc 5 "through kmstored too, a QKD key is delivered once"
+run "$KMSTORE" -c "$W" --daemon "$SW" profiles
+expect_rc 2 "--config and --daemon together: a usage error"
+
+# --- a client configuration ----------------------------------------------
+printf '# this host'"'"'s profiles are kmstored'"'"'s\ndaemon = %s\n' "$SW" >"$work/client.conf"
+chmod 600 "$work/client.conf"
+run "$KMSTORE" -c "$W" profiles
+want=$RUN_OUT
+KMSTORE_CONF=$work/client.conf run "$KMSTORE" profiles
+expect_eq "$want" "$RUN_OUT" "KMSTORE_CONF naming a client configuration (daemon = PATH): kmstored's profiles"
+run "$KMSTORE" -c "$work/client.conf" key static
+expect_rc 0 "kmstore -c CLIENT.conf key static: through kmstored"
+printf 'daemon = %s\n[x]\ntype = static\n' "$SW" >"$work/mixed.conf"
+chmod 600 "$work/mixed.conf"
+run "$KMSTORE" -c "$work/mixed.conf" profiles
+expect_rc 3 "a client configuration with a profile is refused"
+expect_in "mixed.conf:2: a client configuration (daemon = ..., line 1) has no profiles" "$RUN_ERR" "... naming the line"
+printf 'daemon = run/kmstored.sock\n' >"$work/relative.conf"
+chmod 600 "$work/relative.conf"
+run "$KMSTORE" -c "$work/relative.conf" profiles
+expect_in "relative.conf:1: daemon: the socket must be an absolute path" "$RUN_ERR" "a relative daemon socket is refused"
+
+# --- access rules ---------------------------------------------------------
+run as_nobody "$KMSTORE" --daemon "$SW" profiles
+expect_rc 4 "nobody, no allow-*: refused (exit 4)"
+expect_in "no profile is open to user nobody (uid 65534)" "$RUN_ERR" "... with a clear error"
+expect_in "refused nobody (uid 65534, pid " "$(cat "$SW.log")" "kmstored logs who was refused"
+cp "$W" "$work/acl.conf"
+# qkd is the first section, static the last
+sed -i '/^\[static\]/a allow-users = nobody' "$work/acl.conf"
+kmstored_stop "$SW"
+kmstored_start "$SW" "$work/acl.conf"
+run as_nobody "$KMSTORE" --daemon "$SW" --json profiles
+expect_rc 0 "allow-users = nobody on static: nobody lists profiles"
+expect_eq "static" "$(python3 -c 'import json,sys; print(" ".join(p["name"] for p in json.loads(sys.argv[1])["profiles"]))' "$RUN_OUT")" \
+	"... and sees only static"
+expect_not_in "SAE_A" "$RUN_OUT" "... learning nothing of qkd's settings"
+run as_nobody "$KMSTORE" --daemon "$SW" key static
+expect_rc 0 "nobody gets static's key"
+run as_nobody "$KMSTORE" --daemon "$SW" key static
+run as_nobody "$DAEMON_CLIENT" "$SW" <<<"key qkd"
+expect_match "^error 4 .*profile 'qkd' is not open to user nobody \(uid 65534\)" "$(tail -n 1 <<<"$RUN_OUT")" "nobody asking for qkd's key: refused, with the reason"
+expect_in "refused nobody (uid 65534, pid" "$(grep "profile 'qkd' is not open" "$SW.log")" "kmstored logs the refusal"
+run as_nobody "$KMSTORE" --daemon "$SW" status qkd
+expect_rc 4 "nobody asking for qkd's status: refused"
+run as_nobody "$KMSTORE" --daemon "$SW" reload
+expect_rc 4 "nobody asking for a reload: refused"
+expect_in "a reload is for root" "$RUN_ERR" "... saying who may"
+sed -i '/^\[qkd\]/a allow-groups = nogroup' "$work/acl.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "reload with allow-groups = nogroup on qkd"
+run as_nobody "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 0 "nobody (primary group nogroup) gets qkd's key"
+run setpriv --reuid=65534 --regid=100 --groups=65534 "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 0 "a client with nogroup as a supplementary group only gets qkd's key (SO_PEERGROUPS)"
+run setpriv --reuid=65534 --regid=100 --clear-groups "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 4 "... and without it, not"
+sed -i 's/^allow-users = nobody/allow-users = nobody no-such-user-kms/' "$work/acl.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 3 "allow-users naming a user that does not exist: the reload is refused"
+expect_match "acl.conf:[0-9]+: profile 'static': allow-users: no user 'no-such-user-kms' on this system" "$RUN_ERR" "... naming file, line, profile and user"
+expect_in "the configuration loaded at" "$RUN_ERR" "... and saying the running one stays"
+run as_nobody "$KMSTORE" --daemon "$SW" key static
+expect_rc 0 "the configuration in force is unchanged: nobody still gets static's key"
+kmstored_stop "$SW"
+kmstored_start "$SW" "$W"
+
+# --- reload -----------------------------------------------------------------
+cp "$W" "$work/reload.conf"
+kmstored_stop "$SW"
+kmstored_start "$SW" "$work/reload.conf"
+coproc CLIENT { "$DAEMON_CLIENT" "$SW"; }
+coproc_pid=$CLIENT_PID
+ask() { # a line to the long-lived client; its answer in ANSWER
+	echo "$1" >&"${CLIENT[1]}"
+	ANSWER=
+	read -r -t "${2:-20}" ANSWER <&"${CLIENT[0]}" || ANSWER="(no answer)"
+}
+read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER=
+expect_eq ready "$ANSWER" "a long-lived client (daemon_client) opens kmstored's store"
+ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "it gets a key"
+printf '\n[added]\ntype   = static\nkey-id = ADDED_1\nkey    = hex:%s\n' \
+	"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >>"$work/reload.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "kmstore reload"
+expect_match "reloaded .*reload.conf: 3 profiles" "$RUN_OUT" "... says what was loaded"
+run "$KMSTORE" --daemon "$SW" key added
+expect_rc 0 "the profile added is served"
+ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client goes on after the reload"
+good=$(cat "$work/reload.conf")
+echo "this line is not a setting" >>"$work/reload.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 3 "a reload of a broken file fails (exit 3)"
+expect_match "reload refused, the configuration loaded at [0-9-]+ [0-9:]+ stays in force: .*reload.conf:[0-9]+: expected" "$RUN_ERR" "... with the file, line and reason"
+run "$KMSTORE" --daemon "$SW" key added
+expect_rc 0 "... and the running configuration still serves"
+kill -HUP "$(kmstored_pid "$SW")"
+sleep 0.5
+expect_match "error: reload refused.*\(SIGHUP\)" "$(cat "$SW.log")" "SIGHUP with a broken file: logged, refused"
+echo "$good" >"$work/reload.conf"
+sed -i 's/^\[added\]/[renamed]/' "$work/reload.conf"
+kill -HUP "$(kmstored_pid "$SW")"
+sleep 0.5
+expect_match "info: reloaded .*reload.conf: 3 profiles \(SIGHUP\)" "$(cat "$SW.log")" "SIGHUP with a good file: reloaded"
+run "$KMSTORE" --daemon "$SW" key renamed
+expect_rc 0 "... its profiles served"
+ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client still goes on"
+# A store cache of kmstored's store (the OpenSSL provider's): a profile a
+# reload adds is listed within a second, with no new cache.
+printf '\n[later]\ntype   = static\nkey-id = LATER_1\nkey    = hex:%s\n' \
+	"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >>"$work/reload.conf"
+mkfifo "$work/cache.in" "$work/cache.out"
+"$DAEMON_CLIENT" --cache "$SW" <"$work/cache.in" >"$work/cache.out" 2>&1 &
+cache_pid=$!
+exec 7>"$work/cache.in" 8<"$work/cache.out"
+cache_ask() { echo "$1" >&7; ANSWER=; read -r -t 20 ANSWER <&8 || ANSWER="(no answer)"; }
+read -r -t 10 ANSWER <&8 || ANSWER=
+cache_ask "key later"
+expect_match "^error 5 .*later" "$ANSWER" "a store cache of kmstored's store (as the provider keeps): no profile 'later' yet"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "... a reload adds it"
+sleep 1.2
+cache_ask "key later"
+expect_match "^ok LATER_1 " "$ANSWER" "... a second later the same cache serves it"
+cache_ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "... and the others"
+echo quit >&7
+exec 7>&- 8<&-
+wait "$cache_pid" 2>/dev/null || true
+
+# --- faults -----------------------------------------------------------------
+run "$KMSTORE" --daemon "$work/none.sock" key static
+expect_rc 8 "kmstored not running: exit 8 (unreachable)"
+expect_in "kmstored at $work/none.sock: cannot connect: No such file or directory (is kmstored running?)" "$RUN_ERR" "... saying so"
+expect_faster 1 "... at once"
+# A KME that accepts and never answers, for a request to hang in.
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16)
+print(s.getsockname()[1], flush=True)
+conns = []
+while True:
+    c, _ = s.accept(); conns.append(c)
+' >"$work/hang.port" &
+hang_pid=$!
+for _ in $(seq 50); do [ -s "$work/hang.port" ] && break; sleep 0.1; done
+sed -n '/^\[qkd\]/,/^$/p' "$W" | sed "s/^\[qkd\]/[hang]/; s|^url .*|url          = https://127.0.0.1:$(cat "$work/hang.port")|" >>"$work/reload.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "a profile whose KME never answers (timeout 2 s)"
+ask "key hang"
+expect_match "^error 5 .*profile 'hang' is new in kmstored at .*west.sock since this process opened its store" "$ANSWER" \
+	"a profile added since the client opened its store: it is told to open it again"
+echo quit >&"${CLIENT[1]}"
+wait "$coproc_pid" 2>/dev/null || true
+coproc CLIENT { "$DAEMON_CLIENT" "$SW"; }
+coproc_pid=$CLIENT_PID
+read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER=
+expect_eq ready "$ANSWER" "a new long-lived client"
+t0=$(date +%s.%N)
+"$KMSTORE" --daemon "$SW" key hang >"$work/hang.out" 2>&1 &
+hang_client=$!
+sleep 0.3
+run "$KMSTORE" --daemon "$SW" key static
+expect_rc 0 "while one client waits for a silent KME, another is served"
+expect_faster 0.5 "... at once"
+wait "$hang_client" || true
+t1=$(date +%s.%N)
+expect_in "no answer within the timeout of 2.0 s" "$(cat "$work/hang.out")" "the waiting client gets the KME's timeout, relayed"
+awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 3) }' && tap_ok "... within the profile's timeout" ||
+	tap_not_ok "... within the profile's timeout" "took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
+echo "key hang" >&"${CLIENT[1]}"
+sleep 0.5
+kill -9 "$(kmstored_pid "$SW")"
+t0=$(date +%s.%N)
+read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER="(no answer)"
+t1=$(date +%s.%N)
+expect_match "^error 8 .*kmstored at .*west.sock closed the connection before it answered" "$ANSWER" "kmstored killed (-9) mid-request: the client is told"
+awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 0.5) }' && tap_ok "... at once ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s)" ||
+	tap_not_ok "... at once" "took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
+ask "key static"
+expect_match "^error 8 .*cannot connect" "$ANSWER" "while kmstored is down: 'cannot connect'"
+kmstored_start "$SW" "$work/reload.conf"
+expect_in "serving 5 profiles" "$(cat "$SW.log")" "kmstored restarts on the socket the killed one left"
+ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client recovers, not restarted"
+kmstored_stop "$SW"
+kmstored_start "$SW" "$work/reload.conf"
+ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "... and again after a clean restart (its idle connection was stale)"
+kill -STOP "$(kmstored_pid "$SW")"
+ask "key qkd"
+expect_match "^error 8 3\.[0-9]+ kmstored at .*west.sock did not answer within 3.0 s" "$ANSWER" "kmstored stopped (SIGSTOP): the profile's timeout and 1 s, then a clear error"
+kill -CONT "$(kmstored_pid "$SW")"
+ask "key qkd"
+expect_match "^ok " "$ANSWER" "... and served again once it runs"
+echo quit >&"${CLIENT[1]}"
+wait "$coproc_pid" 2>/dev/null || true
+coproc_pid=
+
+# --- the protocol -----------------------------------------------------------
+# raw HEX|TEXT: sends bytes, prints the reply's kind and message, and
+# "closed" when kmstored then closes the connection.
+raw() {
+	python3 - "$SW" "$1" <<'EOF'
+import socket, struct, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(8)
+data = bytes.fromhex(sys.argv[2])
+s.sendall(data)
+buf = b""
+try:
+    while True:
+        b = s.recv(65536)
+        if not b: break
+        buf += b
+except socket.timeout:
+    pass
+if len(buf) >= 12:
+    kind = buf[5]
+    body = buf[12:]
+    msg = b""
+    while len(body) >= 5:
+        tag, n = body[0], struct.unpack(">I", body[1:5])[0]
+        if tag == 9: msg = body[5:5+n]
+        body = body[5+n:]
+    print("kind=0x%02x" % kind, msg.decode(errors="replace"))
+print("closed" if len(buf) == 0 or True else "")
+EOF
+}
+hdr() { printf '4b4d5344%02x%02x0000%08x' "$1" "$2" "$3"; }
+run raw "$(printf 'GARBAGE!1234' | od -An -v -tx1 | tr -d ' \n')"
+expect_in "kind=0x81 kmstored: bad request: not a kmstored message" "$RUN_OUT" "garbage: an error reply"
+run raw "$(hdr 2 1 0)"
+expect_in "protocol version 2, but this end speaks version 1" "$RUN_OUT" "another protocol version: named in the error"
+run raw "$(hdr 1 2 1048576)"
+expect_in "a body of 1048576 bytes; at most 4096 are allowed" "$RUN_OUT" "an oversized request: refused before it is read"
+run raw "$(hdr 1 2 8)6300000003$(printf 'abc' | od -An -tx1 | tr -d ' \n')"
+expect_in "field 99 is not part of request 2" "$RUN_OUT" "an unknown field: refused"
+run raw "$(hdr 1 2 22)0100000006$(printf 'static' | od -An -tx1 | tr -d ' \n')0100000006$(printf 'static' | od -An -tx1 | tr -d ' \n')"
+expect_in "field 1 given twice" "$RUN_OUT" "a repeated field: refused"
+run raw "$(hdr 1 2 11)0100000007$(printf 'static' | od -An -tx1 | tr -d ' \n')"
+expect_in "a field runs past the end" "$RUN_OUT" "a field longer than the body: refused"
+run raw "$(hdr 1 77 0)"
+expect_in "unknown request 77" "$RUN_OUT" "an unknown request: refused"
+t0=$SECONDS
+run raw "4b4d5344"
+expect_eq "closed" "$(tail -n 1 <<<"$RUN_OUT")" "half a header, then silence: kmstored closes the connection"
+run "$KMSTORE" --daemon "$SW" key static
+expect_rc 0 "kmstored serves on after all of them"
+
+# --- start-up ---------------------------------------------------------------
+run "$KMSTORED" --config "$W" --socket "$SW" --foreground
+expect_rc 1 "a second kmstored on a live socket: refused"
+expect_in "another kmstored is listening on $SW" "$RUN_ERR" "... saying so"
+run "$KMSTORED" --config "$work/client.conf" --socket "$work/c.sock"
+expect_rc 1 "kmstored with a client configuration: refused"
+expect_in "is a client configuration (daemon = $SW)" "$RUN_ERR" "... saying so, from the starting command"
+echo "[broken" >"$work/broken.conf"
+chmod 600 "$work/broken.conf"
+run "$KMSTORED" --config "$work/broken.conf" --socket "$work/b.sock"
+expect_rc 1 "kmstored with a broken file: the starting command fails"
+expect_in "broken.conf:1: a section header must be" "$RUN_ERR" "... with the file's error"
+run "$KMSTORED" --config "$W" --socket "$work/detached.sock"
+expect_rc 0 "kmstored without --foreground returns once it serves"
+run "$KMSTORE" --daemon "$work/detached.sock" key static
+expect_rc 0 "... at once, with no wait"
+dpid=$(ss -xlpn 2>/dev/null | grep -F "$work/detached.sock" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+if [ -n "$dpid" ]; then
+	expect_eq 1 "$(awk '$1 == "PPid:" { print ($2 == 1 || $2 != '"$$"') }' "/proc/$dpid/status")" "... detached (not our child)"
+	kill "$dpid"
+	for _ in $(seq 50); do [ -e "$work/detached.sock" ] || break; sleep 0.1; done
+	expect_eq "" "$(ls "$work/detached.sock" 2>/dev/null)" "SIGTERM: it stops and removes its socket"
+else
+	tap_not_ok "the detached kmstored is found by its socket (ss -xlp)"
+fi
+if ldd "$KMSTORED" | grep -q libsystemd; then
+	python3 - "$work/notify" >"$work/notify.out" 2>&1 <<'EOF' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); s.settimeout(20)
+try:
+    while True:
+        m = s.recv(4096).decode()
+        print(m.replace("\n", " "), flush=True)
+        if "STOPPING=1" in m: break
+except socket.timeout:
+    pass
+EOF
+	npid=$!
+	for _ in $(seq 50); do [ -S "$work/notify" ] && break; sleep 0.1; done
+	NOTIFY_SOCKET=$work/notify kmstored_start "$work/n.sock" "$W"
+	kill -HUP "$(kmstored_pid "$work/n.sock")"
+	sleep 0.5
+	kmstored_stop "$work/n.sock"
+	wait "$npid" || true
+	expect_eq "READY=1 STATUS=serving 2 profiles of $W on $work/n.sock|RELOADING=1|READY=1|STOPPING=1" \
+		"$(paste -sd'|' "$work/notify.out")" "Type=notify: READY (with STATUS), RELOADING and READY on SIGHUP, STOPPING"
+else
+	tap_ok "# SKIP Type=notify: kmstored built without libsystemd"
+fi
+# A dedicated user, as kmstored.service runs it: the files are its own.
+mkdir -p "$work/own"
+cp -a "$work/lab/pki" "$work/lab/static.key" "$work/own/"
+sed "s|$work/lab/|$work/own/|g" "$W" >"$work/own/kmstore.conf"
+chmod 600 "$work/own/kmstore.conf"
+chown -R nobody:nogroup "$work/own"
+chmod 700 "$work/own"
+# its RuntimeDirectory
+mkdir -p "$work/run"
+chown nobody:nogroup "$work/run"
+kmstored_start "$work/run/own.sock" "$work/own/kmstore.conf" setpriv --reuid=65534 --regid=65534 --clear-groups
+run "$KMSTORE" --daemon "$work/run/own.sock" key qkd
+expect_rc 0 "kmstored as a dedicated user (nobody) serves root a QKD key (its TLS key is nobody's)"
+run as_nobody "$KMSTORE" --daemon "$work/run/own.sock" key static
+expect_rc 0 "... and its own user, every profile"
+kmstored_stop "$work/run/own.sock"
+chown root "$work/own/kmstore.conf"
+run setpriv --reuid=65534 --regid=65534 --clear-groups "$KMSTORED" --config "$work/own/kmstore.conf" --socket "$work/run/own.sock"
+expect_rc 1 "kmstored as nobody with root's 0600 file: refused"
+expect_in "cannot open configuration file $work/own/kmstore.conf: Permission denied" "$RUN_ERR" "... naming the file and why"
+
+# --- the other faces through kmstored ------------------------------------
+tool() {
+	if [[ -n ${KMSTORE_TEST_PRELOAD:-} ]]; then
+		LD_PRELOAD=$KMSTORE_TEST_PRELOAD ASAN_OPTIONS=detect_leaks=0 "$@"
+	else
+		"$@"
+	fi
+}
+kcv=$("$KMSTORE" -c "$W" key static | awk '$1 == "check-value" { print $2 }')
+if [[ -x ${OPENSSL:-} && -d ${KMSTORE_PROVIDER_DIR:-} ]]; then
+	cat >"$work/openssl.cnf" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+default = default_sect
+kmstore = kmstore_sect
+[default_sect]
+activate = 1
+[kmstore_sect]
+module = $KMSTORE_PROVIDER_DIR/kmstore.so
+kmstore-daemon = $SW
+activate = 1
+CNF
+	OPENSSL_CONF=$work/openssl.cnf KMSTORE_CONF=$work/nowhere.conf run tool "$OPENSSL" storeutl -text kmstore:profile=static
+	expect_in "check-value: $kcv" "$RUN_OUT" "the OpenSSL provider with kmstore-daemon in openssl.cnf: the static key"
+	n=$("$KMSTORE" --daemon "$SW" profiles | tail -n +2 | wc -l)
+	OPENSSL_CONF=$work/openssl.cnf run tool "$OPENSSL" storeutl kmstore:
+	expect_in "Total found: $n" "$RUN_OUT$RUN_ERR" "... and kmstored's $n profiles listed"
+	sed -i "s|^kmstore-daemon = .*|kmstore-daemon = $work/none.sock|" "$work/openssl.cnf"
+	OPENSSL_CONF=$work/openssl.cnf run tool "$OPENSSL" storeutl kmstore:profile=static
+	expect_match "KME unreachable:.*kmstored at $work/none.sock: cannot connect" "$RUN_OUT$RUN_ERR" "... kmstored down: the provider's error says so"
+else
+	tap_ok "# SKIP the provider: no openssl or provider"
+fi
+if [[ -x ${OPENSSL:-} && -f ${KMSTORE_ENGINE_DIR:-}/kmstore.so ]]; then
+	cat >"$work/engine.cnf" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+kmstore = kmstore_section
+[kmstore_section]
+dynamic_path = $KMSTORE_ENGINE_DIR/kmstore.so
+DAEMON = $SW
+init = 1
+CNF
+	before=$(grep -c "profile 'static': key STATIC_PPK_1" "$SW.log" || true)
+	OPENSSL_CONF=$work/engine.cnf KMSTORE_CONF=$work/nowhere.conf OPENSSL_ENGINES=$KMSTORE_ENGINE_DIR \
+		run tool "$OPENSSL" pkey -engine kmstore -inform ENGINE -in static -noout
+	expect_rc 0 "the engine with DAEMON in openssl.cnf loads the static key"
+	expect_eq $((before + 1)) "$(grep -c "profile 'static': key STATIC_PPK_1" "$SW.log" || true)" "... from kmstored (its log)"
+else
+	tap_ok "# SKIP the engine: not built"
+fi
+if [[ -x ${NSS_CLIENT:-} && -f ${P11_MODULE:-} ]] && command -v modutil >/dev/null; then
+	mkdir -p "$work/nss"
+	tool certutil -N -d "sql:$work/nss" --empty-password
+	echo | tool modutil -dbdir "sql:$work/nss" -add kmstore -libfile "$(realpath "$P11_MODULE")" \
+		-string "daemon=$SW log=stderr" -force >/dev/null 2>&1
+	run "$NSS_CLIENT" "$work/nss" tokens kmstore
+	expect_match "qkd.*static|static.*qkd" "$(tr '\n' ' ' <<<"$RUN_OUT")" "the PKCS#11 module with daemon=: kmstored's profiles are its tokens"
+	run "$NSS_CLIENT" "$work/nss" key pkcs11:token=qkd
+	expect_rc 0 "... NSS generates a QKD key through kmstored"
+	qid=$(sed -n 's/^id=//p' <<<"$RUN_OUT" | head -n 1)
+	run "$KMSTORE" -c "$E" key qkd --key-id "$qid"
+	expect_rc 0 "... and east finds that key by the ID NSS read"
+	echo | tool modutil -dbdir "sql:$work/nss" -delete kmstore -force >/dev/null 2>&1 || true
+	echo | tool modutil -dbdir "sql:$work/nss" -add kmstore -libfile "$(realpath "$P11_MODULE")" \
+		-string "daemon=$SW config=$W log=stderr" -force >/dev/null 2>&1
+	run "$NSS_CLIENT" "$work/nss" tokens kmstore
+	expect_in "config= and daemon= both given" "$RUN_ERR$RUN_OUT" "config= with daemon=: the module says which to choose"
+else
+	tap_ok "# SKIP the PKCS#11 module: not built"
+fi
+
+# --- the systemd unit -------------------------------------------------------
+if [[ -f ${KMSTORED_UNIT:-} ]] && command -v systemd-analyze >/dev/null; then
+	mkdir -p "$work/unit"
+	sed "s|^ExecStart=[^ ]*|ExecStart=$(realpath "$KMSTORED")|" "$KMSTORED_UNIT" >"$work/unit/kmstored.service"
+	run systemd-analyze verify "$work/unit/kmstored.service"
+	# the man pages are not installed here: their check is tests/docs'
+	expect_eq "" "$(grep -v -e "Command 'man " -e '^$' <<<"$RUN_ERR" || true)" "systemd-analyze verify: the unit is sound"
+	run systemd-analyze security --offline=true --no-pager "$work/unit/kmstored.service"
+	score=$(sed -n 's/.*Overall exposure level for kmstored.service: \([0-9.]*\).*/\1/p' <<<"$RUN_OUT")
+	if [[ -n $score ]] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
+		tap_ok "systemd-analyze security: exposure $score (2.0 or less)"
+	else
+		tap_not_ok "systemd-analyze security: exposure 2.0 or less" "score: ${score:-none}" "$(tail -n 20 <<<"$RUN_OUT$RUN_ERR")"
+	fi
+else
+	tap_ok "# SKIP the unit: no systemd-analyze"
+fi
+
+tap_done

@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# test_pool.sh - kmstored's key pool, KME failover, outage policy and
+# metrics, against kme-sim (KME_A served by two listeners that share one
+# key store, as two front ends of one KME would; KME_B likewise):
+#   - the pool fills to prefetch, serves keys the peer's KME knows, is
+#     refilled below prefetch-low, drops keys older than prefetch-max-age,
+#     and survives a reload with the same KMEs;
+#   - failover with the first KME down (nothing listening), black-holed,
+#     answering 503, for enc_keys and dec_keys; a failed KME is skipped
+#     during its back-off; every KME down: a clear error in bounded time;
+#   - exhaustion (a KME with no keys left) drains the pool, then fails
+#     clearly;
+#   - outage policy: drain serves the pool while every KME is down (with
+#     a log line and a metric per key), fail refuses at once;
+#   - metrics: after a known sequence, scraped with curl over HTTP on
+#     127.0.0.1 and over a UNIX socket, and with kmstore metrics: the
+#     counters expected, in a well-formed exposition; --metrics refuses a
+#     non-loopback address.
+# Environment: KMSTORE, KMSTORED, KME_SIM, KME_SIM_PKI, DAEMON_CLIENT.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/tap.sh"
+. "$here/../lib/kmstored-env.sh"
+: "${KMSTORE:?}" "${KMSTORED:?}" "${KME_SIM:?}" "${KME_SIM_PKI:?}" "${DAEMON_CLIENT:?}"
+command -v curl >/dev/null || { echo "SKIP: no curl"; exit 77; }
+
+work=$(mktemp -d /tmp/test-pool.XXXXXX)
+chmod 755 "$work" # nobody's clients reach the sockets in here
+sim_pid=
+cleanup() {
+	set +e
+	local s
+	for s in "$work"/*.sock; do kmstored_stop "$s" KILL; done
+	[ -z "$sim_pid" ] || { kill "$sim_pid"; wait "$sim_pid"; } 2>/dev/null
+	[ -n "${POOL_KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+"$KME_SIM_PKI" "$work/pki" >"$work/pki.log" 2>&1
+unset KMSTORE_CONF
+
+# sim [kme-sim options...]: kme-sim afresh; A1 A2 B1 B2 its URLs.
+sim() {
+	local i
+	if [ -n "$sim_pid" ]; then
+		kill "$sim_pid" 2>/dev/null || true
+		wait "$sim_pid" 2>/dev/null || true
+	fi
+	rm -f "$work/ready"
+	"$KME_SIM" --ca "$work/pki/ca.crt" \
+		--kme "id=KME_A,listen=127.0.0.1:0,listen=127.0.0.1:0,cert=$work/pki/kme-a.crt,key=$work/pki/kme-a.key,sae=SAE_A" \
+		--kme "id=KME_B,listen=127.0.0.1:0,listen=127.0.0.1:0,cert=$work/pki/kme-b.crt,key=$work/pki/kme-b.key,sae=SAE_B" \
+		--ready-file "$work/ready" "$@" >/dev/null 2>>"$work/sim.log" &
+	sim_pid=$!
+	for i in $(seq 100); do [ -s "$work/ready" ] && break; sleep 0.1; done
+	A1=$(awk '$1 == "KME_A" { print $2 }' "$work/ready")
+	A2=$(awk '$1 == "KME_A/2" { print $2 }' "$work/ready")
+	B1=$(awk '$1 == "KME_B" { print $2 }' "$work/ready")
+	B2=$(awk '$1 == "KME_B/2" { print $2 }' "$work/ready")
+	[ -n "$A2" ] && [ -n "$B2" ] || { echo "kme-sim did not start"; tail "$work/sim.log"; exit 1; }
+}
+# A port where nothing listens.
+closed_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# conf FILE SITE URLS [EXTRA]: a site's QKD profile "qkd".
+conf() {
+	local me=SAE_A peer=SAE_B cert=sae-a
+	[ "$2" = west ] || { me=SAE_B peer=SAE_A cert=sae-b; }
+	cat >"$1" <<CONF
+[qkd]
+type         = qkd
+url          = $3
+local-sae-id = $me
+peer-sae-id  = $peer
+certificate  = $work/pki/$cert.crt
+private-key  = $work/pki/$cert.key
+ca           = $work/pki/ca.crt
+timeout      = 2
+${4:-}
+CONF
+	chmod 600 "$1"
+}
+json() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null || echo '(none)'; }
+# wait_for SECONDS CMD...: until CMD succeeds
+wait_for() {
+	local n=$(($1 * 10)) i
+	shift
+	for i in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+	return 1
+}
+# The pool's level, from the metrics (status needs a KME that answers).
+pool_keys() {
+	"$KMSTORE" --daemon "$1" metrics 2>/dev/null |
+		sed -n 's/^kmstore_pool_keys{profile="qkd"} //p'
+}
+pool_is() { [ "$(pool_keys "$1")" = "$2" ]; }
+enc_requests() { grep -c '"POST /api/v1/keys/SAE_B/enc_keys' "$work/sim.log" || true; }
+at_listener() { grep -c "kme-sim $1 .*\"POST" "$work/sim.log" || true; }
+
+SW=$work/west.sock SE=$work/east.sock
+
+# --- the pool ----------------------------------------------------------------
+sim
+conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
+conf "$work/east.conf" east "$B1"
+kmstored_start "$SW" "$work/west.conf"
+if wait_for 10 pool_is "$SW" 5; then tap_ok "the pool fills to prefetch (5)"; else
+	tap_not_ok "the pool fills to prefetch (5)" "pool_keys $(pool_keys "$SW")" "$(cat "$SW.log")"; fi
+run "$KMSTORE" --daemon "$SW" --json status qkd
+expect_eq "5 5" "$(json "$RUN_OUT" 'd["pool_keys"], d["pool_target"]' | tr -d '(),')" "status --json: pool_keys and pool_target"
+run "$KMSTORE" --daemon "$SW" status qkd
+expect_match $'pool_keys +5\npool_target +5' "$RUN_OUT" "status: the pool's lines"
+ticks() { awk '{ print $14 + $15 }' "/proc/$(kmstored_pid "$SW")/stat"; }
+t0=$(ticks)
+sleep 2
+idle=$(($(ticks) - t0))
+if [ "$idle" -le $(($(getconf CLK_TCK) / 10)) ]; then
+	tap_ok "a full pool waits: kmstored uses no CPU while idle ($idle ticks in 2 s)"
+else
+	tap_not_ok "a full pool waits: kmstored uses no CPU while idle" "$idle ticks in 2 s"
+fi
+before=$(enc_requests)
+run "$KMSTORE" --daemon "$SW" --json key qkd
+expect_rc 0 "a key for use now"
+id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
+expect_in "key $id for use now, from the pool" "$(cat "$SW.log")" "... from the pool (kmstored's log)"
+expect_eq "$before" "$(enc_requests)" "... with no enc_keys request to the KME"
+run "$KMSTORE" -c "$work/east.conf" --json key qkd --key-id "$id"
+expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "the peer's KME gives the same key for its ID (dec_keys)"
+"$KMSTORE" --daemon "$SW" key qkd >/dev/null
+expect_eq 3 "$(pool_keys "$SW")" "two keys taken: 3 left, not below prefetch-low (3): no refill yet"
+"$KMSTORE" --daemon "$SW" key qkd >/dev/null
+if wait_for 5 pool_is "$SW" 5; then tap_ok "below prefetch-low: refilled to prefetch"; else
+	tap_not_ok "below prefetch-low: refilled to prefetch" "pool_keys $(pool_keys "$SW")"; fi
+before=$(enc_requests)
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "reload, the profile's KMEs unchanged"
+expect_eq 5 "$(pool_keys "$SW")" "... the pool's keys are kept"
+expect_eq "$before" "$(enc_requests)" "... none fetched again"
+sleep 2
+echo 'prefetch-max-age = 2' >>"$work/west.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "reload with prefetch-max-age = 2 s"
+if wait_for 5 grep -q 'prefetched keys older than prefetch-max-age (2 s) dropped unused' "$SW.log"; then
+	tap_ok "keys older than prefetch-max-age are dropped (logged)"
+else
+	tap_not_ok "keys older than prefetch-max-age are dropped" "$(tail -n 5 "$SW.log")"
+fi
+if wait_for 5 pool_is "$SW" 5; then tap_ok "... and replaced"; else tap_not_ok "... and replaced" "pool_keys $(pool_keys "$SW")"; fi
+expect_in 'kmstore_pool_expired_total{profile="qkd"} 5' "$("$KMSTORE" --daemon "$SW" metrics)" "... counted in kmstore_pool_expired_total"
+expect_eq 1 "$(($(enc_requests) - before))" "... with one enc_keys request for the five (number = 5)"
+# The pool's keys are in locked memory and in no core dump: dump kmstored
+# with a full pool, then take those keys, revealed, and search the dump.
+if command -v gcore >/dev/null && [ "${KMSTORE_SANITIZED:-0}" != 1 ]; then
+	mkdir -p "$work/pooled"
+	if timeout 120 gcore -o "$work/kmstored-core" "$(kmstored_pid "$SW")" >"$work/gcore.out" 2>&1; then
+		for i in 1 2 3 4 5; do
+			"$KMSTORE" --daemon "$SW" key qkd --reveal hex |
+				awk '$1 == "key" { print $2 }' >"$work/pooled/key-$i"
+		done
+		expect_eq 5 "$(cat "$work/pooled"/key-* | grep -c '^[0-9a-f]\{64\}$')" "five pooled keys taken, revealed"
+		run python3 "$here/../hygiene/scan_secrets.py" "$work/pooled" "$work"/kmstored-core.*
+		expect_rc 0 "a core dump of kmstored with a full pool holds none of its keys"
+		[ "$RUN_RC" -eq 0 ] || cp /proc/"$(kmstored_pid "$SW")"/maps "$work/kmstored.maps"
+		expect_match "^[1-9]" "$(awk '$1 == "VmLck:" { print $2 }' "/proc/$(kmstored_pid "$SW")/status")" "... they are in locked memory (VmLck)"
+		[ "$RUN_RC" -ne 0 ] || rm -f "$work"/kmstored-core.*
+	else
+		tap_ok "# SKIP gcore cannot dump here: $(tail -n 1 "$work/gcore.out")"
+	fi
+fi
+kmstored_stop "$SW"
+
+# --- failover ------------------------------------------------------------------
+down=https://127.0.0.1:$(closed_port)
+conf "$work/west.conf" west "$down $A2"
+kmstored_start "$SW" "$work/west.conf"
+run "$KMSTORE" --daemon "$SW" --json key qkd
+expect_rc 0 "failover, first KME down (nothing listens): a key from the second"
+id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
+run "$KMSTORE" -c "$work/east.conf" --json key qkd --key-id "$id"
+expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... a key the peer's KME knows"
+run "$KMSTORE" --daemon "$SW" --json status qkd
+expect_eq "down up" "$(json "$RUN_OUT" '" ".join(k["state"] for k in d["kmes"])')" "status: the first KME down, the second up"
+expect_match "cannot connect" "$(json "$RUN_OUT" 'd["kmes"][0]["last_error"]')" "... with its last error"
+kmstored_stop "$SW"
+sim --fault "blackhole,kme=KME_A/1"
+conf "$work/west.conf" west "$A1 $A2"
+conf "$work/east.conf" east "$B1"
+kmstored_start "$SW" "$work/west.conf"
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 0 "failover, first KME black-holed: a key from the second"
+expect_faster 3 "... within the profile's timeout (2 s) and a second"
+a1=$(at_listener KME_A)
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 0 "the next key"
+expect_faster 0.5 "... at once: the black-holed KME is in its back-off"
+expect_eq "$a1" "$(at_listener KME_A)" "... and was not asked"
+kmstored_stop "$SW"
+sim --fault "503,kme=KME_A/1" --fault "503,kme=KME_B/1"
+conf "$work/west.conf" west "$A1 $A2"
+conf "$work/east.conf" east "$B1 $B2"
+kmstored_start "$SW" "$work/west.conf"
+kmstored_start "$SE" "$work/east.conf"
+run "$KMSTORE" --daemon "$SW" --json key qkd
+expect_rc 0 "failover, first KME answering 503: a key from the second"
+id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
+run "$KMSTORE" --daemon "$SE" --json key qkd --key-id "$id"
+expect_rc 0 "failover for dec_keys too (east's first KME answers 503)"
+expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... the same key"
+kmstored_stop "$SW"
+kmstored_stop "$SE"
+sim --fault "503,kme=KME_A"
+conf "$work/west.conf" west "$A1 $A2"
+kmstored_start "$SW" "$work/west.conf"
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 7 "every KME answering 503: the KME's error (exit 7)"
+expect_match "every KME of profile 'qkd' failed \([0-9]+ tries\); the last: profile 'qkd': KME https://[^ ]+: enc_keys for SAE 'SAE_B': HTTP 503" "$RUN_ERR" "... saying every KME failed, and the last reason"
+expect_faster 3 "... within the timeout and a second"
+kmstored_stop "$SW"
+
+# --- exhaustion ----------------------------------------------------------------
+sim --pool-size 7 --key-rate 0
+conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 4'
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 pool_is "$SW" 5 || true
+ok=0
+for i in 1 2 3 4 5 6 7; do
+	"$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>"$work/exhaust.err" && ok=$((ok + 1))
+done
+expect_eq 7 "$ok" "a KME with 7 keys: the pool and the KME serve all 7"
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 7 "then the KME is exhausted: a clear error (exit 7)"
+expect_match "HTTP 503" "$RUN_ERR" "... the KME's 503 relayed"
+expect_eq 0 "$(pool_keys "$SW")" "... and the pool is empty"
+expect_in "pool refill failed" "$(cat "$SW.log")" "kmstored logs the failed refill"
+kmstored_stop "$SW"
+
+# --- outage policy and metrics -------------------------------------------------
+sim
+conf "$work/west.conf" west "$A1 $A2" $'prefetch = 4\nprefetch-low = 1\nprefetch-max-age = 600'
+port=$(closed_port)
+run "$KMSTORED" --config "$work/west.conf" --socket "$work/x.sock" --metrics 192.0.2.1:9999
+expect_rc 1 "--metrics on a non-loopback address: refused"
+expect_in "is not a loopback address" "$RUN_ERR" "... saying why"
+kmstored_start "$SW" "$work/west.conf"
+kmstored_stop "$SW"
+conf "$work/east.conf" east "$B1"
+"$KMSTORED" --config "$work/west.conf" --socket "$SW" --foreground --metrics "127.0.0.1:$port" >"$SW.log" 2>&1 &
+echo $! >"$SW.pid"
+wait_for 10 grep -q 'serving' "$SW.log"
+wait_for 10 pool_is "$SW" 4
+# The known sequence: 2 keys from the pool, 1 by its ID (made at east),
+# 1 unknown ID, 1 client refused.
+for i in 1 2; do "$KMSTORE" --daemon "$SW" key qkd >/dev/null; done
+id=$("$KMSTORE" -c "$work/east.conf" --json key qkd | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
+"$KMSTORE" --daemon "$SW" key qkd --key-id "$id" >/dev/null
+"$KMSTORE" --daemon "$SW" key qkd --key-id 00000000-0000-0000-0000-000000000000 >/dev/null 2>&1 || true
+setpriv --reuid=65534 --regid=65534 --clear-groups "$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 || true
+run curl -sS --max-time 5 "http://127.0.0.1:$port/metrics"
+expect_rc 0 "curl scrapes http://127.0.0.1:$port/metrics"
+m=$RUN_OUT
+expect_in 'kmstore_keys_served_total{profile="qkd",kind="new",source="pool"} 2' "$m" "2 keys served from the pool"
+expect_in 'kmstore_keys_served_total{profile="qkd",kind="by_id",source="kme"} 1' "$m" "1 key served by its ID"
+expect_in 'kmstore_requests_failed_total{profile="qkd",cause="not-found"} 1' "$m" "1 failure: an unknown key ID (not-found)"
+expect_in 'kmstore_clients_refused_total 1' "$m" "1 client refused"
+expect_match 'kmstore_pool_keys\{profile="qkd"\} [0-9]' "$m" "the pool level"
+expect_in 'kmstore_pool_target{profile="qkd"} 4' "$m" "the pool's target"
+expect_match "kmstore_kme_requests_total\\{profile=\"qkd\",kme=\"$A1\",op=\"enc_keys\",outcome=\"ok\"\\} [1-9]" "$m" "the KME's enc_keys requests, by outcome"
+expect_match "kmstore_kme_request_duration_seconds_count\\{profile=\"qkd\",kme=\"$A1\",op=\"enc_keys\"\\} [1-9]" "$m" "their latency histogram"
+expect_match "kmstore_kme_up\\{profile=\"qkd\",kme=\"$A2\"\\} 1" "$m" "each KME's health"
+if wait_for 35 sh -c "curl -sS http://127.0.0.1:$port/metrics | grep -q 'kmstore_kme_stored_key_count{profile=\"qkd\",kme_id=\"KME_A\"}'"; then
+	tap_ok "the KME's own stored_key_count, from its status"
+else
+	tap_not_ok "the KME's own stored_key_count, from its status"
+fi
+run python3 "$here/check_exposition.py" <<<"$(curl -sS "http://127.0.0.1:$port/metrics")"
+expect_rc 0 "the exposition is well formed (HELP and TYPE, names, labels, histograms)"
+[ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT$RUN_ERR" | head -n 5 | sed 's/^/#   /'
+run "$KMSTORE" --daemon "$SW" metrics
+expect_rc 0 "kmstore metrics"
+expect_in 'kmstore_keys_served_total{profile="qkd",kind="new",source="pool"} 2' "$RUN_OUT" "... the same counters"
+run setpriv --reuid=65534 --regid=65534 --clear-groups "$KMSTORE" --daemon "$SW" metrics
+expect_rc 4 "kmstore metrics as nobody: refused"
+run curl -sS -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/other"
+expect_eq 404 "$RUN_OUT" "anything but /metrics: 404"
+# Outage: every KME down (kme-sim gone); a status marks them down.
+kill "$sim_pid"
+wait "$sim_pid" 2>/dev/null || true
+sim_pid=
+"$KMSTORE" --daemon "$SW" status qkd >/dev/null 2>&1 || true
+left=$(pool_keys "$SW")
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 0 "every KME down, outage = drain: a key from the pool"
+expect_in "every KME is down: key" "$(cat "$SW.log")" "... logged as the pool drains"
+drained=0
+while "$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1; do drained=$((drained + 1)); [ $drained -lt 10 ] || break; done
+expect_eq "$((left - 1))" "$drained" "... until the pool is empty ($left keys)"
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 8 "then: unreachable (exit 8)"
+expect_match "kmstore_pool_served_in_outage_total\\{profile=\"qkd\"\\} $left" "$(curl -sS "http://127.0.0.1:$port/metrics")" "the outage metric counts the $left keys"
+kmstored_stop "$SW"
+sim
+conf "$work/west.conf" west "$A1" $'prefetch = 3\noutage = fail'
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 pool_is "$SW" 3 || true
+kill "$sim_pid"
+wait "$sim_pid" 2>/dev/null || true
+sim_pid=
+"$KMSTORE" --daemon "$SW" status qkd >/dev/null 2>&1 || true
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 8 "every KME down, outage = fail: refused at once"
+expect_in "every KME is down and its outage policy is 'fail': no key (3 prefetched keys kept unused)" "$RUN_ERR" "... saying so"
+kmstored_stop "$SW"
+# A metrics socket.
+sim
+conf "$work/west.conf" west "$A1"
+"$KMSTORED" --config "$work/west.conf" --socket "$SW" --foreground --metrics "$work/metrics.sock" >"$SW.log" 2>&1 &
+echo $! >"$SW.pid"
+wait_for 10 grep -q 'serving' "$SW.log"
+run curl -sS --max-time 5 --unix-socket "$work/metrics.sock" http://kmstored/metrics
+expect_in "kmstore_profiles 1" "$RUN_OUT" "metrics over a UNIX socket (curl --unix-socket)"
+kmstored_stop "$SW"
+expect_eq "" "$(ls "$work/metrics.sock" 2>/dev/null)" "... removed when kmstored stops"
+tap_done
