@@ -32,7 +32,8 @@ done
 path=$PATH
 for d in "$@"; do path=$(cd "$d" && pwd):$path; done
 
-# Not under /tmp, which the lab's namespace hides behind its own.
+# (the lab's writes to /tmp stay in its namespace, but this directory, and
+# the programs, may be under /tmp: see in_namespaces)
 out=$(mktemp -d "$PWD/guide-lab.XXXXXX")
 trap 'rm -rf "$out"' EXIT
 # The section's blocks: the lab (all but the last) and its end (the last).
@@ -56,7 +57,9 @@ fi
 	echo 'ip netns list >"$LAB_OUT/netns-after"'
 } >"$out/lab.sh"
 
-# in_namespaces SCRIPT: runs it with private /run/netns and /tmp, loopback
+# in_namespaces SCRIPT: runs it with a private /run/netns, /tmp as an
+# overlay whose writes vanish with the namespace (what was there stays
+# visible: this tree may be under /tmp) but $out written through, loopback
 # up, and PID 1 of its own, so that its end kills whatever it left running;
 # its stdout and stderr in $out/stdout, $out/stderr; RC its exit status.
 in_namespaces() {
@@ -64,7 +67,11 @@ in_namespaces() {
 	timeout -k 5 240 unshare --mount --net --pid --fork --mount-proc --propagation private \
 		env PATH="$path" MODULE="$MODULE" IPSEC="$IPSEC" LAB_OUT="$out" bash -c '
 			mkdir -p /run/netns && mount -t tmpfs lab-netns /run/netns &&
-			mount -t tmpfs lab-tmp /tmp && ip link set lo up || exit 99
+			mount -t tmpfs lab-mnt /mnt && mkdir /mnt/out /mnt/upper /mnt/work &&
+			mount --bind "$LAB_OUT" /mnt/out &&
+			mount -t overlay lab-tmp -o lowerdir=/tmp,upperdir=/mnt/upper,workdir=/mnt/work /tmp &&
+			mount --bind /mnt/out "$LAB_OUT" &&
+			ip link set lo up || exit 99
 			bash "$0"' "$1" >"$out/stdout" 2>"$out/stderr"
 	RC=$?
 	echo "# $(basename "$1") ran in $((SECONDS - start)) s (exit $RC)"
