@@ -124,6 +124,7 @@ cpu_now() {
 	done
 	echo "$(($(ticks "$(pid_of west)") + $(ticks "$(pid_of east)"))) $(ticks "$IKE_LAB_KME_PID") $k"
 }
+# pluto's times of day, in seconds (differences wrap at midnight)
 secs() { awk '{ split($3, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }'; }
 established() { grep -c 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" || true; }
 
@@ -148,7 +149,7 @@ run_once() {
 		done
 		rate=$(awk -v n="$n" -v a="$(grep -m1 'initiating IKEv2 connection' "$IKE_LAB_DIR/west/pluto.log" | secs)" \
 			-v b="$(grep 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | secs)" \
-			'BEGIN { printf "%.1f", (b > a ? n / (b - a) : 0) }')
+			'BEGIN { if (b < a - 43200) b += 86400; printf "%.1f", (b > a ? n / (b - a) : 0) }')
 	fi
 	sleep 0.2
 	read -r -a c1 <<<"$(cpu_now)"
@@ -157,7 +158,7 @@ run_once() {
 	persa=$(awk '
 		function s(t, f) { split(t, f, ":"); return f[1] * 3600 + f[2] * 60 + f[3] }
 		/initiating IKEv2 connection/ { if (match($0, /#[0-9]+/)) start[substr($0, RSTART, RLENGTH)] = s($3) }
-		/initiator established IKE SA/ { if (match($0, /#[0-9]+/) && (substr($0, RSTART, RLENGTH) in start)) print (s($3) - start[substr($0, RSTART, RLENGTH)]) * 1000 }
+		/initiator established IKE SA/ { if (match($0, /#[0-9]+/) && (substr($0, RSTART, RLENGTH) in start)) { d = s($3) - start[substr($0, RSTART, RLENGTH)]; print (d < 0 ? d + 86400 : d) * 1000 } }
 	' "$IKE_LAB_DIR/west/pluto.log" | sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }')
 	echo "$rate $persa $(awk -v a="${c0[0]}" -v b="${c1[0]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
 $(awk -v a="${c0[1]}" -v b="${c1[1]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
