@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kmstored.h"
 #include "qkd.h"
 #include "secmem.h"
@@ -47,14 +48,6 @@ struct kmsd_pool {
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t threads_gone = PTHREAD_COND_INITIALIZER;
 static int threads;
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct kmsd_pool *kmsd_pool_new(kms_profile *p)
 {
@@ -135,7 +128,7 @@ static void refill(struct kmsd_pool *pl, size_t want)
 	rc = kms_qkd_get_keys(pl->p, ask, fresh, &got, &err);
 	kms_scrub_registers(); /* this thread now sleeps for minutes */
 	pthread_mutex_lock(&pl->lock);
-	t = now_ms();
+	t = kms_now_ms();
 	if (rc == KMS_OK) {
 		for (size_t i = 0; i < got; i++) {
 			if (pl->n < (size_t)pl->c->prefetch && !pl->stopping) {
@@ -186,7 +179,7 @@ static void next_wake(const struct kmsd_pool *pl, struct timespec *ts)
 		ts->tv_sec += 3600;
 		return;
 	}
-	at -= now_ms();
+	at -= kms_now_ms();
 	if (at < 1)
 		at = 1;
 	ts->tv_sec += at / 1000;
@@ -204,7 +197,7 @@ static void *pool_main(void *arg)
 
 	pthread_mutex_lock(&pl->lock);
 	while (!pl->stopping) {
-		long t = now_ms();
+		long t = kms_now_ms();
 		struct timespec ts;
 
 		expire(pl, t);
@@ -326,7 +319,7 @@ kms_key *kmsd_pool_take(struct kmsd_pool *pl)
 	kms_key *key = NULL;
 
 	pthread_mutex_lock(&pl->lock);
-	expire(pl, now_ms());
+	expire(pl, kms_now_ms());
 	if (pl->n > 0) {
 		key = pl->keys[0].key;
 		memmove(pl->keys, pl->keys + 1, (pl->n - 1) * sizeof(*pl->keys));

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kmstored.h"
 #include "qkd.h"
 #include "secmem.h"
@@ -26,24 +27,16 @@ static const char *const shown[] = {
 	"key-id", "url", "local-sae-id", "peer-sae-id", "key-size", "timeout",
 };
 
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads len bytes; with forever set, the first may take as long as the
  * client likes (an idle connection), the rest IO_TIMEOUT_MS. 0, or -1
  * when the client went away or stalled. */
 static int read_full(int fd, uint8_t *p, size_t len, int forever)
 {
-	long deadline = now_ms() + IO_TIMEOUT_MS;
+	long deadline = kms_now_ms() + IO_TIMEOUT_MS;
 
 	while (len > 0) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		long left = deadline - now_ms();
+		long left = deadline - kms_now_ms();
 		ssize_t n;
 
 		if (!forever && left <= 0)
@@ -65,7 +58,7 @@ static int read_full(int fd, uint8_t *p, size_t len, int forever)
 		len -= (size_t)n;
 		if (forever) {
 			forever = 0;
-			deadline = now_ms() + IO_TIMEOUT_MS;
+			deadline = kms_now_ms() + IO_TIMEOUT_MS;
 		}
 	}
 	return 0;
@@ -73,11 +66,11 @@ static int read_full(int fd, uint8_t *p, size_t len, int forever)
 
 static int write_full(int fd, const uint8_t *p, size_t len)
 {
-	long deadline = now_ms() + IO_TIMEOUT_MS;
+	long deadline = kms_now_ms() + IO_TIMEOUT_MS;
 
 	while (len > 0) {
 		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		long left = deadline - now_ms();
+		long left = deadline - kms_now_ms();
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n > 0) {

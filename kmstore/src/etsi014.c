@@ -35,6 +35,7 @@
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "etsi014_json.h"
 #include "qkd.h"
 #include "resolve.h"
@@ -119,14 +120,6 @@ void kms_qkd_set_observer(kms_kme_observer *fn, void *ctx)
 static void curl_init(void)
 {
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a,
@@ -263,7 +256,7 @@ static kms_rc resolve(const struct call *k, struct curl_slist **list,
 	char addrs[KMS_RESOLVE_MAX], entry[KMS_RESOLVE_MAX + 300];
 	const char *why;
 
-	switch (kms_resolve(cl->host, k->deadline_ms - now_ms(), addrs,
+	switch (kms_resolve(cl->host, k->deadline_ms - kms_now_ms(), addrs,
 			    sizeof(addrs), &why)) {
 	case KMS_RESOLVED:
 		break;
@@ -408,7 +401,7 @@ static int transient(CURLcode rc)
 static int backoff(struct call *k)
 {
 	long wait = BACKOFF_FIRST_MS << (k->attempts < 6 ? k->attempts - 1 : 5);
-	long left = k->deadline_ms - now_ms();
+	long left = k->deadline_ms - kms_now_ms();
 	struct timespec ts;
 
 	if (wait > BACKOFF_MAX_MS)
@@ -459,7 +452,7 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 	if (b->overflow)
 		return call_fail(k, err, KMS_ERR_KME,
 				 "the answer is larger than %d bytes", BODY_MAX);
-	if (rc == CURLE_OPERATION_TIMEDOUT || now_ms() >= k->deadline_ms)
+	if (rc == CURLE_OPERATION_TIMEDOUT || kms_now_ms() >= k->deadline_ms)
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "no answer within the timeout of %.1f s (%d "
 				 "attempt%s; last: %s)", k->c->timeout_ms / 1000.0,
@@ -510,19 +503,11 @@ static const char *outcome(CURLcode rc, long status, const char *errbuf,
 	return "other";
 }
 
-static long now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void observe(const struct call *k, long t0_us, const char *what)
 {
 	struct kms_kme_event ev = {
 		.profile = k->p->name, .url = k->kme->url, .op = op_names[k->op],
-		.outcome = what, .us = now_us() - t0_us, .http_status = k->http_status,
+		.outcome = what, .us = kms_now_us() - t0_us, .http_status = k->http_status,
 	};
 
 	if (observer != NULL)
@@ -563,7 +548,7 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 		      struct body *b, int *again, kms_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	long status = 0, t0 = now_us(), budget = k->deadline_ms - now_ms();
+	long status = 0, t0 = kms_now_us(), budget = k->deadline_ms - kms_now_ms();
 	kms_rc out;
 	CURLcode rc;
 	CURL *h;
@@ -627,7 +612,7 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 	}
 	rc = resolve(k, &resolved, err);
 	if (rc != KMS_OK) {
-		observe(k, now_us(), "refused");
+		observe(k, kms_now_us(), "refused");
 		goto out;
 	}
 	do {
@@ -669,7 +654,7 @@ static void kme_down(struct kme *e, const kms_error *err)
 	e->asked = 1;
 	e->failures++;
 	wait = DOWN_FIRST_MS << (e->failures < 7 ? e->failures - 1 : 6);
-	e->retry_at_ms = now_ms() + (wait < DOWN_MAX_MS ? wait : DOWN_MAX_MS);
+	e->retry_at_ms = kms_now_ms() + (wait < DOWN_MAX_MS ? wait : DOWN_MAX_MS);
 	snprintf(e->last_error, sizeof(e->last_error), "%.*s",
 		 (int)sizeof(e->last_error) - 1, err != NULL ? err->message : "failed");
 	pthread_mutex_unlock(&e->health_lock);
@@ -689,7 +674,7 @@ static long kme_retry_at(struct kme *e)
  * configured, then those in their back-off, soonest back first. */
 static size_t kme_order(struct kms_qkd_client *cl, size_t order[KMS_KMES_MAX])
 {
-	long now = now_ms(), at[KMS_KMES_MAX];
+	long now = kms_now_ms(), at[KMS_KMES_MAX];
 	size_t n = 0, down[KMS_KMES_MAX], n_down = 0;
 
 	for (size_t i = 0; i < cl->n; i++) {
@@ -714,7 +699,7 @@ static size_t kme_order(struct kms_qkd_client *cl, size_t order[KMS_KMES_MAX])
 int kms_qkd_all_down(const kms_profile *p)
 {
 	const struct kms_qkd_config *c = p->state;
-	long now = now_ms();
+	long now = kms_now_ms();
 
 	for (size_t i = 0; i < c->client->n; i++)
 		if (kme_retry_at(&c->client->kmes[i]) <= now)
@@ -735,7 +720,7 @@ void kms_qkd_health(const kms_profile *p, kms_status *out)
 
 static void health_of(struct kme *e, kms_kme_health *h)
 {
-	long now = now_ms();
+	long now = kms_now_ms();
 
 	pthread_mutex_lock(&e->health_lock);
 	snprintf(h->url, sizeof(h->url), "%.*s", (int)sizeof(h->url) - 1, e->url);
@@ -776,7 +761,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 {
 	struct kms_qkd_config *c = p->state;
 	struct kms_qkd_client *cl = c->client;
-	long deadline = now_ms() + c->timeout_ms;
+	long deadline = kms_now_ms() + c->timeout_ms;
 	char path_sae[3 * 64 + 1], tail[3 * 64 + 32];
 	size_t order[KMS_KMES_MAX], n, tried = 0;
 	kms_rc rc = KMS_ERR_UNREACHABLE;
@@ -789,10 +774,10 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 	n = kme_order(cl, order);
 	for (size_t turn = 0;; turn++) {
 		size_t i = turn % n;
-		long left = deadline - now_ms();
+		long left = deadline - kms_now_ms();
 		struct call k = { .p = p, .c = c, .kme = &cl->kmes[order[i]],
 				  .op = op, .sae = sae,
-				  .deadline_ms = now_ms() + left / (long)(n - i),
+				  .deadline_ms = kms_now_ms() + left / (long)(n - i),
 				  .max_attempts = n > 1 };
 
 		if (turn > 0 && left <= 10)

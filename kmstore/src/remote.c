@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "remote.h"
 #include "secmem.h"
 #include "store.h"
@@ -57,14 +58,6 @@ struct remote_profile {
 	struct kms_remote *r;
 	long wait_ms;
 };
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void kms_remote_unref(struct kms_remote *r)
 {
@@ -193,7 +186,7 @@ static int wait_fd(const struct kms_remote *r, int fd, short events,
 	int n;
 
 	for (;;) {
-		left = deadline - now_ms();
+		left = deadline - kms_now_ms();
 		if (left <= 0) {
 			kms_fail(err, KMS_ERR_UNREACHABLE,
 				 "kmstored at %s did not answer within %.1f s",
@@ -280,7 +273,7 @@ static void reply_free(struct reply *rep)
 static kms_rc exchange(struct kms_remote *r, struct kms_wire_buf *req,
 		       long wait_ms, struct reply *rep, kms_error *err)
 {
-	long deadline = now_ms() + wait_ms;
+	long deadline = kms_now_ms() + wait_ms;
 	uint8_t h[KMS_WIRE_HEADER];
 	size_t max = rep->secret ? KMS_WIRE_KEY_REPLY_MAX : KMS_WIRE_REPLY_MAX;
 	char why[160];

@@ -13,6 +13,7 @@
 
 #include <ares.h>
 
+#include "clock.h"
 #include "resolve.h"
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
@@ -21,14 +22,6 @@ static int ares_init_rc;
 static void ares_start(void)
 {
 	ares_init_rc = ares_library_init(ARES_LIB_INIT_ALL);
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Appends one address, IPv6 in brackets; 0 if it does not fit. */
@@ -94,7 +87,7 @@ static int step(ares_channel ch, long deadline)
 {
 	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 	struct pollfd pfd[ARES_GETSOCK_MAXNUM];
-	long left = deadline - now_ms();
+	long left = deadline - kms_now_ms();
 	struct timeval max = { .tv_sec = left / 1000,
 			       .tv_usec = (left % 1000) * 1000 };
 	struct timeval tv, *t;
@@ -149,7 +142,7 @@ enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
 	struct ares_addrinfo_hints hints = { .ai_family = AF_UNSPEC,
 					     .ai_socktype = SOCK_STREAM };
 	struct lookup l = { 0 };
-	long deadline = now_ms() + budget_ms;
+	long deadline = kms_now_ms() + budget_ms;
 	enum kms_resolve_result r = KMS_RESOLVED;
 	ares_channel ch;
 
@@ -170,7 +163,7 @@ enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
 	}
 	ares_getaddrinfo(ch, host, NULL, &hints, on_result, &l);
 	while (!l.done) {
-		if (now_ms() >= deadline) {
+		if (kms_now_ms() >= deadline) {
 			ares_cancel(ch); /* calls on_result: ARES_ECANCELLED */
 			break;
 		}
