@@ -36,10 +36,10 @@
 #include <openssl/provider.h>
 #include <openssl/store.h>
 
+#include "check.h"
 #include "proc.h"
 
 static OSSL_LIB_CTX *libctx;
-static int failures;
 static atomic_int tcp_connects;
 
 /* Every TCP connection libcurl opens, counted: the executable's connect
@@ -57,16 +57,6 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	if (addr != NULL && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6))
 		atomic_fetch_add(&tcp_connects, 1);
 	return real_connect(fd, addr, len);
-}
-
-static void check(int cond, const char *what)
-{
-	printf("%s - %s\n", cond ? "ok" : "not ok", what);
-	if (!cond) {
-		failures++;
-		ERR_print_errors_fp(stdout);
-	}
-	ERR_clear_error();
 }
 
 /* Loads every object of uri; returns how many, and the first key. */

@@ -34,17 +34,7 @@ int main(void)
 #define SKEY_TYPE "GENERIC-SECRET"
 #define PROPQ "provider=kmstore"
 
-static int failures;
-
-static void check(int cond, const char *what)
-{
-	printf("%s - %s\n", cond ? "ok" : "not ok", what);
-	if (!cond) {
-		failures++;
-		ERR_print_errors_fp(stdout);
-	}
-	ERR_clear_error();
-}
+#include "check.h" /* (its check() and counter would be unused above) */
 
 static OSSL_PARAM *uri_params(OSSL_PARAM params[2], const char *uri)
 {
