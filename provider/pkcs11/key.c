@@ -4,7 +4,8 @@
  * key ID, which the peer needs, is the object's CKA_ID.
  *
  * A CKA_ID in the template asks for the key with that ID instead (QKD:
- * dec_keys), as a search would. NSS holds its slot lock through a whole
+ * dec_keys), as a search would; CKM_KMSTORE_KEY_BY_ID, listed, says so to
+ * callers (module.h). NSS holds its slot lock through a whole
  * C_FindObjects* search on the slot's one session, so searches on a token
  * run one at a time; C_GenerateKey runs in the caller's own session, so a
  * responder that asks this way fetches keys in parallel
@@ -158,12 +159,16 @@ static CK_RV parse_template(const CK_ATTRIBUTE *tmpl, CK_ULONG n,
 	return CKR_OK;
 }
 
-static CK_RV check_mechanism(const CK_MECHANISM *m)
+static CK_RV check_mechanism(const CK_MECHANISM *m, const struct gen_request *r)
 {
-	if (m->mechanism != CKM_GENERIC_SECRET_KEY_GEN)
+	if (m->mechanism != CKM_GENERIC_SECRET_KEY_GEN &&
+	    m->mechanism != CKM_KMSTORE_KEY_BY_ID)
 		return CKR_MECHANISM_INVALID;
 	if (m->pParameter != NULL || m->ulParameterLen != 0)
 		return CKR_MECHANISM_PARAM_INVALID;
+	/* Never a new key by mistake: this one names its key. */
+	if (m->mechanism == CKM_KMSTORE_KEY_BY_ID && r->id[0] == '\0')
+		return CKR_TEMPLATE_INCOMPLETE;
 	return CKR_OK;
 }
 
@@ -235,8 +240,8 @@ CK_RV C_GenerateKey(CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
 
 	if (pMechanism == NULL || phKey == NULL || (ulCount > 0 && !pTemplate))
 		return CKR_ARGUMENTS_BAD;
-	if ((rv = check_mechanism(pMechanism)) != CKR_OK ||
-	    (rv = parse_template(pTemplate, ulCount, &r)) != CKR_OK)
+	if ((rv = parse_template(pTemplate, ulCount, &r)) != CKR_OK ||
+	    (rv = check_mechanism(pMechanism, &r)) != CKR_OK)
 		return rv;
 	if ((rv = p11_enter()) != CKR_OK)
 		return rv;

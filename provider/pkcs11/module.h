@@ -23,6 +23,16 @@
 #define CKO_PROFILE 0x00000009UL
 #endif
 
+/* Vendor-defined ("KMS" + 1): listed by every kmstore token to say that
+ * C_GenerateKey with a CKA_ID in its template gives the key the token's
+ * source has under that ID (QKD: dec_keys) instead of a new one. A caller
+ * that sees it can fetch by ID in a session of its own: NSS holds a slot
+ * lock through every search (PK11_FindFixedKey), so searches, and a KME
+ * round trip inside one, run one at a time per token. C_GenerateKey takes
+ * it as a mechanism too, with a CKA_ID required. pluto's ppk-uri= series
+ * defines the same value. */
+#define CKM_KMSTORE_KEY_BY_ID (CKM_VENDOR_DEFINED | 0x4b4d5301UL)
+
 #define P11_MAX_KEYS_DEFAULT 64
 #define P11_MAX_KEYS_LIMIT 4096
 #define P11_LABEL_MAX 256
@@ -125,6 +135,8 @@ void p11_params_clear(struct p11_params *p);
 
 /* log.c */
 void p11_log_setup(const struct p11_params *params);
+/* Whether a message at this level goes anywhere: to skip work for it. */
+int p11_log_enabled(kms_log_level level);
 void p11_log(kms_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 CK_RV p11_rv_from_kms(kms_rc rc);

@@ -9,11 +9,13 @@
 
 #include "module.h"
 
-/* The one mechanism: C_GenerateKey is "a key for use now". Listing it is
- * also what makes NSS call C_GenerateKey rather than generate a key in its
- * own softoken. Nothing else is listed: NSS must move keys into softoken
- * to compute with them. */
-static const CK_MECHANISM_TYPE mechanisms[] = { CKM_GENERIC_SECRET_KEY_GEN };
+/* C_GenerateKey is "a key for use now". Listing it is also what makes NSS
+ * call C_GenerateKey rather than generate a key in its own softoken; the
+ * vendor mechanism says that a CKA_ID in its template asks for that key
+ * (module.h). Nothing else is listed: NSS must move keys into softoken to
+ * compute with them. */
+static const CK_MECHANISM_TYPE mechanisms[] = { CKM_GENERIC_SECRET_KEY_GEN,
+						CKM_KMSTORE_KEY_BY_ID };
 #define N_MECHANISMS (sizeof(mechanisms) / sizeof(mechanisms[0]))
 
 /* A stable serial number per profile name (FNV-1a), so a token keeps its
@@ -211,7 +213,7 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
 	rv = enter_slot(slotID, &t);
 	if (rv != CKR_OK)
 		return rv;
-	if (type != CKM_GENERIC_SECRET_KEY_GEN) {
+	if (type != CKM_GENERIC_SECRET_KEY_GEN && type != CKM_KMSTORE_KEY_BY_ID) {
 		p11_leave();
 		return CKR_MECHANISM_INVALID;
 	}

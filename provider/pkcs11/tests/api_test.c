@@ -259,8 +259,12 @@ static void test_slots(void)
 		 "C_GetMechanismList size query");
 	check_rv(f->C_GetMechanismList(slots[0], mech, &n), CKR_OK,
 		 "C_GetMechanismList");
-	check(n == 1 && mech[0] == CKM_GENERIC_SECRET_KEY_GEN,
-	      "the one mechanism is CKM_GENERIC_SECRET_KEY_GEN");
+	check(n == 2 && mech[0] == CKM_GENERIC_SECRET_KEY_GEN &&
+	      mech[1] == (CKM_VENDOR_DEFINED | 0x4b4d5301UL),
+	      "the mechanisms: CKM_GENERIC_SECRET_KEY_GEN and CKM_KMSTORE_KEY_BY_ID");
+	check_rv(f->C_GetMechanismInfo(slots[0], CKM_VENDOR_DEFINED | 0x4b4d5301UL, &mi),
+		 CKR_OK, "C_GetMechanismInfo of CKM_KMSTORE_KEY_BY_ID");
+	check(mi.flags == CKF_GENERATE, "CKM_KMSTORE_KEY_BY_ID: generate");
 	check_rv(f->C_GetMechanismInfo(slots[0], CKM_GENERIC_SECRET_KEY_GEN, &mi),
 		 CKR_OK, "C_GetMechanismInfo");
 	check(mi.flags == CKF_GENERATE && mi.ulMinKeySize == 256 &&
@@ -435,6 +439,13 @@ static void test_generate_refusals(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw)
 			 "CKA_ID that is not a key ID (a space)");
 		check_rv(generate(rw, &own, 1, &o), CKR_OK,
 			 "CKA_ID = the profile's key ID: the key with that ID");
+		CK_MECHANISM by_id = { CKM_VENDOR_DEFINED | 0x4b4d5301UL, NULL, 0 };
+		check_rv(f->C_GenerateKey(rw, &by_id, NULL, 0, &o), CKR_TEMPLATE_INCOMPLETE,
+			 "CKM_KMSTORE_KEY_BY_ID without a CKA_ID: no new key");
+		check_rv(f->C_GenerateKey(rw, &by_id, &own, 1, &o), CKR_OK,
+			 "CKM_KMSTORE_KEY_BY_ID with the profile's key ID");
+		check_rv(f->C_GenerateKey(rw, &by_id, &id, 1, &o), CKR_ATTRIBUTE_VALUE_INVALID,
+			 "CKM_KMSTORE_KEY_BY_ID naming no key of the profile");
 	}
 	check_rv(generate(rw, &cls, 1, &o), CKR_TEMPLATE_INCONSISTENT,
 		 "CKA_CLASS CKO_PRIVATE_KEY");

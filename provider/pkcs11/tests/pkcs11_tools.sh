@@ -19,9 +19,11 @@ if command -v pkcs11-tool >/dev/null; then
 	has "pkcs11-tool -L: label, model" "$out" "token model *: static"
 	has "pkcs11-tool -L: no login" "$out" "token flags *: token initialized$"
 	out=$(p -M)
-	has "pkcs11-tool -M: only GENERIC-SECRET-KEY-GEN" "$out" \
+	has "pkcs11-tool -M: GENERIC-SECRET-KEY-GEN" "$out" \
 		"^ *GENERIC-SECRET-KEY-GEN, keySize=\{256,256\}, generate$"
-	same "... and nothing else" "$(printf '%s\n' "$out" | grep -c '^ ')" 1
+	has "pkcs11-tool -M: CKM_KMSTORE_KEY_BY_ID (vendor)" "$out" \
+		"^ *mechtype-0xCB4D5301, keySize=\{256,256\}, generate$"
+	same "... and nothing else" "$(printf '%s\n' "$out" | grep -c '^ ')" 2
 	out=$(p -O)
 	has "pkcs11-tool -O lists the static key" "$out" "Secret Key Object; Generic secret length 32"
 	has "... with its ID" "$out" "ID: *$id_hex"
