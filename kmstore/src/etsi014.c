@@ -88,6 +88,7 @@ static const char *const op_names[] = {
 struct body {
 	char *data; /* secmem, BODY_MAX + 1 */
 	size_t len;
+	size_t high; /* the most bytes any attempt wrote: what to wipe */
 	int overflow;
 };
 
@@ -289,6 +290,8 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *ctx)
 	}
 	memcpy(b->data + b->len, ptr, n);
 	b->len += n;
+	if (b->len > b->high)
+		b->high = b->len;
 	/* curl's download buffer is freed unwiped: wipe what was taken. */
 	kms_wipe(ptr, n);
 	return n;
@@ -623,7 +626,7 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 out:
 	curl_slist_free_all(resolved);
 	curl_slist_free_all(headers);
-	kms_secmem_free(pem, KMS_TLS_KEY_MAX + 1);
+	kms_secmem_free_used(pem, KMS_TLS_KEY_MAX + 1, pem_len + 1);
 	return rc;
 }
 
@@ -792,7 +795,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 			break;
 	}
 	if (rc != KMS_OK) {
-		kms_secmem_free(b->data, BODY_MAX + 1);
+		kms_secmem_free_used(b->data, BODY_MAX + 1, b->high);
 		b->data = NULL;
 		if (n > 1 && err != NULL)
 			kms_error_prefix(err, "every KME of profile '%s' failed "
@@ -835,7 +838,7 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 	}
 	keys = kms_secmem_alloc(n * key_len);
 	if (keys == NULL) {
-		kms_secmem_free(b.data, BODY_MAX + 1);
+		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
 		free(ids);
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	}
@@ -847,7 +850,7 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 					      &taken, err);
 	if (want_id != NULL && rc == KMS_OK)
 		taken = 1;
-	kms_secmem_free(b.data, BODY_MAX + 1);
+	kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
 	for (size_t i = 0; rc == KMS_OK && i < taken; i++, (*got)++)
 		rc = kms_key_new(p->name, ids[i], keys + i * key_len, key_len,
 				 &out[i], err);
@@ -893,7 +896,7 @@ kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
 	rc = run(p, OP_STATUS, c->peer_sae, NULL, &b, err);
 	if (rc == KMS_OK) {
 		rc = kms_etsi_parse_status(b.data, b.len, out, err);
-		kms_secmem_free(b.data, BODY_MAX + 1);
+		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
 		if (rc != KMS_OK)
 			kms_error_prefix(err, "profile '%s': KME %s: status",
 					 p->name, c->url);

@@ -13,6 +13,7 @@
  * first), and a zeroed key would be silently wrong. The arena's lock is
  * taken around fork(), so that the child never inherits it held by a
  * thread it does not have. */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -106,15 +107,28 @@ static struct chunk *chunk_new(void)
 	return c;
 }
 
+/* First fit. A TLS key or a KME's answer is a buffer of hundreds of slots
+ * taken per request: whole words of free or used slots go at once. */
 static void *take(struct chunk *c, size_t n)
 {
 	size_t run = 0;
 
-	for (size_t i = 0; i < SLOTS; i++) {
-		run = slot_used(c, i) ? 0 : run + 1;
+	for (size_t i = 0; i < SLOTS;) {
+		uint64_t w = c->used[i / 64];
+
+		if (i % 64 == 0 && w == 0 && run + 64 <= n) {
+			run += 64;
+			i += 64;
+		} else if (i % 64 == 0 && w == UINT64_MAX) {
+			run = 0;
+			i += 64;
+		} else {
+			run = slot_used(c, i) ? 0 : run + 1;
+			i++;
+		}
 		if (run == n) {
-			mark(c, i + 1 - n, n, 1);
-			return c->base + (i + 1 - n) * SLOT;
+			mark(c, i - n, n, 1);
+			return c->base + (i - n) * SLOT;
 		}
 	}
 	return NULL;
@@ -145,12 +159,26 @@ void *kms_secmem_alloc(size_t size)
 
 void kms_secmem_free(void *ptr, size_t size)
 {
+	kms_secmem_free_used(ptr, size, (size + SLOT - 1) / SLOT * SLOT);
+}
+
+void kms_secmem_free_used(void *ptr, size_t size, size_t used)
+{
 	size_t n = (size + SLOT - 1) / SLOT;
 	unsigned char *p = ptr;
 
 	if (ptr == NULL)
 		return;
-	kms_wipe(ptr, n * SLOT);
+	if (used > n * SLOT)
+		used = n * SLOT;
+	kms_wipe(ptr, used);
+#ifndef NDEBUG
+	/* The caller's word that nothing beyond `used` was written: a
+	 * Debug (sanitizer) build checks it, since the arena hands out
+	 * zeroed memory only while it holds. */
+	for (size_t i = used; i < n * SLOT; i++)
+		assert(p[i] == 0);
+#endif
 	pthread_mutex_lock(&lock);
 	for (struct chunk *c = chunks; c != NULL; c = c->next) {
 		if (p >= c->base && p < c->base + CHUNK_SIZE) {

@@ -12,6 +12,10 @@ void *kms_secmem_alloc(size_t size);
 /* Wipes and returns the memory to the arena; size must be the one
  * allocated. NULL is ignored. */
 void kms_secmem_free(void *ptr, size_t size);
+/* The same for a buffer of which only the first `used` bytes were ever
+ * written (a read or a download into a buffer sized for the largest):
+ * only they are wiped, the rest is still the arena's zeroes. */
+void kms_secmem_free_used(void *ptr, size_t size, size_t used);
 /* Bytes handed out and not yet freed: for leak checks in tests. */
 size_t kms_secmem_in_use(void);
 

@@ -11,6 +11,8 @@ static void log_served(const kms_profile *p, const kms_key *key,
 {
 	char kcv[KMS_KCV_LEN + 1];
 
+	if (!p11_log_enabled(KMS_LOG_INFO))
+		return; /* no HMAC for a line nobody reads */
 	kms_key_check_value(key, kcv);
 	p11_log(KMS_LOG_INFO, "token %s: key %s %s (check value %s)",
 		kms_profile_name(p), kms_key_id(key), how, kcv);

@@ -91,6 +91,11 @@ void p11_log_setup(const struct p11_params *params)
 	kms_set_logger(library_logger, NULL);
 }
 
+int p11_log_enabled(kms_log_level level)
+{
+	return level <= threshold && target != LOG_TO_NONE;
+}
+
 void p11_log(kms_log_level level, const char *fmt, ...)
 {
 	char buf[KMS_ERROR_MAX + 128];

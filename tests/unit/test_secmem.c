@@ -96,6 +96,37 @@ static void test_mixed_sizes(void **state)
 	assert_int_equal(kms_secmem_in_use(), start);
 }
 
+/* A download buffer sized for the largest answer, of which a little was
+ * written: only that is wiped, and the next taker still gets zeroes. Big
+ * blocks between small ones cross whole words of the slot map. */
+static void test_free_used(void **state)
+{
+	size_t start = kms_secmem_in_use();
+	unsigned char *small[4], *big, *again;
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		small[i] = kms_secmem_alloc(100 + 900 * (size_t)i);
+	big = kms_secmem_alloc(16385);
+	assert_non_null(big);
+	memset(big, 0x7e, 300);
+	kms_secmem_free_used(big, 16385, 300);
+	assert_true(all_zero(big, 16385));
+	kms_secmem_free(small[1], 1000);
+	kms_secmem_free(small[2], 1900);
+	again = kms_secmem_alloc(16385);
+	assert_non_null(again);
+	assert_true(all_zero(again, 16385));
+	kms_secmem_free(again, 16385);
+	big = kms_secmem_alloc(KMS_SECMEM_MAX);
+	assert_non_null(big);
+	assert_true(all_zero(big, KMS_SECMEM_MAX));
+	kms_secmem_free(big, KMS_SECMEM_MAX);
+	kms_secmem_free(small[0], 100);
+	kms_secmem_free(small[3], 2800);
+	assert_int_equal(kms_secmem_in_use(), start);
+}
+
 static void test_key_free_wipes(void **state)
 {
 	uint8_t bytes[48];
@@ -262,6 +293,7 @@ int main(void)
 		cmocka_unit_test(test_zeroed_and_wiped),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_mixed_sizes),
+		cmocka_unit_test(test_free_used),
 		cmocka_unit_test(test_key_free_wipes),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_fork_child),
