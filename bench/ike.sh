@@ -30,9 +30,9 @@
 # Besides the rates: the plutos' CPU per IKE SA (west + east), kme-sim's
 # and the kmstoreds' apart, and the plutos' RSS growth per IKE SA. Then a
 # far KME: kme-sim delaying every answer by 5 and by 20 ms, qkd-uri and
-# qkd-pool, all at once, and qkd-pool with pluto's nhelpers=32 (its crypto
-# helper threads, on which the series runs the fetch) to show what more
-# fetches in flight give. BENCH_CONFIGS picks configurations;
+# qkd-pool, all at once, each also with pluto's nhelpers=32 (its helper
+# threads, on which the series runs the fetch: how many fetches are in
+# flight; BENCH_FAR_CONFIGS="qkd-pool+8 ..." tries another number). BENCH_CONFIGS and BENCH_FAR_CONFIGS pick configurations;
 # BENCH_NO_DELAY=1 skips the far KME, BENCH_ONLY_DELAY=1 all but it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -189,9 +189,9 @@ done
 echo >&2
 if [ "$reps_main" -gt 0 ]; then
 # col KEY FIELD: the median of a field over the repeats
-col() { tr '|' '\n' <<<"${R[$1]}" | sed '/^$/d' | awk -v f="$2" '{ print $f }' | sort -g |
+col() { tr "|" "\n" <<<"${R[$1]:-}" | sed '/^$/d' | awk -v f="$2" '{ print $f }' | sort -g |
 	awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'; }
-sumcol() { tr '|' '\n' <<<"${R[$1]}" | sed '/^$/d' | awk -v f="$2" '{ s += $f } END { print s + 0 }'; }
+sumcol() { tr "|" "\n" <<<"${R[$1]:-}" | sed '/^$/d' | awk -v f="$2" '{ s += $f } END { print s + 0 }'; }
 printf '\n%-11s %-7s %-4s %9s %7s %10s %10s %9s %11s %11s %7s\n' config group mode 'SAs/s' ratio 'SA ms p50' 'pluto ms' 'kme ms' 'kmstored ms' 'RSS B/SA w/e' failed
 for prop in "${props[@]}"; do
 	p=$(pname "$prop")
@@ -227,17 +227,17 @@ if [ -z "${BENCH_NO_DELAY:-}" ]; then
 	echo
 	echo "== a far KME: kme-sim delays every answer; all SAs at once, DH19"
 	declare -A D
+	far_configs=${BENCH_FAR_CONFIGS:-qkd-uri qkd-uri+32 qkd-pool qkd-pool+32}
 	for delay in 0 5 20; do
 		ike_lab_kmes_stop
 		if [ "$delay" = 0 ]; then ike_lab_kmes_start "${kme_opts[@]}"; else
 			ike_lab_kmes_start "${kme_opts[@]}" --fault "latency=$delay"; fi
-		for config in qkd-uri qkd-pool qkd-pool+32; do
+		for config in $far_configs; do
 			for rep in $(seq "$reps"); do
-				if [ "$config" = qkd-pool+32 ]; then
-					IKE_LAB_SETUP=nhelpers=32 run_once qkd-pool "${props[0]}" all
-				else
-					run_once "$config" "${props[0]}" all
-				fi
+				case $config in
+				*+*) IKE_LAB_SETUP=nhelpers=${config##*+} run_once "${config%+*}" "${props[0]}" all ;;
+				*) run_once "$config" "${props[0]}" all ;;
+				esac
 				D[$config.$delay]+="$(awk '{ print $1 }' "$IKE_LAB_DIR/result") "
 				printf '.' >&2
 			done
@@ -246,11 +246,11 @@ if [ -z "${BENCH_NO_DELAY:-}" ]; then
 	echo >&2
 	med() { tr ' ' '\n' | sed '/^$/d' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] + 0 }'; }
 	printf '%-12s %10s %10s %10s %14s\n' config '0 ms' '5 ms' '20 ms' '20 ms / 0 ms'
-	for config in qkd-uri qkd-pool qkd-pool+32; do
+	for config in $far_configs; do
 		a=$(med <<<"${D[$config.0]}") b=$(med <<<"${D[$config.5]}") c=$(med <<<"${D[$config.20]}")
 		printf '%-12s %10s %10s %10s %14.2f\n' "$config" "$a" "$b" "$c" "$(awk -v x="$c" -v y="$a" 'BEGIN { print (y > 0 ? x / y : 0) }')"
 	done
-	echo "(IKE SAs/s; qkd-pool+32: pluto with nhelpers=32; target for all at once with 20 ms: at least 0.8x of loopback)"
+	echo "(IKE SAs/s; CONFIG+N: both plutos with nhelpers=N; target for all at once with 20 ms: at least 0.8x of loopback)"
 fi
 if [ "$IKE_LAB_CRASHES" -gt 0 ]; then
 	IKE_LAB_KEEP=1
