@@ -48,68 +48,30 @@ die() { printf 'openssl-%s: error: %s\n' "$version" "$*" >&2; exit 1; }
 # The main Debian archives of the apt sources: scripts/lib/apt-archives.sh.
 . scripts/lib/apt-archives.sh
 
-keyring() {
-	local k
-	k=$(awk 'tolower($1) == "signed-by:" { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-	[[ -n $k && -f $k ]] || k=/usr/share/keyrings/debian-archive-keyring.gpg
-	printf '%s\n' "$k"
-}
-
-fetch() { # URL FILE
-	curl -fsS --retry 2 --connect-timeout 20 --max-time 300 -o "$2" "$1"
-}
-
 sha256_ok() { # SHA256 FILE
 	echo "$1  $2" | sha256sum -c --quiet - >/dev/null 2>&1
 }
 
 # "sha256 size name" of the files a Checksums-Sha256 field lists, from a
-# .dsc or a Sources paragraph on stdin.
+# .dsc on stdin.
 sha256_lines() {
 	awk '/^Checksums-Sha256:/ { s = 1; next } /^[^ ]/ { s = 0 } s && NF == 3 { print $1, $2, $3 }'
 }
 
 # Prints "dsc-sha256 directory/dsc" for every source package PACKAGE whose
 # version starts with PREFIX that a (verified) Sources index lists, newest
-# first.
-dscs_from_sources() { # SOURCES_FILE PACKAGE PREFIX
-	awk -v RS= -F '\n' -v pkg="$2" -v want="$3" '
-	$1 == "Package: " pkg {
-		ver = ""; dir = ""; dsc = ""; s = 0
-		for (i = 1; i <= NF; i++) {
-			if ($i ~ /^Version: /) ver = substr($i, 10)
-			else if ($i ~ /^Directory: /) dir = substr($i, 12)
-			else if ($i ~ /^Checksums-Sha256:/) s = 1
-			else if (s && $i ~ /^ /) {
-				split(substr($i, 2), w, " ")
-				if (w[3] ~ /\.dsc$/) dsc = w[1] " " w[3]
-			} else s = 0
+# first, no upstream pre-release (~rc).
+dscs_from_sources() { # SOURCES_XZ PACKAGE PREFIX
+	debian_source_stanzas "$1" "$2" | awk -F '|' -v want="$3" '{
+		split($1, h, " "); dsc = ""
+		for (i = 2; i <= NF; i++) {
+			split($i, w, " ")
+			if (w[3] ~ /\.dsc$/) dsc = w[1] " " h[2] "/" w[3]
 		}
-		up = ver; sub(/-[^-]*$/, "", up) # no upstream pre-release (~rc)
-		if (index(ver, want) == 1 && up !~ /~/ && dsc != "") {
-			split(dsc, w, " ")
-			print ver, w[1], dir "/" w[2]
-		}
-	}' "$1" | sort -V -r -k1,1 | cut -d' ' -f2-
-}
-
-# The verified Sources index of SUITE in DIR/SUITE (fetched once).
-sources_index() { # DIR SUITE -> prints its path
-	local dir=$1/$2 ring sums
-	if [[ ! -f $dir/Sources ]]; then
-		mkdir -p "$dir"
-		ring=$(keyring)
-		say "suite $2 from $mirror (the apt sources' archive), keyring $ring" >&2
-		fetch "$mirror/dists/$2/InRelease" "$dir/InRelease"
-		gpgv --keyring "$ring" --output "$dir/Release" "$dir/InRelease" 2>/dev/null ||
-			die "InRelease of $2: signature not valid for $ring"
-		sums=$(awk '/^SHA256:/ { s = 1; next } /^[^ ]/ { s = 0 } s && $3 == "main/source/Sources.xz" { print $1; exit }' "$dir/Release")
-		[[ -n $sums ]] || die "Release of $2 lists no main/source/Sources.xz"
-		fetch "$mirror/dists/$2/main/source/Sources.xz" "$dir/Sources.xz"
-		sha256_ok "$sums" "$dir/Sources.xz" || die "Sources.xz of $2: sha256 mismatch"
-		xz -dc "$dir/Sources.xz" >"$dir/Sources"
-	fi
-	printf '%s\n' "$dir/Sources"
+		up = h[1]; sub(/-[^-]*$/, "", up)
+		if (index(h[1], want) == 1 && up !~ /~/ && dsc != "")
+			print h[1], dsc
+	}' | sort -V -r -k1,1 | cut -d' ' -f2-
 }
 
 # The newest orig tarball of PACKAGE PREFIX* in SUITE that the pool still
@@ -118,11 +80,13 @@ download_source() { # DIR PACKAGE PREFIX SUITE -> prints the tarball path
 	local dir=$1 pkg=$2 prefix=$3 suite=$4 index sha dsc orig line
 	mirror=$(debian_archives | head -n 1) || true
 	[[ -n $mirror ]] || die "no Debian archive URI found in /etc/apt/sources*"
-	index=$(sources_index "$dir" "$suite")
+	say "suite $suite from $mirror (the apt sources' archive), keyring $(debian_keyring)" >&2
+	index=$(debian_sources_index "$mirror" "$suite" "$dir/index") ||
+		die "no verified source index of $suite"
 	# The pool keeps only some of the versions an index lists: try each,
 	# newest first.
 	while read -r sha dsc; do
-		if ! fetch "$mirror/$dsc" "$dir/${dsc##*/}" 2>/dev/null ||
+		if ! debian_fetch "$mirror/$dsc" "$dir/${dsc##*/}" 2>/dev/null ||
 			! sha256_ok "$sha" "$dir/${dsc##*/}"; then
 			say "${dsc##*/}: not in the pool (or not matching); trying an older one" >&2
 			continue
@@ -131,7 +95,7 @@ download_source() { # DIR PACKAGE PREFIX SUITE -> prints the tarball path
 			awk -v p="$pkg" '$3 ~ "^" p "_[0-9.]+\\.orig\\.tar\\.(gz|xz)$"' | head -n 1)
 		[[ -n $line ]] || die "${dsc##*/} lists no orig tarball"
 		read -r sha _ orig <<<"$line"
-		if fetch "$mirror/${dsc%/*}/$orig" "$dir/$orig" 2>/dev/null &&
+		if debian_fetch "$mirror/${dsc%/*}/$orig" "$dir/$orig" 2>/dev/null &&
 			sha256_ok "$sha" "$dir/$orig"; then
 			say "$orig ($suite): sha256 $sha as ${dsc##*/} lists it" >&2
 			printf '%s\n' "$dir/$orig"
