@@ -86,6 +86,10 @@ qkd_conf() { # SIDE POOL
 
 setup() { # CONFIG PROPOSAL
 	local side conf opt daemon=0 pool
+	# every configuration alike: room for a burst of N IKE_SA_INIT
+	# requests in the responder's socket buffer (see run_once)
+	local IKE_LAB_SETUP="${IKE_LAB_SETUP:-}
+ike-socket-bufsize=$((4 * 1024 * 1024))"
 	for side in west east; do
 		pool=0
 		case $1 in
@@ -129,9 +133,9 @@ secs() { awk '{ split($3, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[
 established() { grep -c 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" || true; }
 
 # run_once CONFIG PROPOSAL MODE: "rate per_sa_ms cpu_ms kme_ms daemon_ms rss_w rss_e fails
-# retransmissions" (a burst of N IKE_SA_INIT requests can overflow the
-# responder's socket buffer: a lost one comes again 0.5 s later, and the
-# run's rate with it)
+# retransmissions" (a burst of N IKE_SA_INIT requests overflowed the
+# responder's default socket buffer: a lost one came again 0.5 s later,
+# and the run's rate with it; setup() gives both plutos 4 MiB)
 run_once() {
 	local config=$1 prop=$2 mode=$3 t0 t1 c0 c1 rw re ok i rate persa
 	setup "$config" "$prop"
