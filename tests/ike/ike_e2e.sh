@@ -498,6 +498,70 @@ case_checkconfig() {
 	expect_in "ppk-uri=pkcs11:id=%zz invalid" "$RUN_OUT$RUN_ERR" "checkconfig: the error names the URI"
 }
 
+# N connections far1..farN between the same plutos, QKD, IDs of their own;
+# west's carry connalias=far.
+far_conns() { # SIDE N
+	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2 i
+	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
+	for i in $(seq "$2"); do
+		printf 'conn far%d
+	left=%s
+	leftid=@%s-f%d
+	right=%s
+	rightid=@%s-f%d
+' \
+			"$i" $ma $me "$i" $pa $peer "$i"
+		printf '	authby=secret
+	keyexchange=ikev2
+	retransmit-timeout=20s
+	ppk=insist
+	ppk-uri=pkcs11:token=qkd
+'
+		[ "$1" = east ] || printf '	connalias=far
+'
+	done
+}
+
+# A far KME (every answer 400 ms late) and 8 IKE SAs started at once: the
+# fetches run side by side, each end's on pluto's waiting helpers (not its
+# two crypto helpers) and the responder's each in a token session of its
+# own (NSS runs searches on a token one at a time). One after another
+# they would take 8 x 400 ms at the responder alone.
+case_far_kme() {
+	local n=8 ms=400 i secrets='' first last took
+	ike_lab_kmes_stop
+	ike_lab_kmes_start --fault "latency=$ms" || { tap_not_ok "kme-sim with latency=$ms starts"; return; }
+	for i in $(seq $n); do
+		secrets+="@west-f$i @east-f$i : PSK \"kmstore lab far PSK $i\""$'\n'
+	done
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$secrets" "$(far_conns west $n)"
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$secrets" "$(far_conns east $n)"
+	ike_lab_start west && ike_lab_start east || return
+	ike_lab_whack west --impair omit_v2_ike_auth_child >/dev/null
+	ike_lab_whack west --impair revival >/dev/null
+	ike_lab_whack west --initiate --name far --asynchronous >/dev/null 2>&1
+	for i in $(seq 200); do
+		[ "$(grep -c '"far[0-9]*" #[0-9]*: initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log")" -ge $n ] && break
+		sleep 0.1
+	done
+	expect_eq $n "$(grep -c '"far[0-9]*" #[0-9]*: initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log")" \
+		"far KME: all $n IKE SAs up with their QKD PPKs"
+	expect_eq $n "$(ppk_ids_used east | sort -u | wc -l)" "far KME: east used $n different PPK_IDs"
+	first=$(log_secs west 'initiating IKEv2 connection')
+	last=$(grep -F 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 |
+		awk '{ split($3, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3] }')
+	took=$(awk -v a="$first" -v b="$last" 'BEGIN { if (b < a - 43200) b += 86400; printf "%.2f", b - a }')
+	# one after another: n x ms at the responder, more at the initiator
+	if awk -v t="$took" -v lim="$(awk -v n=$n -v ms=$ms 'BEGIN { print n * ms / 1000 * 0.75 }')" 'BEGIN { exit !(t != "" && t < lim) }'; then
+		tap_ok "far KME: $n IKE SAs in ${took}s, fetches side by side (one after another: over $((n * ms / 1000)).$((n * ms % 1000 / 100))s)"
+	else
+		tap_not_ok "far KME: $n IKE SAs' fetches side by side" "took ${took}s from the first initiation to the last SA" \
+			"one after another would be $n x ${ms} ms at the responder"
+	fi
+	ike_lab_kmes_stop
+	ike_lab_kmes_start
+}
+
 # A second connection between the same plutos, with the static profile and
 # its own IDs (so that the responder switches to it in IKE_AUTH).
 static_conn() { # SIDE
@@ -971,7 +1035,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others privsep daemon_faults)
+ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others far_kme privsep daemon_faults)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do
