@@ -52,7 +52,7 @@
 #define RETRY_MIN_MS 250
 #define DOWN_FIRST_MS 1000   /* a failed KME's first back-off, doubling */
 #define DOWN_MAX_MS 60000
-#define IDLE_MAX 8      /* idle handles (and connections) kept per KME */
+#define IDLE_MAX 16     /* idle handles (and connections) kept per KME */
 
 /* One KME of a profile: its connections, and its health. */
 struct kme {
