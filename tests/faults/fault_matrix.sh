@@ -160,8 +160,14 @@ check_cell() {
 		[[ $op == ok ]] || printf '#   %s\n' "$(grep -m1 -E -- "$re" <<<"$CELL_OUT" | cut -c1-240)"
 	else
 		cell[$row,$face]="FAIL $CELL_SECS"
+		# the whole output (for pluto both logs), kept for whoever
+		# looks into it: a cell that fails once in many runs may not
+		# fail again
+		local kept
+		kept=$(mktemp /tmp/fault-matrix-cell.XXXXXX)
+		printf '%s\n' "$CELL_OUT" >"$kept"
 		tap_not_ok "$row × $face (${CELL_SECS}s)" "${why[@]}" \
-			"output: $(head -c 1500 <<<"$CELL_OUT")"
+			"output: $(head -c 1500 <<<"$CELL_OUT")" "whole output: $kept"
 	fi
 }
 
