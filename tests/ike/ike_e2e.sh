@@ -527,6 +527,8 @@ far_conns() { # SIDE N
 # two crypto helpers) and the responder's each in a token session of its
 # own (NSS runs searches on a token one at a time). One after another
 # they would take 8 x 400 ms at the responder alone.
+far_up() { grep -c '"far[0-9]*" #[0-9]*: initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log"; }
+
 case_far_kme() {
 	local n=8 ms=400 i secrets='' first last took
 	ike_lab_kmes_stop
@@ -541,18 +543,16 @@ case_far_kme() {
 	ike_lab_whack west --impair revival >/dev/null
 	ike_lab_whack west --initiate --name far --asynchronous >/dev/null 2>&1
 	for i in $(seq 200); do
-		[ "$(grep -c '"far[0-9]*" #[0-9]*: initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log")" -ge $n ] && break
+		[ "$(far_up)" -ge $n ] && break
 		sleep 0.1
 	done
-	expect_eq $n "$(grep -c '"far[0-9]*" #[0-9]*: initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log")" \
-		"far KME: all $n IKE SAs up with their QKD PPKs"
+	expect_eq $n "$(far_up)" "far KME: all $n IKE SAs up with their QKD PPKs"
 	expect_eq $n "$(ppk_ids_used east | sort -u | wc -l)" "far KME: east used $n different PPK_IDs"
 	first=$(log_secs west 'initiating IKEv2 connection')
-	last=$(grep -F 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 |
-		awk '{ split($3, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3] }')
+	last=$(grep -F 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | log_time)
 	took=$(awk -v a="$first" -v b="$last" 'BEGIN { if (b < a - 43200) b += 86400; printf "%.2f", b - a }')
 	# one after another: n x ms at the responder, more at the initiator
-	if awk -v t="$took" -v lim="$(awk -v n=$n -v ms=$ms 'BEGIN { print n * ms / 1000 * 0.75 }')" 'BEGIN { exit !(t != "" && t < lim) }'; then
+	if awk -v t="$took" -v l=$((n * ms * 3 / 4)) 'BEGIN { exit !(t != "" && t * 1000 < l) }'; then
 		tap_ok "far KME: $n IKE SAs in ${took}s, fetches side by side (one after another: over $((n * ms / 1000)).$((n * ms % 1000 / 100))s)"
 	else
 		tap_not_ok "far KME: $n IKE SAs' fetches side by side" "took ${took}s from the first initiation to the last SA" \
@@ -571,11 +571,14 @@ static_conn() { # SIDE
 	printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tretransmit-timeout=10s\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n'
 }
 
-# log_secs SIDE TEXT [TEXT2]: the time (seconds since midnight, from
-# pluto's timestamp) of the first log line with TEXT (and TEXT2).
+# log_time: the times (seconds since midnight, from pluto's timestamps)
+# of the log lines on stdin.
+log_time() { awk '{ split($3, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3] }'; }
+
+# log_secs SIDE TEXT [TEXT2]: the time of the first log line with TEXT
+# (and TEXT2).
 log_secs() {
-	grep -F -- "$2" "$IKE_LAB_DIR/$1/pluto.log" | grep -F -- "${3:-$2}" | head -n 1 |
-		awk '{ split($3, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3] }'
+	grep -F -- "$2" "$IKE_LAB_DIR/$1/pluto.log" | grep -F -- "${3:-$2}" | head -n 1 | log_time
 }
 
 # wait_log SIDE TEXT SECONDS: until TEXT is in SIDE's log.
