@@ -28,7 +28,9 @@
 #         from pluto's first initiation to the last SA established
 # Configurations are interleaved, REPEATS times; each cell is the median.
 # Besides the rates: the plutos' CPU per IKE SA (west + east), kme-sim's
-# and the kmstoreds' apart, and the plutos' RSS growth per IKE SA. Then a
+# and the kmstoreds' apart. Then memory (rss_once): each configuration's
+# RSS at start and its growth per IKE SA over a first and a second burst
+# of N (ppks is in configs for the comparison). Then a
 # far KME: kme-sim delaying every answer by 5 and by 20 ms, qkd-uri and
 # qkd-pool, all at once, each also with pluto's nhelpers=32 (its helper
 # threads, on which the series runs the fetch: how many fetches are in
@@ -58,11 +60,16 @@ ike_lab_kmes_start "${kme_opts[@]}"
 ppk_hex=$(kme_env_hex "$IKE_LAB_DIR/kme/static.key")
 hz=$(getconf CLK_TCK)
 
+# N connections (c1 ... cN), west's behind connalias=all; with sets=2,
+# 2N behind set1 and set2 (the RSS runs)
+sets=1
 conns() { # SIDE PPK_LINE PROPOSAL
 	local side=$1 opt=$2 prop=$3 i me=w peer=e ma=192.0.2.1 pa=192.0.2.2 alias=
 	[ "$side" = west ] || { me=e peer=w ma=192.0.2.2 pa=192.0.2.1; }
-	[ "$side" = west ] && alias='	connalias=all'
-	for i in $(seq "$n"); do
+	for i in $(seq $((n * sets))); do
+		if [ "$side" != west ]; then alias=
+		elif [ "$sets" = 1 ]; then alias='	connalias=all'
+		else alias="	connalias=set$(((i - 1) / n + 1))"; fi
 		printf 'conn c%d\n\tleft=%s\n\tleftid=@%s%d\n\tright=%s\n\trightid=@%s%d\n' \
 			"$i" $ma $me "$i" $pa $peer "$i"
 		printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\tike=%s\n\tretransmit-timeout=30s\n\t%s\n%s\n' \
@@ -71,7 +78,7 @@ conns() { # SIDE PPK_LINE PROPOSAL
 }
 secrets() { # the same for every configuration
 	local i
-	for i in $(seq "$n"); do
+	for i in $(seq $((n * sets))); do
 		echo "@w$i @e$i : PSK \"bench pre-shared key $i\""
 		echo "@w$i @e$i : PPKS \"PPK_ID_1\" 0x$ppk_hex"
 	done
@@ -131,15 +138,21 @@ cpu_now() {
 # pluto's times of day, in seconds (differences wrap at midnight)
 secs() { awk '{ split($3, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }'; }
 established() { grep -c 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" || true; }
+wait_established() { # COUNT (a minute at most)
+	local i
+	for i in $(seq 1200); do
+		[ "$(established)" -ge "$1" ] && return
+		sleep 0.05
+	done
+}
 
-# run_once CONFIG PROPOSAL MODE: "rate per_sa_ms cpu_ms kme_ms daemon_ms rss_w rss_e fails
+# run_once CONFIG PROPOSAL MODE: "rate per_sa_ms cpu_ms kme_ms daemon_ms fails
 # retransmissions" (a burst of N IKE_SA_INIT requests overflowed the
 # responder's default socket buffer: a lost one came again 0.5 s later,
 # and the run's rate with it; setup() gives both plutos 4 MiB)
 run_once() {
-	local config=$1 prop=$2 mode=$3 t0 t1 c0 c1 rw re ok i rate persa
+	local config=$1 prop=$2 mode=$3 t0 t1 c0 c1 ok i rate persa
 	setup "$config" "$prop"
-	rw=$(rss_kib "$(pid_of west)") re=$(rss_kib "$(pid_of east)")
 	read -r -a c0 <<<"$(cpu_now)"
 	t0=$(date +%s.%N)
 	if [ "$mode" = one ]; then
@@ -150,10 +163,7 @@ run_once() {
 		rate=$(awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.1f", n / (b - a) }')
 	else
 		ike_lab_whack west --initiate --name all --asynchronous >/dev/null 2>&1 || true
-		for i in $(seq 1200); do
-			[ "$(established)" -ge "$n" ] && break
-			sleep 0.05
-		done
+		wait_established "$n"
 		rate=$(awk -v n="$n" -v a="$(grep -m1 'initiating IKEv2 connection' "$IKE_LAB_DIR/west/pluto.log" | secs)" \
 			-v b="$(grep 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | secs)" \
 			'BEGIN { if (b < a - 43200) b += 86400; printf "%.1f", (b > a ? n / (b - a) : 0) }')
@@ -170,9 +180,31 @@ run_once() {
 	echo "$rate $persa $(awk -v a="${c0[0]}" -v b="${c1[0]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
 $(awk -v a="${c0[1]}" -v b="${c1[1]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
 $(awk -v a="${c0[2]}" -v b="${c1[2]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
-$(( ($(rss_kib "$(pid_of west)") - rw) * 1000 / n )) $(( ($(rss_kib "$(pid_of east)") - re) * 1000 / n )) $((n - ok)) \
+$((n - ok)) \
 $(grep -c 'retransmitting' "$IKE_LAB_DIR/west/pluto.log" || true)" \
 		>"$IKE_LAB_DIR/result"
+	ike_lab_stop
+}
+
+# rss_once CONFIG: the plutos' RSS (KiB) at start, then their growth per
+# IKE SA (bytes) over a first burst of N IKE SAs and over a second burst
+# of N more, the first still up: "start_w start_e first_w first_e next_w
+# next_e". What the first burst adds once (threads, TLS connections,
+# arenas) is in "first" only; what each SA keeps is in both.
+rss_once() {
+	local r0w r0e r1w r1e r2w r2e
+	sets=2 setup "$1" "${props[0]}"
+	r0w=$(rss_kib "$(pid_of west)") r0e=$(rss_kib "$(pid_of east)")
+	ike_lab_whack west --initiate --name set1 --asynchronous >/dev/null 2>&1 || true
+	wait_established "$n"
+	sleep 0.5
+	r1w=$(rss_kib "$(pid_of west)") r1e=$(rss_kib "$(pid_of east)")
+	ike_lab_whack west --initiate --name set2 --asynchronous >/dev/null 2>&1 || true
+	wait_established $((2 * n))
+	sleep 0.5
+	r2w=$(rss_kib "$(pid_of west)") r2e=$(rss_kib "$(pid_of east)")
+	echo "$r0w $r0e $(((r1w - r0w) * 1024 / n)) $(((r1e - r0e) * 1024 / n)) \
+$(((r2w - r1w) * 1024 / n)) $(((r2e - r1e) * 1024 / n)) $((2 * n - $(established)))" >"$IKE_LAB_DIR/result"
 	ike_lab_stop
 }
 
@@ -200,21 +232,21 @@ if [ "$reps_main" -gt 0 ]; then
 col() { tr "|" "\n" <<<"${R[$1]:-}" | sed '/^$/d' | awk -v f="$2" '{ print $f }' | sort -g |
 	awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'; }
 sumcol() { tr "|" "\n" <<<"${R[$1]:-}" | sed '/^$/d' | awk -v f="$2" '{ s += $f } END { print s + 0 }'; }
-printf '\n%-11s %-7s %-4s %9s %7s %10s %10s %9s %11s %11s %7s %5s\n' config group mode 'SAs/s' ratio 'SA ms p50' 'pluto ms' 'kme ms' 'kmstored ms' 'RSS B/SA w/e' failed retx
+printf '\n%-11s %-7s %-4s %9s %7s %10s %10s %9s %11s %7s %5s\n' config group mode 'SAs/s' ratio 'SA ms p50' 'pluto ms' 'kme ms' 'kmstored ms' failed retx
 for prop in "${props[@]}"; do
 	p=$(pname "$prop")
 	for mode in one all; do
 		base=$(col "ppks.$p.$mode" 1)
 		for config in "${configs[@]}"; do
 			k=$config.$p.$mode
-			printf '%-11s %-7s %-4s %9s %7.2f %10s %10s %9s %11s %11s %7s %5s\n' "$config" "$p" "$mode" \
+			printf '%-11s %-7s %-4s %9s %7.2f %10s %10s %9s %11s %7s %5s\n' "$config" "$p" "$mode" \
 				"$(col "$k" 1)" "$(awk -v a="$(col "$k" 1)" -v b="$base" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
 				"$(col "$k" 2)" "$(col "$k" 3)" "$(col "$k" 4)" "$(col "$k" 5)" \
-				"$(col "$k" 6)/$(col "$k" 7)" "$(sumcol "$k" 8)" "$(sumcol "$k" 9)"
+				"$(sumcol "$k" 6)" "$(sumcol "$k" 7)"
 		done
 	done
 done
-echo "(ratio: SAs/s over ppks in the same cell; SA ms: one SA's time in west's pluto log; pluto ms: CPU of both plutos per IKE SA; kme ms: kme-sim's CPU per IKE SA, both KMEs; kmstored ms: both kmstoreds' CPU per IKE SA; RSS: the plutos' growth per IKE SA, bytes; retx: IKE requests west retransmitted, all repeats: a lost burst packet costs its run 0.5 s)"
+echo "(ratio: SAs/s over ppks in the same cell; SA ms: one SA's time in west's pluto log; pluto ms: CPU of both plutos per IKE SA; kme ms: kme-sim's CPU per IKE SA, both KMEs; kmstored ms: both kmstoreds' CPU per IKE SA; retx: IKE requests west retransmitted, all repeats: a lost burst packet costs its run 0.5 s)"
 for t in "qkd-pool 0.97" "qkd-uri 0.9" "static-uri 0.97"; do
 	read -r config want <<<"$t"
 	[[ " ${configs[*]} " == *" $config "* ]] || continue
@@ -228,6 +260,30 @@ for t in "qkd-pool 0.97" "qkd-uri 0.9" "static-uri 0.97"; do
 	done
 	awk -v c="$config" -v w="$worst" -v t="$want" 'BEGIN { printf "%s over ppks, worst of the four cells: %.2f (target >= %s: %s)\n", c, w, t, (w >= t ? "met" : "NOT met") }'
 done
+
+# Memory: what a configuration costs once, and what each IKE SA keeps
+echo
+echo "== the plutos' memory: a burst of $n IKE SAs, then $n more (DH19)"
+for rep in $(seq "$reps_main"); do
+	for config in "${configs[@]}"; do
+		rss_once "$config"
+		R[$config.rss]+="$(cat "$IKE_LAB_DIR/result")|"
+		printf '.' >&2
+	done
+done
+echo >&2
+printf '%-11s %15s %15s %15s %15s %7s\n' config 'start KiB w/e' 'first B/SA w/e' 'next B/SA w/e' 'next - ppks' failed
+for config in "${configs[@]}"; do
+	k=$config.rss
+	printf '%-11s %15s %15s %15s %15s %7s\n' "$config" "$(col "$k" 1)/$(col "$k" 2)" \
+		"$(col "$k" 3)/$(col "$k" 4)" "$(col "$k" 5)/$(col "$k" 6)" \
+		"$(if [ -n "${R[ppks.rss]:-}" ]; then
+			echo "$(($(col "$k" 5) - $(col ppks.rss 5)))/$(($(col "$k" 6) - $(col ppks.rss 6)))"
+		else echo -; fi)" "$(sumcol "$k" 7)"
+done
+echo "(RSS of west's and east's pluto at start; its growth per IKE SA over the first burst (with what the"
+echo " configuration adds once: helper threads, TLS connections, malloc arenas) and over the second, the"
+echo " first still up (what each IKE SA keeps); medians)"
 fi
 
 # A far KME: every answer delayed. All at once, DH19.
