@@ -24,6 +24,7 @@
  *   is asked first again only after a back-off. Each KME has its own
  *   pool of handles (connections), TLS sessions and health. */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -72,9 +73,18 @@ struct kme {
 	char last_error[200];
 };
 
+/* Threads asking for keys by ID (dec_keys), see "dec_keys together". */
+struct dec_queue {
+	pthread_mutex_t lock;
+	pthread_cond_t ended;   /* a request ended (CLOCK_MONOTONIC) */
+	struct dec_wait *head;  /* oldest first */
+	unsigned in_flight;
+};
+
 struct kms_qkd_client {
 	struct kme kmes[KMS_KMES_MAX];
 	size_t n;
+	struct dec_queue dec;
 };
 
 enum op { OP_STATUS, OP_ENC_KEYS, OP_DEC_KEYS };
@@ -90,6 +100,7 @@ struct body {
 	size_t len;
 	size_t high; /* the most bytes any attempt wrote: what to wipe */
 	int overflow;
+	long status; /* the last attempt's HTTP status, 0 if none */
 };
 
 /* One request in flight at one KME: what failed is described relative to
@@ -190,6 +201,17 @@ static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 	return split_url(k, url, err);
 }
 
+static void dec_queue_init(struct dec_queue *q)
+{
+	pthread_condattr_t a;
+
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->ended, &a);
+	pthread_condattr_destroy(&a);
+}
+
 kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
@@ -204,6 +226,7 @@ kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 	if (cl == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	c->client = cl;
+	dec_queue_init(&cl->dec);
 	for (size_t i = 0; rc == KMS_OK && i < c->n_urls; i++, cl->n++)
 		rc = kme_init(&cl->kmes[i], c->urls[i], err);
 	return rc;
@@ -228,6 +251,8 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 		free(e->host);
 		free(e->base);
 	}
+	pthread_cond_destroy(&cl->dec.ended);
+	pthread_mutex_destroy(&cl->dec.lock);
 	free(cl);
 }
 
@@ -754,17 +779,18 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 	return rc;
 }
 
-/* Runs op for the SAE sae with request (NULL: GET) and leaves the answer
- * in b (secmem). With one KME it has the whole deadline, retries
- * included; with several, they take turns, one attempt each with an equal
- * share of the time left in the round, rounds separated by the usual
- * back-off, until one answers or the deadline passes. */
+/* Runs op for the SAE sae with request (NULL: GET) until deadline
+ * (monotonic ms) and leaves the answer in b (secmem). With one KME it
+ * has the whole deadline, retries included; with several, they take
+ * turns, one attempt each with an equal share of the time left in the
+ * round, rounds separated by the usual back-off, until one answers or
+ * the deadline passes. */
 static kms_rc run(kms_profile *p, enum op op, const char *sae,
-		  const char *request, struct body *b, kms_error *err)
+		  const char *request, long deadline, struct body *b,
+		  kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
 	struct kms_qkd_client *cl = c->client;
-	long deadline = kms_now_ms() + c->timeout_ms;
 	char path_sae[3 * 64 + 1], tail[3 * 64 + 32];
 	size_t order[KMS_KMES_MAX], n, tried = 0;
 	kms_rc rc = KMS_ERR_UNREACHABLE;
@@ -786,6 +812,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 		if (turn > 0 && left <= 10)
 			break;
 		rc = run_at(&k, tail, request, b, err);
+		b->status = k.http_status;
 		tried++;
 		if (n == 1 || rc == KMS_OK || !fails_over(rc, k.http_status))
 			break;
@@ -805,9 +832,10 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 }
 
 /* n keys (enc_keys, number = n; or dec_keys of want_id, n = 1) into
- * out[], *got of them. */
+ * out[], *got of them, by deadline. */
 static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
-			 size_t n, kms_key **out, size_t *got, kms_error *err)
+			 size_t n, long deadline, kms_key **out, size_t *got,
+			 kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
 	size_t key_len = (size_t)c->key_bits / 8, taken = 0;
@@ -821,7 +849,7 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 	if (n < 1 || n * key_len > KMS_SECMEM_MAX)
 		return kms_fail(err, KMS_ERR_USAGE, "cannot take %zu keys at once", n);
 	request = op == OP_ENC_KEYS ? kms_etsi_enc_keys_request((long)n, c->key_bits)
-				    : kms_etsi_dec_keys_request(want_id);
+				    : kms_etsi_dec_keys_request(&want_id, 1);
 	ids = calloc(n, sizeof(*ids));
 	if (request == NULL || ids == NULL) {
 		free(request);
@@ -830,7 +858,7 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 	}
 	/* enc_keys names the peer (slave) SAE; dec_keys names the peer as the
 	 * master that asked for the key. */
-	rc = run(p, op, c->peer_sae, request, &b, err);
+	rc = run(p, op, c->peer_sae, request, deadline, &b, err);
 	free(request);
 	if (rc != KMS_OK) {
 		free(ids);
@@ -866,25 +894,222 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 	return rc;
 }
 
+static long deadline_of(const kms_profile *p)
+{
+	return kms_now_ms() + ((const struct kms_qkd_config *)p->state)->timeout_ms;
+}
+
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)
 {
 	size_t got;
 
-	return fetch_keys(p, OP_ENC_KEYS, NULL, 1, out, &got, err);
+	return fetch_keys(p, OP_ENC_KEYS, NULL, 1, deadline_of(p), out, &got, err);
 }
 
 kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err)
 {
-	return fetch_keys(p, OP_ENC_KEYS, NULL, n, out, got, err);
+	return fetch_keys(p, OP_ENC_KEYS, NULL, n, deadline_of(p), out, got, err);
+}
+
+/* ---- dec_keys together ----
+ *
+ * A burst of IKE SAs has a responder ask for many keys by ID at once, a
+ * thread each (pluto's helpers, kmstored's clients). Asked one by one,
+ * each key costs an HTTPS exchange at both ends, and each concurrent one
+ * a TLS connection of its own. So these requests queue per profile: at
+ * most DEC_IN_FLIGHT go out at a time, each carrying up to DEC_BATCH of
+ * the queued IDs (ETSI 014 dec_keys takes a list of key_IDs). A request
+ * alone goes at once, as before. No thread is made: a waiting caller
+ * sends the next request itself.
+ *
+ * ETSI 014 answers all of a dec_keys or none. When a KME refuses a
+ * request of several IDs (one unknown: a peer's bogus PPK_ID, or a key
+ * already taken), each caller asks again alone, so only its own request
+ * fails. An ID asked twice at once waits for the next request: the KME
+ * would refuse both. */
+#define DEC_BATCH 16
+#define DEC_IN_FLIGHT 2
+
+enum dec_state { DEC_QUEUED, DEC_SENT, DEC_DONE, DEC_ALONE };
+
+/* A caller's request, on its stack. The state changes under the queue's
+ * lock only; rc, key and err are written by the thread that sent it
+ * before the state says DEC_DONE, and read by the caller after. */
+struct dec_wait {
+	const char *id;
+	long deadline_ms;
+	struct dec_wait *next; /* queued */
+	enum dec_state state;
+	enum dec_state ended;  /* the sender's verdict, DEC_DONE or DEC_ALONE */
+	kms_rc rc;
+	kms_key *key;
+	kms_error err;
+};
+
+static void dec_unlink(struct dec_queue *q, struct dec_wait *w)
+{
+	struct dec_wait **pp = &q->head;
+
+	while (*pp != w)
+		pp = &(*pp)->next;
+	*pp = w->next;
+}
+
+/* Takes up to DEC_BATCH queued requests, oldest first, distinct IDs. */
+static size_t dec_take(struct dec_queue *q, struct dec_wait **batch)
+{
+	size_t n = 0;
+
+	for (struct dec_wait *w = q->head, *next; w != NULL && n < DEC_BATCH; w = next) {
+		int twice = 0;
+
+		next = w->next;
+		for (size_t i = 0; i < n && !twice; i++)
+			twice = strcmp(batch[i]->id, w->id) == 0;
+		if (twice)
+			continue;
+		dec_unlink(q, w);
+		w->state = DEC_SENT;
+		batch[n++] = w;
+	}
+	return n;
+}
+
+/* Asks for several keys in one dec_keys; each request ends DEC_DONE
+ * (its key, or the error all share) or DEC_ALONE (ask again alone). */
+static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
+		    long deadline)
+{
+	struct kms_qkd_config *c = p->state;
+	size_t key_len = (size_t)c->key_bits / 8, taken = 0;
+	char (*ids)[KMS_KEY_ID_MAX + 1] = calloc(n, sizeof(*ids));
+	const char *want[DEC_BATCH];
+	uint8_t *keys = kms_secmem_alloc(n * key_len);
+	struct body b = { 0 };
+	char *request = NULL;
+	kms_error err = { 0 };
+	kms_rc rc;
+	int refused;
+
+	for (size_t i = 0; i < n; i++)
+		want[i] = batch[i]->id;
+	if (ids == NULL || keys == NULL ||
+	    (request = kms_etsi_dec_keys_request(want, n)) == NULL) {
+		rc = kms_fail(&err, KMS_ERR_SYSTEM, "out of memory");
+	} else if ((rc = run(p, OP_DEC_KEYS, c->peer_sae, request, deadline,
+			     &b, &err)) == KMS_OK) {
+		rc = kms_etsi_parse_key_batch(b.data, b.len, n, key_len, ids,
+					      keys, &taken, &err);
+		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
+	}
+	/* An answer of any kind but unreachable or 5xx: the KME refused or
+	 * garbled this set of IDs, and may not for each alone. */
+	refused = rc == KMS_OK ||
+		  (rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
+	for (size_t i = 0; i < n; i++) {
+		struct dec_wait *w = batch[i];
+		size_t k = 0;
+
+		while (k < taken && strcmp(ids[k], w->id) != 0)
+			k++;
+		w->ended = DEC_DONE;
+		if (rc == KMS_OK && k < taken) {
+			w->rc = kms_key_new(p->name, ids[k], keys + k * key_len,
+					    key_len, &w->key, &w->err);
+		} else if (refused) {
+			w->ended = DEC_ALONE;
+		} else {
+			w->rc = rc;
+			w->err = err;
+		}
+	}
+	kms_secmem_free(keys, n * key_len);
+	free(request);
+	free(ids);
+}
+
+/* Sends the queued requests' next dec_keys; the lock is held, and let go
+ * while it is asked. */
+static void dec_lead(kms_profile *p, struct dec_queue *q)
+{
+	struct dec_wait *batch[DEC_BATCH];
+	size_t n = dec_take(q, batch);
+	long deadline = LONG_MAX;
+
+	for (size_t i = 0; i < n; i++)
+		if (batch[i]->deadline_ms < deadline)
+			deadline = batch[i]->deadline_ms;
+	if (n == 0)
+		return;
+	q->in_flight++;
+	pthread_mutex_unlock(&q->lock);
+	if (n == 1) {
+		size_t got;
+
+		batch[0]->rc = fetch_keys(p, OP_DEC_KEYS, batch[0]->id, 1, deadline,
+					  &batch[0]->key, &got, &batch[0]->err);
+		batch[0]->ended = DEC_DONE;
+	} else {
+		dec_ask(p, batch, n, deadline);
+	}
+	pthread_mutex_lock(&q->lock);
+	for (size_t i = 0; i < n; i++)
+		batch[i]->state = batch[i]->ended;
+	q->in_flight--;
+	pthread_cond_broadcast(&q->ended);
+}
+
+static kms_rc dec_queued_too_long(const kms_profile *p, kms_error *err)
+{
+	const struct kms_qkd_config *c = p->state;
+
+	return kms_fail(err, KMS_ERR_UNREACHABLE,
+			"profile '%s': KME %s: dec_keys: no answer within the "
+			"timeout of %ld ms (behind %d requests in flight)",
+			p->name, c->url, c->timeout_ms, DEC_IN_FLIGHT);
 }
 
 kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 			     kms_error *err)
 {
+	struct dec_queue *q = &((struct kms_qkd_config *)p->state)->client->dec;
+	struct dec_wait w = { .id = id, .deadline_ms = deadline_of(p) };
+	struct dec_wait **tail = &q->head;
 	size_t got;
 
-	return fetch_keys(p, OP_DEC_KEYS, id, 1, out, &got, err);
+	pthread_mutex_lock(&q->lock);
+	while (*tail != NULL)
+		tail = &(*tail)->next;
+	*tail = &w;
+	/* Every request that ends wakes the queue: a caller still queued sends
+	 * the next. */
+	while (w.state == DEC_QUEUED || w.state == DEC_SENT) {
+		if (w.state == DEC_QUEUED && q->in_flight < DEC_IN_FLIGHT) {
+			dec_lead(p, q);
+		} else if (w.state == DEC_SENT) {
+			pthread_cond_wait(&q->ended, &q->lock);
+		} else if (kms_now_ms() >= w.deadline_ms) {
+			dec_unlink(q, &w);
+			pthread_mutex_unlock(&q->lock);
+			return dec_queued_too_long(p, err);
+		} else {
+			struct timespec ts = { .tv_sec = w.deadline_ms / 1000,
+					       .tv_nsec = w.deadline_ms % 1000 * 1000000 };
+
+			pthread_cond_timedwait(&q->ended, &q->lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&q->lock);
+	if (w.state == DEC_ALONE)
+		return fetch_keys(p, OP_DEC_KEYS, id, 1, w.deadline_ms, out, &got, err);
+	if (w.rc != KMS_OK) {
+		if (err != NULL)
+			*err = w.err;
+		return w.rc;
+	}
+	*out = w.key;
+	return KMS_OK;
 }
 
 kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
@@ -893,7 +1118,7 @@ kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
 	struct body b = { 0 };
 	kms_rc rc;
 
-	rc = run(p, OP_STATUS, c->peer_sae, NULL, &b, err);
+	rc = run(p, OP_STATUS, c->peer_sae, NULL, deadline_of(p), &b, err);
 	if (rc == KMS_OK) {
 		rc = kms_etsi_parse_status(b.data, b.len, out, err);
 		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);

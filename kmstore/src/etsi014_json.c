@@ -29,23 +29,31 @@ char *kms_etsi_enc_keys_request(long number, long size_bits)
 	return s;
 }
 
-char *kms_etsi_dec_keys_request(const char *key_id)
+char *kms_etsi_dec_keys_request(const char *const *key_ids, size_t n)
 {
 	json_object *o = json_object_new_object();
 	json_object *ids = json_object_new_array();
-	json_object *one = json_object_new_object();
 	char *s = NULL;
+	int ok = o != NULL && ids != NULL;
 
-	if (o != NULL && ids != NULL && one != NULL) {
-		json_object_object_add(one, "key_ID", json_object_new_string(key_id));
-		json_object_array_add(ids, one);
-		json_object_object_add(o, "key_IDs", ids);
+	for (size_t i = 0; ok && i < n; i++) {
+		json_object *one = json_object_new_object();
+		json_object *id = json_object_new_string(key_ids[i]);
+
+		ok = one != NULL && id != NULL &&
+		     json_object_object_add(one, "key_ID", id) == 0;
+		if (!ok)
+			json_object_put(id);
+		ok = ok && json_object_array_add(ids, one) == 0;
+		if (!ok)
+			json_object_put(one);
+	}
+	if (ok && json_object_object_add(o, "key_IDs", ids) == 0) {
 		s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN
-								| JSON_C_TO_STRING_NOSLASHESCAPE));
+							     | JSON_C_TO_STRING_NOSLASHESCAPE));
 		json_object_put(o);
 		return s;
 	}
-	json_object_put(one);
 	json_object_put(ids);
 	json_object_put(o);
 	return NULL;

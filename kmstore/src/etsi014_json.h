@@ -11,7 +11,8 @@
 
 /* Request bodies, malloc'ed; NULL when out of memory. */
 char *kms_etsi_enc_keys_request(long number, long size_bits);
-char *kms_etsi_dec_keys_request(const char *key_id);
+/* dec_keys of n key IDs (1 to the KME's max_key_per_request). */
+char *kms_etsi_dec_keys_request(const char *const *key_ids, size_t n);
 
 /* Parses a Key container that must hold exactly one key whose ID is a
  * valid key ID (and equals want_id when that is not NULL) and whose key is

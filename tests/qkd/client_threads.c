@@ -7,6 +7,11 @@
  *    while the library runs, any call is counted and refused.
  * 2. Several threads may fetch keys at once from the same profiles: each
  *    pair of keys must match, none may be lost or mixed up.
+ * 3. A burst: two threads ask for keys by ID, and 50 ms later THREADS - 2
+ *    more and one for an ID the KME never made, all at the same moment
+ *    (with a KME that answers late the first two are in flight then, and
+ *    the others may go together in one dec_keys, which the KME refuses
+ *    for the bogus ID): every key arrives, and only that one fails.
  *
  * Usage: client_threads WEST_CONF EAST_CONF THREADS ROUNDS
  * (WEST_CONF's url should name the KME by host name, to exercise the
@@ -18,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kmstore.h"
 
@@ -100,6 +106,74 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+#define BOGUS_ID "00000000-0000-4000-8000-00000000bad0"
+
+struct asker {
+	struct sites *s;
+	pthread_barrier_t *start;
+	kms_key *want; /* NULL: ask for BOGUS_ID */
+	kms_rc rc;
+	int same;
+	kms_error e;
+};
+
+static void *ask_by_id(void *arg)
+{
+	struct asker *a = arg;
+	kms_key *k = NULL;
+
+	if (a->start != NULL)
+		pthread_barrier_wait(a->start);
+	a->rc = kms_profile_get_key_by_id(a->s->east,
+					  a->want ? kms_key_id(a->want) : BOGUS_ID,
+					  &k, &a->e);
+	a->same = a->rc == KMS_OK && a->want != NULL &&
+		  kms_key_size(k) == kms_key_size(a->want) &&
+		  memcmp(kms_key_bytes(k), kms_key_bytes(a->want),
+			 kms_key_size(k)) == 0;
+	kms_key_free(k);
+	return NULL;
+}
+
+static void burst(struct sites *s, int n)
+{
+	struct asker *a = calloc((size_t)n + 1, sizeof(*a));
+	pthread_t *t = calloc((size_t)n + 1, sizeof(*t));
+	pthread_barrier_t start;
+	char detail[KMS_ERROR_MAX + 64] = "";
+	int good = 0;
+
+	pthread_barrier_init(&start, NULL, (unsigned)n - 1);
+	for (int i = 0; i <= n; i++) {
+		a[i] = (struct asker){ .s = s, .start = i < 2 ? NULL : &start };
+		if (i < n && kms_profile_get_key(s->west, &a[i].want, &a[i].e) != KMS_OK) {
+			fprintf(stderr, "client_threads: %s\n", a[i].e.message);
+			exit(2);
+		}
+	}
+	for (int i = 0; i <= n; i++) {
+		if (i == 2)
+			nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
+		pthread_create(&t[i], NULL, ask_by_id, &a[i]);
+	}
+	for (int i = 0; i <= n; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < n; i++) {
+		good += a[i].same;
+		if (!a[i].same && detail[0] == '\0')
+			snprintf(detail, sizeof(detail), "key %d: %s", i, a[i].e.message);
+		kms_key_free(a[i].want);
+	}
+	check(good == n, "a burst of keys asked for by ID at once all arrive and match",
+	      detail);
+	snprintf(detail, sizeof(detail), "rc %d: %s", a[n].rc, a[n].e.message);
+	check(a[n].rc == KMS_ERR_NOT_FOUND,
+	      "... and the one ID the KME never made fails alone, as not found", detail);
+	pthread_barrier_destroy(&start);
+	free(a);
+	free(t);
+}
+
 static kms_profile *open_qkd(const char *conf, kms_store **store)
 {
 	kms_profile *p;
@@ -128,6 +202,10 @@ int main(int argc, char **argv)
 	}
 	n = atoi(argv[3]);
 	s.rounds = atoi(argv[4]);
+	if (n < 3 || s.rounds < 1) {
+		fprintf(stderr, "client_threads: THREADS must be 3 or more, ROUNDS 1 or more\n");
+		return 2;
+	}
 	s.west = open_qkd(argv[1], &ws);
 	s.east = open_qkd(argv[2], &es);
 
@@ -148,6 +226,7 @@ int main(int argc, char **argv)
 		 atomic_load(&s.bad), n * s.rounds, s.first_error);
 	check(atomic_load(&s.good) == n * s.rounds,
 	      "concurrent round trips from several threads all match", detail);
+	burst(&s, n);
 
 	free(t);
 	kms_store_free(ws);

@@ -78,6 +78,19 @@ c=$(conf_with "$W" url "https://localhost:${KME_A_URL##*:}")
 run "$threads" "$c" "$E" 4 25
 expect_rc 0 "the client creates no thread and serves 4 threads at once"
 [ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
+# Keys asked for by ID at once ride together: with every dec_keys answered
+# 300 ms late, the burst's requests queue behind the two in flight and go
+# in one request; the bogus ID among them makes the KME refuse it, and each
+# asks again alone (client_threads.c checks that every key arrives).
+lab --fault latency=300,path=dec_keys
+run "$threads" "$W" "$E" 8 1
+expect_rc 0 "a burst of 8 keys by ID (and a bogus ID) at a slow KME"
+[ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
+batch=$(grep 'dec_keys for .*key_IDs \[.*,' "$work/lab/kme-sim.log" | grep bad0 || true)
+[ -n "$batch" ] && tap_ok "... the ones behind went to the KME together (one dec_keys, the bogus ID among them)" ||
+	tap_not_ok "... the ones behind went to the KME together (one dec_keys, the bogus ID among them)" \
+		"$(grep 'dec_keys for' "$work/lab/kme-sim.log" | tail -n 12)"
+lab
 
 # --- refused by the KME or the TLS layer ----------------------------------
 c=$(conf_with "$E" url "$KME_A_URL")

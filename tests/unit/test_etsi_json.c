@@ -46,15 +46,20 @@ static void assert_refused(const char *body, const char *want_id,
 
 static void test_requests(void **state)
 {
+	const char *one[] = { "id/with\"quote" }, *two[] = { "a", "b" };
 	char *enc = kms_etsi_enc_keys_request(1, 256);
-	char *dec = kms_etsi_dec_keys_request("id/with\"quote");
+	char *dec = kms_etsi_dec_keys_request(one, 1);
+	char *dec2 = kms_etsi_dec_keys_request(two, 2);
 
 	(void)state;
 	assert_string_equal(enc, "{\"number\":1,\"size\":256}");
 	assert_string_equal(dec,
 		"{\"key_IDs\":[{\"key_ID\":\"id/with\\\"quote\"}]}");
+	assert_string_equal(dec2,
+		"{\"key_IDs\":[{\"key_ID\":\"a\"},{\"key_ID\":\"b\"}]}");
 	free(enc);
 	free(dec);
+	free(dec2);
 }
 
 static void test_valid_container(void **state)
