@@ -7,11 +7,12 @@
  *    while the library runs, any call is counted and refused.
  * 2. Several threads may fetch keys at once from the same profiles: each
  *    pair of keys must match, none may be lost or mixed up.
- * 3. A burst: two threads ask for keys by ID, and 50 ms later THREADS - 2
- *    more and one for an ID the KME never made, all at the same moment
- *    (with a KME that answers late the first two are in flight then, and
- *    the others may go together in one dec_keys, which the KME refuses
- *    for the bogus ID): every key arrives, and only that one fails.
+ * 3. A burst: PLUGS threads ask for keys by ID, and 50 ms later the other
+ *    THREADS - PLUGS and one for an ID the KME never made, all at the same
+ *    moment (with a KME that answers late the first are in flight then,
+ *    as many as the library sends at once, and the others may go together
+ *    in one dec_keys, which the KME refuses for the bogus ID): every key
+ *    arrives, and only that one fails.
  *
  * Usage: client_threads WEST_CONF EAST_CONF THREADS ROUNDS
  * (WEST_CONF's url should name the KME by host name, to exercise the
@@ -107,6 +108,7 @@ static void *worker(void *arg)
 }
 
 #define BOGUS_ID "00000000-0000-4000-8000-00000000bad0"
+#define PLUGS 4 /* etsi014.c's DEC_IN_FLIGHT */
 
 struct asker {
 	struct sites *s;
@@ -143,16 +145,16 @@ static void burst(struct sites *s, int n)
 	char detail[KMS_ERROR_MAX + 64] = "";
 	int good = 0;
 
-	pthread_barrier_init(&start, NULL, (unsigned)n - 1);
+	pthread_barrier_init(&start, NULL, (unsigned)(n - PLUGS + 1));
 	for (int i = 0; i <= n; i++) {
-		a[i] = (struct asker){ .s = s, .start = i < 2 ? NULL : &start };
+		a[i] = (struct asker){ .s = s, .start = i < PLUGS ? NULL : &start };
 		if (i < n && kms_profile_get_key(s->west, &a[i].want, &a[i].e) != KMS_OK) {
 			fprintf(stderr, "client_threads: %s\n", a[i].e.message);
 			exit(2);
 		}
 	}
 	for (int i = 0; i <= n; i++) {
-		if (i == 2)
+		if (i == PLUGS)
 			nanosleep(&(struct timespec){ .tv_nsec = 50000000 }, NULL);
 		pthread_create(&t[i], NULL, ask_by_id, &a[i]);
 	}
@@ -202,8 +204,9 @@ int main(int argc, char **argv)
 	}
 	n = atoi(argv[3]);
 	s.rounds = atoi(argv[4]);
-	if (n < 3 || s.rounds < 1) {
-		fprintf(stderr, "client_threads: THREADS must be 3 or more, ROUNDS 1 or more\n");
+	if (n < PLUGS || s.rounds < 1) {
+		fprintf(stderr, "client_threads: THREADS must be %d or more, ROUNDS 1 or more\n",
+			PLUGS);
 		return 2;
 	}
 	s.west = open_qkd(argv[1], &ws);

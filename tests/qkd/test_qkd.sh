@@ -79,7 +79,7 @@ run "$threads" "$c" "$E" 4 25
 expect_rc 0 "the client creates no thread and serves 4 threads at once"
 [ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
 # Keys asked for by ID at once ride together: with every dec_keys answered
-# 300 ms late, the burst's requests queue behind the two in flight and go
+# 300 ms late, the burst's requests queue behind the four in flight and go
 # in one request; the bogus ID among them makes the KME refuse it, and each
 # asks again alone (client_threads.c checks that every key arrives).
 lab --fault latency=300,path=dec_keys
