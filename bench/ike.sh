@@ -64,23 +64,19 @@ hz=$(getconf CLK_TCK)
 # 2N behind set1 and set2 (the RSS runs)
 sets=1
 conns() { # SIDE PPK_LINE PROPOSAL
-	local side=$1 opt=$2 prop=$3 i me=w peer=e ma=192.0.2.1 pa=192.0.2.2 alias=
-	[ "$side" = west ] || { me=e peer=w ma=192.0.2.2 pa=192.0.2.1; }
+	local side=$1 opt=$2 prop=$3 i alias=
 	for i in $(seq $((n * sets))); do
 		if [ "$side" != west ]; then alias=
-		elif [ "$sets" = 1 ]; then alias='	connalias=all'
-		else alias="	connalias=set$(((i - 1) / n + 1))"; fi
-		printf 'conn c%d\n\tleft=%s\n\tleftid=@%s%d\n\tright=%s\n\trightid=@%s%d\n' \
-			"$i" $ma $me "$i" $pa $peer "$i"
-		printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\tike=%s\n\tretransmit-timeout=30s\n\t%s\n%s\n' \
-			"$prop" "$opt" "$alias"
+		elif [ "$sets" = 1 ]; then alias=connalias=all
+		else alias=connalias=set$(((i - 1) / n + 1)); fi
+		ike_lab_conn "$side" "c$i" ppk=insist "ike=$prop" retransmit-timeout=30s "$opt" $alias
 	done
 }
 secrets() { # the same for every configuration
 	local i
 	for i in $(seq $((n * sets))); do
-		echo "@w$i @e$i : PSK \"bench pre-shared key $i\""
-		echo "@w$i @e$i : PPKS \"PPK_ID_1\" 0x$ppk_hex"
+		echo "@west-c$i @east-c$i : PSK \"bench pre-shared key $i\""
+		echo "@west-c$i @east-c$i : PPKS \"PPK_ID_1\" 0x$ppk_hex"
 	done
 }
 # the profiles, and west's with a pool
@@ -135,8 +131,6 @@ cpu_now() {
 	done
 	echo "$(($(ticks "$(pid_of west)") + $(ticks "$(pid_of east)"))) $(ticks "$IKE_LAB_KME_PID") $k"
 }
-# pluto's times of day, in seconds (differences wrap at midnight)
-secs() { awk '{ split($3, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }'; }
 established() { grep -c 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" || true; }
 wait_established() { # COUNT (a minute at most)
 	local i
@@ -164,9 +158,10 @@ run_once() {
 	else
 		ike_lab_whack west --initiate --name all --asynchronous >/dev/null 2>&1 || true
 		wait_established "$n"
-		rate=$(awk -v n="$n" -v a="$(grep -m1 'initiating IKEv2 connection' "$IKE_LAB_DIR/west/pluto.log" | secs)" \
-			-v b="$(grep 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | secs)" \
-			'BEGIN { if (b < a - 43200) b += 86400; printf "%.1f", (b > a ? n / (b - a) : 0) }')
+		rate=$(awk -v n="$n" -v d="$(ike_lab_elapsed \
+			"$(grep -m1 'initiating IKEv2 connection' "$IKE_LAB_DIR/west/pluto.log" | ike_lab_log_time)" \
+			"$(grep 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | ike_lab_log_time)")" \
+			'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
 	fi
 	sleep 0.2
 	read -r -a c1 <<<"$(cpu_now)"

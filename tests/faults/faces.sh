@@ -288,21 +288,9 @@ face_pluto_row() {
 # The three connections of face_pluto (CONN_OPTIONS and CONF_EXTRA of
 # ike_lab_side), and their PSKs.
 face_pluto_conns() { # SIDE
-	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2 name ppk token
-	[[ $1 == west ]] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
+	local name ppk token
 	while read -r name ppk token; do
-		cat <<EOF
-conn $name
-	left=$ma
-	leftid=@$me-$name
-	right=$pa
-	rightid=@$peer-$name
-	authby=secret
-	keyexchange=ikev2
-	retransmit-timeout=10s
-	ppk=$ppk
-	ppk-uri=pkcs11:token=$token
-EOF
+		ike_lab_conn "$1" "$name" retransmit-timeout=10s "ppk=$ppk" "ppk-uri=pkcs11:token=$token"
 	done <<<$'propose propose qkd\nstatic insist static'
 }
 FACE_PLUTO_PSKS='@west-propose @east-propose : PSK "kmstore lab PSK, propose"

@@ -110,7 +110,7 @@ established() { # SIDE WHAT
 }
 
 W_CONF=$IKE_LAB_DIR/kme/west.conf E_CONF=$IKE_LAB_DIR/kme/east.conf
-STATIC_PSK='@west-s @east-s : PSK "kmstore lab pre-shared key 2, not the PPK"'
+STATIC_PSK='@west-static @east-static : PSK "kmstore lab pre-shared key 2, not the PPK"'
 
 # --- cases -----------------------------------------------------------------
 
@@ -501,24 +501,10 @@ case_checkconfig() {
 # N connections far1..farN between the same plutos, QKD, IDs of their own;
 # west's carry connalias=far.
 far_conns() { # SIDE N
-	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2 i
-	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
+	local i
 	for i in $(seq "$2"); do
-		printf 'conn far%d
-	left=%s
-	leftid=@%s-f%d
-	right=%s
-	rightid=@%s-f%d
-' \
-			"$i" $ma $me "$i" $pa $peer "$i"
-		printf '	authby=secret
-	keyexchange=ikev2
-	retransmit-timeout=20s
-	ppk=insist
-	ppk-uri=pkcs11:token=qkd
-'
-		[ "$1" = east ] || printf '	connalias=far
-'
+		ike_lab_conn "$1" "far$i" retransmit-timeout=20s ppk=insist ppk-uri=pkcs11:token=qkd \
+			$([ "$1" = east ] || echo connalias=far)
 	done
 }
 
@@ -534,7 +520,7 @@ case_far_kme() {
 	ike_lab_kmes_stop
 	ike_lab_kmes_start --fault "latency=$ms" || { tap_not_ok "kme-sim with latency=$ms starts"; return; }
 	for i in $(seq $n); do
-		secrets+="@west-f$i @east-f$i : PSK \"kmstore lab far PSK $i\""$'\n'
+		secrets+="@west-far$i @east-far$i : PSK \"kmstore lab far PSK $i\""$'\n'
 	done
 	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$secrets" "$(far_conns west $n)"
 	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$secrets" "$(far_conns east $n)"
@@ -549,8 +535,8 @@ case_far_kme() {
 	expect_eq $n "$(far_up)" "far KME: all $n IKE SAs up with their QKD PPKs"
 	expect_eq $n "$(ppk_ids_used east | sort -u | wc -l)" "far KME: east used $n different PPK_IDs"
 	first=$(log_secs west 'initiating IKEv2 connection')
-	last=$(grep -F 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | log_time)
-	took=$(awk -v a="$first" -v b="$last" 'BEGIN { if (b < a - 43200) b += 86400; printf "%.2f", b - a }')
+	last=$(grep -F 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | ike_lab_log_time)
+	took=$(printf '%.2f' "$(ike_lab_elapsed "$first" "$last")")
 	# one after another: n x ms at the responder, more at the initiator
 	if awk -v t="$took" -v l=$((n * ms * 3 / 4)) 'BEGIN { exit !(t != "" && t * 1000 < l) }'; then
 		tap_ok "far KME: $n IKE SAs in ${took}s, fetches side by side (one after another: over $((n * ms / 1000)).$((n * ms % 1000 / 100))s)"
@@ -565,20 +551,13 @@ case_far_kme() {
 # A second connection between the same plutos, with the static profile and
 # its own IDs (so that the responder switches to it in IKE_AUTH).
 static_conn() { # SIDE
-	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2
-	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
-	printf 'conn static\n\tleft=%s\n\tleftid=@%s-s\n\tright=%s\n\trightid=@%s-s\n' $ma $me $pa $peer
-	printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tretransmit-timeout=10s\n\tppk=insist\n\tppk-uri=pkcs11:token=static\n'
+	ike_lab_conn "$1" static retransmit-timeout=10s ppk=insist ppk-uri=pkcs11:token=static
 }
-
-# log_time: the times (seconds since midnight, from pluto's timestamps)
-# of the log lines on stdin.
-log_time() { awk '{ split($3, t, ":"); printf "%.3f\n", t[1] * 3600 + t[2] * 60 + t[3] }'; }
 
 # log_secs SIDE TEXT [TEXT2]: the time of the first log line with TEXT
 # (and TEXT2).
 log_secs() {
-	grep -F -- "$2" "$IKE_LAB_DIR/$1/pluto.log" | grep -F -- "${3:-$2}" | head -n 1 | log_time
+	grep -F -- "$2" "$IKE_LAB_DIR/$1/pluto.log" | grep -F -- "${3:-$2}" | head -n 1 | ike_lab_log_time
 }
 
 # wait_log SIDE TEXT SECONDS: until TEXT is in SIDE's log.
@@ -629,9 +608,8 @@ case_kme_silent_others() {
 		if wait_log $fail_side "$fail_text" $((t + 4)); then
 			up=$(log_secs west '"static" #' 'established IKE SA')
 			fail=$(log_secs $fail_side "$fail_text")
-			# (times of day: a run across midnight wraps)
-			if awk -v u="$up" -v f="$fail" 'BEGIN { if (f < u - 43200) f += 86400
-				exit !(u != "" && f != "" && u + 1 < f) }'; then
+			if [ -n "$up" ] && [ -n "$fail" ] &&
+				awk -v d="$(ike_lab_elapsed "$up" "$fail")" 'BEGIN { exit !(d > 1) }'; then
 				tap_ok "silent $blocked: static up at $up s, west-east's fetch gave up at $fail s (pluto's clock)"
 			else
 				tap_not_ok "silent $blocked: static up before west-east's fetch gave up" "static up: $up" "gave up: $fail"
@@ -648,8 +626,7 @@ case_kme_silent_others() {
 
 # The stock initiator's conn static (ipsec.secrets PPKS, no ppk-uri).
 static_conn_stock() {
-	printf 'conn static\n\tleft=192.0.2.1\n\tleftid=@west-s\n\tright=192.0.2.2\n\trightid=@east-s\n'
-	printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tretransmit-timeout=10s\n\tppk=insist\n'
+	ike_lab_conn west static retransmit-timeout=10s ppk=insist
 }
 
 # log_from SIDE LINE: SIDE's log from line LINE on (what one attempt logged).
@@ -681,7 +658,7 @@ case_hostile_peer() {
 		"overlong (300 bytes)|$(printf 'C%.0s' $(seq 300))|0"
 	)
 	ike_lab_side west "$STOCK" '' 'ppk=insist' \
-		"$STATIC_PSK"$'\n'"@west-s @east-s : PPKS \"STATIC_PPK_1\" 0x$key" "$(static_conn_stock)"
+		"$STATIC_PSK"$'\n'"@west-static @east-static : PPKS \"STATIC_PPK_1\" 0x$key" "$(static_conn_stock)"
 	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$STATIC_PSK" "$(static_conn east)"
 	ike_lab_start west && ike_lab_start east || return
 	local secrets=$IKE_LAB_DIR/west/ipsec.secrets base
@@ -959,11 +936,9 @@ case_reused_ppk_id() {
 # is loaded, by addconn --checkconfig and by pluto; pluto itself runs and
 # serves its other connections. seccomp=tolerant loads it with a warning.
 plain_conn() { # SIDE: conn plain, PSK only, no PPK
-	local me=west peer=east ma=192.0.2.1 pa=192.0.2.2
-	[ "$1" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
-	printf 'conn plain\n\tleft=%s\n\tleftid=@%s-s\n\tright=%s\n\trightid=@%s-s\n' $ma $me $pa $peer
-	printf '\tauthby=secret\n\tikev2=yes\n\tretransmit-timeout=10s\n'
+	ike_lab_conn "$1" plain retransmit-timeout=10s
 }
+PLAIN_PSK='@west-plain @east-plain : PSK "kmstore lab pre-shared key 3"'
 case_seccomp() {
 	echo "# seccomp=enabled refuses ppk-uri="
 	local d=$IKE_LAB_DIR/check
@@ -973,9 +948,9 @@ case_seccomp() {
 	expect_rc 3 "seccomp: addconn --checkconfig refuses ppk-uri= with seccomp=enabled"
 	expect_in "ppk-uri=pkcs11:token=static cannot be used with seccomp=enabled" "$RUN_OUT$RUN_ERR" \
 		"seccomp: ... and says why"
-	ike_lab_side west "$PATCHED" '' '' "$STATIC_PSK" "$(plain_conn west)"
+	ike_lab_side west "$PATCHED" '' '' "$PLAIN_PSK" "$(plain_conn west)"
 	IKE_LAB_SETUP=seccomp=enabled ike_lab_side east "$PATCHED" "$E_CONF" \
-		$'ppk=insist\nppk-uri=pkcs11:token=static' "$STATIC_PSK" "$(plain_conn east)"
+		$'ppk=insist\nppk-uri=pkcs11:token=static' "$PLAIN_PSK" "$(plain_conn east)"
 	ike_lab_start west || return
 	ike_lab_start east 2>/dev/null
 	expect_in "seccomp security enabled in strict mode" "$(ike_lab_log east)" "seccomp: east's pluto runs with seccomp=enabled"

@@ -39,6 +39,14 @@
 #                      $IKE_LAB_DIR/SIDE/initiate.out, its exit status
 #                      returned, its wall time in $IKE_LAB_SECS
 #   ike_lab_log SIDE   pluto's log so far (with the module's messages)
+#   ike_lab_conn SIDE NAME [OPTION...]
+#                      "conn NAME" for SIDE's ipsec.conf (CONF_EXTRA of
+#                      ike_lab_side): west to east, IDs @west-NAME and
+#                      @east-NAME, PSK, IKEv2, then each OPTION
+#                      ("ppk=insist") on a line of its own
+#   ike_lab_log_time   the times in pluto's log lines on stdin, in seconds
+#                      since midnight
+#   ike_lab_elapsed A B  seconds from time A to time B (B after midnight)
 #   ike_lab_exec SIDE CMD...        CMD in SIDE's namespace (reaches its KME)
 #   ike_lab_scan_secrets [KEY_FILE...]
 #                      the plutos' logs (with the module's lines), whack's
@@ -283,6 +291,23 @@ ike_lab_initiate() { # SIDE CONN [WHACK_OPTIONS...]
 	t1=$(date +%s.%N)
 	IKE_LAB_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
 	return $rc
+}
+
+ike_lab_conn() { # SIDE NAME [OPTION...]
+	local side=$1 name=$2 me=west peer=east ma=192.0.2.1 pa=192.0.2.2 o
+	[ "$side" = west ] || { me=east peer=west ma=192.0.2.2 pa=192.0.2.1; }
+	shift 2
+	printf 'conn %s\n\tleft=%s\n\tleftid=@%s-%s\n\tright=%s\n\trightid=@%s-%s\n\tauthby=secret\n\tkeyexchange=ikev2\n' \
+		"$name" $ma $me "$name" $pa $peer "$name"
+	for o in "$@"; do
+		printf '\t%s\n' "$o"
+	done
+}
+
+ike_lab_log_time() { awk '{ split($3, t, ":"); printf "%.6f\n", t[1] * 3600 + t[2] * 60 + t[3] }'; }
+
+ike_lab_elapsed() { # A B
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b < a - 43200) b += 86400; printf "%.6f\n", b - a }'
 }
 
 ike_lab_log() { # SIDE
