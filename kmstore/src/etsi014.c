@@ -79,6 +79,7 @@ struct dec_queue {
 	pthread_cond_t ended;   /* a request ended (CLOCK_MONOTONIC) */
 	struct dec_wait *head;  /* oldest first */
 	unsigned in_flight;
+	int one_id;             /* the KME takes one key ID per request */
 };
 
 struct kms_qkd_client {
@@ -926,8 +927,11 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
  * ETSI 014 answers all of a dec_keys or none. When a KME refuses a
  * request of several IDs (one unknown: a peer's bogus PPK_ID, or a key
  * already taken), each caller asks again alone, so only its own request
- * fails. An ID asked twice at once waits for the next request: the KME
- * would refuse both. */
+ * fails. When every one of them then gets its key, the KME takes one ID
+ * per request (its max_key_per_request is 1, or it gives only the first
+ * key): the profile asks for one at a time from then on, and says so.
+ * An ID asked twice at once waits for the next request: the KME would
+ * refuse both. */
 #define DEC_BATCH 16
 #define DEC_IN_FLIGHT 4 /* tests/qkd/client_threads.c PLUGS */
 
@@ -945,6 +949,14 @@ struct dec_wait {
 	kms_rc rc;
 	kms_key *key;
 	kms_error err;
+	struct dec_retry *retry; /* DEC_ALONE: shared with the others */
+};
+
+/* The requests of one refused dec_keys, each asking again alone. */
+struct dec_retry {
+	size_t asked;   /* IDs in the refused request */
+	size_t left;    /* still asking */
+	int failed;     /* one of them got no key */
 };
 
 static void dec_unlink(struct dec_queue *q, struct dec_wait *w)
@@ -959,9 +971,9 @@ static void dec_unlink(struct dec_queue *q, struct dec_wait *w)
 /* Takes up to DEC_BATCH queued requests, oldest first, distinct IDs. */
 static size_t dec_take(struct dec_queue *q, struct dec_wait **batch)
 {
-	size_t n = 0;
+	size_t n = 0, max = q->one_id ? 1 : DEC_BATCH;
 
-	for (struct dec_wait *w = q->head, *next; w != NULL && n < DEC_BATCH; w = next) {
+	for (struct dec_wait *w = q->head, *next; w != NULL && n < max; w = next) {
 		int twice = 0;
 
 		next = w->next;
@@ -989,8 +1001,9 @@ static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 	struct body b = { 0 };
 	char *request = NULL;
 	kms_error err = { 0 };
+	struct dec_retry *retry;
 	kms_rc rc;
-	int refused;
+	int again;
 
 	for (size_t i = 0; i < n; i++)
 		want[i] = batch[i]->id;
@@ -1003,10 +1016,11 @@ static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 					      keys, &taken, &err);
 		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
 	}
-	/* An answer of any kind but unreachable or 5xx: the KME refused or
-	 * garbled this set of IDs, and may not for each alone. */
-	refused = rc == KMS_OK ||
+	/* Any answer but unreachable or 5xx: the requests it has no key for
+	 * (refused, garbled or left out) may get theirs alone. */
+	again = rc == KMS_OK ||
 		  (rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
+	retry = again ? calloc(1, sizeof(*retry)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		struct dec_wait *w = batch[i];
 		size_t k = 0;
@@ -1017,16 +1031,49 @@ static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 		if (rc == KMS_OK && k < taken) {
 			w->rc = kms_key_new(p->name, ids[k], keys + k * key_len,
 					    key_len, &w->key, &w->err);
-		} else if (refused) {
+		} else if (again) {
 			w->ended = DEC_ALONE;
+			w->retry = retry;
+			if (retry != NULL)
+				retry->left++;
 		} else {
 			w->rc = rc;
 			w->err = err;
 		}
 	}
+	if (retry != NULL && retry->left == 0) {
+		free(retry);
+	} else if (retry != NULL) {
+		retry->asked = n;
+	}
 	kms_secmem_free(keys, n * key_len);
 	free(request);
 	free(ids);
+}
+
+/* A request of a refused dec_keys got its key alone (ok) or not; the last
+ * of them tells whether the KME refused only because there were several. */
+static void dec_learn(const kms_profile *p, struct dec_queue *q,
+		      struct dec_retry *r, int ok)
+{
+	const struct kms_qkd_config *c = p->state;
+	int learnt = 0;
+	size_t asked = r->asked;
+
+	pthread_mutex_lock(&q->lock);
+	r->failed |= !ok;
+	if (--r->left > 0) {
+		pthread_mutex_unlock(&q->lock);
+		return;
+	}
+	if (!r->failed && !q->one_id)
+		learnt = q->one_id = 1;
+	pthread_mutex_unlock(&q->lock);
+	free(r);
+	if (learnt)
+		kms_log(KMS_LOG_WARNING, "profile '%s': KME %s refused a dec_keys of %zu "
+			"key IDs and then gave each key alone: asking for one key "
+			"ID per request from now on", p->name, c->url, asked);
 }
 
 /* Sends the queued requests' next dec_keys; the lock is held, and let go
@@ -1101,8 +1148,13 @@ kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 		}
 	}
 	pthread_mutex_unlock(&q->lock);
-	if (w.state == DEC_ALONE)
-		return fetch_keys(p, OP_DEC_KEYS, id, 1, w.deadline_ms, out, &got, err);
+	if (w.state == DEC_ALONE) {
+		kms_rc rc = fetch_keys(p, OP_DEC_KEYS, id, 1, w.deadline_ms, out, &got, err);
+
+		if (w.retry != NULL)
+			dec_learn(p, q, w.retry, rc == KMS_OK);
+		return rc;
+	}
 	if (w.rc != KMS_OK) {
 		if (err != NULL)
 			*err = w.err;
