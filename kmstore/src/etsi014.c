@@ -79,7 +79,7 @@ struct dec_queue {
 	pthread_cond_t ended;   /* a request ended (CLOCK_MONOTONIC) */
 	struct dec_wait *head;  /* oldest first */
 	unsigned in_flight;
-	int one_id;             /* the KME takes one key ID per request */
+	long single_until_ms;   /* one key ID per request until then */
 };
 
 struct kms_qkd_client {
@@ -812,6 +812,12 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 
 		if (turn > 0 && left <= 10)
 			break;
+		if (left <= 0) { /* spent waiting for its turn: not the KME's fault */
+			rc = kms_fail(err, KMS_ERR_UNREACHABLE, "profile '%s': %s: "
+				      "no time left of the timeout of %ld ms",
+				      p->name, op_names[op], c->timeout_ms);
+			break;
+		}
 		rc = run_at(&k, tail, request, b, err);
 		b->status = k.http_status;
 		tried++;
@@ -825,7 +831,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 	if (rc != KMS_OK) {
 		kms_secmem_free_used(b->data, BODY_MAX + 1, b->high);
 		b->data = NULL;
-		if (n > 1 && err != NULL)
+		if (n > 1 && tried > 0 && err != NULL)
 			kms_error_prefix(err, "every KME of profile '%s' failed "
 					 "(%zu tries); the last", p->name, tried);
 	}
@@ -918,22 +924,28 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
  * A burst of IKE SAs has a responder ask for many keys by ID at once, a
  * thread each (pluto's helpers, kmstored's clients). Asked one by one,
  * each key costs an HTTPS exchange at both ends, and each concurrent one
- * a TLS connection of its own. So these requests queue per profile: at
- * most DEC_IN_FLIGHT go out at a time, each carrying up to DEC_BATCH of
- * the queued IDs (ETSI 014 dec_keys takes a list of key_IDs). A request
- * alone goes at once, as before. No thread is made: a waiting caller
- * sends the next request itself.
+ * a TLS connection of its own. So these requests queue per profile and go
+ * out carrying up to DEC_BATCH of the queued IDs each (ETSI 014 dec_keys
+ * takes a list of key_IDs): a request goes when fewer than DEC_IN_FLIGHT
+ * are in flight, or when a whole batch is waiting, so no ID waits much
+ * longer than one round trip. A request alone goes at once, as before. No
+ * thread is made: a waiting caller sends the next request itself.
  *
  * ETSI 014 answers all of a dec_keys or none. When a KME refuses a
  * request of several IDs (one unknown: a peer's bogus PPK_ID, or a key
  * already taken), each caller asks again alone, so only its own request
- * fails. When every one of them then gets its key, the KME takes one ID
- * per request (its max_key_per_request is 1, or it gives only the first
- * key): the profile asks for one at a time from then on, and says so.
- * An ID asked twice at once waits for the next request: the KME would
- * refuse both. */
+ * fails, and the profile asks one ID at a time for DEC_PAUSE_MS, lest a
+ * peer sending bogus IDs cost every honest one a round trip more. When
+ * every one of them gets its key alone, the KME takes one ID per request
+ * (its max_key_per_request is 1, or it gives only the first key): one ID
+ * at a time for DEC_SINGLE_MS, and a warning. When a request fails as
+ * unreachable or 5xx within the earliest deadline of its IDs, those with
+ * time left ask again alone, within their own. The same ID twice in one
+ * request would be refused: the second waits for the next. */
 #define DEC_BATCH 16
 #define DEC_IN_FLIGHT 4 /* tests/qkd/client_threads.c PLUGS */
+#define DEC_PAUSE_MS 10000
+#define DEC_SINGLE_MS 600000
 
 enum dec_state { DEC_QUEUED, DEC_SENT, DEC_DONE, DEC_ALONE };
 
@@ -949,7 +961,7 @@ struct dec_wait {
 	kms_rc rc;
 	kms_key *key;
 	kms_error err;
-	struct dec_retry *retry; /* DEC_ALONE: shared with the others */
+	struct dec_retry *retry; /* DEC_ALONE after a refusal: shared */
 };
 
 /* The requests of one refused dec_keys, each asking again alone. */
@@ -968,10 +980,41 @@ static void dec_unlink(struct dec_queue *q, struct dec_wait *w)
 	*pp = w->next;
 }
 
-/* Takes up to DEC_BATCH queued requests, oldest first, distinct IDs. */
-static size_t dec_take(struct dec_queue *q, struct dec_wait **batch)
+static size_t dec_queued(const struct dec_queue *q)
 {
-	size_t n = 0, max = q->one_id ? 1 : DEC_BATCH;
+	size_t n = 0;
+
+	for (const struct dec_wait *w = q->head; w != NULL && n < DEC_BATCH; w = w->next)
+		n++;
+	return n;
+}
+
+/* Whether a queued caller sends the next request now: one ID at a time,
+ * as many requests as whole batches would have carried. */
+static int dec_may_send(const struct dec_queue *q)
+{
+	if (kms_now_ms() < q->single_until_ms)
+		return q->in_flight < DEC_IN_FLIGHT * DEC_BATCH;
+	return q->in_flight < DEC_IN_FLIGHT || dec_queued(q) == DEC_BATCH;
+}
+
+static void dec_queued_too_long(const kms_profile *p, kms_error *err)
+{
+	const struct kms_qkd_config *c = p->state;
+
+	kms_fail(err, KMS_ERR_UNREACHABLE,
+		 "profile '%s': KME %s: dec_keys: no answer within the timeout of "
+		 "%ld ms (queued behind other requests for keys by ID)",
+		 p->name, c->url, c->timeout_ms);
+}
+
+/* Takes up to DEC_BATCH queued requests, oldest first, distinct IDs; ends
+ * those whose deadline has passed. */
+static size_t dec_take(const kms_profile *p, struct dec_queue *q,
+		       struct dec_wait **batch)
+{
+	long now = kms_now_ms();
+	size_t n = 0, max = now < q->single_until_ms ? 1 : DEC_BATCH;
 
 	for (struct dec_wait *w = q->head, *next; w != NULL && n < max; w = next) {
 		int twice = 0;
@@ -982,14 +1025,22 @@ static size_t dec_take(struct dec_queue *q, struct dec_wait **batch)
 		if (twice)
 			continue;
 		dec_unlink(q, w);
+		if (w->deadline_ms <= now) {
+			w->rc = KMS_ERR_UNREACHABLE;
+			dec_queued_too_long(p, &w->err);
+			w->state = DEC_DONE;
+			pthread_cond_broadcast(&q->ended);
+			continue;
+		}
 		w->state = DEC_SENT;
 		batch[n++] = w;
 	}
 	return n;
 }
 
-/* Asks for several keys in one dec_keys; each request ends DEC_DONE
- * (its key, or the error all share) or DEC_ALONE (ask again alone). */
+/* Asks for several keys in one dec_keys, within deadline; each request
+ * ends DEC_DONE (its key, or the error all share) or DEC_ALONE (to ask
+ * again alone). */
 static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 		    long deadline)
 {
@@ -1019,7 +1070,7 @@ static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 	/* Any answer but unreachable or 5xx: the requests it has no key for
 	 * (refused, garbled or left out) may get theirs alone. */
 	again = rc == KMS_OK ||
-		  (rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
+		(rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
 	retry = again ? calloc(1, sizeof(*retry)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		struct dec_wait *w = batch[i];
@@ -1036,29 +1087,31 @@ static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 			w->retry = retry;
 			if (retry != NULL)
 				retry->left++;
+		} else if (rc != KMS_ERR_SYSTEM && w->deadline_ms - deadline > RETRY_MIN_MS) {
+			w->ended = DEC_ALONE; /* the earliest deadline passed, not its */
 		} else {
 			w->rc = rc;
 			w->err = err;
 		}
 	}
-	if (retry != NULL && retry->left == 0) {
+	if (retry != NULL && retry->left == 0)
 		free(retry);
-	} else if (retry != NULL) {
+	else if (retry != NULL)
 		retry->asked = n;
-	}
 	kms_secmem_free(keys, n * key_len);
 	free(request);
 	free(ids);
 }
 
 /* A request of a refused dec_keys got its key alone (ok) or not; the last
- * of them tells whether the KME refused only because there were several. */
+ * of them tells why the KME refused: an ID it lacks, or their number. */
 static void dec_learn(const kms_profile *p, struct dec_queue *q,
 		      struct dec_retry *r, int ok)
 {
 	const struct kms_qkd_config *c = p->state;
-	int learnt = 0;
 	size_t asked = r->asked;
+	long now = kms_now_ms(), until;
+	int warn = 0;
 
 	pthread_mutex_lock(&q->lock);
 	r->failed |= !ok;
@@ -1066,14 +1119,19 @@ static void dec_learn(const kms_profile *p, struct dec_queue *q,
 		pthread_mutex_unlock(&q->lock);
 		return;
 	}
-	if (!r->failed && !q->one_id)
-		learnt = q->one_id = 1;
+	until = now + (r->failed ? DEC_PAUSE_MS : DEC_SINGLE_MS);
+	if (until > q->single_until_ms) {
+		/* once, not for each request refused before it was known */
+		warn = !r->failed && q->single_until_ms <= now + DEC_PAUSE_MS;
+		q->single_until_ms = until;
+	}
 	pthread_mutex_unlock(&q->lock);
 	free(r);
-	if (learnt)
+	if (warn)
 		kms_log(KMS_LOG_WARNING, "profile '%s': KME %s refused a dec_keys of %zu "
 			"key IDs and then gave each key alone: asking for one key "
-			"ID per request from now on", p->name, c->url, asked);
+			"ID per request for %d minutes", p->name, c->url, asked,
+			DEC_SINGLE_MS / 60000);
 }
 
 /* Sends the queued requests' next dec_keys; the lock is held, and let go
@@ -1081,7 +1139,7 @@ static void dec_learn(const kms_profile *p, struct dec_queue *q,
 static void dec_lead(kms_profile *p, struct dec_queue *q)
 {
 	struct dec_wait *batch[DEC_BATCH];
-	size_t n = dec_take(q, batch);
+	size_t n = dec_take(p, q, batch);
 	long deadline = LONG_MAX;
 
 	for (size_t i = 0; i < n; i++)
@@ -1107,14 +1165,29 @@ static void dec_lead(kms_profile *p, struct dec_queue *q)
 	pthread_cond_broadcast(&q->ended);
 }
 
-static kms_rc dec_queued_too_long(const kms_profile *p, kms_error *err)
+/* The caller's own request, once it is its turn or its deadline passed;
+ * the lock is held. */
+static void dec_wait_turn(kms_profile *p, struct dec_queue *q, struct dec_wait *w)
 {
-	const struct kms_qkd_config *c = p->state;
+	/* Every request that ends wakes the queue: a caller still queued
+	 * sends the next. */
+	while (w->state == DEC_QUEUED || w->state == DEC_SENT) {
+		if (w->state == DEC_QUEUED && kms_now_ms() >= w->deadline_ms) {
+			dec_unlink(q, w);
+			w->rc = KMS_ERR_UNREACHABLE;
+			dec_queued_too_long(p, &w->err);
+			w->state = DEC_DONE;
+		} else if (w->state == DEC_QUEUED && dec_may_send(q)) {
+			dec_lead(p, q);
+		} else if (w->state == DEC_SENT) {
+			pthread_cond_wait(&q->ended, &q->lock);
+		} else {
+			struct timespec ts = { .tv_sec = w->deadline_ms / 1000,
+					       .tv_nsec = w->deadline_ms % 1000 * 1000000 };
 
-	return kms_fail(err, KMS_ERR_UNREACHABLE,
-			"profile '%s': KME %s: dec_keys: no answer within the "
-			"timeout of %ld ms (behind %d requests in flight)",
-			p->name, c->url, c->timeout_ms, DEC_IN_FLIGHT);
+			pthread_cond_timedwait(&q->ended, &q->lock, &ts);
+		}
+	}
 }
 
 kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
@@ -1124,37 +1197,23 @@ kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 	struct dec_wait w = { .id = id, .deadline_ms = deadline_of(p) };
 	struct dec_wait **tail = &q->head;
 	size_t got;
+	int cancel;
 
+	/* Others hold pointers to w, on this stack, until it is done. */
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
 	pthread_mutex_lock(&q->lock);
 	while (*tail != NULL)
 		tail = &(*tail)->next;
 	*tail = &w;
-	/* Every request that ends wakes the queue: a caller still queued sends
-	 * the next. */
-	while (w.state == DEC_QUEUED || w.state == DEC_SENT) {
-		if (w.state == DEC_QUEUED && q->in_flight < DEC_IN_FLIGHT) {
-			dec_lead(p, q);
-		} else if (w.state == DEC_SENT) {
-			pthread_cond_wait(&q->ended, &q->lock);
-		} else if (kms_now_ms() >= w.deadline_ms) {
-			dec_unlink(q, &w);
-			pthread_mutex_unlock(&q->lock);
-			return dec_queued_too_long(p, err);
-		} else {
-			struct timespec ts = { .tv_sec = w.deadline_ms / 1000,
-					       .tv_nsec = w.deadline_ms % 1000 * 1000000 };
-
-			pthread_cond_timedwait(&q->ended, &q->lock, &ts);
-		}
-	}
+	dec_wait_turn(p, q, &w);
 	pthread_mutex_unlock(&q->lock);
 	if (w.state == DEC_ALONE) {
-		kms_rc rc = fetch_keys(p, OP_DEC_KEYS, id, 1, w.deadline_ms, out, &got, err);
-
+		w.rc = fetch_keys(p, OP_DEC_KEYS, id, 1, w.deadline_ms, &w.key, &got,
+				  &w.err);
 		if (w.retry != NULL)
-			dec_learn(p, q, w.retry, rc == KMS_OK);
-		return rc;
+			dec_learn(p, q, w.retry, w.rc == KMS_OK);
 	}
+	pthread_setcancelstate(cancel, NULL);
 	if (w.rc != KMS_OK) {
 		if (err != NULL)
 			*err = w.err;

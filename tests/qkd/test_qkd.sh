@@ -91,14 +91,15 @@ batch=$(grep 'dec_keys for .*key_IDs \[.*,' "$work/lab/kme-sim.log" | grep bad0 
 	tap_not_ok "... the ones behind went to the KME together (one dec_keys, the bogus ID among them)" \
 		"$(grep 'dec_keys for' "$work/lab/kme-sim.log" | tail -n 12)"
 # A KME that takes one key ID per request (max_key_per_request 1): the
-# requests it refused get their keys alone, and the profile learns to ask
-# for one at a time (two rounds of round trips give it two chances before
+# requests it refused get their keys alone, and the profile asks for one
+# at a time (two rounds of round trips give it two chances before
 # the burst with its bogus ID).
 lab --fault latency=300,path=dec_keys --max-keys-per-request 1
 run "$threads" "$W" "$E" 8 2
 expect_rc 0 "a KME that takes one key ID per request still serves a burst of 8"
 [ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
-expect_in "asking for one key ID per request from now on" "$RUN_ERR" "... and the client says it asks one ID at a time"
+expect_in "asking for one key ID per request for 10 minutes" "$RUN_ERR" "... and the client says it asks one ID at a time"
+expect_eq 1 "$(grep -c "asking for one key ID per request" <<<"$RUN_ERR")" "... once"
 lab
 
 # --- refused by the KME or the TLS layer ----------------------------------
