@@ -998,14 +998,18 @@ static int dec_may_send(const struct dec_queue *q)
 	return q->in_flight < DEC_IN_FLIGHT || dec_queued(q) == DEC_BATCH;
 }
 
-static void dec_queued_too_long(const kms_profile *p, kms_error *err)
+/* Ends a queued request whose deadline passed; the lock is held. */
+static void dec_expire(const kms_profile *p, struct dec_queue *q,
+		       struct dec_wait *w)
 {
 	const struct kms_qkd_config *c = p->state;
 
-	kms_fail(err, KMS_ERR_UNREACHABLE,
-		 "profile '%s': KME %s: dec_keys: no answer within the timeout of "
-		 "%ld ms (queued behind other requests for keys by ID)",
-		 p->name, c->url, c->timeout_ms);
+	dec_unlink(q, w);
+	w->rc = kms_fail(&w->err, KMS_ERR_UNREACHABLE,
+			 "profile '%s': KME %s: dec_keys: no answer within the "
+			 "timeout of %ld ms (queued behind other requests for keys "
+			 "by ID)", p->name, c->url, c->timeout_ms);
+	w->state = DEC_DONE;
 }
 
 /* Takes up to DEC_BATCH queued requests, oldest first, distinct IDs; ends
@@ -1024,14 +1028,12 @@ static size_t dec_take(const kms_profile *p, struct dec_queue *q,
 			twice = strcmp(batch[i]->id, w->id) == 0;
 		if (twice)
 			continue;
-		dec_unlink(q, w);
 		if (w->deadline_ms <= now) {
-			w->rc = KMS_ERR_UNREACHABLE;
-			dec_queued_too_long(p, &w->err);
-			w->state = DEC_DONE;
+			dec_expire(p, q, w);
 			pthread_cond_broadcast(&q->ended);
 			continue;
 		}
+		dec_unlink(q, w);
 		w->state = DEC_SENT;
 		batch[n++] = w;
 	}
@@ -1173,10 +1175,7 @@ static void dec_wait_turn(kms_profile *p, struct dec_queue *q, struct dec_wait *
 	 * sends the next. */
 	while (w->state == DEC_QUEUED || w->state == DEC_SENT) {
 		if (w->state == DEC_QUEUED && kms_now_ms() >= w->deadline_ms) {
-			dec_unlink(q, w);
-			w->rc = KMS_ERR_UNREACHABLE;
-			dec_queued_too_long(p, &w->err);
-			w->state = DEC_DONE;
+			dec_expire(p, q, w);
 		} else if (w->state == DEC_QUEUED && dec_may_send(q)) {
 			dec_lead(p, q);
 		} else if (w->state == DEC_SENT) {
