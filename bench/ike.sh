@@ -158,10 +158,7 @@ run_once() {
 	else
 		ike_lab_whack west --initiate --name all --asynchronous >/dev/null 2>&1 || true
 		wait_established "$n"
-		rate=$(awk -v n="$n" -v d="$(ike_lab_elapsed \
-			"$(grep -m1 'initiating IKEv2 connection' "$IKE_LAB_DIR/west/pluto.log" | ike_lab_log_time)" \
-			"$(grep 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | ike_lab_log_time)")" \
-			'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
+		rate=$(awk -v n="$n" -v d="$(ike_lab_burst_secs)" 'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
 	fi
 	sleep 0.2
 	read -r -a c1 <<<"$(cpu_now)"

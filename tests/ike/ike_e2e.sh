@@ -516,7 +516,7 @@ far_conns() { # SIDE N
 far_up() { grep -c '"far[0-9]*" #[0-9]*: initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log"; }
 
 case_far_kme() {
-	local n=8 ms=400 i secrets='' first last took
+	local n=8 ms=400 i secrets='' took
 	ike_lab_kmes_stop
 	ike_lab_kmes_start --fault "latency=$ms" || { tap_not_ok "kme-sim with latency=$ms starts"; return; }
 	for i in $(seq $n); do
@@ -534,9 +534,7 @@ case_far_kme() {
 	done
 	expect_eq $n "$(far_up)" "far KME: all $n IKE SAs up with their QKD PPKs"
 	expect_eq $n "$(ppk_ids_used east | sort -u | wc -l)" "far KME: east used $n different PPK_IDs"
-	first=$(log_secs west 'initiating IKEv2 connection')
-	last=$(grep -F 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" | tail -n 1 | ike_lab_log_time)
-	took=$(printf '%.2f' "$(ike_lab_elapsed "$first" "$last")")
+	took=$(printf '%.2f' "$(ike_lab_burst_secs)")
 	# one after another: n x ms at the responder, more at the initiator
 	if awk -v t="$took" -v l=$((n * ms * 3 / 4)) 'BEGIN { exit !(t != "" && t * 1000 < l) }'; then
 		tap_ok "far KME: $n IKE SAs in ${took}s, fetches side by side (one after another: over $((n * ms / 1000)).$((n * ms % 1000 / 100))s)"

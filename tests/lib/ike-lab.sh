@@ -47,6 +47,8 @@
 #   ike_lab_log_time   the times in pluto's log lines on stdin, in seconds
 #                      since midnight
 #   ike_lab_elapsed A B  seconds from time A to time B (B after midnight)
+#   ike_lab_burst_secs  seconds from west's first initiation to its last
+#                      IKE SA established (a burst started by one whack)
 #   ike_lab_exec SIDE CMD...        CMD in SIDE's namespace (reaches its KME)
 #   ike_lab_scan_secrets [KEY_FILE...]
 #                      the plutos' logs (with the module's lines), whack's
@@ -308,6 +310,12 @@ ike_lab_log_time() { awk '{ split($3, t, ":"); printf "%.6f\n", t[1] * 3600 + t[
 
 ike_lab_elapsed() { # A B
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b < a - 43200) b += 86400; printf "%.6f\n", b - a }'
+}
+
+ike_lab_burst_secs() {
+	local log=$IKE_LAB_DIR/west/pluto.log
+	ike_lab_elapsed "$(grep -m1 -F 'initiating IKEv2 connection' "$log" | ike_lab_log_time)" \
+		"$(grep -F 'initiator established IKE SA' "$log" | tail -n 1 | ike_lab_log_time)"
 }
 
 ike_lab_log() { # SIDE

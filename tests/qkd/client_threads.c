@@ -66,6 +66,12 @@ struct sites {
 	pthread_mutex_t lock;
 };
 
+static int same_key(const kms_key *a, const kms_key *b)
+{
+	return kms_key_size(a) == kms_key_size(b) &&
+	       memcmp(kms_key_bytes(a), kms_key_bytes(b), kms_key_size(a)) == 0;
+}
+
 static int round_trip(struct sites *s, kms_error *e)
 {
 	kms_key *a = NULL, *b = NULL;
@@ -77,8 +83,7 @@ static int round_trip(struct sites *s, kms_error *e)
 		kms_key_free(a);
 		return 0;
 	}
-	same = kms_key_size(a) == kms_key_size(b) &&
-	       memcmp(kms_key_bytes(a), kms_key_bytes(b), kms_key_size(a)) == 0;
+	same = same_key(a, b);
 	if (!same)
 		snprintf(e->message, sizeof(e->message), "keys differ for ID %s",
 			 kms_key_id(a));
@@ -137,10 +142,7 @@ static void *ask_by_id(void *arg)
 	a->rc = kms_profile_get_key_by_id(a->s->east,
 					  a->want ? kms_key_id(a->want) : BOGUS_ID,
 					  &k, &a->e);
-	a->same = a->rc == KMS_OK && a->want != NULL &&
-		  kms_key_size(k) == kms_key_size(a->want) &&
-		  memcmp(kms_key_bytes(k), kms_key_bytes(a->want),
-			 kms_key_size(k)) == 0;
+	a->same = a->rc == KMS_OK && a->want != NULL && same_key(k, a->want);
 	kms_key_free(k);
 	return NULL;
 }
