@@ -32,10 +32,11 @@
 # RSS at start and its growth per IKE SA over a first and a second burst
 # of N (ppks is in configs for the comparison). Then a
 # far KME: kme-sim delaying every answer by 5 and by 20 ms, qkd-uri and
-# qkd-pool, all at once, each also with pluto's nhelpers=32 (its helper
-# threads, on which the series runs the fetch: how many fetches are in
-# flight; BENCH_FAR_CONFIGS="qkd-pool+8 ..." tries another number). BENCH_CONFIGS and BENCH_FAR_CONFIGS pick configurations;
-# BENCH_NO_DELAY=1 skips the far KME, BENCH_ONLY_DELAY=1 all but it.
+# qkd-pool, all at once (BENCH_FAR_CONFIGS="qkd-pool+8 ..." runs a
+# configuration with pluto's nhelpers=8). BENCH_CONFIGS and
+# BENCH_FAR_CONFIGS pick configurations;
+# BENCH_NO_DELAY=1 skips the far KME, BENCH_ONLY_DELAY=1 all but it;
+# BENCH_PERF=DIR keeps a perf profile of each all-at-once burst.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -122,6 +123,7 @@ ike-socket-bufsize=$((4 * 1024 * 1024))"
 
 pid_of() { cat "$IKE_LAB_DIR/$1/pid"; }
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+threads() { ls "/proc/$1/task" | wc -l; }
 rss_kib() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 # CPU ticks of west's and east's pluto, of kme-sim, of the kmstoreds
 cpu_now() {
@@ -140,10 +142,36 @@ wait_established() { # COUNT (a minute at most)
 	done
 }
 
+# BENCH_PERF=DIR: a perf profile of every process of the lab (plutos,
+# kmstoreds, kme-sim) over each all-at-once burst, DIR/CONFIG.GROUP.N.data
+perf_pid=
+perf_start() { # NAME
+	[ -n "${BENCH_PERF:-}" ] || return 0
+	local pids k s
+	pids="$(pid_of west),$(pid_of east),$IKE_LAB_KME_PID"
+	for s in west east; do
+		k=$(ike_lab_kmstored $s)
+		[ ! -f "$k.pid" ] || pids+=",$(kmstored_pid "$k")"
+	done
+	mkdir -p "$BENCH_PERF"
+	k=1
+	while [ -e "$BENCH_PERF/$1.$k.data" ]; do k=$((k + 1)); done
+	perf record -q -g -F 4000 -p "$pids" -o "$BENCH_PERF/$1.$k.data" 2>/dev/null &
+	perf_pid=$!
+	sleep 0.5 # perf attaches to every thread before the clock starts
+}
+perf_stop() {
+	[ -n "$perf_pid" ] || return 0
+	kill -INT "$perf_pid" && wait "$perf_pid" || true
+	perf_pid=
+}
+
 # run_once CONFIG PROPOSAL MODE: "rate per_sa_ms cpu_ms kme_ms daemon_ms fails
-# retransmissions" (a burst of N IKE_SA_INIT requests overflowed the
-# responder's default socket buffer: a lost one came again 0.5 s later,
-# and the run's rate with it; setup() gives both plutos 4 MiB)
+# retransmissions west_threads east_threads" (threads: each pluto's once
+# the SAs are up, waiting helpers included). A burst of N IKE_SA_INIT
+# requests once overflowed the responder's default socket buffer: a lost
+# one came again 0.5 s later, and the run's rate with it; setup() gives
+# both plutos 4 MiB.
 run_once() {
 	local config=$1 prop=$2 mode=$3 t0 t1 c0 c1 ok i rate persa
 	setup "$config" "$prop"
@@ -156,8 +184,10 @@ run_once() {
 		t1=$(date +%s.%N)
 		rate=$(awk -v a="$t0" -v b="$t1" -v n="$n" 'BEGIN { printf "%.1f", n / (b - a) }')
 	else
+		perf_start "$config.$(pname "$prop")"
 		ike_lab_whack west --initiate --name all --asynchronous >/dev/null 2>&1 || true
 		wait_established "$n"
+		perf_stop
 		rate=$(awk -v n="$n" -v d="$(ike_lab_burst_secs)" 'BEGIN { printf "%.1f", (d > 0 ? n / d : 0) }')
 	fi
 	sleep 0.2
@@ -173,7 +203,8 @@ run_once() {
 $(awk -v a="${c0[1]}" -v b="${c1[1]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
 $(awk -v a="${c0[2]}" -v b="${c1[2]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
 $((n - ok)) \
-$(grep -c 'retransmitting' "$IKE_LAB_DIR/west/pluto.log" || true)" \
+$(grep -c 'retransmitting' "$IKE_LAB_DIR/west/pluto.log" || true) \
+$(threads "$(pid_of west)") $(threads "$(pid_of east)")" \
 		>"$IKE_LAB_DIR/result"
 	ike_lab_stop
 }
@@ -223,22 +254,24 @@ if [ "$reps_main" -gt 0 ]; then
 # col KEY FIELD: the median of a field over the repeats
 col() { tr "|" "\n" <<<"${R[$1]:-}" | sed '/^$/d' | awk -v f="$2" '{ print $f }' | sort -g |
 	awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'; }
+maxcol() { tr "|" "\n" <<<"${R[$1]:-}" | sed '/^$/d' | awk -v f="$2" '$f > m { m = $f } END { print m + 0 }'; }
 sumcol() { tr "|" "\n" <<<"${R[$1]:-}" | sed '/^$/d' | awk -v f="$2" '{ s += $f } END { print s + 0 }'; }
-printf '\n%-11s %-7s %-4s %9s %7s %10s %10s %9s %11s %7s %5s\n' config group mode 'SAs/s' ratio 'SA ms p50' 'pluto ms' 'kme ms' 'kmstored ms' failed retx
+printf '\n%-11s %-7s %-4s %9s %7s %10s %10s %9s %11s %7s %5s %8s\n' config group mode 'SAs/s' ratio 'SA ms p50' 'pluto ms' 'kme ms' 'kmstored ms' failed retx threads
 for prop in "${props[@]}"; do
 	p=$(pname "$prop")
 	for mode in one all; do
 		base=$(col "ppks.$p.$mode" 1)
 		for config in "${configs[@]}"; do
 			k=$config.$p.$mode
-			printf '%-11s %-7s %-4s %9s %7.2f %10s %10s %9s %11s %7s %5s\n' "$config" "$p" "$mode" \
+			printf '%-11s %-7s %-4s %9s %7.2f %10s %10s %9s %11s %7s %5s %8s\n' "$config" "$p" "$mode" \
 				"$(col "$k" 1)" "$(awk -v a="$(col "$k" 1)" -v b="$base" 'BEGIN { print (b > 0 ? a / b : 0) }')" \
 				"$(col "$k" 2)" "$(col "$k" 3)" "$(col "$k" 4)" "$(col "$k" 5)" \
-				"$(sumcol "$k" 6)" "$(sumcol "$k" 7)"
+				"$(sumcol "$k" 6)" "$(sumcol "$k" 7)" "$(maxcol "$k" 8)/$(maxcol "$k" 9)"
 		done
 	done
 done
-echo "(ratio: SAs/s over ppks in the same cell; SA ms: one SA's time in west's pluto log; pluto ms: CPU of both plutos per IKE SA; kme ms: kme-sim's CPU per IKE SA, both KMEs; kmstored ms: both kmstoreds' CPU per IKE SA; retx: IKE requests west retransmitted, all repeats: a lost burst packet costs its run 0.5 s)"
+echo "(ratio: SAs/s over ppks in the same cell; SA ms: one SA's time in west's pluto log; pluto ms: CPU of both plutos per IKE SA; kme ms: kme-sim's CPU per IKE SA, both KMEs; kmstored ms: both kmstoreds' CPU per IKE SA; retx: IKE requests west retransmitted, all repeats: a lost burst packet costs its run 0.5 s;"
+echo " threads: west's/east's pluto after the SAs are up, the most of any repeat: main thread, crypto helpers, waiting helpers)"
 for t in "qkd-pool 0.97" "qkd-uri 0.9" "static-uri 0.97"; do
 	read -r config want <<<"$t"
 	[[ " ${configs[*]} " == *" $config "* ]] || continue
@@ -283,7 +316,7 @@ if [ -z "${BENCH_NO_DELAY:-}" ]; then
 	echo
 	echo "== a far KME: kme-sim delays every answer; all SAs at once, DH19"
 	declare -A D
-	far_configs=${BENCH_FAR_CONFIGS:-qkd-uri qkd-uri+32 qkd-pool qkd-pool+32}
+	far_configs=${BENCH_FAR_CONFIGS:-qkd-uri qkd-pool}
 	for delay in 0 5 20; do
 		ike_lab_kmes_stop
 		if [ "$delay" = 0 ]; then ike_lab_kmes_start "${kme_opts[@]}"; else
