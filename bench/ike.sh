@@ -133,14 +133,8 @@ cpu_now() {
 	done
 	echo "$(($(ticks "$(pid_of west)") + $(ticks "$(pid_of east)"))) $(ticks "$IKE_LAB_KME_PID") $k"
 }
-established() { grep -c 'initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log" || true; }
-wait_established() { # COUNT (a minute at most)
-	local i
-	for i in $(seq 1200); do
-		[ "$(established)" -ge "$1" ] && return
-		sleep 0.05
-	done
-}
+established() { ike_lab_count west 'initiator established IKE SA'; }
+wait_established() { ike_lab_wait_count west 'initiator established IKE SA' "$1" 60 || true; }
 
 # BENCH_PERF=DIR: a perf profile of every process of the lab (plutos,
 # kmstoreds, kme-sim) over each all-at-once burst, DIR/CONFIG.GROUP.N.data
@@ -203,7 +197,7 @@ run_once() {
 $(awk -v a="${c0[1]}" -v b="${c1[1]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
 $(awk -v a="${c0[2]}" -v b="${c1[2]}" -v n="$ok" -v hz="$hz" 'BEGIN { printf "%.3f", n ? (b - a) / hz * 1000 / n : 0 }') \
 $((n - ok)) \
-$(grep -c 'retransmitting' "$IKE_LAB_DIR/west/pluto.log" || true) \
+$(ike_lab_count west 'retransmitting') \
 $(threads "$(pid_of west)") $(threads "$(pid_of east)")" \
 		>"$IKE_LAB_DIR/result"
 	ike_lab_stop

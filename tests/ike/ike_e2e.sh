@@ -217,13 +217,13 @@ rekey_three() { # PROFILE
 		fi
 	done
 	sleep 0.3	# east logs its side
-	ew=$(ike_lab_log west | grep -c 'initiator rekeyed IKE SA #')
-	ee=$(ike_lab_log east | grep -c 'responder rekeyed IKE SA #')
+	ew=$(ike_lab_count west 'initiator rekeyed IKE SA #')
+	ee=$(ike_lab_count east 'responder rekeyed IKE SA #')
 	expect_eq "3 3" "$ew $ee" "rekey $p: three rekeys on both sides"
 	expect_eq 1 "$(ppk_ids_used west | wc -l)" "rekey $p: west used one PPK for the four IKE SAs"
 	expect_eq 1 "$(ppk_ids_used east | wc -l)" "rekey $p: east used one PPK for the four IKE SAs"
 	expect_not_in "no PPK for" "$(ike_lab_log west)$(ike_lab_log east)" "rekey $p: no fetch was tried"
-	expect_eq "1 1" "$(ike_lab_log west | grep -c 'PPK AUTH calculated as initiator') $(ike_lab_log east | grep -c 'PPK AUTH calculated as responder')" \
+	expect_eq "1 1" "$(ike_lab_count west 'PPK AUTH calculated as initiator') $(ike_lab_count east 'PPK AUTH calculated as responder')" \
 		"rekey $p: the PPK went into the first IKE SA's AUTH only"
 	# the newest IKE SA on each side
 	new=${new% *}
@@ -513,7 +513,7 @@ far_conns() { # SIDE N
 # two crypto helpers) and the responder's each in a token session of its
 # own (NSS runs searches on a token one at a time). One after another
 # they would take 8 x 400 ms at the responder alone.
-far_up() { grep -c '"far[0-9]*" #[0-9]*: initiator established IKE SA' "$IKE_LAB_DIR/west/pluto.log"; }
+far_up='"far[0-9]*" #[0-9]*: initiator established IKE SA'
 
 case_far_kme() {
 	local n=8 ms=400 i secrets='' took
@@ -528,11 +528,8 @@ case_far_kme() {
 	ike_lab_whack west --impair omit_v2_ike_auth_child >/dev/null
 	ike_lab_whack west --impair revival >/dev/null
 	ike_lab_whack west --initiate --name far --asynchronous >/dev/null 2>&1
-	for i in $(seq 200); do
-		[ "$(far_up)" -ge $n ] && break
-		sleep 0.1
-	done
-	expect_eq $n "$(far_up)" "far KME: all $n IKE SAs up with their QKD PPKs"
+	ike_lab_wait_count west "$far_up" $n 20
+	expect_eq $n "$(ike_lab_count west "$far_up")" "far KME: all $n IKE SAs up with their QKD PPKs"
 	expect_eq $n "$(ppk_ids_used east | sort -u | wc -l)" "far KME: east used $n different PPK_IDs"
 	took=$(printf '%.2f' "$(ike_lab_burst_secs)")
 	# one after another: n x ms at the responder, more at the initiator

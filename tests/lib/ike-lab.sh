@@ -49,6 +49,10 @@
 #   ike_lab_elapsed A B  seconds from time A to time B (B after midnight)
 #   ike_lab_burst_secs  seconds from west's first initiation to its last
 #                      IKE SA established (a burst started by one whack)
+#   ike_lab_count SIDE PATTERN  lines of SIDE's pluto log matching PATTERN
+#                      (grep's basic regular expression)
+#   ike_lab_wait_count SIDE PATTERN COUNT SECONDS
+#                      until COUNT lines match (1 if SECONDS pass first)
 #   ike_lab_exec SIDE CMD...        CMD in SIDE's namespace (reaches its KME)
 #   ike_lab_scan_secrets [KEY_FILE...]
 #                      the plutos' logs (with the module's lines), whack's
@@ -316,6 +320,19 @@ ike_lab_burst_secs() {
 	local log=$IKE_LAB_DIR/west/pluto.log
 	ike_lab_elapsed "$(grep -m1 -F 'initiating IKEv2 connection' "$log" | ike_lab_log_time)" \
 		"$(grep -F 'initiator established IKE SA' "$log" | tail -n 1 | ike_lab_log_time)"
+}
+
+ike_lab_count() { # SIDE PATTERN
+	grep -c -- "$2" "$IKE_LAB_DIR/$1/pluto.log" 2>/dev/null || true
+}
+
+ike_lab_wait_count() { # SIDE PATTERN COUNT SECONDS
+	local i
+	for i in $(seq $(($4 * 20))); do
+		[ "$(ike_lab_count "$1" "$2")" -ge "$3" ] && return 0
+		sleep 0.05
+	done
+	return 1
 }
 
 ike_lab_log() { # SIDE
