@@ -323,7 +323,8 @@ ike_lab_burst_secs() {
 }
 
 ike_lab_count() { # SIDE PATTERN
-	grep -c -- "$2" "$IKE_LAB_DIR/$1/pluto.log" 2>/dev/null || true
+	local log=$IKE_LAB_DIR/$1/pluto.log
+	if [ -f "$log" ]; then grep -c -- "$2" "$log" || true; else echo 0; fi
 }
 
 ike_lab_wait_count() { # SIDE PATTERN COUNT SECONDS
