@@ -516,8 +516,9 @@ waiting_started='for waiting \(jobs\|tasks\)): started'
 # far_burst MS [N]: N IKE SAs (8) started at once with both KMEs answering
 # MS late; "all up" and "east used N different PPK_IDs" checked. The KMEs
 # are back to normal afterwards; the plutos' logs stay for the caller.
+# 1 when the plutos did not start.
 far_burst() {
-	local ms=$1 n=${2:-8} i secrets=''
+	local ms=$1 n=${2:-8} i secrets='' started=0
 	ike_lab_kmes_stop
 	ike_lab_kmes_start --fault "latency=$ms" || { tap_not_ok "kme-sim with latency=$ms starts"; return 1; }
 	for i in $(seq "$n"); do
@@ -526,6 +527,7 @@ far_burst() {
 	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$secrets" "$(far_conns west "$n")"
 	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' "$secrets" "$(far_conns east "$n")"
 	if ike_lab_start west && ike_lab_start east; then
+		started=1
 		ike_lab_whack west --impair omit_v2_ike_auth_child >/dev/null
 		ike_lab_whack west --impair revival >/dev/null
 		ike_lab_whack west --initiate --name far --asynchronous >/dev/null 2>&1
@@ -535,6 +537,7 @@ far_burst() {
 	expect_eq "$n" "$(ppk_ids_used east | sort -u | wc -l)" "KME ${ms} ms away: east used $n different PPK_IDs"
 	ike_lab_kmes_stop
 	ike_lab_kmes_start
+	[ $started = 1 ]
 }
 
 # A far KME (every answer 400 ms late) and 8 IKE SAs started at once: the
