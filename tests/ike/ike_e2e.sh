@@ -560,10 +560,13 @@ case_far_kme() {
 }
 
 # A KME 20 ms away: each fetch ends before it counts as stuck, but every
-# one takes the round trip, so after three in a row pluto starts waiting
-# helpers for the fetches queued behind them (on loopback one serves).
+# one takes the round trip, so after two in a row (the second counting once
+# it has run 5 ms) pluto starts waiting helpers for the fetches queued
+# behind them (on loopback one serves). At the latest the second fetch's
+# end starts them, and a third cannot end before that on the one helper:
+# so each pluto logs its second helper's start before its third PPK.
 case_near_kme() {
-	local n=8 w e
+	local n=8 w e side third second
 	far_burst 20 $n || return
 	w=$(ike_lab_count west "$waiting_started") e=$(ike_lab_count east "$waiting_started")
 	if [ "$w" -gt 1 ] && [ "$e" -gt 1 ]; then
@@ -572,6 +575,22 @@ case_near_kme() {
 		tap_not_ok "KME 20 ms away: both plutos started more waiting helpers" \
 			"west started $w, east $e (the first one starts with pluto)"
 	fi
+	for side in west east; do
+		second=$(log_line "$side" "$waiting_started" 2)
+		third=$(log_line "$side" 'ppk-uri=pkcs11:token=qkd: using \(received \)\?PPK_ID' 3)
+		if [ -n "$second" ] && [ -n "$third" ] && [ "$second" -lt "$third" ]; then
+			tap_ok "KME 20 ms away: $side started more waiting helpers before its third PPK"
+		else
+			tap_not_ok "KME 20 ms away: $side started more waiting helpers before its third PPK" \
+				"log lines: second helper started at ${second:-none}, third PPK at ${third:-none}"
+		fi
+	done
+}
+
+# log_line SIDE PATTERN N: the line number of the Nth line of SIDE's pluto
+# log matching PATTERN (a basic regular expression), or nothing.
+log_line() {
+	grep -n -e "$2" "$IKE_LAB_DIR/$1/pluto.log" 2>/dev/null | sed -n "$3{s/:.*//;p;q}"
 }
 
 # A second connection between the same plutos, with the static profile and
