@@ -580,7 +580,7 @@ case_near_kme() {
 	fi
 	for side in west east; do
 		# (slow fetches; or, on a loaded machine, a first fetch stuck)
-		expect_eq 1 "$(ike_lab_count "$side" 'starting more waiting helpers: \(each of the last [0-9]* \(jobs\|tasks\) took [0-9]* ms or more\|a \(job\|task\) has run for [0-9]* ms\)$' | awk '{ print ($1 > 0) }')" \
+		expect_eq 1 "$(ike_lab_count "$side" 'starting more waiting helpers: \(each of the last [0-9]* \(jobs\|tasks\) ran for [0-9]* ms or more\|a \(job\|task\) has run for [0-9]* ms\)$' | awk '{ print ($1 > 0) }')" \
 			"KME 20 ms away: $side logs why it starts more waiting helpers"
 		second=$(log_line "$side" "$waiting_started" 2)
 		fourth=$(log_line "$side" 'ppk-uri=pkcs11:token=qkd: using \(received \)\?PPK_ID' 4)
