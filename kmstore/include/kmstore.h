@@ -125,6 +125,10 @@ KMS_API size_t kms_profile_key_size(const kms_profile *p);     /* bytes, 0 = unk
  * deletes a key once it is retrieved): a face that keeps keys must then
  * hand each out once too, or a used key could serve again. */
 KMS_API int kms_profile_single_use(const kms_profile *p);
+/* 1 when this process asks for the profile's keys without waiting on a
+ * network or another process (a static profile read in-process: memory or
+ * a local file): a caller may ask on a thread that must not block. */
+KMS_API int kms_profile_local(const kms_profile *p);
 /* A non-secret setting as configured (e.g. "url", "local-sae-id",
  * "peer-sae-id", "key-id", "timeout"), or NULL. */
 KMS_API const char *kms_profile_setting(const kms_profile *p, const char *name);

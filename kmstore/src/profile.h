@@ -38,6 +38,9 @@ struct kms_profile_type {
 	/* Its source hands each key out once (a QKD KME deletes a key once
 	 * it is retrieved): a face that holds keys hands them out once too. */
 	int single_use;
+	/* Its keys are in this process's memory or a local file: asking for
+	 * one never waits on a network or another process. */
+	int local;
 };
 
 struct kms_profile {

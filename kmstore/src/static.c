@@ -204,4 +204,5 @@ const struct kms_profile_type kms_static_type = {
 	.get_key_by_id = static_get_key_by_id,
 	.status = static_status,
 	.release = static_release,
+	.local = 1,
 };

@@ -668,6 +668,13 @@ int kms_profile_single_use(const kms_profile *p)
 	return t != NULL ? t->single_use : p->type->single_use;
 }
 
+/* By this profile's own type: a remote one (kmstored's) asks the daemon,
+ * whatever the daemon's profile is. */
+int kms_profile_local(const kms_profile *p)
+{
+	return p->type->local;
+}
+
 const char *kms_profile_setting(const kms_profile *p, const char *name)
 {
 	const struct kms_setting *s = kms_profile_find(p, name);

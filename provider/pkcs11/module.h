@@ -33,6 +33,14 @@
  * defines the same value. */
 #define CKM_KMSTORE_KEY_BY_ID (CKM_VENDOR_DEFINED | 0x4b4d5301UL)
 
+/* Vendor-defined ("KMS" + 2), a marker for no operation: listed by a token
+ * whose keys this process reads from memory or a local file
+ * (kms_profile_local: a static profile, not kmstored's), so that asking it
+ * for a key never waits on a key server or a daemon. pluto's ppk-uri=
+ * series asks such a token on its main thread, sparing each IKE SA a
+ * hand-off to a helper thread and back; it defines the same value. */
+#define CKM_KMSTORE_LOCAL_KEYS (CKM_VENDOR_DEFINED | 0x4b4d5302UL)
+
 #define P11_MAX_KEYS_DEFAULT 64
 #define P11_MAX_KEYS_LIMIT 4096
 #define P11_LABEL_MAX 256

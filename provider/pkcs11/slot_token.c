@@ -11,12 +11,19 @@
 
 /* C_GenerateKey is "a key for use now". Listing it is also what makes NSS
  * call C_GenerateKey rather than generate a key in its own softoken; the
- * vendor mechanism says that a CKA_ID in its template asks for that key
+ * first vendor mechanism says that a CKA_ID in its template asks for that
+ * key, the second (local tokens only, last) that asking never waits
  * (module.h). Nothing else is listed: NSS must move keys into softoken to
  * compute with them. */
 static const CK_MECHANISM_TYPE mechanisms[] = { CKM_GENERIC_SECRET_KEY_GEN,
-						CKM_KMSTORE_KEY_BY_ID };
+						CKM_KMSTORE_KEY_BY_ID,
+						CKM_KMSTORE_LOCAL_KEYS };
 #define N_MECHANISMS (sizeof(mechanisms) / sizeof(mechanisms[0]))
+
+static size_t token_mechanisms(const struct p11_token *t)
+{
+	return kms_profile_local(t->profile) ? N_MECHANISMS : N_MECHANISMS - 1;
+}
 
 /* A stable serial number per profile name (FNV-1a), so a token keeps its
  * serial when profiles are added or reordered. */
@@ -185,6 +192,7 @@ CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList,
 			 CK_ULONG_PTR pulCount)
 {
 	struct p11_token *t;
+	size_t n;
 	CK_RV rv;
 
 	if (pulCount == NULL)
@@ -192,11 +200,12 @@ CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList,
 	rv = enter_slot(slotID, &t);
 	if (rv != CKR_OK)
 		return rv;
-	if (pList != NULL && *pulCount < N_MECHANISMS)
+	n = token_mechanisms(t);
+	if (pList != NULL && *pulCount < n)
 		rv = CKR_BUFFER_TOO_SMALL;
 	else if (pList != NULL)
-		memcpy(pList, mechanisms, sizeof(mechanisms));
-	*pulCount = N_MECHANISMS;
+		memcpy(pList, mechanisms, n * sizeof(mechanisms[0]));
+	*pulCount = n;
 	p11_leave();
 	return rv;
 }
@@ -213,6 +222,12 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
 	rv = enter_slot(slotID, &t);
 	if (rv != CKR_OK)
 		return rv;
+	if (type == CKM_KMSTORE_LOCAL_KEYS && kms_profile_local(t->profile)) {
+		/* a marker: no operation, no sizes */
+		memset(pInfo, 0, sizeof(*pInfo));
+		p11_leave();
+		return CKR_OK;
+	}
 	if (type != CKM_GENERIC_SECRET_KEY_GEN && type != CKM_KMSTORE_KEY_BY_ID) {
 		p11_leave();
 		return CKR_MECHANISM_INVALID;

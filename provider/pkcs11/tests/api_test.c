@@ -259,9 +259,15 @@ static void test_slots(void)
 		 "C_GetMechanismList size query");
 	check_rv(f->C_GetMechanismList(slots[0], mech, &n), CKR_OK,
 		 "C_GetMechanismList");
-	check(n == 2 && mech[0] == CKM_GENERIC_SECRET_KEY_GEN &&
-	      mech[1] == (CKM_VENDOR_DEFINED | 0x4b4d5301UL),
-	      "the mechanisms: CKM_GENERIC_SECRET_KEY_GEN and CKM_KMSTORE_KEY_BY_ID");
+	check(n == 3 && mech[0] == CKM_GENERIC_SECRET_KEY_GEN &&
+	      mech[1] == (CKM_VENDOR_DEFINED | 0x4b4d5301UL) &&
+	      mech[2] == (CKM_VENDOR_DEFINED | 0x4b4d5302UL),
+	      "a static token's mechanisms: CKM_GENERIC_SECRET_KEY_GEN, "
+	      "CKM_KMSTORE_KEY_BY_ID and CKM_KMSTORE_LOCAL_KEYS");
+	check_rv(f->C_GetMechanismInfo(slots[0], CKM_VENDOR_DEFINED | 0x4b4d5302UL, &mi),
+		 CKR_OK, "C_GetMechanismInfo of CKM_KMSTORE_LOCAL_KEYS");
+	check(mi.flags == 0 && mi.ulMaxKeySize == 0,
+	      "CKM_KMSTORE_LOCAL_KEYS: a marker, no operation");
 	check_rv(f->C_GetMechanismInfo(slots[0], CKM_VENDOR_DEFINED | 0x4b4d5301UL, &mi),
 		 CKR_OK, "C_GetMechanismInfo of CKM_KMSTORE_KEY_BY_ID");
 	check(mi.flags == CKF_GENERATE, "CKM_KMSTORE_KEY_BY_ID: generate");
@@ -446,6 +452,9 @@ static void test_generate_refusals(CK_SESSION_HANDLE ro, CK_SESSION_HANDLE rw)
 			 "CKM_KMSTORE_KEY_BY_ID with the profile's key ID");
 		check_rv(f->C_GenerateKey(rw, &by_id, &id, 1, &o), CKR_ATTRIBUTE_VALUE_INVALID,
 			 "CKM_KMSTORE_KEY_BY_ID naming no key of the profile");
+		CK_MECHANISM marker = { CKM_VENDOR_DEFINED | 0x4b4d5302UL, NULL, 0 };
+		check_rv(f->C_GenerateKey(rw, &marker, NULL, 0, &o), CKR_MECHANISM_INVALID,
+			 "CKM_KMSTORE_LOCAL_KEYS makes no key");
 	}
 	check_rv(generate(rw, &cls, 1, &o), CKR_TEMPLATE_INCONSISTENT,
 		 "CKA_CLASS CKO_PRIVATE_KEY");
@@ -655,6 +664,14 @@ static void test_finalize_in_flight(const char *dir)
 	write_file(slow, text, strlen(text), 0600);
 	snprintf(p, sizeof(p), "config=%s log=none", slow);
 	check_rv(init_with(p), CKR_OK, "C_Initialize with a QKD profile whose KME is silent");
+	{
+		CK_MECHANISM_TYPE mech[4];
+		CK_ULONG n = 4;
+
+		check(f->C_GetMechanismList(1, mech, &n) == CKR_OK && n == 2 &&
+		      mech[1] == (CKM_VENDOR_DEFINED | 0x4b4d5301UL),
+		      "a QKD token is not CKM_KMSTORE_LOCAL_KEYS (asking waits on its KME)");
+	}
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i].thread, NULL, fetch_in_flight, &t[i]);
 	/* Both fetches are in curl once both connections are queued. */

@@ -23,7 +23,9 @@ if command -v pkcs11-tool >/dev/null; then
 		"^ *GENERIC-SECRET-KEY-GEN, keySize=\{256,256\}, generate$"
 	has "pkcs11-tool -M: CKM_KMSTORE_KEY_BY_ID (vendor)" "$out" \
 		"^ *mechtype-0xCB4D5301, keySize=\{256,256\}, generate$"
-	same "... and nothing else" "$(printf '%s\n' "$out" | grep -c '^ ')" 2
+	has "pkcs11-tool -M: CKM_KMSTORE_LOCAL_KEYS (vendor), a static token's marker" "$out" \
+		"^ *mechtype-0xCB4D5302"
+	same "... and nothing else" "$(printf '%s\n' "$out" | grep -c '^ ')" 3
 	out=$(p -O)
 	has "pkcs11-tool -O lists the static key" "$out" "Secret Key Object; Generic secret length 32"
 	has "... with its ID" "$out" "ID: *$id_hex"
