@@ -121,9 +121,18 @@ case_static() {
 	ike_lab_start west && ike_lab_start east || return
 	run ike_lab_whack west --connectionstatus
 	expect_in "ppk-uri: pkcs11:token=static;" "$RUN_OUT" "static: connectionstatus shows ppk-uri"
+	# the debug log says where each side asked the token
+	ike_lab_whack west --debug base >/dev/null
+	ike_lab_whack east --debug base >/dev/null
 	initiate
 	expect_rc_init 0 "static: west initiates"
 	established west "static: IKE SA established (west)"
+	local side
+	for side in west east; do
+		expect_in "ppk-uri=pkcs11:token=static: the token holds its keys, asking it now" \
+			"$(ike_lab_log $side)" "static: $side asks the token on its main thread (CKM_KMSTORE_LOCAL_KEYS)"
+		expect_not_in "fetching the PPK on a" "$(ike_lab_log $side)" "static: ... not on a helper"
+	done
 	established east "static: IKE SA established (east)"
 	expect_in "PPK AUTH calculated as initiator" "$(ike_lab_log west)" "static: west used the PPK"
 	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "static: east used the PPK"
@@ -354,6 +363,8 @@ case_intermediate() {
 	established east "intermediate: IKE SA established"
 	expect_match "$(ppk_in_intermediate initiator)" "$(ike_lab_log west)" "intermediate: west used the PPK in IKE_INTERMEDIATE"
 	expect_match "$(ppk_in_intermediate responder)" "$(ike_lab_log east)" "intermediate: east used the PPK in IKE_INTERMEDIATE"
+	expect_in "ppk-uri=pkcs11:token=qkd: fetching the PPK on a" "$(ike_lab_log east)" \
+		"intermediate: east asks the QKD token on a helper (it may wait on the KME)"
 	expect_not_in "PPK AUTH calculated" "$(ike_lab_log west)$(ike_lab_log east)" "intermediate: not again in IKE_AUTH"
 	same_qkd_key intermediate
 	local name number
