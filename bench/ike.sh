@@ -51,6 +51,10 @@ export KMSTORED=$build/kmstore/daemon/kmstored
 [ -x "$prefix/libexec/ipsec/pluto" ] || { echo "bench/ike: no pluto in $prefix (libreswan-patches/build.sh $build/libreswan)" >&2; exit 1; }
 [ -f "$module" ] || { echo "bench/ike: no $module (build kmstore first)" >&2; exit 1; }
 
+# The module at its default log level (warnings), as installed: the lab's
+# log-level=info writes a line and computes a check value per key, which
+# tests read and gateways do not.
+export IKE_LAB_MODULE_PARAMS=${IKE_LAB_MODULE_PARAMS-log=stderr}
 # shellcheck source=../tests/lib/ike-lab.sh
 . tests/lib/ike-lab.sh
 ike_lab_init "$module" "$build/tests/kme-sim/kme-sim" tests/kme-sim/kme-sim-pki
