@@ -54,6 +54,10 @@
 #define DOWN_FIRST_MS 1000   /* a failed KME's first back-off, doubling */
 #define DOWN_MAX_MS 60000
 #define IDLE_MAX 16     /* idle handles (and connections) kept per KME */
+/* A KME's addresses are looked up again after their DNS TTL, or this
+ * long at most: a KME that moves is found within a minute, and at once
+ * once it stops answering (kme_down). */
+#define ADDRS_KEEP_MAX_S 60
 
 /* One KME of a profile: its connections, and its health. */
 struct kme {
@@ -71,6 +75,8 @@ struct kme {
 	long failures;  /* in a row */
 	long retry_at_ms; /* monotonic; 0: up */
 	char last_error[200];
+	char addrs[KMS_RESOLVE_MAX]; /* the host's, as the last lookup gave */
+	long addrs_until_ms; /* monotonic: addrs hold until then; 0: look up */
 };
 
 /* Threads asking for keys by ID (dec_keys), see "dec_keys together". */
@@ -276,15 +282,49 @@ static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
 
 /* The addresses curl will connect to, looked up once per call in this
  * thread (see top) and within the call's deadline (resolve.c). */
+/* The KME's addresses from its last lookup while their TTL lasts: a
+ * lookup per request was a DNS round trip per key. Under health_lock,
+ * which guards what this process knows of the KME. */
+static int kept_addrs(struct kme *cl, char *out, size_t size)
+{
+	int kept;
+
+	pthread_mutex_lock(&cl->health_lock);
+	kept = cl->addrs_until_ms > kms_now_ms();
+	if (kept)
+		snprintf(out, size, "%s", cl->addrs);
+	pthread_mutex_unlock(&cl->health_lock);
+	return kept;
+}
+
+static void keep_addrs(struct kme *cl, const char *addrs, long ttl_s)
+{
+	if (ttl_s <= 0)
+		return; /* an address in the URL, or /etc/hosts: read each time */
+	if (ttl_s > ADDRS_KEEP_MAX_S)
+		ttl_s = ADDRS_KEEP_MAX_S;
+	pthread_mutex_lock(&cl->health_lock);
+	snprintf(cl->addrs, sizeof(cl->addrs), "%s", addrs);
+	cl->addrs_until_ms = kms_now_ms() + ttl_s * 1000;
+	pthread_mutex_unlock(&cl->health_lock);
+}
+
 static kms_rc resolve(const struct call *k, struct curl_slist **list,
 		      kms_error *err)
 {
 	struct kme *cl = k->kme;
 	char addrs[KMS_RESOLVE_MAX], entry[KMS_RESOLVE_MAX + 300];
-	const char *why;
+	enum kms_resolve_result r = KMS_RESOLVED;
+	const char *why = NULL;
+	long ttl_s;
 
-	switch (kms_resolve(cl->host, k->deadline_ms - kms_now_ms(), addrs,
-			    sizeof(addrs), &why)) {
+	if (!kept_addrs(cl, addrs, sizeof(addrs))) {
+		r = kms_resolve(cl->host, k->deadline_ms - kms_now_ms(), addrs,
+				sizeof(addrs), &ttl_s, &why);
+		if (r == KMS_RESOLVED)
+			keep_addrs(cl, addrs, ttl_s);
+	}
+	switch (r) {
 	case KMS_RESOLVED:
 		break;
 	case KMS_RESOLVE_TIMEOUT:
@@ -686,6 +726,7 @@ static void kme_down(struct kme *e, const kms_error *err)
 	e->retry_at_ms = kms_now_ms() + (wait < DOWN_MAX_MS ? wait : DOWN_MAX_MS);
 	snprintf(e->last_error, sizeof(e->last_error), "%.*s",
 		 (int)sizeof(e->last_error) - 1, err != NULL ? err->message : "failed");
+	e->addrs_until_ms = 0; /* it may have moved */
 	pthread_mutex_unlock(&e->health_lock);
 }
 

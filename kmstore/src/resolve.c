@@ -3,6 +3,7 @@
  * cancelled when the budget runs out. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -136,7 +137,7 @@ static const char *ares_reason(int status)
 }
 
 enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
-				    char *out, size_t out_size,
+				    char *out, size_t out_size, long *ttl_s,
 				    const char **why)
 {
 	struct ares_addrinfo_hints hints = { .ai_family = AF_UNSPEC,
@@ -147,6 +148,7 @@ enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
 	ares_channel ch;
 
 	*why = NULL;
+	*ttl_s = 0;
 	out[0] = '\0';
 	if (numeric(host, out, out_size))
 		return KMS_RESOLVED;
@@ -180,9 +182,15 @@ enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
 		*why = ares_reason(l.status);
 		r = KMS_RESOLVE_FAILED;
 	} else {
-		for (struct ares_addrinfo_node *n = l.res->nodes; n; n = n->ai_next)
+		long ttl = LONG_MAX;
+
+		for (struct ares_addrinfo_node *n = l.res->nodes; n; n = n->ai_next) {
 			if (!append(out, out_size, n->ai_addr))
 				break; /* as many as fit */
+			if (n->ai_ttl < ttl)
+				ttl = n->ai_ttl > 0 ? n->ai_ttl : 0;
+		}
+		*ttl_s = ttl == LONG_MAX ? 0 : ttl;
 		if (out[0] == '\0') {
 			*why = "no IPv4 or IPv6 address";
 			r = KMS_RESOLVE_FAILED;

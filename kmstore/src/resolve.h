@@ -19,11 +19,13 @@ enum kms_resolve_result {
 };
 
 /* Writes host's addresses to out as CURLOPT_RESOLVE's ADDRESS list
- * ("192.0.2.10,[2001:db8::1]", in the resolver's order of preference).
- * A numeric address is taken as it is. On failure, *why says what went
- * wrong (a static string). */
+ * ("192.0.2.10,[2001:db8::1]", in the resolver's order of preference),
+ * and to *ttl_s how long the answer holds: the shortest TTL of the DNS
+ * records in it, 0 for an address taken as it is (a numeric host) or
+ * read from /etc/hosts. On failure, *why says what went wrong (a static
+ * string). */
 enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
-				    char *out, size_t out_size,
+				    char *out, size_t out_size, long *ttl_s,
 				    const char **why);
 
 #endif

@@ -133,17 +133,18 @@ faces_fini() {
 # A slow DNS server (slow_dns.py) that answers $FACE_DNS_NAME, and the
 # files with-resolver.sh puts in place of /etc's to use it. No packet
 # leaves loopback or the lab's namespaces.
-#   faces_dns_start DIR ADDR ANSWER DELAY_MS|never [NETNS]
-# starts it on ADDR:53 (in NETNS), answering ANSWER (an IPv4 address), and
-# writes DIR/resolv.conf (nameserver ADDR) and DIR/nsswitch.conf.
+#   faces_dns_start DIR ADDR ANSWER DELAY_MS|never [NETNS] [TTL]
+# starts it on ADDR:53 (in NETNS), answering ANSWER (an IPv4 address, TTL
+# seconds: 60), logging each query to DIR/dns.log, and writes
+# DIR/resolv.conf (nameserver ADDR) and DIR/nsswitch.conf.
 faces_dns_start() {
-	local dir=$1 addr=$2 answer=$3 delay=$4 netns=${5:-} i
+	local dir=$1 addr=$2 answer=$3 delay=$4 netns=${5:-} ttl=${6:-60} i
 	mkdir -p "$dir"
 	rm -f "$dir/ready"
 	printf 'nameserver %s\noptions timeout:5 attempts:2\n' "$addr" >"$dir/resolv.conf"
 	printf 'hosts: files dns\n' >"$dir/nsswitch.conf"
 	${netns:+ip netns exec "$netns"} /usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/slow_dns.py" \
-		"$addr" "$FACE_DNS_NAME=$answer" "$delay" "$dir/ready" 2>"$dir/dns.log" &
+		"$addr" "$FACE_DNS_NAME=$answer" "$delay" "$dir/ready" "$ttl" 2>"$dir/dns.log" &
 	FACE_DNS_PIDS+=($!)
 	for i in $(seq 50); do
 		[[ -s $dir/ready ]] && return 0
