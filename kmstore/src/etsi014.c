@@ -4,9 +4,9 @@
  * Four constraints shape it:
  * - It runs inside NSS's PKCS#11 module, which may not create threads
  *   (CKF_LIBRARY_CANT_CREATE_OS_THREADS), and curl's threaded resolver
- *   would. So the host is resolved here, in the caller's thread, once per
- *   call and within its deadline (resolve.c), and handed to curl with
- *   CURLOPT_RESOLVE: curl never resolves.
+ *   would. So the host is resolved here, in the caller's thread, within
+ *   the call's deadline (resolve.c), kept for the answer's TTL, and handed
+ *   to curl with CURLOPT_RESOLVE: curl never resolves.
  * - Several threads may fetch keys at once (pluto's helpers, a PKCS#11
  *   application, the OpenSSL provider's threads sharing one store). libcurl
  *   does not support one connection cache shared by concurrent threads
@@ -280,8 +280,6 @@ static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
 			k->p->name, k->kme->url, op_names[k->op], k->sae, msg);
 }
 
-/* The addresses curl will connect to, looked up once per call in this
- * thread (see top) and within the call's deadline (resolve.c). */
 /* The KME's addresses from its last lookup while their TTL lasts: a
  * lookup per request was a DNS round trip per key. Under health_lock,
  * which guards what this process knows of the KME. */
@@ -309,6 +307,8 @@ static void keep_addrs(struct kme *cl, const char *addrs, long ttl_s)
 	pthread_mutex_unlock(&cl->health_lock);
 }
 
+/* The addresses curl will connect to: kept ones, or looked up in this
+ * thread (see top) within the call's deadline (resolve.c). */
 static kms_rc resolve(const struct call *k, struct curl_slist **list,
 		      kms_error *err)
 {

@@ -121,6 +121,21 @@ static int step(ares_channel ch, long deadline)
 	return 0;
 }
 
+/* How long an answer holds: its shortest TTL, a CNAME's included (a
+ * short-lived alias of long-lived addresses). 0 for /etc/hosts. */
+static long answer_ttl(const struct ares_addrinfo *res)
+{
+	long ttl = LONG_MAX;
+
+	for (const struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next)
+		if (n->ai_ttl < ttl)
+			ttl = n->ai_ttl > 0 ? n->ai_ttl : 0;
+	for (const struct ares_addrinfo_cname *c = res->cnames; c; c = c->next)
+		if (c->ttl < ttl)
+			ttl = c->ttl > 0 ? c->ttl : 0;
+	return ttl == LONG_MAX ? 0 : ttl;
+}
+
 static const char *ares_reason(int status)
 {
 	switch (status) {
@@ -182,15 +197,10 @@ enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
 		*why = ares_reason(l.status);
 		r = KMS_RESOLVE_FAILED;
 	} else {
-		long ttl = LONG_MAX;
-
-		for (struct ares_addrinfo_node *n = l.res->nodes; n; n = n->ai_next) {
+		for (struct ares_addrinfo_node *n = l.res->nodes; n; n = n->ai_next)
 			if (!append(out, out_size, n->ai_addr))
 				break; /* as many as fit */
-			if (n->ai_ttl < ttl)
-				ttl = n->ai_ttl > 0 ? n->ai_ttl : 0;
-		}
-		*ttl_s = ttl == LONG_MAX ? 0 : ttl;
+		*ttl_s = answer_ttl(l.res);
 		if (out[0] == '\0') {
 			*why = "no IPv4 or IPv6 address";
 			r = KMS_RESOLVE_FAILED;

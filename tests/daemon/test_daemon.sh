@@ -494,7 +494,7 @@ if [[ -x ${NSS_CLIENT:-} && -f ${P11_MODULE:-} ]] && command -v modutil >/dev/nu
 	run "$KMSTORE" -c "$E" key qkd --key-id "$qid"
 	expect_rc 0 "... and east finds that key by the ID NSS read"
 	if command -v pkcs11-tool >/dev/null; then
-		KMSTORE_CONF=$work/client.conf run pkcs11-tool --module "$P11_MODULE" --token-label static -M
+		KMSTORE_CONF=$work/client.conf run tool pkcs11-tool --module "$P11_MODULE" --token-label static -M
 		expect_in "mechtype-0xCB4D5301" "$RUN_OUT" "... kmstored's static token: CKM_KMSTORE_KEY_BY_ID"
 		expect_eq 0 "$(grep -c "0xCB4D5302" <<<"$RUN_OUT" || true)" "... but not CKM_KMSTORE_LOCAL_KEYS: asking waits on kmstored"
 	fi

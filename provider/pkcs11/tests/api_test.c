@@ -666,11 +666,15 @@ static void test_finalize_in_flight(const char *dir)
 	check_rv(init_with(p), CKR_OK, "C_Initialize with a QKD profile whose KME is silent");
 	{
 		CK_MECHANISM_TYPE mech[4];
+		CK_MECHANISM_INFO mi;
 		CK_ULONG n = 4;
 
 		check(f->C_GetMechanismList(1, mech, &n) == CKR_OK && n == 2 &&
 		      mech[1] == (CKM_VENDOR_DEFINED | 0x4b4d5301UL),
 		      "a QKD token is not CKM_KMSTORE_LOCAL_KEYS (asking waits on its KME)");
+		check(f->C_GetMechanismInfo(1, CKM_VENDOR_DEFINED | 0x4b4d5302UL, &mi) ==
+		      CKR_MECHANISM_INVALID,
+		      "... and C_GetMechanismInfo says it has no such mechanism");
 	}
 	for (int i = 0; i < 2; i++)
 		pthread_create(&t[i].thread, NULL, fetch_in_flight, &t[i]);
