@@ -296,6 +296,18 @@ case_unknown_id() {
 	ike_lab_stop
 }
 
+case_no_token() {
+	echo "# ppk-uri= naming no token of pluto's NSS database: said, and no IKE SA with insist"
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=nosuch' ''
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=static' ''
+	ike_lab_start west && ike_lab_start east || return
+	initiate
+	expect_not_in "established IKE SA" "$(ike_lab_log west)$(ike_lab_log east)" "no token: no IKE SA"
+	expect_in "ppk-uri=pkcs11:token=nosuch: no PPK for this IKE SA: no token in the NSS database matches the URI" \
+		"$(ike_lab_log west)" "no token: west logs the URI and why"
+	ike_lab_stop
+}
+
 case_kme_down() {
 	echo "# KME down: insist fails at once, propose goes on without PPK"
 	ike_lab_kmes_stop
@@ -1081,7 +1093,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others far_kme near_kme privsep daemon_faults)
+ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id no_token intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others far_kme near_kme privsep daemon_faults)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do
