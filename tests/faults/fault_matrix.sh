@@ -111,6 +111,10 @@ face_code[pluto,7]=${face_code[pluto,enc]}FUNCTION_FAILED face_code[pluto,8]=${f
 declare -A cell
 row_names=()
 
+# own_addr 127.N: a loopback address of this run's own (for a DNS server
+# on port 53).
+own_addr() { echo "$1.$(($$ / 256 % 256)).$(($$ % 256 | 1))"; }
+
 # lab OPTIONS...: kme-sim afresh, and both sites' configurations.
 lab() {
 	kme_env_stop
@@ -191,9 +195,7 @@ for spec in "${rows[@]}"; do
 	faces_dns_stop
 	FACE_WRAP=()
 	if [[ -n $FACE_DNS_DELAY ]]; then
-		# a loopback address of this run's own, port 53
-		dns_addr=127.53.$(($$ / 256 % 256)).$(($$ % 256 | 1))
-		faces_dns_start "$work/dns" "$dns_addr" 127.0.0.1 "$FACE_DNS_DELAY"
+		faces_dns_start "$work/dns" "$(own_addr 127.53)" 127.0.0.1 "$FACE_DNS_DELAY"
 		for s in west east; do faces_conf_url "$work/faces/$s.conf"; done
 		FACE_WRAP=(sh "$here/with-resolver.sh" "$work/dns")
 	fi
@@ -230,7 +232,7 @@ done
 dns_ttl() {
 	local sock=$work/faces/west.sock dir=$work/dns-ttl n1 n4 n5 t
 	lab
-	faces_dns_start "$dir" "127.54.$(($$ / 256 % 256)).$(($$ % 256 | 1))" 127.0.0.1 300 '' 5 || return 1
+	faces_dns_start "$dir" "$(own_addr 127.54)" 127.0.0.1 300 '' 5 || return 1
 	faces_conf_url "$work/faces/west.conf"
 	kmstored_start "$sock" "$work/faces/west.conf" sh "$here/with-resolver.sh" "$dir" || return 1
 	key() { "$KMSTORE" --daemon "$sock" key qkd >/dev/null; }
@@ -244,8 +246,6 @@ dns_ttl() {
 	sleep "$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { d = 5.3 - (b - a); print (d > 0 ? d : 0) }')"
 	key || return 1
 	n5=$(grep -c '^query ' "$dir/dns.log")
-	kmstored_stop "$sock"
-	faces_dns_stop
 	expect_eq 1 "$((n1 > 0))" "DNS: kmstored asked the DNS server for the KME's name ($n1 queries, A and AAAA)"
 	expect_eq "$n1" "$n4" "DNS: ... once for four keys"
 	expect_eq "$((2 * n1))" "$n5" "DNS: ... and again once the answer's TTL (5 s) had passed"
@@ -253,7 +253,7 @@ dns_ttl() {
 if [[ " ${FACES_RUN[*]} " == *" daemon "* && "DNS TTL" =~ ${FAULT_ROWS:-.} ]]; then
 	dns_ttl || tap_not_ok "DNS: kmstored asks for the KME's name once per TTL" \
 		"a key was not served: $(tail -n 5 "$work/faces/west.sock.log" 2>/dev/null)"
-	kmstored_stop "$work/faces/west.sock" KILL
+	kmstored_stop "$work/faces/west.sock"
 	faces_dns_stop
 fi
 kme_env_stop

@@ -6,9 +6,9 @@
 Listens on ADDR port 53 (UDP) and answers every query after DELAY_MS
 milliseconds: an A query for NAME with IPV4 (TTL seconds, 60 by default),
 an AAAA query for NAME with no data, anything else with NXDOMAIN. Each
-query is logged to stderr ("query NAME TYPE"), so a test can count them. Each query waits in its own thread, so
-retries pile up as at a slow server; 'never' as DELAY_MS answers nothing
-(a silent server). READY_FILE is written once the socket is bound. Stops on
+query is logged to stderr ("query NAME TYPE"), so a test can count them,
+and waits in its own thread, so retries pile up as at a slow server;
+'never' as DELAY_MS answers nothing (a silent server). READY_FILE is written once the socket is bound. Stops on
 SIGTERM. Queries are parsed and answers built with dnspython (Debian:
 python3-dnspython): /usr/bin/python3, not whatever python3 is first on PATH.
 """
