@@ -38,6 +38,7 @@
 
 #include "clock.h"
 #include "etsi014_json.h"
+#include "fileio.h"
 #include "qkd.h"
 #include "resolve.h"
 #include "secmem.h"
@@ -92,6 +93,12 @@ struct kms_qkd_client {
 	struct kme kmes[KMS_KMES_MAX];
 	size_t n;
 	struct dec_queue dec;
+	/* The SAE's TLS key, read at the first request and again when the
+	 * file changes (a rotated key is picked up, a loosened mode refused,
+	 * as before), not at every request: curl needs it only for a new
+	 * connection, and OpenSSL keeps it parsed in the heap for as long as
+	 * that connection lives anyway. */
+	struct kms_kept_file *tls_key;
 };
 
 enum op { OP_STATUS, OP_ENC_KEYS, OP_DEC_KEYS };
@@ -127,6 +134,7 @@ struct call {
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
+static const char *tls_backend; /* curl's, as it names it */
 static kms_kme_observer *observer;
 static void *observer_ctx;
 
@@ -138,7 +146,11 @@ void kms_qkd_set_observer(kms_kme_observer *fn, void *ctx)
 
 static void curl_init(void)
 {
+	const curl_version_info_data *v;
+
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	v = curl_version_info(CURLVERSION_NOW);
+	tls_backend = v->ssl_version != NULL ? v->ssl_version : "no TLS";
 }
 
 static void share_lock(CURL *h, curl_lock_data data, curl_lock_access a,
@@ -234,6 +246,8 @@ kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	c->client = cl;
 	dec_queue_init(&cl->dec);
+	rc = kms_kept_file_new(c->private_key, "TLS private key", KMS_TLS_KEY_MAX,
+			       &cl->tls_key, err);
 	for (size_t i = 0; rc == KMS_OK && i < c->n_urls; i++, cl->n++)
 		rc = kme_init(&cl->kmes[i], c->urls[i], err);
 	return rc;
@@ -260,6 +274,7 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 	}
 	pthread_cond_destroy(&cl->dec.ended);
 	pthread_mutex_destroy(&cl->dec.lock);
+	kms_kept_file_free(cl->tls_key);
 	free(cl);
 }
 
@@ -380,16 +395,9 @@ static CURLcode tune_ssl_ctx(CURL *h, void *ssl_ctx, void *arg)
 }
 
 /* The callback gets the backend's context: an SSL_CTX only with OpenSSL. */
-static const char *tls_backend(void)
-{
-	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-
-	return v->ssl_version != NULL ? v->ssl_version : "no TLS";
-}
-
 static int curl_uses_openssl(void)
 {
-	return strncmp(tls_backend(), "OpenSSL/", 8) == 0;
+	return strncmp(tls_backend, "OpenSSL/", 8) == 0;
 }
 
 static int set_options(CURL *h, const struct call *k, const char *url,
@@ -654,8 +662,7 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 		      struct body *b, kms_error *err)
 {
 	struct curl_slist *headers = NULL, *h2, *resolved = NULL;
-	uint8_t *pem;
-	size_t pem_len;
+	const struct kms_file_copy *pem;
 	kms_rc rc;
 	int again;
 
@@ -665,13 +672,13 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 		return call_fail(k, err, KMS_ERR_UNSUPPORTED,
 				 "libcurl does not do TLS with OpenSSL (%s): "
 				 "kmstore needs libcurl built with OpenSSL",
-				 tls_backend());
+				 tls_backend);
 	/* curl would read an over-exposed key as happily as a private one,
 	 * so it gets the key read from the descriptor that was checked. */
-	rc = kms_qkd_read_tls_key(k->c, &pem, &pem_len, err);
+	rc = kms_kept_file_get(k->c->client->tls_key, &pem, err);
 	if (rc != KMS_OK)
 		return call_fail(k, err, rc, "%s", err != NULL ? err->message : "");
-	k->tls_key = (struct curl_blob){ .data = pem, .len = pem_len,
+	k->tls_key = (struct curl_blob){ .data = (void *)pem->data, .len = pem->len,
 					 .flags = CURL_BLOB_NOCOPY };
 	headers = curl_slist_append(NULL, "Accept: application/json");
 	h2 = headers ? curl_slist_append(headers, "Content-Type: application/json") : NULL;
@@ -692,7 +699,7 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 out:
 	curl_slist_free_all(resolved);
 	curl_slist_free_all(headers);
-	kms_secmem_free_used(pem, KMS_TLS_KEY_MAX + 1, pem_len + 1);
+	kms_file_copy_put(pem);
 	return rc;
 }
 

@@ -1,6 +1,8 @@
 /* fileio.c - private files: configuration, key files, TLS keys. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -116,4 +118,153 @@ kms_rc kms_read_private(const char *path, const char *what, size_t max,
 	*out = buf;
 	*len = n;
 	return KMS_OK;
+}
+
+static int same_time(struct timespec a, struct timespec b)
+{
+	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+int kms_file_same(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
+	       a->st_size == b->st_size && a->st_mode == b->st_mode &&
+	       a->st_uid == b->st_uid && a->st_gid == b->st_gid &&
+	       same_time(a->st_mtim, b->st_mtim) &&
+	       same_time(a->st_ctim, b->st_ctim);
+}
+
+/* A time in the future is recent too. */
+int kms_file_quiet(const struct stat *st, const struct timespec *now)
+{
+	return st->st_mtim.tv_sec + KMS_FILE_RECENT_S < now->tv_sec &&
+	       st->st_ctim.tv_sec + KMS_FILE_RECENT_S < now->tv_sec;
+}
+
+/* ---- kept private files ---- */
+
+struct copy {
+	struct kms_file_copy pub; /* first: what holders are given */
+	atomic_uint refs;
+};
+
+struct kms_kept_file {
+	pthread_mutex_t lock;
+	const char *path, *what;
+	size_t max;
+	struct copy *copy; /* NULL: none kept */
+	struct stat id;    /* the file as stat saw it before copy was read */
+	uid_t euid;        /* whom its checks were made for */
+};
+
+kms_rc kms_kept_file_new(const char *path, const char *what, size_t max,
+			 struct kms_kept_file **out, kms_error *err)
+{
+	struct kms_kept_file *kf = calloc(1, sizeof(*kf));
+
+	*out = NULL;
+	if (kf == NULL)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	pthread_mutex_init(&kf->lock, NULL);
+	kf->path = path;
+	kf->what = what;
+	kf->max = max;
+	*out = kf;
+	return KMS_OK;
+}
+
+static void copy_put(struct copy *c)
+{
+	if (c == NULL || atomic_fetch_sub(&c->refs, 1) != 1)
+		return;
+	kms_secmem_free((void *)c->pub.data, c->pub.len + 1);
+	free(c);
+}
+
+void kms_file_copy_put(const struct kms_file_copy *copy)
+{
+	copy_put((struct copy *)copy);
+}
+
+void kms_kept_file_free(struct kms_kept_file *kf)
+{
+	if (kf == NULL)
+		return;
+	copy_put(kf->copy);
+	pthread_mutex_destroy(&kf->lock);
+	free(kf);
+}
+
+/* The file read and checked now, in locked memory of its own size (a
+ * read takes the largest allowed), held once. */
+static kms_rc read_copy(const struct kms_kept_file *kf, struct copy **out,
+			kms_error *err)
+{
+	struct copy *c;
+	uint8_t *buf, *data;
+	size_t len;
+	kms_rc rc;
+
+	rc = kms_read_private(kf->path, kf->what, kf->max, 1, &buf, &len, err);
+	if (rc != KMS_OK)
+		return rc;
+	data = kms_secmem_alloc(len + 1);
+	c = data != NULL ? malloc(sizeof(*c)) : NULL;
+	if (data != NULL)
+		memcpy(data, buf, len + 1);
+	kms_secmem_free_used(buf, kf->max + 1, len + 1);
+	if (c == NULL) {
+		kms_secmem_free(data, len + 1);
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory reading %s %s",
+				kf->what, kf->path);
+	}
+	c->pub.data = data;
+	c->pub.len = len;
+	atomic_init(&c->refs, 1);
+	*out = c;
+	return KMS_OK;
+}
+
+kms_rc kms_kept_file_get(struct kms_kept_file *kf,
+			 const struct kms_file_copy **out, kms_error *err)
+{
+	struct copy *c = NULL, *old;
+	struct timespec now;
+	struct stat st;
+	uid_t euid = geteuid();
+	int have;
+	kms_rc rc;
+
+	*out = NULL;
+	/* The clock before the stat: a change after it cannot predate now. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	have = stat(kf->path, &st) == 0;
+	pthread_mutex_lock(&kf->lock);
+	if (have && kf->copy != NULL && kf->euid == euid &&
+	    kms_file_same(&kf->id, &st)) {
+		c = kf->copy;
+		atomic_fetch_add(&c->refs, 1);
+	}
+	pthread_mutex_unlock(&kf->lock);
+	if (c != NULL) {
+		*out = &c->pub;
+		return KMS_OK;
+	}
+	rc = read_copy(kf, &c, err);
+	/* Kept only when stat can tell its next change; else read each time
+	 * until the file is quiet. A failure drops what was kept. */
+	pthread_mutex_lock(&kf->lock);
+	old = kf->copy;
+	kf->copy = NULL;
+	if (rc == KMS_OK && have && kms_file_quiet(&st, &now)) {
+		atomic_fetch_add(&c->refs, 1);
+		kf->copy = c;
+		kf->id = st;
+		kf->euid = euid;
+	}
+	pthread_mutex_unlock(&kf->lock);
+	copy_put(old);
+	if (rc == KMS_OK)
+		*out = &c->pub;
+	return rc;
 }

@@ -4,19 +4,13 @@
  *
  * Each get stats the path (a microsecond, against tens for reading and
  * parsing the file and milliseconds for a new TLS connection to a KME) and
- * compares what identifies the file's content: device and inode (a file
- * replaced by rename, a symlink pointed elsewhere), size, mode and owner,
- * and the modification and change times. Every write, chmod and chown moves
- * the change time, which no one can set back.
+ * compares what identifies the file's content (kms_file_same).
  *
- * File times have a granularity: the kernel's coarse clock (milliseconds),
- * whole seconds on some file systems, another host's clock on NFS. A file
- * written twice within one tick, same size, would look unchanged. So an
- * identity whose times are less than RECENT_S seconds old when it is taken
- * is not trusted: until the file has been quiet that long, each get reads
- * it again and compares its SHA-256 with that of the parsed text (as git
- * treats "racily clean" index entries), and parses it only if it differs.
- * Reading is cheap; what is kept (the store, its connections) is kept.
+ * Until the file is quiet (kms_file_quiet: its times too recent to tell a
+ * second write within one tick), each get reads it again and compares its
+ * SHA-256 with that of the parsed text (as git treats "racily clean" index
+ * entries), and parses it only if it differs. Reading is cheap; what is
+ * kept (the store, its connections) is kept.
  *
  * A get gives what kms_store_open would give at that moment: the same
  * profiles, or the same error (a file now unreadable, refused for its
@@ -38,9 +32,9 @@
 #include <openssl/evp.h>
 
 #include "error.h"
+#include "fileio.h"
 #include "store.h"
 
-#define RECENT_S 2
 #define DAEMON_KEEP_MS 1000
 
 struct kms_store_cache {
@@ -102,32 +96,11 @@ void kms_store_cache_free(kms_store_cache *c)
 	free(c);
 }
 
-static int same_time(struct timespec a, struct timespec b)
-{
-	return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
-static int same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino &&
-	       a->st_size == b->st_size && a->st_mode == b->st_mode &&
-	       a->st_uid == b->st_uid && a->st_gid == b->st_gid &&
-	       same_time(a->st_mtim, b->st_mtim) &&
-	       same_time(a->st_ctim, b->st_ctim);
-}
-
-/* Older than RECENT_S at now (a time in the future is recent too). */
-static int quiet(const struct stat *st, const struct timespec *now)
-{
-	return st->st_mtim.tv_sec + RECENT_S < now->tv_sec &&
-	       st->st_ctim.tv_sec + RECENT_S < now->tv_sec;
-}
-
 static int fresh_enough(const kms_store_cache *c, const char *path,
 			const struct stat *st)
 {
 	return c->store != NULL && c->trusted && strcmp(c->read_path, path) == 0 &&
-	       same_file(&c->id, st);
+	       kms_file_same(&c->id, st);
 }
 
 static void drop(kms_store_cache *c, kms_store **old)
@@ -252,7 +225,7 @@ kms_rc kms_store_cache_get(kms_store_cache *c, kms_store **out, kms_error *err)
 		rc = refresh(c, path, &old, err);
 		if (rc == KMS_OK) {
 			c->id = st;
-			c->trusted = have && quiet(&st, &now);
+			c->trusted = have && kms_file_quiet(&st, &now);
 		}
 	}
 	if (rc == KMS_OK && kms_store_daemon(c->store) != NULL)
