@@ -1,9 +1,11 @@
 /* key.c - key objects: an ID, and bytes in locked memory. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include "encoding.h"
 #include "error.h"
@@ -81,17 +83,62 @@ const char *kms_key_profile(const kms_key *key)
 	return key->profile;
 }
 
+/* HMAC's and SHA-256's implementations are looked up in libcrypto's
+ * method store (under its locks) at every HMAC() call; kmstored logs a
+ * check value for each key it serves. So one context, keyed with zeros, is
+ * set up once and copied for each key: the copy is keyed with the key and
+ * freed (and so wiped) at once. */
+static pthread_once_t kcv_once = PTHREAD_ONCE_INIT;
+static EVP_MAC_CTX *kcv_template;
+
+static void kcv_setup(void)
+{
+	static const unsigned char zeros[32];
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC *mac;
+
+	ERR_set_mark();
+	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	kcv_template = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+	if (kcv_template != NULL &&
+	    !EVP_MAC_init(kcv_template, zeros, sizeof(zeros), params)) {
+		EVP_MAC_CTX_free(kcv_template);
+		kcv_template = NULL;
+	}
+	EVP_MAC_free(mac);
+	ERR_pop_to_mark(); /* not the application's error */
+}
+
+static int kcv_mac(const kms_key *key, const unsigned char *data, size_t len,
+		   unsigned char mac[EVP_MAX_MD_SIZE])
+{
+	EVP_MAC_CTX *ctx;
+	size_t mac_len = 0;
+	int ok;
+
+	pthread_once(&kcv_once, kcv_setup);
+	ERR_set_mark();
+	ctx = kcv_template != NULL ? EVP_MAC_CTX_dup(kcv_template) : NULL;
+	ok = ctx != NULL && EVP_MAC_init(ctx, key->bytes, key->len, NULL) &&
+	     EVP_MAC_update(ctx, data, len) &&
+	     EVP_MAC_final(ctx, mac, &mac_len, EVP_MAX_MD_SIZE) &&
+	     mac_len * 2 >= KMS_KCV_LEN;
+	EVP_MAC_CTX_free(ctx);
+	ERR_pop_to_mark();
+	return ok;
+}
+
 void kms_key_check_value(const kms_key *key, char out[KMS_KCV_LEN + 1])
 {
 	static const char label[] = "kmstore-kcv";
 	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int mac_len = 0;
 	char hex[2 * EVP_MAX_MD_SIZE + 1];
 
-	if (HMAC(EVP_sha256(), key->bytes, (int)key->len,
-		 (const unsigned char *)label, sizeof(label) - 1, mac,
-		 &mac_len) == NULL) {
-		/* Only if libcrypto cannot run SHA-256 at all. */
+	if (!kcv_mac(key, (const unsigned char *)label, sizeof(label) - 1, mac)) {
+		/* Only if libcrypto cannot run HMAC-SHA-256 at all. */
 		memset(out, '?', KMS_KCV_LEN);
 		out[KMS_KCV_LEN] = '\0';
 		return;
