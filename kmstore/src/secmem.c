@@ -52,13 +52,19 @@ static int slot_used(const struct chunk *c, size_t i)
 	return (c->used[i / 64] >> (i % 64)) & 1;
 }
 
+/* A word at a time: a KME's answer is hundreds of slots, per request. */
 static void mark(struct chunk *c, size_t first, size_t n, int used)
 {
-	for (size_t i = first; i < first + n; i++) {
+	while (n > 0) {
+		size_t bit = first % 64, k = 64 - bit < n ? 64 - bit : n;
+		uint64_t m = (k == 64 ? UINT64_MAX : (UINT64_C(1) << k) - 1) << bit;
+
 		if (used)
-			c->used[i / 64] |= UINT64_C(1) << (i % 64);
+			c->used[first / 64] |= m;
 		else
-			c->used[i / 64] &= ~(UINT64_C(1) << (i % 64));
+			c->used[first / 64] &= ~m;
+		first += k;
+		n -= k;
 	}
 }
 
