@@ -80,19 +80,23 @@ struct kme {
 	long addrs_until_ms; /* monotonic: addrs hold until then; 0: look up */
 };
 
-/* Threads asking for keys by ID (dec_keys), see "dec_keys together". */
-struct dec_queue {
+enum op { OP_STATUS, OP_ENC_KEYS, OP_DEC_KEYS };
+
+/* Threads asking for keys of one operation, see "keys asked for
+ * together". */
+struct key_queue {
+	enum op op;             /* OP_ENC_KEYS or OP_DEC_KEYS */
 	pthread_mutex_t lock;
 	pthread_cond_t ended;   /* a request ended (CLOCK_MONOTONIC) */
-	struct dec_wait *head;  /* oldest first */
+	struct key_wait *head;  /* oldest first */
 	unsigned in_flight;
-	long single_until_ms;   /* one key ID per request until then */
+	long single_until_ms;   /* one key per request until then */
 };
 
 struct kms_qkd_client {
 	struct kme kmes[KMS_KMES_MAX];
 	size_t n;
-	struct dec_queue dec;
+	struct key_queue enc, dec;
 	/* The SAE's TLS key, read at the first request and again when the
 	 * file changes (a rotated key is picked up, a loosened mode refused,
 	 * as before), not at every request: curl needs it only for a new
@@ -100,8 +104,6 @@ struct kms_qkd_client {
 	 * that connection lives anyway. */
 	struct kms_kept_file *tls_key;
 };
-
-enum op { OP_STATUS, OP_ENC_KEYS, OP_DEC_KEYS };
 
 static const char *const op_names[] = {
 	[OP_STATUS] = "status",
@@ -220,16 +222,8 @@ static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 	return split_url(k, url, err);
 }
 
-static void dec_queue_init(struct dec_queue *q)
-{
-	pthread_condattr_t a;
-
-	pthread_mutex_init(&q->lock, NULL);
-	pthread_condattr_init(&a);
-	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-	pthread_cond_init(&q->ended, &a);
-	pthread_condattr_destroy(&a);
-}
+static void queue_init(struct key_queue *q, enum op op);
+static void queue_destroy(struct key_queue *q);
 
 kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 {
@@ -245,7 +239,8 @@ kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 	if (cl == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	c->client = cl;
-	dec_queue_init(&cl->dec);
+	queue_init(&cl->enc, OP_ENC_KEYS);
+	queue_init(&cl->dec, OP_DEC_KEYS);
 	rc = kms_kept_file_new(c->private_key, "TLS private key", KMS_TLS_KEY_MAX,
 			       &cl->tls_key, err);
 	for (size_t i = 0; rc == KMS_OK && i < c->n_urls; i++, cl->n++)
@@ -272,8 +267,8 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 		free(e->host);
 		free(e->base);
 	}
-	pthread_cond_destroy(&cl->dec.ended);
-	pthread_mutex_destroy(&cl->dec.lock);
+	queue_destroy(&cl->enc);
+	queue_destroy(&cl->dec);
 	kms_kept_file_free(cl->tls_key);
 	free(cl);
 }
@@ -954,165 +949,200 @@ static long deadline_of(const kms_profile *p)
 	return kms_now_ms() + ((const struct kms_qkd_config *)p->state)->timeout_ms;
 }
 
-kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)
-{
-	size_t got;
-
-	return fetch_keys(p, OP_ENC_KEYS, NULL, 1, deadline_of(p), out, &got, err);
-}
-
 kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err)
 {
 	return fetch_keys(p, OP_ENC_KEYS, NULL, n, deadline_of(p), out, got, err);
 }
 
-/* ---- dec_keys together ----
+/* ---- keys asked for together ----
  *
- * A burst of IKE SAs has a responder ask for many keys by ID at once, a
- * thread each (pluto's helpers, kmstored's clients). Asked one by one,
- * each key costs an HTTPS exchange at both ends, and each concurrent one
- * a TLS connection of its own. So these requests queue per profile and go
- * out carrying up to DEC_BATCH of the queued IDs each (ETSI 014 dec_keys
- * takes a list of key_IDs): a request goes when fewer than DEC_IN_FLIGHT
- * are in flight, or when a whole batch is waiting, so no ID waits much
- * longer than one round trip. A request alone goes at once, as before. No
- * thread is made: a waiting caller sends the next request itself.
+ * A burst of IKE SAs has an initiator ask for many new keys at once and a
+ * responder for many keys by ID, a thread each (pluto's helpers, kmstored's
+ * clients). Asked one by one, each key costs an HTTPS exchange at both
+ * ends, and each concurrent one a TLS connection of its own. So requests
+ * queue per profile and operation and go out carrying up to QUEUE_BATCH
+ * keys each (ETSI 014 enc_keys takes a number of keys, dec_keys a list of
+ * key_IDs): a request goes when fewer than QUEUE_IN_FLIGHT are in flight,
+ * or when a whole batch is waiting, so no caller waits much longer than
+ * one round trip. A request alone goes at once, as before. No thread is
+ * made: a waiting caller sends the next request itself.
  *
- * ETSI 014 answers all of a dec_keys or none. When a KME refuses a
- * request of several IDs (one unknown: a peer's bogus PPK_ID, or a key
- * already taken), each caller asks again alone, so only its own request
- * fails, and the profile asks one ID at a time for DEC_PAUSE_MS, lest a
- * peer sending bogus IDs cost every honest one a round trip more. When
- * every one of them gets its key alone, the KME takes one ID per request
- * (its max_key_per_request is 1, or it gives only the first key): one ID
- * at a time for DEC_SINGLE_MS, and a warning. When a request fails as
- * unreachable or 5xx within the earliest deadline of its IDs, those with
- * time left ask again alone, within their own. The same ID twice in one
- * request would be refused: the second waits for the next. */
-#define DEC_BATCH 16
-#define DEC_IN_FLIGHT 4 /* tests/qkd/client_threads.c PLUGS */
-#define DEC_PAUSE_MS 10000
-#define DEC_SINGLE_MS 600000
+ * ETSI 014 answers all of a request or none. When a KME refuses a request
+ * of several keys (dec_keys: one ID unknown, a peer's bogus PPK_ID or a
+ * key already taken; either: more keys than it gives at once), or leaves
+ * some out, each caller without a key asks again alone, so only its own
+ * request fails, and the profile asks one key at a time for QUEUE_PAUSE_MS,
+ * lest a peer sending bogus IDs cost every honest one a round trip more.
+ * When every one of them gets its key alone, the KME takes one key per
+ * request (its max_key_per_request is 1, or it gives only the first key):
+ * one at a time for QUEUE_SINGLE_MS, and a warning. When a request fails
+ * as unreachable or 5xx within the earliest deadline of its callers, those
+ * with time left ask again alone, within their own. The same ID twice in
+ * one dec_keys would be refused: the second waits for the next. */
+#define QUEUE_BATCH 16
+#define QUEUE_IN_FLIGHT 4 /* tests/qkd/client_threads.c PLUGS */
+#define QUEUE_PAUSE_MS 10000
+#define QUEUE_SINGLE_MS 600000
 
-enum dec_state { DEC_QUEUED, DEC_SENT, DEC_DONE, DEC_ALONE };
+enum wait_state { W_QUEUED, W_SENT, W_DONE, W_ALONE };
 
 /* A caller's request, on its stack. The state changes under the queue's
  * lock only; rc, key and err are written by the thread that sent it
- * before the state says DEC_DONE, and read by the caller after. */
-struct dec_wait {
-	const char *id;
+ * before the state says W_DONE, and read by the caller after. */
+struct key_wait {
+	const char *id; /* dec_keys: the key ID; enc_keys: NULL */
 	long deadline_ms;
-	struct dec_wait *next; /* queued */
-	enum dec_state state;
-	enum dec_state ended;  /* the sender's verdict, DEC_DONE or DEC_ALONE */
+	struct key_wait *next; /* queued */
+	enum wait_state state;
+	enum wait_state ended;  /* the sender's verdict, W_DONE or W_ALONE */
 	kms_rc rc;
 	kms_key *key;
 	kms_error err;
-	struct dec_retry *retry; /* DEC_ALONE after a refusal: shared */
+	struct key_retry *retry; /* W_ALONE after a refusal: shared */
 };
 
-/* The requests of one refused dec_keys, each asking again alone. */
-struct dec_retry {
-	size_t asked;   /* IDs in the refused request */
+/* The requests of one refused request, each asking again alone. */
+struct key_retry {
+	size_t asked;   /* keys in the refused request */
 	size_t left;    /* still asking */
 	int failed;     /* one of them got no key */
 };
 
-static void dec_unlink(struct dec_queue *q, struct dec_wait *w)
+static void queue_init(struct key_queue *q, enum op op)
 {
-	struct dec_wait **pp = &q->head;
+	pthread_condattr_t a;
+
+	q->op = op;
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_condattr_init(&a);
+	pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->ended, &a);
+	pthread_condattr_destroy(&a);
+}
+
+static void queue_destroy(struct key_queue *q)
+{
+	pthread_cond_destroy(&q->ended);
+	pthread_mutex_destroy(&q->lock);
+}
+
+static void queue_unlink(struct key_queue *q, struct key_wait *w)
+{
+	struct key_wait **pp = &q->head;
 
 	while (*pp != w)
 		pp = &(*pp)->next;
 	*pp = w->next;
 }
 
-static size_t dec_queued(const struct dec_queue *q)
+static size_t queue_count(const struct key_queue *q)
 {
 	size_t n = 0;
 
-	for (const struct dec_wait *w = q->head; w != NULL && n < DEC_BATCH; w = w->next)
+	for (const struct key_wait *w = q->head; w != NULL && n < QUEUE_BATCH; w = w->next)
 		n++;
 	return n;
 }
 
-/* Whether a queued caller sends the next request now: one ID at a time,
+/* Whether a queued caller sends the next request now: one key at a time,
  * as many requests as whole batches would have carried. */
-static int dec_may_send(const struct dec_queue *q)
+static int queue_may_send(const struct key_queue *q)
 {
 	if (kms_now_ms() < q->single_until_ms)
-		return q->in_flight < DEC_IN_FLIGHT * DEC_BATCH;
-	return q->in_flight < DEC_IN_FLIGHT || dec_queued(q) == DEC_BATCH;
+		return q->in_flight < QUEUE_IN_FLIGHT * QUEUE_BATCH;
+	return q->in_flight < QUEUE_IN_FLIGHT || queue_count(q) == QUEUE_BATCH;
 }
 
 /* Ends a queued request whose deadline passed; the lock is held. */
-static void dec_expire(const kms_profile *p, struct dec_queue *q,
-		       struct dec_wait *w)
+static void queue_expire(const kms_profile *p, struct key_queue *q,
+			 struct key_wait *w)
 {
 	const struct kms_qkd_config *c = p->state;
 
-	dec_unlink(q, w);
+	queue_unlink(q, w);
 	w->rc = kms_fail(&w->err, KMS_ERR_UNREACHABLE,
-			 "profile '%s': KME %s: dec_keys: no answer within the "
-			 "timeout of %ld ms (queued behind other requests for keys "
-			 "by ID)", p->name, c->url, c->timeout_ms);
-	w->state = DEC_DONE;
+			 "profile '%s': KME %s: %s: no answer within the "
+			 "timeout of %ld ms (queued behind other requests for %s)",
+			 p->name, c->url, op_names[q->op], c->timeout_ms,
+			 q->op == OP_DEC_KEYS ? "keys by ID" : "new keys");
+	w->state = W_DONE;
 }
 
-/* Takes up to DEC_BATCH queued requests, oldest first, distinct IDs; ends
- * those whose deadline has passed. */
-static size_t dec_take(const kms_profile *p, struct dec_queue *q,
-		       struct dec_wait **batch)
+static int in_batch(struct key_wait *const *batch, size_t n, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(batch[i]->id, id) == 0)
+			return 1;
+	return 0;
+}
+
+/* Takes up to QUEUE_BATCH queued requests, oldest first, distinct IDs;
+ * ends those whose deadline has passed. */
+static size_t queue_take(const kms_profile *p, struct key_queue *q,
+			 struct key_wait **batch)
 {
 	long now = kms_now_ms();
-	size_t n = 0, max = now < q->single_until_ms ? 1 : DEC_BATCH;
+	size_t n = 0, max = now < q->single_until_ms ? 1 : QUEUE_BATCH;
 
-	for (struct dec_wait *w = q->head, *next; w != NULL && n < max; w = next) {
-		int twice = 0;
-
+	for (struct key_wait *w = q->head, *next; w != NULL && n < max; w = next) {
 		next = w->next;
-		for (size_t i = 0; i < n && !twice; i++)
-			twice = strcmp(batch[i]->id, w->id) == 0;
-		if (twice)
+		if (w->id != NULL && in_batch(batch, n, w->id))
 			continue;
 		if (w->deadline_ms <= now) {
-			dec_expire(p, q, w);
+			queue_expire(p, q, w);
 			pthread_cond_broadcast(&q->ended);
 			continue;
 		}
-		dec_unlink(q, w);
-		w->state = DEC_SENT;
+		queue_unlink(q, w);
+		w->state = W_SENT;
 		batch[n++] = w;
 	}
 	return n;
 }
 
-/* Asks for several keys in one dec_keys, within deadline; each request
- * ends DEC_DONE (its key, or the error all share) or DEC_ALONE (to ask
- * again alone). */
-static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
-		    long deadline)
+/* The key of the answer for w: by ID for dec_keys, in order for enc_keys
+ * (the i-th of the batch); taken if none. */
+static size_t answer_for(const struct key_wait *w, size_t i,
+			 char (*ids)[KMS_KEY_ID_MAX + 1], size_t taken)
+{
+	size_t k = 0;
+
+	if (w->id == NULL)
+		return i < taken ? i : taken;
+	while (k < taken && strcmp(ids[k], w->id) != 0)
+		k++;
+	return k;
+}
+
+/* Asks for several keys in one request, within deadline; each caller's
+ * request ends W_DONE (its key, or the error all share) or W_ALONE (to
+ * ask again alone). */
+static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
+		      size_t n, long deadline)
 {
 	struct kms_qkd_config *c = p->state;
 	size_t key_len = (size_t)c->key_bits / 8, taken = 0;
 	char (*ids)[KMS_KEY_ID_MAX + 1] = calloc(n, sizeof(*ids));
-	const char *want[DEC_BATCH];
+	const char *want[QUEUE_BATCH];
 	uint8_t *keys = kms_secmem_alloc(n * key_len);
 	struct body b = { 0 };
 	char *request = NULL;
 	kms_error err = { 0 };
-	struct dec_retry *retry;
+	struct key_retry *retry;
 	kms_rc rc;
 	int again;
 
 	for (size_t i = 0; i < n; i++)
 		want[i] = batch[i]->id;
-	if (ids == NULL || keys == NULL ||
-	    (request = kms_etsi_dec_keys_request(want, n)) == NULL) {
+	if (ids != NULL && keys != NULL)
+		request = op == OP_ENC_KEYS
+				  ? kms_etsi_enc_keys_request((long)n, c->key_bits)
+				  : kms_etsi_dec_keys_request(want, n);
+	if (request == NULL) {
 		rc = kms_fail(&err, KMS_ERR_SYSTEM, "out of memory");
-	} else if ((rc = run(p, OP_DEC_KEYS, c->peer_sae, request, deadline,
-			     &b, &err)) == KMS_OK) {
+	} else if ((rc = run(p, op, c->peer_sae, request, deadline, &b, &err)) ==
+		   KMS_OK) {
 		rc = kms_etsi_parse_key_batch(b.data, b.len, n, key_len, ids,
 					      keys, &taken, &err);
 		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
@@ -1123,22 +1153,20 @@ static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 		(rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
 	retry = again ? calloc(1, sizeof(*retry)) : NULL;
 	for (size_t i = 0; i < n; i++) {
-		struct dec_wait *w = batch[i];
-		size_t k = 0;
+		struct key_wait *w = batch[i];
+		size_t k = answer_for(w, i, ids, taken);
 
-		while (k < taken && strcmp(ids[k], w->id) != 0)
-			k++;
-		w->ended = DEC_DONE;
+		w->ended = W_DONE;
 		if (rc == KMS_OK && k < taken) {
 			w->rc = kms_key_new(p->name, ids[k], keys + k * key_len,
 					    key_len, &w->key, &w->err);
 		} else if (again) {
-			w->ended = DEC_ALONE;
+			w->ended = W_ALONE;
 			w->retry = retry;
 			if (retry != NULL)
 				retry->left++;
 		} else if (rc != KMS_ERR_SYSTEM && w->deadline_ms - deadline > RETRY_MIN_MS) {
-			w->ended = DEC_ALONE; /* the earliest deadline passed, not its */
+			w->ended = W_ALONE; /* the earliest deadline passed, not its */
 		} else {
 			w->rc = rc;
 			w->err = err;
@@ -1153,12 +1181,13 @@ static void dec_ask(kms_profile *p, struct dec_wait **batch, size_t n,
 	free(ids);
 }
 
-/* A request of a refused dec_keys got its key alone (ok) or not; the last
- * of them tells why the KME refused: an ID it lacks, or their number. */
-static void dec_learn(const kms_profile *p, struct dec_queue *q,
-		      struct dec_retry *r, int ok)
+/* A request of a refused one got its key alone (ok) or not; the last of
+ * them tells why the KME refused: a key it lacks, or their number. */
+static void queue_learn(const kms_profile *p, struct key_queue *q,
+			struct key_retry *r, int ok)
 {
 	const struct kms_qkd_config *c = p->state;
+	int dec = q->op == OP_DEC_KEYS;
 	size_t asked = r->asked;
 	long now = kms_now_ms(), until;
 	int warn = 0;
@@ -1169,27 +1198,29 @@ static void dec_learn(const kms_profile *p, struct dec_queue *q,
 		pthread_mutex_unlock(&q->lock);
 		return;
 	}
-	until = now + (r->failed ? DEC_PAUSE_MS : DEC_SINGLE_MS);
+	until = now + (r->failed ? QUEUE_PAUSE_MS : QUEUE_SINGLE_MS);
 	if (until > q->single_until_ms) {
 		/* once, not for each request refused before it was known */
-		warn = !r->failed && q->single_until_ms <= now + DEC_PAUSE_MS;
+		warn = !r->failed && q->single_until_ms <= now + QUEUE_PAUSE_MS;
 		q->single_until_ms = until;
 	}
 	pthread_mutex_unlock(&q->lock);
 	free(r);
 	if (warn)
-		kms_log(KMS_LOG_WARNING, "profile '%s': KME %s refused a dec_keys of %zu "
-			"key IDs and then gave each key alone: asking for one key "
-			"ID per request for %d minutes", p->name, c->url, asked,
-			DEC_SINGLE_MS / 60000);
+		kms_log(KMS_LOG_WARNING, "profile '%s': KME %s refused %s of %zu %s "
+			"and then gave each key alone: asking for one %s per "
+			"request for %d minutes", p->name, c->url,
+			dec ? "a dec_keys" : "an enc_keys", asked,
+			dec ? "key IDs" : "keys", dec ? "key ID" : "key",
+			QUEUE_SINGLE_MS / 60000);
 }
 
-/* Sends the queued requests' next dec_keys; the lock is held, and let go
+/* Sends the queued requests' next request; the lock is held, and let go
  * while it is asked. */
-static void dec_lead(kms_profile *p, struct dec_queue *q)
+static void queue_lead(kms_profile *p, struct key_queue *q)
 {
-	struct dec_wait *batch[DEC_BATCH];
-	size_t n = dec_take(p, q, batch);
+	struct key_wait *batch[QUEUE_BATCH];
+	size_t n = queue_take(p, q, batch);
 	long deadline = LONG_MAX;
 
 	for (size_t i = 0; i < n; i++)
@@ -1202,11 +1233,11 @@ static void dec_lead(kms_profile *p, struct dec_queue *q)
 	if (n == 1) {
 		size_t got;
 
-		batch[0]->rc = fetch_keys(p, OP_DEC_KEYS, batch[0]->id, 1, deadline,
+		batch[0]->rc = fetch_keys(p, q->op, batch[0]->id, 1, deadline,
 					  &batch[0]->key, &got, &batch[0]->err);
-		batch[0]->ended = DEC_DONE;
+		batch[0]->ended = W_DONE;
 	} else {
-		dec_ask(p, batch, n, deadline);
+		queue_ask(p, q->op, batch, n, deadline);
 	}
 	pthread_mutex_lock(&q->lock);
 	for (size_t i = 0; i < n; i++)
@@ -1217,16 +1248,17 @@ static void dec_lead(kms_profile *p, struct dec_queue *q)
 
 /* The caller's own request, once it is its turn or its deadline passed;
  * the lock is held. */
-static void dec_wait_turn(kms_profile *p, struct dec_queue *q, struct dec_wait *w)
+static void queue_wait_turn(kms_profile *p, struct key_queue *q,
+			    struct key_wait *w)
 {
 	/* Every request that ends wakes the queue: a caller still queued
 	 * sends the next. */
-	while (w->state == DEC_QUEUED || w->state == DEC_SENT) {
-		if (w->state == DEC_QUEUED && kms_now_ms() >= w->deadline_ms) {
-			dec_expire(p, q, w);
-		} else if (w->state == DEC_QUEUED && dec_may_send(q)) {
-			dec_lead(p, q);
-		} else if (w->state == DEC_SENT) {
+	while (w->state == W_QUEUED || w->state == W_SENT) {
+		if (w->state == W_QUEUED && kms_now_ms() >= w->deadline_ms) {
+			queue_expire(p, q, w);
+		} else if (w->state == W_QUEUED && queue_may_send(q)) {
+			queue_lead(p, q);
+		} else if (w->state == W_SENT) {
 			pthread_cond_wait(&q->ended, &q->lock);
 		} else {
 			struct timespec ts = { .tv_sec = w->deadline_ms / 1000,
@@ -1237,12 +1269,12 @@ static void dec_wait_turn(kms_profile *p, struct dec_queue *q, struct dec_wait *
 	}
 }
 
-kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
-			     kms_error *err)
+/* A key through q: a new one (id NULL) or the one with id. */
+static kms_rc queue_get(kms_profile *p, struct key_queue *q, const char *id,
+			kms_key **out, kms_error *err)
 {
-	struct dec_queue *q = &((struct kms_qkd_config *)p->state)->client->dec;
-	struct dec_wait w = { .id = id, .deadline_ms = deadline_of(p) };
-	struct dec_wait **tail = &q->head;
+	struct key_wait w = { .id = id, .deadline_ms = deadline_of(p) };
+	struct key_wait **tail = &q->head;
 	size_t got;
 	int cancel;
 
@@ -1252,13 +1284,13 @@ kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 	while (*tail != NULL)
 		tail = &(*tail)->next;
 	*tail = &w;
-	dec_wait_turn(p, q, &w);
+	queue_wait_turn(p, q, &w);
 	pthread_mutex_unlock(&q->lock);
-	if (w.state == DEC_ALONE) {
-		w.rc = fetch_keys(p, OP_DEC_KEYS, id, 1, w.deadline_ms, &w.key, &got,
+	if (w.state == W_ALONE) {
+		w.rc = fetch_keys(p, q->op, id, 1, w.deadline_ms, &w.key, &got,
 				  &w.err);
 		if (w.retry != NULL)
-			dec_learn(p, q, w.retry, w.rc == KMS_OK);
+			queue_learn(p, q, w.retry, w.rc == KMS_OK);
 	}
 	pthread_setcancelstate(cancel, NULL);
 	if (w.rc != KMS_OK) {
@@ -1268,6 +1300,19 @@ kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 	}
 	*out = w.key;
 	return KMS_OK;
+}
+
+kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)
+{
+	return queue_get(p, &((struct kms_qkd_config *)p->state)->client->enc,
+			 NULL, out, err);
+}
+
+kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
+			     kms_error *err)
+{
+	return queue_get(p, &((struct kms_qkd_config *)p->state)->client->dec,
+			 id, out, err);
 }
 
 kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)

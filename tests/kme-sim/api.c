@@ -121,6 +121,20 @@ static void log_key_ids(const struct api_server *srv, const char *sae,
 	free(json);
 }
 
+/* The number of keys an enc_keys request asked for: a test can tell
+ * that a client gathered its callers' requests into one. */
+static void log_key_number(const struct api_server *srv, const char *sae,
+			   unsigned number)
+{
+	char who[KME_ID_MAX + 1];
+
+	if (srv->quiet)
+		return;
+	clean_for_log(sae, who, sizeof(who));
+	fprintf(stderr, "kme-sim %s enc_keys for %s: number %u\n",
+		srv->model->kmes[srv->kme].id, who, number);
+}
+
 /* ---- responses ---- */
 
 static void wipe_string(void *p)
@@ -338,6 +352,8 @@ static void do_enc_keys(struct reply *rp, const struct api_server *srv,
 	else
 		bad = query_uint(c, "number", &number, &res) ||
 		      query_uint(c, "size", &size, &res);
+	if (!bad)
+		log_key_number(srv, rt->sae, number);
 	if (bad || kme_enc_keys(srv->model, srv->kme, rq->cn, rt->sae, number,
 				size, &keys, &res) != 200) {
 		reply_error(rp, srv, &res);

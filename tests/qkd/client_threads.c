@@ -121,7 +121,7 @@ static void spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 }
 
 #define BOGUS_ID "00000000-0000-4000-8000-00000000bad0"
-#define PLUGS 4 /* etsi014.c's DEC_IN_FLIGHT */
+#define PLUGS 4 /* etsi014.c's QUEUE_IN_FLIGHT */
 
 struct asker {
 	struct sites *s;

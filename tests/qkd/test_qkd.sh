@@ -100,6 +100,26 @@ expect_rc 0 "a KME that takes one key ID per request still serves a burst of 8"
 [ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
 expect_in "asking for one key ID per request for 10 minutes" "$RUN_ERR" "... and the client says it asks one ID at a time"
 expect_eq 1 "$(grep -c "asking for one key ID per request" <<<"$RUN_ERR")" "... once"
+# New keys asked for at once ride together too: with every enc_keys
+# answered 300 ms late, the four threads behind the four in flight go in
+# one enc_keys of several keys.
+lab --fault latency=300,path=enc_keys
+run "$threads" "$W" "$E" 8 1
+expect_rc 0 "a burst of 8 new keys at a KME slow to make them"
+[ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
+most=$(grep -o 'enc_keys for [^:]*: number [0-9]*' "$work/lab/kme-sim.log" |
+	awk '$NF > m { m = $NF } END { print m + 0 }')
+[ "$most" -ge 2 ] && tap_ok "... the ones behind went to the KME together (one enc_keys of $most keys)" ||
+	tap_not_ok "... the ones behind went to the KME together (one enc_keys of several keys)" \
+		"$(grep 'enc_keys for' "$work/lab/kme-sim.log" | tail -n 12)"
+# A KME that gives one key per request refuses the gathered ones: each
+# gets its key alone, and the profile asks for one at a time.
+lab --fault latency=300,path=enc_keys --max-keys-per-request 1
+run "$threads" "$W" "$E" 8 1
+expect_rc 0 "a KME that makes one key per request still serves a burst of 8 new keys"
+[ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
+expect_in "refused an enc_keys of" "$RUN_ERR" "... and the client says the KME refused the gathered request"
+expect_eq 1 "$(grep -c "asking for one key per request" <<<"$RUN_ERR")" "... and asks for one key at a time, said once"
 lab
 
 # --- refused by the KME or the TLS layer ----------------------------------
@@ -152,7 +172,7 @@ expect_rc 0 "a KME slow but within the timeout still serves"
 lab --fault 503,count=3
 run "$kmstore" -c "$W" key qkd
 expect_rc 0 "three 503 answers, then a key: the client retried"
-expect_eq 4 "$(grep -c enc_keys "$work/lab/kme-sim.log")" "... four requests reached the KME"
+expect_eq 4 "$(grep -c '/enc_keys ' "$work/lab/kme-sim.log")" "... four requests reached the KME"
 
 lab --fault 503
 run "$kmstore" -c "$W" key qkd
