@@ -98,10 +98,9 @@ struct kms_qkd_client {
 	size_t n;
 	struct key_queue enc, dec;
 	/* The SAE's TLS key, read at the first request and again when the
-	 * file changes (a rotated key is picked up, a loosened mode refused,
-	 * as before), not at every request: curl needs it only for a new
-	 * connection, and OpenSSL keeps it parsed in the heap for as long as
-	 * that connection lives anyway. */
+	 * file changes (a loosened mode is refused at the next request, a
+	 * rotated key used for the next new connection, as before), not at
+	 * every request: curl needs it only for a new connection. */
 	struct kms_kept_file *tls_key;
 };
 
@@ -1002,9 +1001,11 @@ struct key_wait {
 	struct key_retry *retry; /* W_ALONE after a refusal: shared */
 };
 
-/* The requests of one refused request, each asking again alone. */
+/* The requests of one refused (or cut short) request, each without a key
+ * asking again alone. */
 struct key_retry {
-	size_t asked;   /* keys in the refused request */
+	size_t asked;   /* keys in the request */
+	size_t given;   /* keys its answer held: 0 if refused */
 	size_t left;    /* still asking */
 	int failed;     /* one of them got no key */
 };
@@ -1172,10 +1173,12 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 			w->err = err;
 		}
 	}
-	if (retry != NULL && retry->left == 0)
+	if (retry != NULL && retry->left == 0) {
 		free(retry);
-	else if (retry != NULL)
+	} else if (retry != NULL) {
 		retry->asked = n;
+		retry->given = rc == KMS_OK ? taken : 0;
+	}
 	kms_secmem_free(keys, n * key_len);
 	free(request);
 	free(ids);
@@ -1188,7 +1191,8 @@ static void queue_learn(const kms_profile *p, struct key_queue *q,
 {
 	const struct kms_qkd_config *c = p->state;
 	int dec = q->op == OP_DEC_KEYS;
-	size_t asked = r->asked;
+	size_t asked = r->asked, given = r->given;
+	char how[64] = "refused";
 	long now = kms_now_ms(), until;
 	int warn = 0;
 
@@ -1206,10 +1210,13 @@ static void queue_learn(const kms_profile *p, struct key_queue *q,
 	}
 	pthread_mutex_unlock(&q->lock);
 	free(r);
+	if (given > 0)
+		snprintf(how, sizeof(how), "gave %zu key%s for", given,
+			 given == 1 ? "" : "s");
 	if (warn)
-		kms_log(KMS_LOG_WARNING, "profile '%s': KME %s refused %s of %zu %s "
-			"and then gave each key alone: asking for one %s per "
-			"request for %d minutes", p->name, c->url,
+		kms_log(KMS_LOG_WARNING, "profile '%s': KME %s %s %s of %zu %s "
+			"and then gave each missing key alone: asking for one %s "
+			"per request for %d minutes", p->name, c->url, how,
 			dec ? "a dec_keys" : "an enc_keys", asked,
 			dec ? "key IDs" : "keys", dec ? "key ID" : "key",
 			QUEUE_SINGLE_MS / 60000);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -118,6 +119,24 @@ kms_rc kms_read_private(const char *path, const char *what, size_t max,
 	*out = buf;
 	*len = n;
 	return KMS_OK;
+}
+
+int kms_file_stat(const char *path, struct stat *st)
+{
+	struct statx x;
+
+	if (statx(AT_FDCWD, path, AT_STATX_FORCE_SYNC, STATX_BASIC_STATS, &x) != 0)
+		return errno == ENOSYS ? stat(path, st) : -1;
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+	st->st_ino = x.stx_ino;
+	st->st_size = (off_t)x.stx_size;
+	st->st_mode = x.stx_mode;
+	st->st_uid = x.stx_uid;
+	st->st_gid = x.stx_gid;
+	st->st_mtim = (struct timespec){ x.stx_mtime.tv_sec, x.stx_mtime.tv_nsec };
+	st->st_ctim = (struct timespec){ x.stx_ctime.tv_sec, x.stx_ctime.tv_nsec };
+	return 0;
 }
 
 static int same_time(struct timespec a, struct timespec b)
@@ -238,7 +257,7 @@ kms_rc kms_kept_file_get(struct kms_kept_file *kf,
 	*out = NULL;
 	/* The clock before the stat: a change after it cannot predate now. */
 	clock_gettime(CLOCK_REALTIME, &now);
-	have = stat(kf->path, &st) == 0;
+	have = kms_file_stat(kf->path, &st) == 0;
 	pthread_mutex_lock(&kf->lock);
 	if (have && kf->copy != NULL && kf->euid == euid &&
 	    kms_file_same(&kf->id, &st)) {

@@ -22,6 +22,12 @@ kms_rc kms_open_private(const char *path, const char *what, int *fd,
 kms_rc kms_read_private(const char *path, const char *what, size_t max,
 			int secret, uint8_t **buf, size_t *len, kms_error *err);
 
+/* stat(2) as open(2) would see the file: a network file system (NFS) is
+ * asked for its attributes now, not answered from the client's cache of a
+ * minute (statx with AT_STATX_FORCE_SYNC; on a local file system it is a
+ * stat). Fills what kms_file_same compares. 0, or -1 with errno. */
+int kms_file_stat(const char *path, struct stat *st);
+
 /* What identifies a file's content as stat(2) sees it: device and inode (a
  * file replaced by rename, a symlink pointed elsewhere), size, mode, owner,
  * and the modification and change times. Every write, chmod and chown

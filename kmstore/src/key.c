@@ -87,7 +87,9 @@ const char *kms_key_profile(const kms_key *key)
  * method store (under its locks) at every HMAC() call; kmstored logs a
  * check value for each key it serves. So one context, keyed with zeros, is
  * set up once and copied for each key: the copy is keyed with the key and
- * freed (and so wiped) at once. */
+ * freed (and so wiped) at once. The template is never freed: at exit
+ * libcrypto may be cleaned up before this library's destructors run (a
+ * module unloaded and loaded again leaves one context behind). */
 static pthread_once_t kcv_once = PTHREAD_ONCE_INIT;
 static EVP_MAC_CTX *kcv_template;
 

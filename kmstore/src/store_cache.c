@@ -219,7 +219,7 @@ kms_rc kms_store_cache_get(kms_store_cache *c, kms_store **out, kms_error *err)
 	}
 	/* The clock before the stat: a change after it cannot predate now. */
 	clock_gettime(CLOCK_REALTIME, &now);
-	have = stat(path, &st) == 0;
+	have = kms_file_stat(path, &st) == 0;
 	pthread_mutex_lock(&c->lock);
 	if (!have || !fresh_enough(c, path, &st)) {
 		rc = refresh(c, path, &old, err);

@@ -69,7 +69,7 @@ elif timeout 10 strace -o /dev/null true 2>/dev/null; then
 		strace -f -e trace=open,openat,openat2 -o "$work/strace.txt" "$kmstore" -c "$W" key qkd >/dev/null 2>&1 &&
 		tap_ok "kmstore key qkd under strace" || tap_not_ok "kmstore key qkd under strace" "exit $?"
 	expect_eq 1 "$(grep -c "\"$work/lab/pki/sae-a.key\"" "$work/strace.txt")" \
-		"the TLS private key is opened once per request (checked and read through one descriptor)"
+		"the TLS private key is opened once for a request (checked and read through one descriptor)"
 else
 	echo "# strace cannot trace here: the TLS key's single open is not checked"
 fi

@@ -1,9 +1,10 @@
 /* test_kept_file.c - kms_kept_file (the SAE's TLS key, kept between KME
  * requests): each get gives what reading the file would give at that
- * moment: a rewrite of the same size at once, a rename over it, chmod,
- * removal and an oversized file are all seen at the next get; a quiet file
- * is read once; a copy stays whole for its holder after a change; nothing
- * stays in locked memory once everything is put back. */
+ * moment: a rewrite of the same size (at once, and once the file is
+ * quiet), a rename over it, chmod, removal and an oversized file are all
+ * seen at the next get; a quiet file is read once; a copy stays whole for
+ * its holder after a change; nothing stays in locked memory once
+ * everything is put back. */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,20 +23,22 @@
 #define MAX 256
 
 /* A file system whose times do not move within a tick (seconds on some,
- * another host's clock on NFS): while "frozen" is set, stat(2) as the
- * library sees it reports what it reported first. The executable's stat
+ * another host's clock on NFS): while "frozen" is set, statx(2) as the
+ * library sees it reports what it reported first. The executable's statx
  * comes before libc's for the library objects linked into it. */
-static struct stat frozen;
+static struct statx frozen;
 static int freeze;
 
-int stat(const char *restrict path, struct stat *restrict st)
+int statx(int dirfd, const char *restrict path, int flags, unsigned int mask,
+	  struct statx *restrict st)
 {
-	static int (*real)(const char *restrict, struct stat *restrict);
+	static int (*real)(int, const char *restrict, int, unsigned int,
+			   struct statx *restrict);
 	int rc;
 
 	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "stat");
-	rc = real(path, st);
+		*(void **)&real = dlsym(RTLD_NEXT, "statx");
+	rc = real(dirfd, path, flags, mask, st);
 	if (rc == 0 && freeze == 1) {
 		frozen = *st;
 		freeze = 2;
@@ -158,11 +161,16 @@ static void test_quiet_kept_changes_seen(void **state)
 	expect_text(a, KEY_A);
 	kms_file_copy_put(b);
 
+	rewrite(f, KEY_B, 0600); /* in place, the same size */
+	b = get(f);
+	expect_text(b, KEY_B);
+	kms_file_copy_put(b);
+
 	assert_int_equal(chmod(f->path, 0640), 0);
 	expect_refused(f, KMS_ERR_PERMISSION, "accessible by group or others");
 	assert_int_equal(chmod(f->path, 0600), 0);
 	b = get(f);
-	expect_text(b, KEY_A);
+	expect_text(b, KEY_B);
 	kms_file_copy_put(b);
 
 	replace(f, KEY_C);

@@ -23,20 +23,22 @@
 	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n"
 
 /* A file system whose times do not move within a tick (seconds on some,
- * another host's clock on NFS): while "frozen" is set, stat(2) as the
- * library sees it reports what it reported first. The executable's stat
+ * another host's clock on NFS): while "frozen" is set, statx(2) as the
+ * library sees it reports what it reported first. The executable's statx
  * comes before libc's for the library objects linked into it. */
-static struct stat frozen;
+static struct statx frozen;
 static int freeze;
 
-int stat(const char *restrict path, struct stat *restrict st)
+int statx(int dirfd, const char *restrict path, int flags, unsigned int mask,
+	  struct statx *restrict st)
 {
-	static int (*real)(const char *restrict, struct stat *restrict);
+	static int (*real)(int, const char *restrict, int, unsigned int,
+			   struct statx *restrict);
 	int rc;
 
 	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "stat");
-	rc = real(path, st);
+		*(void **)&real = dlsym(RTLD_NEXT, "statx");
+	rc = real(dirfd, path, flags, mask, st);
 	if (rc == 0 && freeze == 1) {
 		frozen = *st;
 		freeze = 2;
