@@ -5,7 +5,6 @@
  * seen at the next get; a quiet file is read once; a copy stays whole for
  * its holder after a change; nothing stays in locked memory once
  * everything is put back. */
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,32 +20,6 @@
 #define KEY_B "-----BEGIN PRIVATE KEY-----\nBBBBBBBB\n-----END PRIVATE KEY-----\n"
 #define KEY_C "-----BEGIN PRIVATE KEY-----\nCCCCCCCCCCCC\n-----END PRIVATE KEY-----\n"
 #define MAX 256
-
-/* A file system whose times do not move within a tick (seconds on some,
- * another host's clock on NFS): while "frozen" is set, statx(2) as the
- * library sees it reports what it reported first. The executable's statx
- * comes before libc's for the library objects linked into it. */
-static struct statx frozen;
-static int freeze;
-
-int statx(int dirfd, const char *restrict path, int flags, unsigned int mask,
-	  struct statx *restrict st)
-{
-	static int (*real)(int, const char *restrict, int, unsigned int,
-			   struct statx *restrict);
-	int rc;
-
-	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "statx");
-	rc = real(dirfd, path, flags, mask, st);
-	if (rc == 0 && freeze == 1) {
-		frozen = *st;
-		freeze = 2;
-	} else if (rc == 0 && freeze == 2) {
-		*st = frozen;
-	}
-	return rc;
-}
 
 struct fixture {
 	char *dir;
@@ -136,12 +109,12 @@ static void test_recent_rewrite_seen(void **state)
 	struct fixture *f = *state;
 	const struct kms_file_copy *a, *b;
 
-	freeze = 1;
+	test_freeze_stat(1);
 	a = get(f);
 	expect_text(a, KEY_A);
 	rewrite(f, KEY_B, 0600);
 	b = get(f);
-	freeze = 0;
+	test_freeze_stat(0);
 	expect_text(b, KEY_B);
 	expect_text(a, KEY_A); /* the holder's copy is untouched */
 	kms_file_copy_put(a);

@@ -4,7 +4,6 @@
  * $KMSTORE_CONF pointing elsewhere, a change after the file has been quiet);
  * stores and keys from before a change stay valid; threads getting keys
  * while the file is replaced under them. */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -21,32 +20,6 @@
 	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
 #define CONF_B "[p]\ntype = static\nkey-id = ID_B\nkey = hex:" \
 	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\n"
-
-/* A file system whose times do not move within a tick (seconds on some,
- * another host's clock on NFS): while "frozen" is set, statx(2) as the
- * library sees it reports what it reported first. The executable's statx
- * comes before libc's for the library objects linked into it. */
-static struct statx frozen;
-static int freeze;
-
-int statx(int dirfd, const char *restrict path, int flags, unsigned int mask,
-	  struct statx *restrict st)
-{
-	static int (*real)(int, const char *restrict, int, unsigned int,
-			   struct statx *restrict);
-	int rc;
-
-	if (real == NULL)
-		*(void **)&real = dlsym(RTLD_NEXT, "statx");
-	rc = real(dirfd, path, flags, mask, st);
-	if (rc == 0 && freeze == 1) {
-		frozen = *st;
-		freeze = 2;
-	} else if (rc == 0 && freeze == 2) {
-		*st = frozen;
-	}
-	return rc;
-}
 
 struct fixture {
 	char *dir;
@@ -163,11 +136,11 @@ static void test_same_size_rewrite_within_a_tick(void **state)
 	struct fixture *f = *state;
 	kms_store *a, *b;
 
-	freeze = 1;
+	test_freeze_stat(1);
 	a = get(f->cache);
 	rewrite(f, CONF_B);
 	b = get(f->cache);
-	freeze = 0;
+	test_freeze_stat(0);
 	assert_ptr_not_equal(a, b);
 	assert_int_equal(key_id_of(b), 'B');
 	kms_store_free(a);

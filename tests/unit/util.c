@@ -1,4 +1,5 @@
 /* util.c - helpers shared by the unit tests. */
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -9,6 +10,33 @@
 
 #include "store.h"
 #include "util.h"
+
+static struct statx frozen;
+static int freeze; /* 1: keep the next answer; 2: give it again */
+
+void test_freeze_stat(int on)
+{
+	freeze = on;
+}
+
+int statx(int dirfd, const char *restrict path, int flags, unsigned int mask,
+	  struct statx *restrict st)
+{
+	static int (*real)(int, const char *restrict, int, unsigned int,
+			   struct statx *restrict);
+	int rc;
+
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "statx");
+	rc = real(dirfd, path, flags, mask, st);
+	if (rc == 0 && freeze == 1) {
+		frozen = *st;
+		freeze = 2;
+	} else if (rc == 0 && freeze == 2) {
+		*st = frozen;
+	}
+	return rc;
+}
 
 char *test_mkdtemp(void)
 {

@@ -23,6 +23,13 @@ void test_rmtree(const char *dir);
 char *test_write(const char *dir, const char *name, const void *data,
 		 size_t len, mode_t mode);
 
+/* A file system whose times do not move within a tick (seconds on some,
+ * another host's clock on NFS): from test_freeze_stat(1) on, statx(2) as
+ * the library sees it reports what it reported first, until
+ * test_freeze_stat(0). (The tests' statx comes before libc's for the
+ * library objects linked into them.) */
+void test_freeze_stat(int on);
+
 /* kms_store_parse on a string, as the file "/cfg/test.conf". */
 #define TEST_CONF "/cfg/test.conf"
 kms_rc test_parse(const char *text, kms_store **out, kms_error *err);
