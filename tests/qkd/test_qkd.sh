@@ -70,6 +70,14 @@ elif timeout 10 strace -o /dev/null true 2>/dev/null; then
 		tap_ok "kmstore key qkd under strace" || tap_not_ok "kmstore key qkd under strace" "exit $?"
 	expect_eq 1 "$(grep -c "\"$work/lab/pki/sae-a.key\"" "$work/strace.txt")" \
 		"the TLS private key is opened once for a request (checked and read through one descriptor)"
+	# Many requests in one process: the key is read once and kept while
+	# the file is unchanged, once its times are old enough to tell.
+	while [ $(($(date +%s) - $(stat -c %Z "$work/lab/pki/sae-a.key"))) -le 3 ]; do sleep 0.2; done
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 \
+		strace -f -e trace=open,openat,openat2 -o "$work/strace.txt" "$threads" "$W" "$E" 4 3 >/dev/null 2>&1 &&
+		tap_ok "client_threads under strace" || tap_not_ok "client_threads under strace" "exit $?"
+	expect_eq 1 "$(grep -c "\"$work/lab/pki/sae-a.key\"" "$work/strace.txt")" \
+		"... many requests in one process read the TLS key once (kept while the file is unchanged)"
 else
 	echo "# strace cannot trace here: the TLS key's single open is not checked"
 fi
