@@ -90,7 +90,9 @@ struct key_queue {
 	pthread_cond_t ended;   /* a request ended (CLOCK_MONOTONIC) */
 	struct key_wait *head;  /* oldest first */
 	unsigned in_flight;
-	long single_until_ms;   /* one key per request until then */
+	long alone_until_ms;    /* one key per request until then */
+	size_t most;            /* keys per request the KME takes ... */
+	long most_until_ms;     /* ... until then; QUEUE_BATCH after */
 };
 
 struct kms_qkd_client {
@@ -954,6 +956,24 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 	return fetch_keys(p, OP_ENC_KEYS, NULL, n, deadline_of(p), out, got, err);
 }
 
+/* The KME's status, nothing else. */
+static kms_rc ask_status(kms_profile *p, kms_status *out, kms_error *err)
+{
+	struct kms_qkd_config *c = p->state;
+	struct body b = { 0 };
+	kms_rc rc;
+
+	rc = run(p, OP_STATUS, c->peer_sae, NULL, deadline_of(p), &b, err);
+	if (rc != KMS_OK)
+		return rc;
+	rc = kms_etsi_parse_status(b.data, b.len, out, err);
+	kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
+	if (rc != KMS_OK)
+		kms_error_prefix(err, "profile '%s': KME %s: status", p->name,
+				 c->url);
+	return rc;
+}
+
 /* ---- keys asked for together ----
  *
  * A burst of IKE SAs has an initiator ask for many new keys at once and a
@@ -973,16 +993,18 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
  * some out, each caller without a key asks again alone, so only its own
  * request fails, and the profile asks one key at a time for QUEUE_PAUSE_MS,
  * lest a peer sending bogus IDs cost every honest one a round trip more.
- * When every one of them gets its key alone, the KME takes one key per
- * request (its max_key_per_request is 1, or it gives only the first key):
- * one at a time for QUEUE_SINGLE_MS, and a warning. When a request fails
+ * When every one of them gets its key alone, the KME takes fewer keys per
+ * request: as many as it gave, else as many as its status says
+ * (max_key_per_request), else half as many; so many for QUEUE_LIMIT_MS,
+ * and a warning. A status asked for otherwise (kmstored's watcher, every
+ * 30 s) lowers it too. When a request fails
  * as unreachable or 5xx within the earliest deadline of its callers, those
  * with time left ask again alone, within their own. The same ID twice in
  * one dec_keys would be refused: the second waits for the next. */
 #define QUEUE_BATCH 16
 #define QUEUE_IN_FLIGHT 4 /* tests/qkd/client_threads.c PLUGS */
 #define QUEUE_PAUSE_MS 10000
-#define QUEUE_SINGLE_MS 600000
+#define QUEUE_LIMIT_MS 600000
 
 enum wait_state { W_QUEUED, W_SENT, W_DONE, W_ALONE };
 
@@ -1046,13 +1068,23 @@ static size_t queue_count(const struct key_queue *q)
 	return n;
 }
 
-/* Whether a queued caller sends the next request now: one key at a time,
- * as many requests as whole batches would have carried. */
+/* Keys one request carries now; the lock is held. */
+static size_t queue_most(const struct key_queue *q, long now)
+{
+	if (now < q->alone_until_ms)
+		return 1;
+	return now < q->most_until_ms ? q->most : QUEUE_BATCH;
+}
+
+/* Whether a queued caller sends the next request now: with fewer keys
+ * per request, as many requests as whole batches would have carried. */
 static int queue_may_send(const struct key_queue *q)
 {
-	if (kms_now_ms() < q->single_until_ms)
-		return q->in_flight < QUEUE_IN_FLIGHT * QUEUE_BATCH;
-	return q->in_flight < QUEUE_IN_FLIGHT || queue_count(q) == QUEUE_BATCH;
+	size_t most = queue_most(q, kms_now_ms());
+
+	if (q->in_flight < QUEUE_IN_FLIGHT * (QUEUE_BATCH / most))
+		return 1;
+	return most > 1 && queue_count(q) >= most;
 }
 
 /* Ends a queued request whose deadline passed; the lock is held. */
@@ -1078,13 +1110,13 @@ static int in_batch(struct key_wait *const *batch, size_t n, const char *id)
 	return 0;
 }
 
-/* Takes up to QUEUE_BATCH queued requests, oldest first, distinct IDs;
+/* Takes up to queue_most() queued requests, oldest first, distinct IDs;
  * ends those whose deadline has passed. */
 static size_t queue_take(const kms_profile *p, struct key_queue *q,
 			 struct key_wait **batch)
 {
 	long now = kms_now_ms();
-	size_t n = 0, max = now < q->single_until_ms ? 1 : QUEUE_BATCH;
+	size_t n = 0, max = queue_most(q, now);
 
 	for (struct key_wait *w = q->head, *next; w != NULL && n < max; w = next) {
 		next = w->next;
@@ -1184,42 +1216,98 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 	free(ids);
 }
 
-/* A request of a refused one got its key alone (ok) or not; the last of
- * them tells why the KME refused: a key it lacks, or their number. */
-static void queue_learn(const kms_profile *p, struct key_queue *q,
-			struct key_retry *r, int ok)
+/* Lowers the keys per request of q to most, for QUEUE_LIMIT_MS; the
+ * number it was, or 0 if it was not more. */
+static size_t queue_limit(struct key_queue *q, long most)
+{
+	long now = kms_now_ms();
+	size_t was;
+
+	if (most < 1)
+		return 0;
+	pthread_mutex_lock(&q->lock);
+	was = queue_most(q, now);
+	if ((size_t)most < was) {
+		q->most = (size_t)most;
+		q->most_until_ms = now + QUEUE_LIMIT_MS;
+	} else {
+		was = 0;
+	}
+	pthread_mutex_unlock(&q->lock);
+	return was;
+}
+
+/* The KME's max_key_per_request as its status says, or -1. */
+static long said_most(kms_profile *p)
+{
+	kms_status st = { .max_key_per_request = -1 };
+	kms_error err;
+
+	if (ask_status(p, &st, &err) != KMS_OK)
+		return -1;
+	return st.max_key_per_request;
+}
+
+/* Says what queue_learn() learned. */
+static void log_limit(const kms_profile *p, enum op op,
+		      const struct key_retry *r, size_t most, const char *why)
 {
 	const struct kms_qkd_config *c = p->state;
-	int dec = q->op == OP_DEC_KEYS;
-	size_t asked = r->asked, given = r->given;
-	char how[64] = "refused";
-	long now = kms_now_ms(), until;
-	int warn = 0;
+	int dec = op == OP_DEC_KEYS;
+	const char *what = dec ? "key ID" : "key";
+	char how[64] = "refused", per[64];
+
+	if (r->given > 0)
+		snprintf(how, sizeof(how), "gave %zu key%s for", r->given,
+			 r->given == 1 ? "" : "s");
+	if (most == 1)
+		snprintf(per, sizeof(per), "one %s", what);
+	else
+		snprintf(per, sizeof(per), "at most %zu %ss", most, what);
+	kms_log(KMS_LOG_WARNING, "profile '%s': KME %s %s %s of %zu %ss and "
+		"then gave each missing key alone: asking for %s per request "
+		"for %d minutes (%s)", p->name, c->url, how,
+		dec ? "a dec_keys" : "an enc_keys", r->asked, what, per,
+		QUEUE_LIMIT_MS / 60000, why);
+}
+
+/* A request of a refused one got its key alone (ok) or not; the last of
+ * them tells why the KME refused: a key it lacks, or their number. */
+static void queue_learn(kms_profile *p, struct key_queue *q,
+			struct key_retry *r, int ok)
+{
+	long now = kms_now_ms(), most = -1;
+	const char *why = "as many as it gave";
+	int failed, known;
+	size_t was;
 
 	pthread_mutex_lock(&q->lock);
 	r->failed |= !ok;
-	if (--r->left > 0) {
+	failed = r->failed;
+	known = queue_most(q, now) < r->asked; /* told by another's */
+	if (--r->left > 0 || failed) {
+		if (r->left == 0 && now + QUEUE_PAUSE_MS > q->alone_until_ms)
+			q->alone_until_ms = now + QUEUE_PAUSE_MS;
 		pthread_mutex_unlock(&q->lock);
+		if (r->left == 0)
+			free(r);
 		return;
 	}
-	until = now + (r->failed ? QUEUE_PAUSE_MS : QUEUE_SINGLE_MS);
-	if (until > q->single_until_ms) {
-		/* once, not for each request refused before it was known */
-		warn = !r->failed && q->single_until_ms <= now + QUEUE_PAUSE_MS;
-		q->single_until_ms = until;
-	}
 	pthread_mutex_unlock(&q->lock);
+	if (r->given > 0 && r->given < r->asked) {
+		most = (long)r->given;
+	} else if (!known) {
+		most = said_most(p);
+		why = "its status's max_key_per_request";
+		if (most < 1 || (size_t)most >= r->asked) {
+			most = (long)r->asked / 2;
+			why = "half as many; its status did not tell";
+		}
+	}
+	was = queue_limit(q, most);
+	if (was > 0)
+		log_limit(p, q->op, r, (size_t)most, why);
 	free(r);
-	if (given > 0)
-		snprintf(how, sizeof(how), "gave %zu key%s for", given,
-			 given == 1 ? "" : "s");
-	if (warn)
-		kms_log(KMS_LOG_WARNING, "profile '%s': KME %s %s %s of %zu %s "
-			"and then gave each missing key alone: asking for one %s "
-			"per request for %d minutes", p->name, c->url, how,
-			dec ? "a dec_keys" : "an enc_keys", asked,
-			dec ? "key IDs" : "keys", dec ? "key ID" : "key",
-			QUEUE_SINGLE_MS / 60000);
 }
 
 /* Sends the queued requests' next request; the lock is held, and let go
@@ -1324,22 +1412,15 @@ kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 
 kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
 {
-	struct kms_qkd_config *c = p->state;
-	struct body b = { 0 };
-	kms_rc rc;
+	struct kms_qkd_client *cl = ((struct kms_qkd_config *)p->state)->client;
+	kms_rc rc = ask_status(p, out, err);
 
-	rc = run(p, OP_STATUS, c->peer_sae, NULL, deadline_of(p), &b, err);
-	if (rc == KMS_OK) {
-		rc = kms_etsi_parse_status(b.data, b.len, out, err);
-		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
-		if (rc != KMS_OK)
-			kms_error_prefix(err, "profile '%s': KME %s: status",
-					 p->name, c->url);
-	}
 	/* Each KME's health after this request too. */
 	kms_qkd_health(p, out);
 	if (rc != KMS_OK)
 		return rc;
+	queue_limit(&cl->enc, out->max_key_per_request);
+	queue_limit(&cl->dec, out->max_key_per_request);
 	strcpy(out->state, "ready");
 	return KMS_OK;
 }
