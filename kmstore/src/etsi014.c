@@ -956,14 +956,15 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 	return fetch_keys(p, OP_ENC_KEYS, NULL, n, deadline_of(p), out, got, err);
 }
 
-/* The KME's status, nothing else. */
-static kms_rc ask_status(kms_profile *p, kms_status *out, kms_error *err)
+/* The KME's status, nothing else, by deadline. */
+static kms_rc ask_status(kms_profile *p, long deadline, kms_status *out,
+			 kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
 	struct body b = { 0 };
 	kms_rc rc;
 
-	rc = run(p, OP_STATUS, c->peer_sae, NULL, deadline_of(p), &b, err);
+	rc = run(p, OP_STATUS, c->peer_sae, NULL, deadline, &b, err);
 	if (rc != KMS_OK)
 		return rc;
 	rc = kms_etsi_parse_status(b.data, b.len, out, err);
@@ -1068,12 +1069,16 @@ static size_t queue_count(const struct key_queue *q)
 	return n;
 }
 
+/* Keys per request the KME takes, as far as is known; the lock is held. */
+static size_t queue_limit_of(const struct key_queue *q, long now)
+{
+	return now < q->most_until_ms ? q->most : QUEUE_BATCH;
+}
+
 /* Keys one request carries now; the lock is held. */
 static size_t queue_most(const struct key_queue *q, long now)
 {
-	if (now < q->alone_until_ms)
-		return 1;
-	return now < q->most_until_ms ? q->most : QUEUE_BATCH;
+	return now < q->alone_until_ms ? 1 : queue_limit_of(q, now);
 }
 
 /* Whether a queued caller sends the next request now: with fewer keys
@@ -1216,8 +1221,9 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 	free(ids);
 }
 
-/* Lowers the keys per request of q to most, for QUEUE_LIMIT_MS; the
- * number it was, or 0 if it was not more. */
+/* Sets the keys per request of q to most for QUEUE_LIMIT_MS, if that is
+ * not more than it is (the same again renews it); the number it was if
+ * that was more, else 0. */
 static size_t queue_limit(struct key_queue *q, long most)
 {
 	long now = kms_now_ms();
@@ -1226,24 +1232,22 @@ static size_t queue_limit(struct key_queue *q, long most)
 	if (most < 1)
 		return 0;
 	pthread_mutex_lock(&q->lock);
-	was = queue_most(q, now);
-	if ((size_t)most < was) {
+	was = queue_limit_of(q, now);
+	if ((size_t)most <= was) {
 		q->most = (size_t)most;
 		q->most_until_ms = now + QUEUE_LIMIT_MS;
-	} else {
-		was = 0;
 	}
 	pthread_mutex_unlock(&q->lock);
-	return was;
+	return (size_t)most < was ? was : 0;
 }
 
-/* The KME's max_key_per_request as its status says, or -1. */
-static long said_most(kms_profile *p)
+/* The KME's max_key_per_request as its status says by deadline, or -1. */
+static long said_most(kms_profile *p, long deadline)
 {
 	kms_status st = { .max_key_per_request = -1 };
 	kms_error err;
 
-	if (ask_status(p, &st, &err) != KMS_OK)
+	if (ask_status(p, deadline, &st, &err) != KMS_OK)
 		return -1;
 	return st.max_key_per_request;
 }
@@ -1271,42 +1275,55 @@ static void log_limit(const kms_profile *p, enum op op,
 		QUEUE_LIMIT_MS / 60000, why);
 }
 
+/* How many keys per request to ask for after a refused request of r
+ * whose keys then all came alone: as many as it gave, else as many as
+ * its status says (by deadline), else half as many; why, into why. Or
+ * -1: another's refusal told already. */
+static long learn_limit(kms_profile *p, const struct key_retry *r,
+			int known, long deadline, char *why, size_t size)
+{
+	long most;
+
+	snprintf(why, size, "as many as it gave");
+	if (r->given > 0 && r->given < r->asked)
+		return (long)r->given;
+	if (known)
+		return -1;
+	most = said_most(p, deadline);
+	snprintf(why, size, "its status's max_key_per_request");
+	if (most >= 1 && (size_t)most < r->asked)
+		return most;
+	if (most >= 1) /* it says more, yet refused: believe the refusal */
+		snprintf(why, size, "half as many, though its status says "
+			 "max_key_per_request %ld", most);
+	else
+		snprintf(why, size, "half as many; its status did not tell");
+	return (long)r->asked / 2;
+}
+
 /* A request of a refused one got its key alone (ok) or not; the last of
  * them tells why the KME refused: a key it lacks, or their number. */
 static void queue_learn(kms_profile *p, struct key_queue *q,
-			struct key_retry *r, int ok)
+			struct key_retry *r, int ok, long deadline)
 {
-	long now = kms_now_ms(), most = -1;
-	const char *why = "as many as it gave";
-	int failed, known;
-	size_t was;
+	long now = kms_now_ms(), most;
+	char why[96];
+	int last, known;
 
 	pthread_mutex_lock(&q->lock);
 	r->failed |= !ok;
-	failed = r->failed;
-	known = queue_most(q, now) < r->asked; /* told by another's */
-	if (--r->left > 0 || failed) {
-		if (r->left == 0 && now + QUEUE_PAUSE_MS > q->alone_until_ms)
-			q->alone_until_ms = now + QUEUE_PAUSE_MS;
-		pthread_mutex_unlock(&q->lock);
-		if (r->left == 0)
-			free(r);
-		return;
-	}
+	last = --r->left == 0;
+	if (last && r->failed && now + QUEUE_PAUSE_MS > q->alone_until_ms)
+		q->alone_until_ms = now + QUEUE_PAUSE_MS;
+	known = queue_limit_of(q, now) < r->asked; /* told by another's */
 	pthread_mutex_unlock(&q->lock);
-	if (r->given > 0 && r->given < r->asked) {
-		most = (long)r->given;
-	} else if (!known) {
-		most = said_most(p);
-		why = "its status's max_key_per_request";
-		if (most < 1 || (size_t)most >= r->asked) {
-			most = (long)r->asked / 2;
-			why = "half as many; its status did not tell";
-		}
+	if (!last)
+		return; /* r is the last one's now */
+	if (!r->failed) {
+		most = learn_limit(p, r, known, deadline, why, sizeof(why));
+		if (queue_limit(q, most) > 0)
+			log_limit(p, q->op, r, (size_t)most, why);
 	}
-	was = queue_limit(q, most);
-	if (was > 0)
-		log_limit(p, q->op, r, (size_t)most, why);
 	free(r);
 }
 
@@ -1385,7 +1402,8 @@ static kms_rc queue_get(kms_profile *p, struct key_queue *q, const char *id,
 		w.rc = fetch_keys(p, q->op, id, 1, w.deadline_ms, &w.key, &got,
 				  &w.err);
 		if (w.retry != NULL)
-			queue_learn(p, q, w.retry, w.rc == KMS_OK);
+			queue_learn(p, q, w.retry, w.rc == KMS_OK,
+				    w.deadline_ms);
 	}
 	pthread_setcancelstate(cancel, NULL);
 	if (w.rc != KMS_OK) {
@@ -1413,7 +1431,7 @@ kms_rc kms_qkd_get_key_by_id(kms_profile *p, const char *id, kms_key **out,
 kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
 {
 	struct kms_qkd_client *cl = ((struct kms_qkd_config *)p->state)->client;
-	kms_rc rc = ask_status(p, out, err);
+	kms_rc rc = ask_status(p, deadline_of(p), out, err);
 
 	/* Each KME's health after this request too. */
 	kms_qkd_health(p, out);
