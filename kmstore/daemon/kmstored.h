@@ -82,8 +82,6 @@ void kmsd_pool_free(struct kmsd_pool *pl);
 void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from);
 kms_key *kmsd_pool_take(struct kmsd_pool *pl); /* NULL when empty */
 void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target);
-/* The KME's max_key_per_request, as its status said. */
-void kmsd_pool_hint_batch(struct kmsd_pool *pl, long max_per_request);
 /* At shutdown: until every pool thread has ended (1), or seconds (0). */
 int kmsd_pools_wait(int seconds);
 

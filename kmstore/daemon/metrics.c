@@ -571,8 +571,8 @@ static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t watch_wake = PTHREAD_COND_INITIALIZER;
 
 /* Each QKD profile's status (no key is consumed): the KME's
- * stored_key_count for the metrics, its max_key_per_request for the
- * pool's batches, and each KME's health as a side effect. */
+ * stored_key_count for the metrics; as side effects, each KME's health
+ * and (libkmstore) its max_key_per_request for the requests. */
 static void poll_once(void)
 {
 	struct kmsd_conf *c = kmsd_conf_get();
@@ -590,8 +590,6 @@ static void poll_once(void)
 		if (st.stored_key_count >= 0)
 			kmsd_metric_stored(kms_profile_name(p), st.source_kme_id,
 					   st.stored_key_count);
-		if (c->pools[i] != NULL)
-			kmsd_pool_hint_batch(c->pools[i], st.max_key_per_request);
 	}
 	kmsd_conf_put(c);
 }

@@ -21,7 +21,7 @@
 #include "qkd.h"
 #include "secmem.h"
 
-#define BATCH_FIRST 16    /* keys asked per enc_keys until the KME says */
+#define BATCH_FIRST 16    /* keys per enc_keys; libkmstore may ask fewer */
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS 30000
 #define FAIL_LOG_EVERY_MS 60000
@@ -38,7 +38,7 @@ struct kmsd_pool {
 	pthread_cond_t wake;
 	struct pooled *keys; /* oldest first */
 	size_t n;
-	size_t batch;        /* keys per request: learnt from the KME */
+	size_t batch;        /* keys per request: halved after a refusal */
 	int stopping, running;
 	int filling;         /* below prefetch-low: refill up to prefetch */
 	long failures, retry_at_ms, failure_logged_ms;
@@ -329,14 +329,6 @@ kms_key *kmsd_pool_take(struct kmsd_pool *pl)
 		pthread_cond_signal(&pl->wake);
 	pthread_mutex_unlock(&pl->lock);
 	return key;
-}
-
-void kmsd_pool_hint_batch(struct kmsd_pool *pl, long max_per_request)
-{
-	pthread_mutex_lock(&pl->lock);
-	if (max_per_request >= 1 && (size_t)max_per_request < pl->batch)
-		pl->batch = (size_t)max_per_request;
-	pthread_mutex_unlock(&pl->lock);
 }
 
 void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target)

@@ -950,12 +950,6 @@ static long deadline_of(const kms_profile *p)
 	return kms_now_ms() + ((const struct kms_qkd_config *)p->state)->timeout_ms;
 }
 
-kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
-			kms_error *err)
-{
-	return fetch_keys(p, OP_ENC_KEYS, NULL, n, deadline_of(p), out, got, err);
-}
-
 /* The KME's status, nothing else, by deadline. */
 static kms_rc ask_status(kms_profile *p, long deadline, kms_status *out,
 			 kms_error *err)
@@ -1413,6 +1407,19 @@ static kms_rc queue_get(kms_profile *p, struct key_queue *q, const char *id,
 	}
 	*out = w.key;
 	return KMS_OK;
+}
+
+kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
+			kms_error *err)
+{
+	struct key_queue *q = &((struct kms_qkd_config *)p->state)->client->enc;
+	size_t most;
+
+	pthread_mutex_lock(&q->lock);
+	most = queue_limit_of(q, kms_now_ms());
+	pthread_mutex_unlock(&q->lock);
+	return fetch_keys(p, OP_ENC_KEYS, NULL, n < most ? n : most,
+			  deadline_of(p), out, got, err);
 }
 
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)
