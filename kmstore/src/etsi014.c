@@ -1083,7 +1083,8 @@ static int queue_may_send(const struct key_queue *q)
 
 	if (q->in_flight < QUEUE_IN_FLIGHT * (QUEUE_BATCH / most))
 		return 1;
-	return most > 1 && queue_count(q) >= most;
+	return most > 1 && queue_count(q) >= most &&
+	       q->in_flight < QUEUE_IN_FLIGHT * QUEUE_BATCH;
 }
 
 /* Ends a queued request whose deadline passed; the lock is held. */
@@ -1235,20 +1236,26 @@ static size_t queue_limit(struct key_queue *q, long most)
 	return (size_t)most < was ? was : 0;
 }
 
-/* The KME's max_key_per_request as its status says by deadline, or -1. */
+/* The KME's max_key_per_request as its status says by deadline, or -1;
+ * not asked with less than half the profile's timeout left, lest a KME
+ * that just answered be counted down for a status cut short. */
 static long said_most(kms_profile *p, long deadline)
 {
+	const struct kms_qkd_config *c = p->state;
 	kms_status st = { .max_key_per_request = -1 };
 	kms_error err;
 
-	if (ask_status(p, deadline, &st, &err) != KMS_OK)
+	if (deadline - kms_now_ms() < c->timeout_ms / 2 ||
+	    ask_status(p, deadline, &st, &err) != KMS_OK)
 		return -1;
 	return st.max_key_per_request;
 }
 
-/* Says what queue_learn() learned. */
+/* Says what was learned of the KME from a refusal of r: why, and what
+ * the KME did then. */
 static void log_limit(const kms_profile *p, enum op op,
-		      const struct key_retry *r, size_t most, const char *why)
+		      const struct key_retry *r, size_t most, const char *why,
+		      const char *then)
 {
 	const struct kms_qkd_config *c = p->state;
 	int dec = op == OP_DEC_KEYS;
@@ -1262,11 +1269,10 @@ static void log_limit(const kms_profile *p, enum op op,
 		snprintf(per, sizeof(per), "one %s", what);
 	else
 		snprintf(per, sizeof(per), "at most %zu %ss", most, what);
-	kms_log(KMS_LOG_WARNING, "profile '%s': KME %s %s %s of %zu %ss and "
-		"then gave each missing key alone: asking for %s per request "
-		"for %d minutes (%s)", p->name, c->url, how,
-		dec ? "a dec_keys" : "an enc_keys", r->asked, what, per,
-		QUEUE_LIMIT_MS / 60000, why);
+	kms_log(KMS_LOG_WARNING, "profile '%s': KME %s %s %s of %zu %ss%s: "
+		"asking for %s per request for %d minutes (%s)", p->name,
+		c->url, how, dec ? "a dec_keys" : "an enc_keys", r->asked, what,
+		then, per, QUEUE_LIMIT_MS / 60000, why);
 }
 
 /* How many keys per request to ask for after a refused request of r
@@ -1316,7 +1322,8 @@ static void queue_learn(kms_profile *p, struct key_queue *q,
 	if (!r->failed) {
 		most = learn_limit(p, r, known, deadline, why, sizeof(why));
 		if (queue_limit(q, most) > 0)
-			log_limit(p, q->op, r, (size_t)most, why);
+			log_limit(p, q->op, r, (size_t)most, why,
+				  " and then gave each missing key alone");
 	}
 	free(r);
 }
@@ -1413,13 +1420,28 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err)
 {
 	struct key_queue *q = &((struct kms_qkd_config *)p->state)->client->enc;
+	long deadline = deadline_of(p), said;
+	struct key_retry r = { 0 };
 	size_t most;
+	kms_rc rc;
 
 	pthread_mutex_lock(&q->lock);
 	most = queue_limit_of(q, kms_now_ms());
 	pthread_mutex_unlock(&q->lock);
-	return fetch_keys(p, OP_ENC_KEYS, NULL, n < most ? n : most,
-			  deadline_of(p), out, got, err);
+	r.asked = n < most ? n : most;
+	rc = fetch_keys(p, OP_ENC_KEYS, NULL, r.asked, deadline, out, got, err);
+	if (rc != KMS_ERR_KME || r.asked == 1)
+		return rc;
+	/* Refused: if for their number, the status says how many to ask
+	 * for; else the caller decides (kmstored's pool halves). */
+	said = said_most(p, deadline);
+	if (said < 1 || (size_t)said >= r.asked)
+		return rc;
+	if (queue_limit(q, said) > 0)
+		log_limit(p, OP_ENC_KEYS, &r, (size_t)said,
+			  "its status's max_key_per_request", "");
+	return fetch_keys(p, OP_ENC_KEYS, NULL, (size_t)said, deadline, out,
+			  got, err);
 }
 
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)

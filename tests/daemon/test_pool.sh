@@ -4,7 +4,8 @@
 # key store, as two front ends of one KME would; KME_B likewise):
 #   - the pool fills to prefetch, serves keys the peer's KME knows, is
 #     refilled below prefetch-low, drops keys older than prefetch-max-age,
-#     and survives a reload with the same KMEs;
+#     and survives a reload with the same KMEs; from a KME that gives 3
+#     keys per request it asks for 3 at a time (its status), not halves;
 #   - failover with the first KME down (nothing listening), black-holed,
 #     answering 503, for enc_keys and dec_keys; a failed KME is skipped
 #     during its back-off; every KME down: a clear error in bounded time;
@@ -167,6 +168,21 @@ if command -v gcore >/dev/null && [ "${KMSTORE_SANITIZED:-0}" != 1 ]; then
 		tap_ok "# SKIP gcore cannot dump here: $(tail -n 1 "$work/gcore.out")"
 	fi
 fi
+kmstored_stop "$SW"
+
+# --- a KME that gives at most 3 keys per request ------------------------------
+# The pool's first request (5 keys) is refused, or clamped once the
+# watcher has read the KME's status; either way it asks for 3 at a time,
+# as the status says, not for halves of 5.
+sim --max-keys-per-request 3
+mark=$(wc -l <"$work/sim.log")
+conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
+conf "$work/east.conf" east "$B1"
+kmstored_start "$SW" "$work/west.conf"
+if wait_for 10 pool_is "$SW" 5; then tap_ok "the pool fills from a KME that gives 3 keys per request"; else
+	tap_not_ok "the pool fills from a KME that gives 3 keys per request" "pool_keys $(pool_keys "$SW")" "$(tail -n 5 "$SW.log")"; fi
+expect_in "enc_keys for SAE_B: number 3" "$(tail -n +$((mark + 1)) "$work/sim.log")" \
+	"... asking for 3 at a time, as its status says"
 kmstored_stop "$SW"
 
 # --- failover ------------------------------------------------------------------
