@@ -21,7 +21,6 @@
 #include "qkd.h"
 #include "secmem.h"
 
-#define BATCH_FIRST 16    /* keys per enc_keys; libkmstore may ask fewer */
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS 30000
 #define FAIL_LOG_EVERY_MS 60000
@@ -38,7 +37,6 @@ struct kmsd_pool {
 	pthread_cond_t wake;
 	struct pooled *keys; /* oldest first */
 	size_t n;
-	size_t batch;        /* keys per request: halved after a refusal */
 	int stopping, running;
 	int filling;         /* below prefetch-low: refill up to prefetch */
 	long failures, retry_at_ms, failure_logged_ms;
@@ -69,7 +67,6 @@ struct kmsd_pool *kmsd_pool_new(kms_profile *p)
 	}
 	pl->p = p;
 	pl->c = c;
-	pl->batch = BATCH_FIRST;
 	pthread_mutex_init(&pl->lock, NULL);
 	/* Deadlines are on the monotonic clock (next_wake). */
 	{
@@ -116,8 +113,8 @@ static void expire(struct kmsd_pool *pl, long now)
 /* One enc_keys request for up to want keys, the lock released meanwhile. */
 static void refill(struct kmsd_pool *pl, size_t want)
 {
-	size_t ask = want < pl->batch ? want : pl->batch, got = 0;
-	kms_key **fresh = calloc(ask, sizeof(*fresh));
+	size_t got = 0;
+	kms_key **fresh = calloc(want, sizeof(*fresh));
 	kms_error err;
 	long t;
 	kms_rc rc;
@@ -125,7 +122,7 @@ static void refill(struct kmsd_pool *pl, size_t want)
 	if (fresh == NULL)
 		return;
 	pthread_mutex_unlock(&pl->lock);
-	rc = kms_qkd_get_keys(pl->p, ask, fresh, &got, &err);
+	rc = kms_qkd_get_keys(pl->p, want, fresh, &got, &err);
 	kms_scrub_registers(); /* this thread now sleeps for minutes */
 	pthread_mutex_lock(&pl->lock);
 	t = kms_now_ms();
@@ -146,12 +143,6 @@ static void refill(struct kmsd_pool *pl, size_t want)
 	} else {
 		long wait = RETRY_FIRST_MS << (pl->failures < 5 ? pl->failures : 5);
 
-		/* A KME that refuses a number of keys at once (HTTP 400 and the
-		 * like) may take fewer: halve the batch before blaming it. */
-		if (rc == KMS_ERR_KME && pl->batch > 1) {
-			pl->batch /= 2;
-			wait = 0;
-		}
 		pl->failures++;
 		pl->retry_at_ms = t + (wait < RETRY_MAX_MS ? wait : RETRY_MAX_MS);
 		if (t - pl->failure_logged_ms >= FAIL_LOG_EVERY_MS || pl->failures == 1) {
@@ -309,7 +300,6 @@ void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from)
 	for (size_t i = moved; i < from->n; i++)
 		kms_key_free(from->keys[i].key);
 	from->n = 0;
-	to->batch = from->batch;
 	pthread_mutex_unlock(&to->lock);
 	pthread_mutex_unlock(&from->lock);
 }

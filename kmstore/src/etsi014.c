@@ -883,10 +883,11 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 }
 
 /* n keys (enc_keys, number = n; or dec_keys of want_id, n = 1) into
- * out[], *got of them, by deadline. */
+ * out[], *got of them, by deadline; the HTTP status of the last answer
+ * into *status (0: none), if status is not NULL. */
 static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 			 size_t n, long deadline, kms_key **out, size_t *got,
-			 kms_error *err)
+			 long *status, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
 	size_t key_len = (size_t)c->key_bits / 8, taken = 0;
@@ -911,6 +912,8 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 	 * master that asked for the key. */
 	rc = run(p, op, c->peer_sae, request, deadline, &b, err);
 	free(request);
+	if (status != NULL)
+		*status = b.status;
 	if (rc != KMS_OK) {
 		free(ids);
 		return rc;
@@ -1148,6 +1151,16 @@ static size_t answer_for(const struct key_wait *w, size_t i,
 	return k;
 }
 
+/* Whether a failed request for several keys may have been refused for
+ * one of them (an ID the KME lacks) or for their number: the KME answered,
+ * and not with a 5xx, which says it is out of keys or overloaded and
+ * would say so to fewer keys too. */
+static int refused_keys(kms_rc rc, long http_status)
+{
+	return rc != KMS_OK && rc != KMS_ERR_SYSTEM && http_status != 0 &&
+	       !fails_over(rc, http_status);
+}
+
 /* Asks for several keys in one request, within deadline; each caller's
  * request ends W_DONE (its key, or the error all share) or W_ALONE (to
  * ask again alone). */
@@ -1180,10 +1193,9 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 					      keys, &taken, &err);
 		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
 	}
-	/* Any answer but unreachable or 5xx: the requests it has no key for
-	 * (refused, garbled or left out) may get theirs alone. */
-	again = rc == KMS_OK ||
-		(rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
+	/* The requests it has no key for (refused, garbled or left out)
+	 * may get theirs alone. */
+	again = rc == KMS_OK || refused_keys(rc, b.status);
 	retry = again ? calloc(1, sizeof(*retry)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		struct key_wait *w = batch[i];
@@ -1275,27 +1287,22 @@ static void log_limit(const kms_profile *p, enum op op,
 		then, per, QUEUE_LIMIT_MS / 60000, why);
 }
 
-/* How many keys per request to ask for after a refused request of r
- * whose keys then all came alone: as many as it gave, else as many as
- * its status says (by deadline), else half as many; why, into why. Or
- * -1: another's refusal told already. */
-static long learn_limit(kms_profile *p, const struct key_retry *r,
-			int known, long deadline, char *why, size_t size)
+/* How many keys per request to ask for after r was refused for their
+ * number (or cut short): as many as it gave, else as many as the KME's
+ * status said (said: -1 if not asked or not told), else half as many;
+ * why, into why. */
+static long fewer_keys(const struct key_retry *r, long said, char *why,
+		       size_t size)
 {
-	long most;
-
 	snprintf(why, size, "as many as it gave");
 	if (r->given > 0 && r->given < r->asked)
 		return (long)r->given;
-	if (known)
-		return -1;
-	most = said_most(p, deadline);
 	snprintf(why, size, "its status's max_key_per_request");
-	if (most >= 1 && (size_t)most < r->asked)
-		return most;
-	if (most >= 1) /* it says more, yet refused: believe the refusal */
+	if (said >= 1 && (size_t)said < r->asked)
+		return said;
+	if (said >= 1) /* it says more, yet refused: believe the refusal */
 		snprintf(why, size, "half as many, though its status says "
-			 "max_key_per_request %ld", most);
+			 "max_key_per_request %ld", said);
 	else
 		snprintf(why, size, "half as many; its status did not tell");
 	return (long)r->asked / 2;
@@ -1308,7 +1315,7 @@ static void queue_learn(kms_profile *p, struct key_queue *q,
 {
 	long now = kms_now_ms(), most;
 	char why[96];
-	int last, known;
+	int last, known, cut;
 
 	pthread_mutex_lock(&q->lock);
 	r->failed |= !ok;
@@ -1319,8 +1326,10 @@ static void queue_learn(kms_profile *p, struct key_queue *q,
 	pthread_mutex_unlock(&q->lock);
 	if (!last)
 		return; /* r is the last one's now */
-	if (!r->failed) {
-		most = learn_limit(p, r, known, deadline, why, sizeof(why));
+	cut = r->given > 0 && r->given < r->asked;
+	if (!r->failed && (cut || !known)) {
+		most = fewer_keys(r, cut ? -1 : said_most(p, deadline), why,
+				  sizeof(why));
 		if (queue_limit(q, most) > 0)
 			log_limit(p, q->op, r, (size_t)most, why,
 				  " and then gave each missing key alone");
@@ -1347,7 +1356,8 @@ static void queue_lead(kms_profile *p, struct key_queue *q)
 		size_t got;
 
 		batch[0]->rc = fetch_keys(p, q->op, batch[0]->id, 1, deadline,
-					  &batch[0]->key, &got, &batch[0]->err);
+					  &batch[0]->key, &got, NULL,
+					  &batch[0]->err);
 		batch[0]->ended = W_DONE;
 	} else {
 		queue_ask(p, q->op, batch, n, deadline);
@@ -1401,7 +1411,7 @@ static kms_rc queue_get(kms_profile *p, struct key_queue *q, const char *id,
 	pthread_mutex_unlock(&q->lock);
 	if (w.state == W_ALONE) {
 		w.rc = fetch_keys(p, q->op, id, 1, w.deadline_ms, &w.key, &got,
-				  &w.err);
+				  NULL, &w.err);
 		if (w.retry != NULL)
 			queue_learn(p, q, w.retry, w.rc == KMS_OK,
 				    w.deadline_ms);
@@ -1420,28 +1430,31 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err)
 {
 	struct key_queue *q = &((struct kms_qkd_config *)p->state)->client->enc;
-	long deadline = deadline_of(p), said;
+	long deadline = deadline_of(p), status = 0, said = -1, most;
 	struct key_retry r = { 0 };
-	size_t most;
+	char why[96];
 	kms_rc rc;
 
 	pthread_mutex_lock(&q->lock);
-	most = queue_limit_of(q, kms_now_ms());
+	most = (long)queue_limit_of(q, kms_now_ms());
 	pthread_mutex_unlock(&q->lock);
-	r.asked = n < most ? n : most;
-	rc = fetch_keys(p, OP_ENC_KEYS, NULL, r.asked, deadline, out, got, err);
-	if (rc != KMS_ERR_KME || r.asked == 1)
-		return rc;
-	/* Refused: if for their number, the status says how many to ask
-	 * for; else the caller decides (kmstored's pool halves). */
-	said = said_most(p, deadline);
-	if (said < 1 || (size_t)said >= r.asked)
-		return rc;
-	if (queue_limit(q, said) > 0)
-		log_limit(p, OP_ENC_KEYS, &r, (size_t)said,
-			  "its status's max_key_per_request", "");
-	return fetch_keys(p, OP_ENC_KEYS, NULL, (size_t)said, deadline, out,
-			  got, err);
+	r.asked = n < (size_t)most ? n : (size_t)most;
+	rc = fetch_keys(p, OP_ENC_KEYS, NULL, r.asked, deadline, out, got,
+			&status, err);
+	/* Refused, perhaps for their number: fewer, until some are given
+	 * (the KME's limit, learned as the queue learns it) or one alone is
+	 * refused too (not their number: the caller backs off). */
+	for (int first = 1; refused_keys(rc, status) && r.asked > 1; first = 0) {
+		if (first)
+			said = said_most(p, deadline);
+		most = fewer_keys(&r, said, why, sizeof(why));
+		rc = fetch_keys(p, OP_ENC_KEYS, NULL, (size_t)most, deadline,
+				out, got, &status, err);
+		if (rc == KMS_OK && queue_limit(q, most) > 0)
+			log_limit(p, OP_ENC_KEYS, &r, (size_t)most, why, "");
+		r.asked = (size_t)most;
+	}
+	return rc;
 }
 
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err)

@@ -5,12 +5,14 @@
 #   - the pool fills to prefetch, serves keys the peer's KME knows, is
 #     refilled below prefetch-low, drops keys older than prefetch-max-age,
 #     and survives a reload with the same KMEs; from a KME that gives 3
-#     keys per request it asks for 3 at a time (its status), not halves;
+#     keys per request it asks for 3 at a time (its status), not halves,
+#     from one of 2 that hides its status for halves;
 #   - failover with the first KME down (nothing listening), black-holed,
 #     answering 503, for enc_keys and dec_keys; a failed KME is skipped
 #     during its back-off; every KME down: a clear error in bounded time;
 #   - exhaustion (a KME with no keys left) drains the pool, then fails
-#     clearly;
+#     clearly; a KME answering 503 is backed off from, then asked for as
+#     many keys as before;
 #   - outage policy: drain serves the pool while every KME is down (with
 #     a log line and a metric per key), fail refuses at once;
 #   - metrics: after a known sequence, scraped with curl over HTTP on
@@ -170,6 +172,21 @@ if command -v gcore >/dev/null && [ "${KMSTORE_SANITIZED:-0}" != 1 ]; then
 fi
 kmstored_stop "$SW"
 
+# --- a KME that gives at most 2 keys per request, its status hidden -----------
+# libkmstore halves the pool's refused request, and keeps the number given
+# as the KME's limit: 5 (refused), 2, 2, 1.
+sim --max-keys-per-request 2 --fault status=404,path=status
+mark=$(wc -l <"$work/sim.log")
+conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
+kmstored_start "$SW" "$work/west.conf"
+if wait_for 10 pool_is "$SW" 5; then tap_ok "the pool fills from a KME of 2 whose status is hidden"; else
+	tap_not_ok "the pool fills from a KME of 2 whose status is hidden" "pool_keys $(pool_keys "$SW")" "$(tail -n 5 "$SW.log")"; fi
+expect_eq "5 2 2 1" "$(tail -n +$((mark + 1)) "$work/sim.log" | sed -n 's/.*enc_keys for SAE_B: number //p' | tr '\n' ' ' | sed 's/ $//')" \
+	"... asking for 5, then for half as many, then for the rest"
+expect_in "asking for at most 2 keys per request for 10 minutes (half as many; its status did not tell)" "$(cat "$SW.log")" \
+	"... and warns once"
+kmstored_stop "$SW"
+
 # --- a KME that gives at most 3 keys per request ------------------------------
 # The pool's first request (5 keys) is refused, or clamped once the
 # watcher has read the KME's status; either way it asks for 3 at a time,
@@ -248,6 +265,19 @@ expect_rc 7 "then the KME is exhausted: a clear error (exit 7)"
 expect_match "HTTP 503" "$RUN_ERR" "... the KME's 503 relayed"
 expect_eq 0 "$(pool_keys "$SW")" "... and the pool is empty"
 expect_in "pool refill failed" "$(cat "$SW.log")" "kmstored logs the failed refill"
+kmstored_stop "$SW"
+# A KME out of keys answers 503 (here its first 10 enc_keys): no sign that
+# it takes fewer keys per request. The pool backs off and asks again for
+# all it wants (16) in one request, not for halves.
+sim --fault 503,path=enc_keys,count=10
+mark=$(wc -l <"$work/sim.log")
+conf "$work/west.conf" west "$A1" $'prefetch = 16\nprefetch-low = 8'
+kmstored_start "$SW" "$work/west.conf"
+if wait_for 40 pool_is "$SW" 16; then tap_ok "a KME answering 503 for a while: the pool fills once it answers"; else
+	tap_not_ok "a KME answering 503 for a while: the pool fills once it answers" "pool_keys $(pool_keys "$SW")" "$(tail -n 5 "$SW.log")"; fi
+expect_in "pool refill failed (0 keys left of 16)" "$(cat "$SW.log")" "... after a refill failed"
+expect_eq 16 "$(tail -n +$((mark + 1)) "$work/sim.log" | sed -n 's/.*enc_keys for SAE_B: number //p' | sort -u | tr '\n' ' ' | sed 's/ $//')" \
+	"... in one request for all 16: a 503 is no refusal of their number"
 kmstored_stop "$SW"
 
 # --- outage policy and metrics -------------------------------------------------
