@@ -101,6 +101,9 @@ kms_rc kmsd_metrics_serve(const char *addr, kms_error *err);
  * profile when the metrics are served over HTTP). */
 void kmsd_watch_start(int all_profiles);
 void kmsd_watch_stop(void);
+/* Stops serving the metrics (before the configuration goes: a scrape
+ * reads it); kmsd_metrics_fini also frees the series. */
+void kmsd_metrics_stop(void);
 void kmsd_metrics_fini(void);
 
 /* main.c */

@@ -477,6 +477,7 @@ int main(int argc, char **argv)
 	close(lfd);
 	unlink(o.socket);
 	kmsd_watch_stop();
+	kmsd_metrics_stop();
 	if (stop_conns()) {
 		kmsd_conf_fini();
 		kmsd_metrics_fini();

@@ -545,7 +545,7 @@ kms_rc kmsd_metrics_serve(const char *addr, kms_error *err)
 	return KMS_OK;
 }
 
-void kmsd_metrics_fini(void)
+void kmsd_metrics_stop(void)
 {
 	if (httpd != NULL)
 		MHD_stop_daemon(httpd);
@@ -554,6 +554,11 @@ void kmsd_metrics_fini(void)
 		unlink(metrics_socket);
 	free(metrics_socket);
 	metrics_socket = NULL;
+}
+
+void kmsd_metrics_fini(void)
+{
+	kmsd_metrics_stop();
 	pthread_mutex_lock(&lock);
 	free(series);
 	series = NULL;

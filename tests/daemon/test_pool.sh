@@ -366,4 +366,19 @@ run curl -sS --max-time 5 --unix-socket "$work/metrics.sock" http://kmstored/met
 expect_in "kmstore_profiles 1" "$RUN_OUT" "metrics over a UNIX socket (curl --unix-socket)"
 kmstored_stop "$SW"
 expect_eq "" "$(ls "$work/metrics.sock" 2>/dev/null)" "... removed when kmstored stops"
+# Stopping while the pool's refill waits on a black-holed KME (up to the
+# 2 s timeout): the metrics go first, before the configuration a scrape
+# reads, so a scrape then finds none instead of crashing kmstored.
+sim --fault blackhole,path=enc_keys
+conf "$work/west.conf" west "$A1" 'prefetch = 5'
+"$KMSTORED" --config "$work/west.conf" --socket "$SW" --foreground --metrics "127.0.0.1:$port" >"$SW.log" 2>&1 &
+pid=$!
+wait_for 10 grep -q 'serving' "$SW.log"
+sleep 0.3
+kill -TERM "$pid"
+wait_for 2 grep -q stopping "$SW.log" || true
+for i in 1 2 3 4 5; do curl -sS --max-time 1 "http://127.0.0.1:$port/metrics" >/dev/null 2>&1 || true; sleep 0.1; done
+rc=0
+wait "$pid" || rc=$?
+expect_eq 0 "$rc" "stopped while a refill waits on its KME, scraped meanwhile: exit 0"
 tap_done
