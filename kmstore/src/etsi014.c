@@ -132,6 +132,7 @@ struct call {
 	int attempts;
 	int max_attempts; /* 0: as many as the deadline allows */
 	long http_status; /* of the last attempt, 0 if none */
+	size_t keys;      /* asked for: 0 for a status */
 	struct curl_blob tls_key; /* the SAE's PEM key, in locked memory */
 };
 
@@ -817,9 +818,12 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	rc = perform(k, url, request, b, err);
 	free(url);
+	/* A 5xx to a request for several keys may say only that the KME
+	 * holds fewer (a pool's refill): it answered; one key tells if it
+	 * is down. */
 	if (rc == KMS_OK || !fails_over(rc, k->http_status))
 		kme_up(k->kme); /* it answered */
-	else
+	else if (k->http_status < 500 || k->keys <= 1)
 		kme_down(k->kme, err);
 	return rc;
 }
@@ -831,8 +835,8 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
  * round, rounds separated by the usual back-off, until one answers or
  * the deadline passes. */
 static kms_rc run(kms_profile *p, enum op op, const char *sae,
-		  const char *request, long deadline, struct body *b,
-		  kms_error *err)
+		  const char *request, size_t keys, long deadline,
+		  struct body *b, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
 	struct kms_qkd_client *cl = c->client;
@@ -850,7 +854,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 		size_t i = turn % n;
 		long left = deadline - kms_now_ms();
 		struct call k = { .p = p, .c = c, .kme = &cl->kmes[order[i]],
-				  .op = op, .sae = sae,
+				  .op = op, .sae = sae, .keys = keys,
 				  .deadline_ms = kms_now_ms() + left / (long)(n - i),
 				  .max_attempts = n > 1 };
 
@@ -910,7 +914,7 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 	}
 	/* enc_keys names the peer (slave) SAE; dec_keys names the peer as the
 	 * master that asked for the key. */
-	rc = run(p, op, c->peer_sae, request, deadline, &b, err);
+	rc = run(p, op, c->peer_sae, request, n, deadline, &b, err);
 	free(request);
 	if (status != NULL)
 		*status = b.status;
@@ -961,7 +965,7 @@ static kms_rc ask_status(kms_profile *p, long deadline, kms_status *out,
 	struct body b = { 0 };
 	kms_rc rc;
 
-	rc = run(p, OP_STATUS, c->peer_sae, NULL, deadline, &b, err);
+	rc = run(p, OP_STATUS, c->peer_sae, NULL, 0, deadline, &b, err);
 	if (rc != KMS_OK)
 		return rc;
 	rc = kms_etsi_parse_status(b.data, b.len, out, err);
@@ -1026,6 +1030,7 @@ struct key_wait {
 struct key_retry {
 	size_t asked;   /* keys in the request */
 	size_t given;   /* keys its answer held: 0 if refused */
+	long status;    /* its HTTP status */
 	size_t left;    /* still asking */
 	int failed;     /* one of them got no key */
 };
@@ -1151,14 +1156,13 @@ static size_t answer_for(const struct key_wait *w, size_t i,
 	return k;
 }
 
-/* Whether a failed request for several keys may have been refused for
- * one of them (an ID the KME lacks) or for their number: the KME answered,
- * and not with a 5xx, which says it is out of keys or overloaded and
- * would say so to fewer keys too. */
-static int refused_keys(kms_rc rc, long http_status)
+/* Whether a failed request for several keys was refused, for one of
+ * them (an ID the KME lacks) or for their number: a 4xx. Not a 5xx, which
+ * says the KME is out of keys or busy and would say so to fewer keys
+ * too; not an answer it could not read, which is no refusal. */
+static int refused_keys(long http_status)
 {
-	return rc != KMS_OK && rc != KMS_ERR_SYSTEM && http_status != 0 &&
-	       !fails_over(rc, http_status);
+	return http_status >= 400 && http_status < 500;
 }
 
 /* Asks for several keys in one request, within deadline; each caller's
@@ -1187,15 +1191,17 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 				  : kms_etsi_dec_keys_request(want, n);
 	if (request == NULL) {
 		rc = kms_fail(&err, KMS_ERR_SYSTEM, "out of memory");
-	} else if ((rc = run(p, op, c->peer_sae, request, deadline, &b, &err)) ==
+	} else if ((rc = run(p, op, c->peer_sae, request, n, deadline, &b, &err)) ==
 		   KMS_OK) {
 		rc = kms_etsi_parse_key_batch(b.data, b.len, n, key_len, ids,
 					      keys, &taken, &err);
 		kms_secmem_free_used(b.data, BODY_MAX + 1, b.high);
 	}
 	/* The requests it has no key for (refused, garbled or left out)
-	 * may get theirs alone. */
-	again = rc == KMS_OK || refused_keys(rc, b.status);
+	 * may get theirs alone; a KME unreachable or answering 5xx would
+	 * say the same to each. */
+	again = rc == KMS_OK ||
+		(rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
 	retry = again ? calloc(1, sizeof(*retry)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		struct key_wait *w = batch[i];
@@ -1222,6 +1228,7 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 	} else if (retry != NULL) {
 		retry->asked = n;
 		retry->given = rc == KMS_OK ? taken : 0;
+		retry->status = b.status;
 	}
 	kms_secmem_free(keys, n * key_len);
 	free(request);
@@ -1327,7 +1334,7 @@ static void queue_learn(kms_profile *p, struct key_queue *q,
 	if (!last)
 		return; /* r is the last one's now */
 	cut = r->given > 0 && r->given < r->asked;
-	if (!r->failed && (cut || !known)) {
+	if (!r->failed && (cut || (refused_keys(r->status) && !known))) {
 		most = fewer_keys(r, cut ? -1 : said_most(p, deadline), why,
 				  sizeof(why));
 		if (queue_limit(q, most) > 0)
@@ -1444,7 +1451,8 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 	/* Refused, perhaps for their number: fewer, until some are given
 	 * (the KME's limit, learned as the queue learns it) or one alone is
 	 * refused too (not their number: the caller backs off). */
-	for (int first = 1; refused_keys(rc, status) && r.asked > 1; first = 0) {
+	for (int first = 1; rc != KMS_OK && refused_keys(status) && r.asked > 1;
+	     first = 0) {
 		if (first)
 			said = said_most(p, deadline);
 		most = fewer_keys(&r, said, why, sizeof(why));

@@ -279,6 +279,37 @@ expect_in "pool refill failed (0 keys left of 16)" "$(cat "$SW.log")" "... after
 expect_eq 16 "$(tail -n +$((mark + 1)) "$work/sim.log" | sed -n 's/.*enc_keys for SAE_B: number //p' | sort -u | tr '\n' ' ' | sed 's/ $//')" \
 	"... in one request for all 16: a 503 is no refusal of their number"
 kmstored_stop "$SW"
+# A refill the KME has too few keys for (503): the KME answered, so it is
+# not down, and outage = fail keeps serving the pool's keys.
+sim --pool-size 8 --key-rate 0
+conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 4\noutage = fail'
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 pool_is "$SW" 5 || true
+for i in 1 2; do "$KMSTORE" --daemon "$SW" key qkd >/dev/null; done
+wait_for 10 pool_is "$SW" 5 || true
+for i in 1 2; do "$KMSTORE" --daemon "$SW" key qkd >/dev/null; done
+if wait_for 10 grep -q 'pool refill failed (3 keys left of 5)' "$SW.log"; then
+	tap_ok "a refill of 2 keys from a KME holding 1: refused (503)"
+else
+	tap_not_ok "a refill of 2 keys from a KME holding 1: refused (503)" "$(tail -n 3 "$SW.log")"
+fi
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 0 "... outage = fail still serves the pool: the KME is not down"
+expect_in 'kmstore_kme_up{profile="qkd",kme="'"$A1"'"} 1' "$("$KMSTORE" --daemon "$SW" metrics)" "... kmstore_kme_up 1"
+kmstored_stop "$SW"
+# An answer it cannot read is no refusal of the number of keys: the pool
+# backs off and asks for as many (16) again, learning no limit.
+sim --fault malformed,path=enc_keys,count=1
+mark=$(wc -l <"$work/sim.log")
+conf "$work/west.conf" west "$A1" $'prefetch = 16\nprefetch-low = 8'
+kmstored_start "$SW" "$work/west.conf"
+if wait_for 20 pool_is "$SW" 16; then tap_ok "a garbled answer to a refill: the pool fills at the next"; else
+	tap_not_ok "a garbled answer to a refill: the pool fills at the next" "pool_keys $(pool_keys "$SW")" "$(tail -n 5 "$SW.log")"; fi
+expect_in "pool refill failed (0 keys left of 16)" "$(cat "$SW.log")" "... the garbled answer logged"
+expect_eq "" "$(grep 'per request for 10 minutes' "$SW.log" || true)" "... and no limit learned from it"
+expect_eq 16 "$(tail -n +$((mark + 1)) "$work/sim.log" | sed -n 's/.*enc_keys for SAE_B: number //p' | sort -u | tr '\n' ' ' | sed 's/ $//')" \
+	"... asking for 16 keys each time"
+kmstored_stop "$SW"
 
 # --- outage policy and metrics -------------------------------------------------
 sim
