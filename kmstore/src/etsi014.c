@@ -531,6 +531,12 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 				 "no answer within the timeout of %.1f s (%d "
 				 "attempt%s; last: %s)", k->c->timeout_ms / 1000.0,
 				 k->attempts, k->attempts == 1 ? "" : "s", detail);
+	/* This SAE's own certificate, key or CA file: no KME would take
+	 * them, and none is to blame. */
+	if (rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE)
+		return call_fail(k, err, KMS_ERR_CONFIG,
+				 "this SAE's TLS credentials cannot be used: %s "
+				 "(check certificate, private-key and ca)", detail);
 	if (tls_failure(rc, errbuf))
 		return call_fail(k, err, KMS_ERR_UNREACHABLE, "TLS failure: %s",
 				 detail);
@@ -648,7 +654,10 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	} else if (status == 200) {
 		out = KMS_OK;
 	} else {
-		*again = status == 502 || status == 503 || status == 504;
+		/* A 5xx to several keys may say the KME holds fewer: the
+		 * caller asks for fewer, rather than for as many again. */
+		*again = (status == 502 || status == 503 || status == 504) &&
+			 k->keys <= 1;
 		out = http_failure(k, status, b, err);
 	}
 	observe(k, t0, outcome(rc, status, errbuf, b, out));
@@ -725,9 +734,13 @@ static void kme_down(struct kme *e, const kms_error *err)
 
 	pthread_mutex_lock(&e->health_lock);
 	e->asked = 1;
-	e->failures++;
-	wait = DOWN_FIRST_MS << (e->failures < 7 ? e->failures - 1 : 6);
-	e->retry_at_ms = kms_now_ms() + (wait < DOWN_MAX_MS ? wait : DOWN_MAX_MS);
+	/* Requests in flight together fail together: one failure of the
+	 * KME, not one each, lest one blip send it away for a minute. */
+	if (e->failures == 0 || kms_now_ms() >= e->retry_at_ms) {
+		e->failures++;
+		wait = DOWN_FIRST_MS << (e->failures < 7 ? e->failures - 1 : 6);
+		e->retry_at_ms = kms_now_ms() + (wait < DOWN_MAX_MS ? wait : DOWN_MAX_MS);
+	}
 	snprintf(e->last_error, sizeof(e->last_error), "%.*s",
 		 (int)sizeof(e->last_error) - 1, err != NULL ? err->message : "failed");
 	e->addrs_until_ms = 0; /* it may have moved */
@@ -818,12 +831,17 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	rc = perform(k, url, request, b, err);
 	free(url);
-	/* A 5xx to a request for several keys may say only that the KME
-	 * holds fewer (a pool's refill): it answered; one key tells if it
-	 * is down. */
+	/* A 503 says the KME is busy or out of keys, and a 5xx to several
+	 * keys may say only that it holds fewer: it answered, and is not
+	 * down (kmstored's outage policy). A problem with this SAE's own
+	 * credentials tells nothing of it either. */
+	if (rc == KMS_ERR_CONFIG ||
+	    (rc != KMS_OK && (k->http_status == 503 ||
+			      (k->http_status >= 500 && k->keys > 1))))
+		return rc;
 	if (rc == KMS_OK || !fails_over(rc, k->http_status))
 		kme_up(k->kme); /* it answered */
-	else if (k->http_status < 500 || k->keys <= 1)
+	else
 		kme_down(k->kme, err);
 	return rc;
 }
@@ -1181,7 +1199,7 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 	kms_error err = { 0 };
 	struct key_retry *retry;
 	kms_rc rc;
-	int again;
+	int again, scarce;
 
 	for (size_t i = 0; i < n; i++)
 		want[i] = batch[i]->id;
@@ -1202,6 +1220,9 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 	 * say the same to each. */
 	again = rc == KMS_OK ||
 		(rc != KMS_ERR_SYSTEM && b.status != 0 && !fails_over(rc, b.status));
+	/* A 5xx to so many keys may say the KME holds fewer: each asks
+	 * alone, learning nothing of the KME's limit. */
+	scarce = rc != KMS_OK && b.status >= 500;
 	retry = again ? calloc(1, sizeof(*retry)) : NULL;
 	for (size_t i = 0; i < n; i++) {
 		struct key_wait *w = batch[i];
@@ -1216,8 +1237,9 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 			w->retry = retry;
 			if (retry != NULL)
 				retry->left++;
-		} else if (rc != KMS_ERR_SYSTEM && w->deadline_ms - deadline > RETRY_MIN_MS) {
-			w->ended = W_ALONE; /* the earliest deadline passed, not its */
+		} else if (scarce || (rc != KMS_ERR_SYSTEM &&
+				      w->deadline_ms - deadline > RETRY_MIN_MS)) {
+			w->ended = W_ALONE; /* or the earliest deadline passed, not its */
 		} else {
 			w->rc = rc;
 			w->err = err;
@@ -1255,18 +1277,25 @@ static size_t queue_limit(struct key_queue *q, long most)
 	return (size_t)most < was ? was : 0;
 }
 
-/* The KME's max_key_per_request as its status says by deadline, or -1;
- * not asked with less than half the profile's timeout left, lest a KME
- * that just answered be counted down for a status cut short. */
-static long said_most(kms_profile *p, long deadline)
+/* The KME's status by deadline into st, its max_key_per_request and
+ * stored_key_count -1 if not told; not asked with less than half the
+ * profile's timeout left, lest a KME that just answered be counted down
+ * for a status cut short. */
+static void said_status(kms_profile *p, long deadline, kms_status *st)
 {
 	const struct kms_qkd_config *c = p->state;
-	kms_status st = { .max_key_per_request = -1 };
 	kms_error err;
 
 	if (deadline - kms_now_ms() < c->timeout_ms / 2 ||
-	    ask_status(p, deadline, &st, &err) != KMS_OK)
-		return -1;
+	    ask_status(p, deadline, st, &err) != KMS_OK)
+		st->max_key_per_request = st->stored_key_count = -1;
+}
+
+static long said_most(kms_profile *p, long deadline)
+{
+	kms_status st;
+
+	said_status(p, deadline, &st);
 	return st.max_key_per_request;
 }
 
@@ -1437,8 +1466,9 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err)
 {
 	struct key_queue *q = &((struct kms_qkd_config *)p->state)->client->enc;
-	long deadline = deadline_of(p), status = 0, said = -1, most;
+	long deadline = deadline_of(p), status = 0, most;
 	struct key_retry r = { 0 };
+	kms_status st;
 	char why[96];
 	kms_rc rc;
 
@@ -1448,17 +1478,28 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 	r.asked = n < (size_t)most ? n : (size_t)most;
 	rc = fetch_keys(p, OP_ENC_KEYS, NULL, r.asked, deadline, out, got,
 			&status, err);
-	/* Refused, perhaps for their number: fewer, until some are given
-	 * (the KME's limit, learned as the queue learns it) or one alone is
-	 * refused too (not their number: the caller backs off). */
-	for (int first = 1; rc != KMS_OK && refused_keys(status) && r.asked > 1;
-	     first = 0) {
+	/* Refused (4xx), perhaps for their number: fewer, until some are
+	 * given, the KME's limit, learned as the queue learns it. A 5xx: the
+	 * KME may hold fewer: as many as it holds, else half as many, this
+	 * time only. Until one key is refused too: the caller backs off. */
+	for (int first = 1; rc != KMS_OK && r.asked > 1 &&
+	     (refused_keys(status) || status >= 500); first = 0) {
+		int refused = refused_keys(status);
+
 		if (first)
-			said = said_most(p, deadline);
-		most = fewer_keys(&r, said, why, sizeof(why));
+			said_status(p, deadline, &st);
+		if (refused) {
+			most = fewer_keys(&r, st.max_key_per_request, why, sizeof(why));
+		} else {
+			most = (long)r.asked / 2;
+			if (st.stored_key_count >= 1 && (size_t)st.stored_key_count < r.asked)
+				most = st.stored_key_count;
+			if (st.max_key_per_request >= 1 && st.max_key_per_request < most)
+				most = st.max_key_per_request;
+		}
 		rc = fetch_keys(p, OP_ENC_KEYS, NULL, (size_t)most, deadline,
 				out, got, &status, err);
-		if (rc == KMS_OK && queue_limit(q, most) > 0)
+		if (rc == KMS_OK && refused && queue_limit(q, most) > 0)
 			log_limit(p, OP_ENC_KEYS, &r, (size_t)most, why, "");
 		r.asked = (size_t)most;
 	}

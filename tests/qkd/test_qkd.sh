@@ -164,6 +164,14 @@ c=$(conf_with "$W" ca "$work/lab/pki/rogue-ca.crt")
 run "$kmstore" -c "$c" key qkd
 expect_rc 8 "a KME whose certificate is not from the configured CA is refused"
 expect_in "TLS failure" "$RUN_ERR" "... as a TLS failure"
+# This SAE's own key, not matching its certificate (a rotation half
+# done): a configuration error at once, no KME blamed.
+c=$(conf_with "$W" private-key "$work/lab/pki/sae-b.key")
+run "$kmstore" -c "$c" --json status qkd
+expect_rc 3 "this SAE's key not matching its certificate: a configuration error"
+expect_in "this SAE's TLS credentials cannot be used" "$RUN_ERR" "... saying whose credentials"
+run "$kmstore" -c "$c" key qkd
+expect_faster 1 "... at once, without retries or failover"
 port=${KME_A_URL##*:}
 c=$(conf_with "$W" url "https://localhost:$port")
 run "$kmstore" -c "$c" key qkd
