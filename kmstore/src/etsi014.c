@@ -363,6 +363,9 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *ctx)
 
 	(void)size; /* always 1 */
 	if (n > BODY_MAX - b->len) {
+		/* Not taken, but it may be most of a key container: curl
+		 * frees its buffer unwiped, as below. */
+		kms_wipe(ptr, n);
 		b->overflow = 1;
 		return 0; /* curl aborts the transfer */
 	}
