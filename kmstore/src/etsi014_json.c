@@ -1,9 +1,14 @@
 /* etsi014_json.c - building and checking ETSI GS QKD 014 bodies.
  *
  * A KME's answer becomes an IKE PPK and PPK_ID, so it is checked strictly:
- * one JSON document and nothing after it, exactly one key, a printable
+ * one JSON document and nothing after it, no member named twice, exactly
+ * one key (or as many as asked for, with distinct IDs), a printable
  * key_ID of at most 64 bytes, canonical base64 of exactly the size asked
  * for. Extensions (key_ID_extension, key_extension, ...) are ignored. */
+#include <locale.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -59,38 +64,576 @@ char *kms_etsi_dec_keys_request(const char *const *key_ids, size_t n)
 	return NULL;
 }
 
-/* One complete JSON document: in strict mode json-c also refuses anything
- * but white space after it (a truncated or concatenated body). */
-static json_object *parse(const char *body, size_t len, kms_error *err)
-{
-	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-	enum json_tokener_error jerr;
-	json_object *o;
+/* kmstore's own reader of a KME's answer.
+ *
+ * json-c's tokener frees unwiped whatever it built of a document that fails
+ * half-way (a valid key container and one stray byte after it, a body cut
+ * off after its key), the value of a member named twice (json-c keeps the
+ * last), and the old copies of its string buffer as the buffer grows; any
+ * of them may hold a key. So the answer is read here, into json-c objects
+ * made one at a time: whatever was made is wiped before it is freed, on
+ * every path (kms_etsi_drop), and nothing else holds a string of the answer
+ * but the scratch, which is locked memory.
+ *
+ * It reads RFC 8259 strictly: one value, white space around it and nothing
+ * else, no member named twice in an object, at most JSON_DEPTH levels, no
+ * raw control byte in a string. json-c's strict tokener accepts no less
+ * (fuzz_etsi_json checks that every document read here is one json-c reads
+ * the same). A string is decoded into the scratch and copied from there
+ * into its json-c object; a member's name waits there, at the bottom, while
+ * its value is read: a decoded string is never longer than its text, so the
+ * scratch of len + 1 bytes always has room. */
 
-	if (tok == NULL) {
-		kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
-		return NULL;
+enum fault {
+	F_NONE,
+	F_EMPTY,    /* nothing but white space */
+	F_EOF,      /* it ends inside a value */
+	F_BYTE,     /* a byte that cannot come there */
+	F_TRAILING, /* a byte after the value */
+	F_CONTROL,  /* a raw control byte in a string */
+	F_ESCAPE,   /* a backslash not followed by an escape */
+	F_DEPTH,    /* deeper than JSON_DEPTH */
+	F_TWICE,    /* a member named twice in an object */
+	F_SIZE,     /* larger than the scratch can be */
+	F_NOMEM,
+};
+
+struct reader {
+	const char *s;
+	size_t len, pos;
+	char *scratch; /* secmem, len + 1 bytes */
+	size_t top;    /* the scratch below holds names waiting for a value */
+	enum fault fault;
+	size_t at;         /* where the fault is: a byte offset */
+	const char *twice; /* F_TWICE: the name, if it is one of ETSI's */
+};
+
+/* Every string of a tree, member names included, wiped in place. The names
+ * are json-c's copies (strdup'ed: they are never added as constants). */
+static void wipe_tree(json_object *o)
+{
+	struct lh_entry *e;
+
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		kms_wipe((char *)json_object_get_string(o),
+			 (size_t)json_object_get_string_len(o));
+		break;
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			wipe_tree(json_object_array_get_idx(o, i));
+		break;
+	case json_type_object:
+		lh_foreach(json_object_get_object(o), e) {
+			wipe_tree((json_object *)lh_entry_v(e));
+			kms_wipe(lh_entry_k(e), strlen((const char *)lh_entry_k(e)));
+		}
+		break;
+	default:
+		break;
 	}
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	o = json_tokener_parse_ex(tok, body, (int)len);
-	jerr = json_tokener_get_error(tok);
-	/* The tokener's scratch buffer last held a string, maybe the key;
-	 * json-c frees it unwiped, so wipe it first (the field is public in
-	 * json-c 0.13 to 0.17, though marked internal). */
-	if (tok->pb != NULL && tok->pb->buf != NULL)
-		kms_wipe(tok->pb->buf, (size_t)tok->pb->size);
-	json_tokener_free(tok);
-	if (o == NULL || jerr != json_tokener_success) {
-		json_object_put(o);
-		kms_fail(err, KMS_ERR_KME, "the KME's answer is not valid JSON (%s)",
-			 jerr == json_tokener_continue ? "it ends too early"
-						       : json_tokener_error_desc(jerr));
-		return NULL;
-	}
-	return o;
 }
 
-/* The key text inside json-c is wiped as soon as it is decoded. */
+void kms_etsi_drop(json_object *doc)
+{
+	wipe_tree(doc);
+	json_object_put(doc);
+}
+
+static int fault(struct reader *r, enum fault f)
+{
+	r->fault = f;
+	r->at = r->pos;
+	return -1;
+}
+
+/* The byte at pos cannot come here: or the answer ends too early. */
+static int unexpected(struct reader *r)
+{
+	return fault(r, r->pos < r->len ? F_BYTE : F_EOF);
+}
+
+static void skip_space(struct reader *r)
+{
+	while (r->pos < r->len && (r->s[r->pos] == ' ' || r->s[r->pos] == '\t' ||
+				   r->s[r->pos] == '\n' || r->s[r->pos] == '\r'))
+		r->pos++;
+}
+
+static int at(const struct reader *r, char c)
+{
+	return r->pos < r->len && r->s[r->pos] == c;
+}
+
+static int digit_at(const struct reader *r)
+{
+	return r->pos < r->len && r->s[r->pos] >= '0' && r->s[r->pos] <= '9';
+}
+
+/* The 4 hex digits of \uXXXX at pos (its backslash), or -1 with the
+ * fault set. */
+static long hex4(struct reader *r)
+{
+	long v = 0;
+
+	for (size_t k = r->pos + 2; k < r->pos + 6; k++) {
+		int d = k < r->len ? kms_hex_digit(r->s[k]) : -1;
+
+		if (k >= r->len) {
+			r->pos = r->len;
+			return fault(r, F_EOF);
+		}
+		if (d < 0)
+			return fault(r, F_ESCAPE);
+		v = v << 4 | d;
+	}
+	return v;
+}
+
+static size_t put_utf8(char *out, unsigned long cp)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xc0 | cp >> 6);
+		out[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xe0 | cp >> 12);
+		out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+		out[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | cp >> 18);
+	out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+	out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
+	out[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+/* \uXXXX at pos, a surrogate pair as one: the code point, U+FFFD for half
+ * a pair (as json-c does), or -1. */
+static long read_unicode(struct reader *r)
+{
+	long cp = hex4(r), lo;
+
+	if (cp < 0)
+		return -1;
+	r->pos += 6;
+	if (cp >= 0xdc00 && cp <= 0xdfff)
+		return 0xfffd;
+	if (cp < 0xd800 || cp > 0xdbff)
+		return cp;
+	if (!at(r, '\\') || r->pos + 1 >= r->len || r->s[r->pos + 1] != 'u')
+		return 0xfffd;
+	if ((lo = hex4(r)) < 0)
+		return -1;
+	if (lo < 0xdc00 || lo > 0xdfff)
+		return 0xfffd; /* the next \u is read on its own */
+	r->pos += 6;
+	return 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+}
+
+/* The string at pos (its quote) decoded into the scratch at top, with a
+ * NUL after it; *n its length. */
+static int read_string(struct reader *r, size_t *n)
+{
+	char *out = r->scratch + r->top;
+	size_t o = 0;
+	long cp;
+
+	r->pos++;
+	while (r->pos < r->len) {
+		unsigned char c = (unsigned char)r->s[r->pos];
+
+		if (c == '"') {
+			r->pos++;
+			out[o] = '\0';
+			*n = o;
+			return 0;
+		}
+		if (c < 0x20)
+			return fault(r, F_CONTROL);
+		if (c != '\\') {
+			out[o++] = (char)c;
+			r->pos++;
+			continue;
+		}
+		if (r->len - r->pos < 2)
+			break;
+		c = (unsigned char)r->s[r->pos + 1];
+		if (c == 'u') {
+			if ((cp = read_unicode(r)) < 0)
+				return -1;
+			o += put_utf8(out + o, (unsigned long)cp);
+			continue;
+		}
+		switch (c) {
+		case '"':
+		case '\\':
+		case '/':
+			out[o++] = (char)c;
+			break;
+		case 'b':
+			out[o++] = '\b';
+			break;
+		case 'f':
+			out[o++] = '\f';
+			break;
+		case 'n':
+			out[o++] = '\n';
+			break;
+		case 'r':
+			out[o++] = '\r';
+			break;
+		case 't':
+			out[o++] = '\t';
+			break;
+		default:
+			return fault(r, F_ESCAPE);
+		}
+		r->pos += 2;
+	}
+	r->pos = r->len;
+	return fault(r, F_EOF);
+}
+
+static locale_t c_numeric;
+static pthread_once_t c_numeric_once = PTHREAD_ONCE_INIT;
+
+static void make_c_numeric(void)
+{
+	c_numeric = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+}
+
+/* A number as RFC 8259 writes it: an integer becomes an int64 (a uint64
+ * above INT64_MAX; out of range, the nearest), anything else a double
+ * (with '.' whatever the process's locale), as json-c makes them. */
+static int read_number(struct reader *r, json_object **out)
+{
+	size_t start = r->pos, n;
+	char *text = r->scratch + r->top;
+	int integer = 1;
+
+	if (at(r, '-'))
+		r->pos++;
+	if (at(r, '0'))
+		r->pos++;
+	else if (digit_at(r))
+		while (digit_at(r))
+			r->pos++;
+	else
+		return unexpected(r);
+	if (at(r, '.')) {
+		integer = 0;
+		r->pos++;
+		if (!digit_at(r))
+			return unexpected(r);
+		while (digit_at(r))
+			r->pos++;
+	}
+	if (at(r, 'e') || at(r, 'E')) {
+		integer = 0;
+		r->pos++;
+		if (at(r, '+') || at(r, '-'))
+			r->pos++;
+		if (!digit_at(r))
+			return unexpected(r);
+		while (digit_at(r))
+			r->pos++;
+	}
+	n = r->pos - start;
+	memcpy(text, r->s + start, n);
+	text[n] = '\0';
+	if (!integer) {
+		pthread_once(&c_numeric_once, make_c_numeric);
+		if (c_numeric == (locale_t)0)
+			return fault(r, F_NOMEM);
+		*out = json_object_new_double(strtod_l(text, NULL, c_numeric));
+	} else if (text[0] == '-') {
+		*out = json_object_new_int64(strtoll(text, NULL, 10));
+	} else {
+		unsigned long long u = strtoull(text, NULL, 10);
+
+		*out = u > INT64_MAX ? json_object_new_uint64(u)
+				     : json_object_new_int64((int64_t)u);
+	}
+	return *out != NULL ? 0 : fault(r, F_NOMEM);
+}
+
+static int read_literal(struct reader *r, const char *word, json_object **out)
+{
+	size_t n = strlen(word);
+
+	for (size_t i = 0; i < n; i++, r->pos++)
+		if (!at(r, word[i]))
+			return unexpected(r);
+	if (word[0] == 'n')
+		return 0; /* json-c's null is NULL */
+	*out = json_object_new_boolean(word[0] == 't');
+	return *out != NULL ? 0 : fault(r, F_NOMEM);
+}
+
+/* The member names of ETSI GS QKD 014's data formats: a name quoted in a
+ * message is one of these, never a string from the answer. */
+static const char *etsi_name(const char *name)
+{
+	static const char *const names[] = {
+		"keys", "key_ID", "key", "key_ID_extension", "key_extension",
+		"key_container_extension", "key_IDs", "key_IDs_extension",
+		"message", "details", "source_KME_ID", "target_KME_ID",
+		"master_SAE_ID", "slave_SAE_ID", "key_size", "stored_key_count",
+		"max_key_count", "max_key_per_request", "max_key_size",
+		"min_key_size", "max_SAE_ID_count", "status_extension", "number",
+		"size", "additional_slave_SAE_IDs", "extension_mandatory",
+		"extension_optional",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(name, names[i]) == 0)
+			return names[i];
+	return NULL;
+}
+
+static int read_value(struct reader *r, int depth, json_object **out);
+
+static int read_array(struct reader *r, int depth, json_object **out)
+{
+	json_object *arr = json_object_new_array(), *v;
+
+	if (arr == NULL)
+		return fault(r, F_NOMEM);
+	r->pos++;
+	skip_space(r);
+	if (at(r, ']')) {
+		r->pos++;
+		*out = arr;
+		return 0;
+	}
+	for (;;) {
+		if (read_value(r, depth + 1, &v) != 0)
+			break;
+		if (json_object_array_add(arr, v) != 0) {
+			kms_etsi_drop(v);
+			fault(r, F_NOMEM);
+			break;
+		}
+		skip_space(r);
+		if (at(r, ']')) {
+			r->pos++;
+			*out = arr;
+			return 0;
+		}
+		if (!at(r, ',')) {
+			unexpected(r);
+			break;
+		}
+		r->pos++;
+	}
+	kms_etsi_drop(arr);
+	return -1;
+}
+
+static int read_object(struct reader *r, int depth, json_object **out)
+{
+	json_object *obj = json_object_new_object(), *v;
+
+	if (obj == NULL)
+		return fault(r, F_NOMEM);
+	r->pos++;
+	skip_space(r);
+	if (at(r, '}')) {
+		r->pos++;
+		*out = obj;
+		return 0;
+	}
+	for (;;) {
+		size_t mark = r->top, name_at, n;
+		const char *name = r->scratch + mark;
+		int rc;
+
+		skip_space(r);
+		if (!at(r, '"')) {
+			unexpected(r);
+			break;
+		}
+		name_at = r->pos;
+		if (read_string(r, &n) != 0)
+			break;
+		/* json-c's names end at a NUL, as here. */
+		if (json_object_object_get_ex(obj, name, NULL)) {
+			r->fault = F_TWICE;
+			r->at = name_at;
+			r->twice = etsi_name(name);
+			break;
+		}
+		skip_space(r);
+		if (!at(r, ':')) {
+			unexpected(r);
+			break;
+		}
+		r->pos++;
+		r->top = mark + n + 1;
+		rc = read_value(r, depth + 1, &v);
+		r->top = mark;
+		if (rc != 0)
+			break;
+		if (json_object_object_add_ex(obj, name, v,
+					      JSON_C_OBJECT_ADD_KEY_IS_NEW) != 0) {
+			kms_etsi_drop(v);
+			fault(r, F_NOMEM);
+			break;
+		}
+		skip_space(r);
+		if (at(r, '}')) {
+			r->pos++;
+			*out = obj;
+			return 0;
+		}
+		if (!at(r, ',')) {
+			unexpected(r);
+			break;
+		}
+		r->pos++;
+	}
+	kms_etsi_drop(obj);
+	return -1;
+}
+
+/* One value at pos (after white space), at nesting depth (0: the
+ * answer): *out, NULL for null; on an error nothing is left made. */
+static int read_value(struct reader *r, int depth, json_object **out)
+{
+	size_t n;
+
+	*out = NULL;
+	skip_space(r);
+	if (r->pos >= r->len)
+		return fault(r, F_EOF);
+	if (depth >= JSON_DEPTH)
+		return fault(r, F_DEPTH);
+	switch (r->s[r->pos]) {
+	case '{':
+		return read_object(r, depth, out);
+	case '[':
+		return read_array(r, depth, out);
+	case '"':
+		if (read_string(r, &n) != 0)
+			return -1;
+		*out = json_object_new_string_len(r->scratch + r->top, (int)n);
+		return *out != NULL ? 0 : fault(r, F_NOMEM);
+	case 't':
+		return read_literal(r, "true", out);
+	case 'f':
+		return read_literal(r, "false", out);
+	case 'n':
+		return read_literal(r, "null", out);
+	default:
+		return read_number(r, out);
+	}
+}
+
+static int read_doc(struct reader *r, const char *body, size_t len,
+		    json_object **doc)
+{
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->s = body;
+	r->len = len;
+	*doc = NULL;
+	if (len >= KMS_SECMEM_MAX)
+		return fault(r, F_SIZE);
+	skip_space(r);
+	if (r->pos == len)
+		return fault(r, F_EMPTY);
+	r->scratch = kms_secmem_alloc(len + 1);
+	if (r->scratch == NULL)
+		return fault(r, F_NOMEM);
+	rc = read_value(r, 0, doc);
+	if (rc == 0) {
+		skip_space(r);
+		if (r->pos < len) {
+			kms_etsi_drop(*doc);
+			*doc = NULL;
+			rc = fault(r, F_TRAILING);
+		}
+	}
+	kms_secmem_free(r->scratch, len + 1);
+	r->scratch = NULL;
+	return rc;
+}
+
+/* What is wrong with the answer, in words that quote none of it. */
+static void describe(const struct reader *r, char *out, size_t size)
+{
+	unsigned char c = r->at < r->len ? (unsigned char)r->s[r->at] : 0;
+
+	switch (r->fault) {
+	case F_EMPTY:
+		snprintf(out, size, "it is empty");
+		break;
+	case F_EOF:
+		snprintf(out, size, "it ends too early, after %zu bytes", r->len);
+		break;
+	case F_BYTE:
+		snprintf(out, size, "unexpected byte 0x%02x at offset %zu", c, r->at);
+		break;
+	case F_TRAILING:
+		snprintf(out, size, "unexpected byte 0x%02x at offset %zu, after "
+			 "the document", c, r->at);
+		break;
+	case F_CONTROL:
+		snprintf(out, size, "control byte 0x%02x in a string at offset %zu",
+			 c, r->at);
+		break;
+	case F_ESCAPE:
+		snprintf(out, size, "bad escape in a string at offset %zu", r->at);
+		break;
+	case F_DEPTH:
+		snprintf(out, size, "nested deeper than %d levels at offset %zu",
+			 JSON_DEPTH, r->at);
+		break;
+	case F_TWICE:
+		if (r->twice != NULL)
+			snprintf(out, size, "member \"%s\" twice in one object, at "
+				 "offset %zu", r->twice, r->at);
+		else
+			snprintf(out, size, "a member name twice in one object, at "
+				 "offset %zu", r->at);
+		break;
+	case F_SIZE:
+		snprintf(out, size, "larger than %d bytes", KMS_SECMEM_MAX - 1);
+		break;
+	default:
+		snprintf(out, size, "out of memory");
+		break;
+	}
+}
+
+kms_rc kms_etsi_read(const char *body, size_t len, json_object **doc,
+		     kms_error *err)
+{
+	struct reader r;
+	char why[96];
+
+	if (read_doc(&r, body, len, doc) == 0)
+		return KMS_OK;
+	describe(&r, why, sizeof(why));
+	if (r.fault == F_NOMEM)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	if (r.fault == F_TWICE || r.fault == F_SIZE)
+		return kms_fail(err, KMS_ERR_KME, "the KME's answer %s %s",
+				r.fault == F_TWICE ? "has" : "is", why);
+	return kms_fail(err, KMS_ERR_KME, "the KME's answer is not valid JSON (%s)",
+			why);
+}
+
+/* The key text inside json-c is wiped as soon as it is decoded (and the
+ * whole answer again when it is dropped). */
 static void wipe_string(json_object *s)
 {
 	kms_wipe((char *)json_object_get_string(s),
@@ -163,13 +706,13 @@ static kms_rc parse_keys(const char *body, size_t len, const char *want_id,
 			 char (*ids)[KMS_KEY_ID_MAX + 1], uint8_t *keys,
 			 size_t *n, kms_error *err)
 {
-	json_object *doc = parse(body, len, err), *arr;
+	json_object *doc, *arr;
 	size_t got = 0;
 	kms_rc rc;
 
 	*n = 0;
-	if (doc == NULL)
-		return err != NULL ? err->code : KMS_ERR_KME;
+	if ((rc = kms_etsi_read(body, len, &doc, err)) != KMS_OK)
+		return rc;
 	if (!json_object_is_type(doc, json_type_object) ||
 	    !json_object_object_get_ex(doc, "keys", &arr) ||
 	    !json_object_is_type(arr, json_type_array))
@@ -193,20 +736,8 @@ static kms_rc parse_keys(const char *body, size_t len, const char *want_id,
 		*n = got;
 	else
 		kms_wipe(keys, max * key_len);
-	/* Every key of the answer is wiped in json-c, taken or not. */
-	if (json_object_is_type(doc, json_type_object) &&
-	    json_object_object_get_ex(doc, "keys", &arr) &&
-	    json_object_is_type(arr, json_type_array)) {
-		for (size_t i = 0; i < json_object_array_length(arr); i++) {
-			json_object *k = json_object_array_get_idx(arr, i), *s;
-
-			if (json_object_is_type(k, json_type_object) &&
-			    json_object_object_get_ex(k, "key", &s) &&
-			    json_object_is_type(s, json_type_string))
-				wipe_string(s);
-		}
-	}
-	json_object_put(doc);
+	/* Every key of the answer, taken or not, and every other string. */
+	kms_etsi_drop(doc);
 	return rc;
 }
 
@@ -256,12 +787,13 @@ static void copy_count(json_object *doc, const char *name, long *out)
 kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
 			     kms_error *err)
 {
-	json_object *doc = parse(body, len, err);
+	json_object *doc;
+	kms_rc rc;
 
-	if (doc == NULL)
-		return err != NULL ? err->code : KMS_ERR_KME;
+	if ((rc = kms_etsi_read(body, len, &doc, err)) != KMS_OK)
+		return rc;
 	if (!json_object_is_type(doc, json_type_object)) {
-		json_object_put(doc);
+		kms_etsi_drop(doc);
 		return kms_fail(err, KMS_ERR_KME,
 				"the KME's status is not a JSON object");
 	}
@@ -273,7 +805,7 @@ kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
 	copy_count(doc, "max_key_per_request", &st->max_key_per_request);
 	copy_count(doc, "min_key_size", &st->min_key_size_bits);
 	copy_count(doc, "max_key_size", &st->max_key_size_bits);
-	json_object_put(doc);
+	kms_etsi_drop(doc);
 	return KMS_OK;
 }
 
@@ -303,13 +835,14 @@ void kms_etsi_error_text(const char *body, size_t len, char *out, size_t size)
 	if (size == 0)
 		return;
 	out[0] = '\0';
-	doc = parse(body, len, NULL);
-	if (doc != NULL && json_object_is_type(doc, json_type_object) &&
+	if (kms_etsi_read(body, len, &doc, NULL) != KMS_OK) {
+		clean_copy(body, len, out, size);
+		return;
+	}
+	if (json_object_is_type(doc, json_type_object) &&
 	    json_object_object_get_ex(doc, "message", &msg) &&
 	    json_object_is_type(msg, json_type_string))
 		clean_copy(json_object_get_string(msg),
 			   (size_t)json_object_get_string_len(msg), out, size);
-	else if (doc == NULL)
-		clean_copy(body, len, out, size);
-	json_object_put(doc);
+	kms_etsi_drop(doc);
 }

@@ -40,4 +40,17 @@ kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
  * and at most size - 1 bytes. Empty if the body says nothing. */
 void kms_etsi_error_text(const char *body, size_t len, char *out, size_t size);
 
+/* kmstore's reader of a KME's answer, which every function above uses:
+ * RFC 8259 read strictly (one value, nothing after it but white space, no
+ * member named twice in an object, at most 16 levels, at most
+ * KMS_SECMEM_MAX - 1 bytes) into a json-c tree (*doc, NULL for "null").
+ * Whatever it made of an answer it refuses is wiped and freed; an error
+ * describes the fault by offset and byte value, never quoting the answer.
+ * Free *doc with kms_etsi_drop, which wipes every string and member name
+ * in it before json-c frees them: json_object_put would not. */
+struct json_object;
+kms_rc kms_etsi_read(const char *body, size_t len, struct json_object **doc,
+		     kms_error *err);
+void kms_etsi_drop(struct json_object *doc);
+
 #endif

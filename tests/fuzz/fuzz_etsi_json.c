@@ -1,10 +1,46 @@
 /* fuzz_etsi_json.c - KME answers (key containers, status, error bodies)
- * are untrusted input that becomes an IKE PPK. */
+ * are untrusted input that becomes an IKE PPK. kmstore reads them itself,
+ * into json-c objects: whatever it reads, json-c's strict tokener must read
+ * the same. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "etsi014_json.h"
+
+/* Ours accepted it: json-c's strict tokener (same depth) must accept it
+ * too and make an equal tree. It may refuse what json-c accepts: a member
+ * named twice, a raw control byte in a string, a leading zero... */
+static void same_as_json_c(const uint8_t *data, size_t size)
+{
+	json_object *ours, *theirs;
+	json_tokener *tok;
+	kms_error err;
+	char *text;
+
+	if (kms_etsi_read((const char *)data, size, &ours, &err) != KMS_OK)
+		return;
+	/* With its NUL, as json_tokener_parse() reads a string: json-c
+	 * knows a number at the end is whole only when it sees the NUL (what
+	 * ours accepts holds no NUL byte). */
+	text = malloc(size + 1);
+	tok = json_tokener_new_ex(16);
+	if (text == NULL || tok == NULL || memchr(data, '\0', size) != NULL)
+		abort();
+	memcpy(text, data, size);
+	text[size] = '\0';
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	theirs = json_tokener_parse_ex(tok, text, (int)size + 1);
+	if (json_tokener_get_error(tok) != json_tokener_success ||
+	    !json_object_equal(ours, theirs))
+		abort();
+	json_tokener_free(tok);
+	json_object_put(theirs);
+	free(text);
+	kms_etsi_drop(ours);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,5 +63,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (const char *c = text; *c; c++)
 		if (*c < 0x20 || *c > 0x7e)
 			abort();
+	same_as_json_c(data, size);
 	return 0;
 }

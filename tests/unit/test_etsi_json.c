@@ -1,18 +1,118 @@
 /* test_etsi_json.c - ETSI GS QKD 014 bodies: requests as the standard
  * shows them, and every malformed answer a KME could send. */
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "etsi014_json.h"
+#include "secmem.h"
+#include "util.h"
 
-/* 32 bytes 00..1f in base64. */
+/* 32 bytes 00..1f in base64; two more keys: 40..5f and 80..9f. */
 #define KEY32 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define KEY32_B "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8="
+#define KEY32_C "gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8="
+
+/* Heap blocks freed while keys are watched are searched for any 12
+ * characters of them in a row (tests/hygiene's window): json-c frees what
+ * it built, and a key text it held unwiped shows here. Volatile: the
+ * compiler takes free() for a function that reads and writes no global. */
+static const char *const *volatile watched; /* NULL-terminated */
+static volatile int leaked;
+
+static void look(const void *p, size_t size)
+{
+	for (const char *const *w = watched; w != NULL && *w != NULL; w++)
+		for (size_t i = 0; i + 12 <= strlen(*w); i++)
+			if (memmem(p, size, *w + i, 12) != NULL) {
+				leaked++;
+				return;
+			}
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+
+#ifdef TEST_ASAN
+/* ASan's free would be replaced by ours: its hooks instead. A chunk being
+ * freed has no size any more, so the sizes come from the malloc hook. */
+#include <sanitizer/allocator_interface.h>
+
+#define TRACKED 4096
+static struct {
+	const volatile void *p;
+	size_t size;
+} tracked[TRACKED];
+
+static void on_malloc(const volatile void *p, size_t size)
+{
+	for (size_t i = 0; watched != NULL && i < TRACKED; i++)
+		if (tracked[i].p == NULL) {
+			tracked[i].p = p;
+			tracked[i].size = size;
+			return;
+		}
+}
+
+static void on_free(const volatile void *p)
+{
+	for (size_t i = 0; p != NULL && i < TRACKED; i++)
+		if (tracked[i].p == p) {
+			tracked[i].p = NULL;
+			look((const void *)p, tracked[i].size);
+			return;
+		}
+}
+
+static void watch_frees(void)
+{
+	static int installed;
+
+	memset(tracked, 0, sizeof(tracked));
+	if (!installed++)
+		__sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+}
+#else
+/* Every free of the process, json-c's included, passes here first. */
+void __libc_free(void *p);
+
+void free(void *p)
+{
+	if (p != NULL && watched != NULL)
+		look(p, malloc_usable_size(p));
+	__libc_free(p);
+}
+
+static void watch_frees(void)
+{
+}
+#endif
+
+static void watch(const char *const *keys)
+{
+	watch_frees();
+	leaked = 0;
+	watched = keys;
+}
+
+static int unwatch(void)
+{
+	watched = NULL;
+	return leaked;
+}
 
 struct parsed {
 	kms_rc rc;
@@ -84,11 +184,32 @@ static void test_valid_container(void **state)
 static void test_malformed_containers(void **state)
 {
 	(void)state;
-	assert_refused("", NULL, "not valid JSON");
+	assert_refused("", NULL, "not valid JSON (it is empty)");
+	assert_refused(" \r\n", NULL, "not valid JSON (it is empty)");
 	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}]",
-		       NULL, "ends too early");
+		       NULL, "ends too early, after 77 bytes");
 	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}]}{}",
-		       NULL, "unexpected character");
+		       NULL, "unexpected byte 0x7b at offset 78, after the document");
+	/* The byte and where, never the answer's text. */
+	assert_refused("<html>", NULL, "not valid JSON (unexpected byte 0x3c at offset 0)");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":'" KEY32 "'}]}",
+		       NULL, "unexpected byte 0x27 at offset 29");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"AAEC\nAwQF\"}]}",
+		       NULL, "control byte 0x0a in a string at offset 34");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"AAEC\\xAwQF\"}]}",
+		       NULL, "bad escape in a string at offset 34");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"AAEC\\u00gA\"}]}",
+		       NULL, "bad escape in a string at offset 34");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"AAEC\\u00", NULL,
+		       "ends too early");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\",}]}",
+		       NULL, "unexpected byte 0x7d");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"},]}",
+		       NULL, "unexpected byte 0x5d");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}],"
+		       "\"n\":01}", NULL, "unexpected byte 0x31");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}],"
+		       "\"n\":tru}", NULL, "unexpected byte 0x7d");
 	assert_refused("[]", NULL, "not a key container");
 	assert_refused("{\"key\":[]}", NULL, "not a key container");
 	assert_refused("{\"keys\":{}}", NULL, "not a key container");
@@ -131,7 +252,49 @@ static void test_malformed_containers(void **state)
 		       "mine", "not the 'mine' asked for");
 	/* Nesting bomb: json-c's depth limit, no stack exhaustion. */
 	assert_refused("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
-		       NULL, "not valid JSON");
+		       NULL, "not valid JSON (nested deeper than 16 levels at offset 16)");
+	/* 16 levels are fine (and not a key container). */
+	assert_refused("[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]", NULL, "not a key container");
+	assert_refused("null", NULL, "not a key container");
+}
+
+/* Escapes decode as json-c decodes them; so do numbers and literals. */
+static void test_json_values(void **state)
+{
+	static const char body[] =
+		" {\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041\\u00e9\\u20ac"
+		"\\ud83d\\ude00\\ud800x\\udc00\",\"n\":[0,-0,12,-12,9223372036854775807,"
+		"18446744073709551615,-9223372036854775808,1.5,-2.5e-3,1E2],"
+		"\"l\":[true,false,null],\"\":{}}\r\n";
+	json_object *doc, *v;
+	kms_error err;
+
+	(void)state;
+	assert_int_equal(kms_etsi_read(body, strlen(body), &doc, &err), KMS_OK);
+	assert_true(json_object_object_get_ex(doc, "s", &v));
+	assert_int_equal(json_object_get_string_len(v), 25);
+	assert_memory_equal(json_object_get_string(v),
+			    "\"\\/\b\f\n\r\tA\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
+			    "\xef\xbf\xbdx\xef\xbf\xbd", 25);
+	assert_true(json_object_object_get_ex(doc, "n", &v));
+	assert_int_equal(json_object_array_length(v), 10);
+	assert_int_equal(json_object_get_int64(json_object_array_get_idx(v, 2)), 12);
+	assert_int_equal(json_object_get_int64(json_object_array_get_idx(v, 3)), -12);
+	assert_true(json_object_get_int64(json_object_array_get_idx(v, 4)) == INT64_MAX);
+	assert_true(json_object_get_uint64(json_object_array_get_idx(v, 5)) == UINT64_MAX);
+	assert_true(json_object_get_int64(json_object_array_get_idx(v, 6)) == INT64_MIN);
+	assert_true(json_object_is_type(json_object_array_get_idx(v, 7), json_type_double));
+	assert_true(json_object_get_double(json_object_array_get_idx(v, 7)) == 1.5);
+	assert_true(json_object_get_double(json_object_array_get_idx(v, 8)) == -2.5e-3);
+	assert_true(json_object_get_double(json_object_array_get_idx(v, 9)) == 100.0);
+	assert_true(json_object_object_get_ex(doc, "l", &v));
+	assert_true(json_object_get_boolean(json_object_array_get_idx(v, 0)));
+	assert_false(json_object_get_boolean(json_object_array_get_idx(v, 1)));
+	assert_null(json_object_array_get_idx(v, 2));
+	assert_true(json_object_object_get_ex(doc, "", &v));
+	kms_etsi_drop(doc);
+	assert_int_equal(kms_etsi_read("null", 4, &doc, &err), KMS_OK);
+	assert_null(doc);
 }
 
 static void test_status(void **state)
@@ -179,6 +342,102 @@ static void test_error_text(void **state)
 	assert_string_equal(out, "");
 	kms_etsi_error_text("\x01\x02\xff", 3, out, sizeof(out));
 	assert_string_equal(out, "");
+}
+
+/* A member named twice: json-c kept the last and freed the first unwiped,
+ * a key among them. Refused, wherever it is, escaped or not. */
+static void test_duplicate_members(void **state)
+{
+	struct parsed r;
+
+	(void)state;
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32_B "\","
+		       "\"key\":\"" KEY32 "\"}]}", NULL, "\"key\" twice");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"k\\u0065y\":\"" KEY32_B "\","
+		       "\"key\":\"" KEY32 "\"}]}", NULL, "\"key\" twice");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}],"
+		       "\"keys\":[{\"key_ID\":\"b\",\"key\":\"" KEY32_B "\"}]}",
+		       NULL, "\"keys\" twice");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key_ID\":\"b\",\"key\":\""
+		       KEY32 "\"}]}", NULL, "\"key_ID\" twice");
+	/* A name kmstore does not know is not quoted: it may be anything. */
+	r = parse_keys("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\","
+		       "\"key_extension\":{\"" KEY32_B "\":1,\"" KEY32_B "\":2}}]}",
+		       NULL, 32);
+	assert_int_equal(r.rc, KMS_ERR_KME);
+	assert_contains(r.err.message, "twice");
+	assert_lacks(r.err.message, "QEFCQ0RF");
+	/* The same name in two objects is no repetition. */
+	r = parse_keys("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\","
+		       "\"key_extension\":{\"key\":1,\"key_ID\":2}}]}", NULL, 32);
+	assert_int_equal(r.rc, KMS_OK);
+}
+
+/* Whatever json-c held of an answer is wiped before it is freed: on
+ * success, on every refusal, and for an error body. */
+static void test_wiped_on_every_path(void **state)
+{
+	static const char *const keys[] = { KEY32, KEY32_B, KEY32_C, NULL };
+	static const char *const bodies[] = {
+		/* A valid container and then a stray byte. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}]}x",
+		/* Cut off after the key. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"",
+		"{\"keys\":[{\"key\":\"" KEY32 "\",\"key_ID\":",
+		/* Nested too deep after the key. */
+		"{\"keys\":[{\"key\":\"" KEY32 "\",\"key_ID\":[[[[[[[[[[[[[[[[[[[[1]]]]"
+		"]]]]]]]]]]]]]]]]}]}",
+		/* The key named twice; the container named twice. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32_B "\",\"key\":\"" KEY32 "\"}]}",
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}],"
+		"\"keys\":[{\"key_ID\":\"b\",\"key\":\"" KEY32_B "\"}]}",
+		/* An escaped key (\u0042 is its 9th character), then a stray byte. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"AAECAwQF\\u0042gcICQoLDA0ODxAREhMU"
+		"FRYXGBkaGxwdHh8=\"}]} x",
+		/* Two keys where one was asked for; a key of another size. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"},"
+		"{\"key_ID\":\"b\",\"key\":\"" KEY32_B "\"}]}",
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 KEY32_C "\"}]}",
+		/* A key where none belongs. */
+		"{\"key\":\"" KEY32_C "\",\"keys\":[]}",
+		/* Valid, and taken. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}]}",
+	};
+	size_t n = sizeof(bodies) / sizeof(bodies[0]), in_use = kms_secmem_in_use();
+	char out[200], bad[600] = "";
+	kms_status st;
+	kms_error err;
+
+	(void)state;
+	/* The watch sees a key freed unwiped. */
+	watch(keys);
+	{
+		char *volatile copy = strdup("x" KEY32 "x");
+
+		free(copy);
+	}
+	assert_int_equal(unwatch(), 1);
+	for (size_t i = 0; i < n; i++) {
+		struct parsed r;
+		int in_parse, in_rest;
+
+		watch(keys);
+		r = parse_keys(bodies[i], NULL, 32);
+		in_parse = unwatch();
+		watch(keys);
+		kms_etsi_error_text(bodies[i], strlen(bodies[i]), out, sizeof(out));
+		(void)kms_etsi_parse_status(bodies[i], strlen(bodies[i]), &st, &err);
+		in_rest = unwatch();
+		if (in_parse != 0 || in_rest != 0 ||
+		    r.rc != (i + 1 < n ? KMS_ERR_KME : KMS_OK))
+			snprintf(bad + strlen(bad), sizeof(bad) - strlen(bad),
+				 " %zu%s%s%s", i, in_parse ? " (parse)" : "",
+				 in_rest ? " (error text or status)" : "",
+				 r.rc == KMS_OK && i + 1 < n ? " (taken)" : "");
+	}
+	if (bad[0] != '\0')
+		fail_msg("key text freed unwiped or answer taken, bodies:%s", bad);
+	assert_int_equal(kms_secmem_in_use(), in_use); /* the scratch is freed */
 }
 
 /* enc_keys with number > 1 (kmstored's pool): 1 to max keys, distinct
@@ -234,9 +493,12 @@ int main(void)
 		cmocka_unit_test(test_requests),
 		cmocka_unit_test(test_valid_container),
 		cmocka_unit_test(test_malformed_containers),
+		cmocka_unit_test(test_json_values),
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_error_text),
 		cmocka_unit_test(test_batch),
+		cmocka_unit_test(test_duplicate_members),
+		cmocka_unit_test(test_wiped_on_every_path),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
