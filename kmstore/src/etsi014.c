@@ -512,12 +512,14 @@ static kms_rc http_failure(struct call *k, long status, const struct body *b,
 {
 	char text[200];
 	kms_rc code = KMS_ERR_KME;
+	/* "HTTP 400: the KME's words", or "HTTP 500 (kmstore's words about
+	 * a body it does not quote)". */
+	int quoted = kms_etsi_error_text(b->data, b->len, text, sizeof(text));
 
-	kms_etsi_error_text(b->data, b->len, text, sizeof(text));
 	if (k->op == OP_DEC_KEYS && (status == 400 || status == 404))
 		code = KMS_ERR_NOT_FOUND;
 	return call_fail(k, err, code, "HTTP %ld%s%s%s", status,
-			 text[0] ? ": " : "", text,
+			 !text[0] ? "" : quoted ? ": " : " ", text,
 			 status == 401 ? likely_401(k->op) : "");
 }
 

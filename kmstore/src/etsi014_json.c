@@ -5,6 +5,7 @@
  * one key (or as many as asked for, with distinct IDs), a printable
  * key_ID of at most 64 bytes, canonical base64 of exactly the size asked
  * for. Extensions (key_ID_extension, key_extension, ...) are ignored. */
+#include <inttypes.h>
 #include <locale.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -809,11 +810,12 @@ kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
 	return KMS_OK;
 }
 
-/* Printable ASCII, runs of white space and control bytes folded to one
- * space, at most size - 1 bytes. */
-static void clean_copy(const char *s, size_t len, char *out, size_t size)
+/* Appends s cleaned to out: printable ASCII, runs of white space and
+ * control bytes folded to one space, none at the start; out holds at most
+ * size - 1 bytes (the caller trims a space at the end). */
+static void append(char *out, size_t size, const char *s, size_t len)
 {
-	size_t o = 0;
+	size_t o = strlen(out);
 
 	for (size_t i = 0; i < len && o + 1 < size; i++) {
 		unsigned char c = (unsigned char)s[i];
@@ -823,26 +825,154 @@ static void clean_copy(const char *s, size_t len, char *out, size_t size)
 		else if (o > 0 && out[o - 1] != ' ')
 			out[o++] = ' ';
 	}
-	while (o > 0 && out[o - 1] == ' ')
-		o--;
 	out[o] = '\0';
 }
 
-void kms_etsi_error_text(const char *body, size_t len, char *out, size_t size)
+static void append_str(char *out, size_t size, const char *s)
 {
+	append(out, size, s, strlen(s));
+}
+
+/* A value of "details" as words: strings and numbers as they are. */
+static void append_value(char *out, size_t size, json_object *v)
+{
+	char num[32];
+
+	switch (json_object_get_type(v)) {
+	case json_type_string:
+		append(out, size, json_object_get_string(v),
+		       (size_t)json_object_get_string_len(v));
+		return;
+	case json_type_int:
+		if (json_object_get_int64(v) < 0)
+			snprintf(num, sizeof(num), "%" PRId64, json_object_get_int64(v));
+		else
+			snprintf(num, sizeof(num), "%" PRIu64, json_object_get_uint64(v));
+		break;
+	case json_type_double:
+		snprintf(num, sizeof(num), "%g", json_object_get_double(v));
+		break;
+	case json_type_boolean:
+		snprintf(num, sizeof(num), "%s",
+			 json_object_get_boolean(v) ? "true" : "false");
+		break;
+	case json_type_null:
+		snprintf(num, sizeof(num), "null");
+		break;
+	default:
+		snprintf(num, sizeof(num), "...");
+		break;
+	}
+	append_str(out, size, num);
+}
+
+/* ETSI GS QKD 014's error object: a "message" and an array of "details",
+ * each an object. */
+static void append_details(char *out, size_t size, json_object *details)
+{
+	struct lh_entry *e;
+
+	if (!json_object_is_type(details, json_type_array) ||
+	    json_object_array_length(details) == 0)
+		return;
+	append_str(out, size, " (details: ");
+	for (size_t i = 0; i < json_object_array_length(details); i++) {
+		json_object *d = json_object_array_get_idx(details, i);
+
+		if (i > 0)
+			append_str(out, size, "; ");
+		if (!json_object_is_type(d, json_type_object)) {
+			append_value(out, size, d);
+			continue;
+		}
+		lh_foreach(json_object_get_object(d), e) {
+			if (e != lh_table_head(json_object_get_object(d)))
+				append_str(out, size, ", ");
+			append_str(out, size, (const char *)lh_entry_k(e));
+			append_str(out, size, "=");
+			append_value(out, size, (json_object *)lh_entry_v(e));
+		}
+	}
+	append_str(out, size, ")");
+}
+
+/* A key, or a text that quotes one ("key" or "keys" as a member's name, or
+ * in quotes in a string: a key container wrapped in a message). */
+static int holds_key(json_object *o)
+{
+	struct lh_entry *e;
+	const char *s;
+	size_t len;
+
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		s = json_object_get_string(o);
+		len = (size_t)json_object_get_string_len(o);
+		return memmem(s, len, "\"key\"", 5) != NULL ||
+		       memmem(s, len, "\"keys\"", 6) != NULL;
+	case json_type_array:
+		for (size_t i = 0; i < json_object_array_length(o); i++)
+			if (holds_key(json_object_array_get_idx(o, i)))
+				return 1;
+		return 0;
+	case json_type_object:
+		lh_foreach(json_object_get_object(o), e) {
+			if (strcmp((const char *)lh_entry_k(e), "key") == 0 ||
+			    strcmp((const char *)lh_entry_k(e), "keys") == 0 ||
+			    holds_key((json_object *)lh_entry_v(e)))
+				return 1;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+#define NOT_ETSI "(the body is not an ETSI error message: "
+
+int kms_etsi_error_text(const char *body, size_t len, char *out, size_t size)
+{
+	struct reader r;
 	json_object *doc, *msg;
+	size_t start = 0, o;
+	char why[96];
+	int quoted = 0;
 
 	if (size == 0)
-		return;
+		return 0;
 	out[0] = '\0';
-	if (kms_etsi_read(body, len, &doc, NULL) != KMS_OK) {
-		clean_copy(body, len, out, size);
-		return;
+	while (start < len && (body[start] == ' ' || body[start] == '\t' ||
+			       body[start] == '\n' || body[start] == '\r'))
+		start++;
+	if (start == len)
+		return 0; /* no body: the status says it all */
+	if (read_doc(&r, body, len, &doc) != 0) {
+		describe(&r, why, sizeof(why));
+		if (body[start] == '<')
+			snprintf(out, size, NOT_ETSI "%zu bytes of HTML or XML; not "
+				 "quoted)", len);
+		else
+			snprintf(out, size, NOT_ETSI "%s%s; not quoted)",
+				 r.fault == F_TWICE ? "it has " : "not valid JSON, ",
+				 why);
+		return 0;
 	}
-	if (json_object_is_type(doc, json_type_object) &&
-	    json_object_object_get_ex(doc, "message", &msg) &&
-	    json_object_is_type(msg, json_type_string))
-		clean_copy(json_object_get_string(msg),
-			   (size_t)json_object_get_string_len(msg), out, size);
+	if (holds_key(doc)) {
+		snprintf(out, size, NOT_ETSI "it holds a key; not quoted)");
+	} else if (!json_object_is_type(doc, json_type_object) ||
+		   !json_object_object_get_ex(doc, "message", &msg) ||
+		   !json_object_is_type(msg, json_type_string)) {
+		snprintf(out, size, NOT_ETSI "JSON without a \"message\" string; "
+			 "not quoted)");
+	} else {
+		append(out, size, json_object_get_string(msg),
+		       (size_t)json_object_get_string_len(msg));
+		if (json_object_object_get_ex(doc, "details", &msg))
+			append_details(out, size, msg);
+		for (o = strlen(out); o > 0 && out[o - 1] == ' '; o--)
+			out[o - 1] = '\0';
+		quoted = out[0] != '\0';
+	}
 	kms_etsi_drop(doc);
+	return quoted;
 }

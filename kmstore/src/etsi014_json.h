@@ -35,10 +35,17 @@ kms_rc kms_etsi_parse_key_batch(const char *body, size_t len, size_t max,
 kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
 			     kms_error *err);
 
-/* The KME's own explanation of an error response: the "message" of a JSON
- * error body, or the start of any other body, reduced to printable ASCII
- * and at most size - 1 bytes. Empty if the body says nothing. */
-void kms_etsi_error_text(const char *body, size_t len, char *out, size_t size);
+/* The KME's own explanation of an error response, for a message after
+ * "HTTP 503": the "message" of an ETSI error object, and its "details",
+ * reduced to printable ASCII; returns 1 then. Any other body is not
+ * quoted, since it may be a key container (an error status with a key, or a
+ * key container cut off): out then describes it in kmstore's words, in
+ * parentheses ("(the body is not an ETSI error message: ...; not
+ * quoted)"), or is empty if there is no body; returns 0. A body is an ETSI
+ * error object if it is valid JSON, an object with a "message" string, and
+ * holds no key: no member named "key" or "keys" at any depth, and no string
+ * with "key" or "keys" in quotes. At most size - 1 bytes. */
+int kms_etsi_error_text(const char *body, size_t len, char *out, size_t size);
 
 /* kmstore's reader of a KME's answer, which every function above uses:
  * RFC 8259 read strictly (one value, nothing after it but white space, no

@@ -59,7 +59,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)kms_etsi_parse_key_container((const char *)data, size, "id-1", 32,
 					   id, key, &err);
 	(void)kms_etsi_parse_status((const char *)data, size, &st, &err);
-	kms_etsi_error_text((const char *)data, size, text, sizeof(text));
+	if (kms_etsi_error_text((const char *)data, size, text, sizeof(text)) &&
+	    text[0] == '\0')
+		abort();
 	for (const char *c = text; *c; c++)
 		if (*c < 0x20 || *c > 0x7e)
 			abort();

@@ -41,6 +41,8 @@ expect_eq "$id" "$(json "$RUN_OUT" key_id)" "east's key has the ID west was give
 run "$kmstore" -c "$E" key qkd --key-id "$id"
 expect_rc 5 "a key is delivered once: the second dec_keys is 'no such key'"
 expect_in "HTTP 400" "$RUN_ERR" "the error quotes the KME's HTTP status"
+expect_in "HTTP 400: key $id not found or already retrieved (details: key_ID=$id" "$RUN_ERR" \
+	"... and the message and details of its ETSI error object"
 run "$kmstore" -c "$W" key qkd --reveal hex
 expect_rc 0 "west gets another key, revealed"
 hex=$(awk '$1 == "key" { print $2 }' <<<"$RUN_OUT")
@@ -235,7 +237,8 @@ expect_in "sent 2 keys" "$RUN_ERR" "... is named"
 lab --fault html-error=404
 run "$kmstore" -c "$W" key qkd
 expect_rc 7 "an HTML error page"
-expect_in "HTTP 404" "$RUN_ERR" "... is reported with its status"
+expect_in "HTTP 404 (the body is not an ETSI error message: " "$RUN_ERR" "... is reported with its status"
+expect_in "bytes of HTML or XML; not quoted)" "$RUN_ERR" "... and described, not quoted"
 
 lab --fault drop
 run "$kmstore" -c "$W" key qkd

@@ -324,24 +324,49 @@ static void test_status(void **state)
 
 static void test_error_text(void **state)
 {
-	char out[64];
+	char out[200];
 	static const char json[] = "{\"message\":\"key not found\\n\\tat all\","
 				   "\"details\":[{\"x\":1}]}";
+	static const char sim[] =
+		"{\"message\":\"key 3a1a63c2 not found or already retrieved\","
+		"\"details\":[{\"key_ID\":\"3a1a63c2\",\"KME_ID\":\"KME_B\"},"
+		"\"more\",{\"n\":-1,\"d\":0.5,\"b\":true,\"z\":null,\"a\":[1]}]}";
 	static const char html[] = "<html>\r\n<head><title>503 Service "
 				   "Unavailable</title></head></html>";
 
 	(void)state;
-	kms_etsi_error_text(json, strlen(json), out, sizeof(out));
-	assert_string_equal(out, "key not found at all");
-	kms_etsi_error_text(html, strlen(html), out, sizeof(out));
-	assert_string_equal(out, "<html> <head><title>503 Service Unavailable</title"
-				 "></head></htm");
-	kms_etsi_error_text("", 0, out, sizeof(out));
+	assert_int_equal(kms_etsi_error_text(json, strlen(json), out, sizeof(out)), 1);
+	assert_string_equal(out, "key not found at all (details: x=1)");
+	assert_int_equal(kms_etsi_error_text(sim, strlen(sim), out, sizeof(out)), 1);
+	assert_string_equal(out, "key 3a1a63c2 not found or already retrieved (details: "
+				 "key_ID=3a1a63c2, KME_ID=KME_B; more; n=-1, d=0.5, "
+				 "b=true, z=null, a=...)");
+	/* Cut to the room given. */
+	assert_int_equal(kms_etsi_error_text(sim, strlen(sim), out, 20), 1);
+	assert_string_equal(out, "key 3a1a63c2 not fo");
+	/* An HTML page (a proxy's) is described, not quoted. */
+	assert_int_equal(kms_etsi_error_text(html, strlen(html), out, sizeof(out)), 0);
+	assert_string_equal(out, "(the body is not an ETSI error message: 66 bytes of "
+				 "HTML or XML; not quoted)");
+	assert_int_equal(kms_etsi_error_text("", 0, out, sizeof(out)), 0);
 	assert_string_equal(out, "");
-	kms_etsi_error_text("{\"details\":[]}", 14, out, sizeof(out));
+	assert_int_equal(kms_etsi_error_text(" \r\n", 3, out, sizeof(out)), 0);
 	assert_string_equal(out, "");
-	kms_etsi_error_text("\x01\x02\xff", 3, out, sizeof(out));
+	assert_int_equal(kms_etsi_error_text("{\"message\":\" \"}", 15, out,
+					     sizeof(out)), 0);
 	assert_string_equal(out, "");
+	assert_int_equal(kms_etsi_error_text("{\"details\":[]}", 14, out, sizeof(out)),
+			 0);
+	assert_string_equal(out, "(the body is not an ETSI error message: JSON without "
+				 "a \"message\" string; not quoted)");
+	assert_int_equal(kms_etsi_error_text("\x01\x02\xff", 3, out, sizeof(out)), 0);
+	assert_string_equal(out, "(the body is not an ETSI error message: not valid "
+				 "JSON, unexpected byte 0x01 at offset 0; not quoted)");
+	assert_int_equal(kms_etsi_error_text("{\"message\":\"a\",\"message\":\"b\"}",
+					     29, out, sizeof(out)), 0);
+	assert_string_equal(out, "(the body is not an ETSI error message: it has member "
+				 "\"message\" twice in one object, at offset 15; not "
+				 "quoted)");
 }
 
 /* A member named twice: json-c kept the last and freed the first unwiped,
@@ -440,6 +465,42 @@ static void test_wiped_on_every_path(void **state)
 	assert_int_equal(kms_secmem_in_use(), in_use); /* the scratch is freed */
 }
 
+/* An error body is quoted only when it is an ETSI error object: never a
+ * body that holds a key, nor one that is not JSON. */
+static void test_error_text_secrets(void **state)
+{
+	static const char *const bodies[] = {
+		/* An HTTP 500 whose body is a cut-off key container. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"",
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32,
+		/* A whole key container under an error status. */
+		"{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "\"}]}",
+		/* An error object that also holds a key, at any depth. */
+		"{\"message\":\"oops\",\"key\":\"" KEY32 "\"}",
+		"{\"message\":\"oops\",\"details\":[{\"key\":\"" KEY32 "\"}]}",
+		/* A message that wraps an upstream's key container. */
+		"{\"message\":\"upstream: {\\\"keys\\\":[{\\\"key\\\":\\\"" KEY32
+		"\\\"}]}\"}",
+		/* Not JSON at all. */
+		KEY32,
+		"key=" KEY32,
+	};
+	char out[200];
+	int bad = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		memset(out, 'x', sizeof(out));
+		kms_etsi_error_text(bodies[i], strlen(bodies[i]), out, sizeof(out));
+		if (strstr(out, "AAECAwQF") != NULL || strstr(out, "HR8=") != NULL ||
+		    strstr(out, "not quoted") == NULL) {
+			print_error("body %zu: '%s'\n", i, out);
+			bad++;
+		}
+	}
+	assert_int_equal(bad, 0);
+}
+
 /* enc_keys with number > 1 (kmstored's pool): 1 to max keys, distinct
  * IDs, each checked as one. */
 static void test_batch(void **state)
@@ -499,6 +560,7 @@ int main(void)
 		cmocka_unit_test(test_batch),
 		cmocka_unit_test(test_duplicate_members),
 		cmocka_unit_test(test_wiped_on_every_path),
+		cmocka_unit_test(test_error_text_secrets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
