@@ -81,6 +81,9 @@ void kmsd_pool_free(struct kmsd_pool *pl);
 /* Moves the keys of from into to, if they come from the same KMEs. */
 void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from);
 kms_key *kmsd_pool_take(struct kmsd_pool *pl); /* NULL when empty */
+/* Every KME is down: the pool asks a status as the first is back from its
+ * back-off, so that the outage ends when a KME answers. */
+void kmsd_pool_outage(struct kmsd_pool *pl);
 void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target);
 /* At shutdown: until every pool thread has ended (1), or seconds (0). */
 int kmsd_pools_wait(int seconds);

@@ -24,6 +24,7 @@
 #define RETRY_FIRST_MS 1000
 #define RETRY_MAX_MS 30000
 #define FAIL_LOG_EVERY_MS 60000
+#define PROBE_MIN_MS 1000 /* between two statuses of a pool's outage */
 
 struct pooled {
 	kms_key *key;
@@ -40,6 +41,7 @@ struct kmsd_pool {
 	int stopping, running;
 	int filling;         /* below prefetch-low: refill up to prefetch */
 	long failures, retry_at_ms, failure_logged_ms;
+	long probe_at_ms;    /* every KME down: ask a status then; 0: none */
 	struct kmsd_conf *conf; /* held while the thread runs */
 };
 
@@ -156,7 +158,36 @@ static void refill(struct kmsd_pool *pl, size_t want)
 	free(fresh);
 }
 
-/* The time to wake up next: the oldest key's expiry, a retry. */
+/* Every KME down and nothing to refill: nothing else may ask a KME but
+ * the watcher, every 30 s. So a status as the first is back from its
+ * back-off, and the outage (its policy) ends when a KME answers. */
+static void probe(struct kmsd_pool *pl, long now)
+{
+	long at;
+	kms_status st;
+	kms_error err;
+
+	pl->probe_at_ms = 0;
+	if (pl->filling || !kms_qkd_all_down(pl->p))
+		return;
+	at = kms_qkd_back_at(pl->p);
+	if (now < at) {
+		pl->probe_at_ms = at;
+		return;
+	}
+	pthread_mutex_unlock(&pl->lock);
+	if (kms_qkd_status(pl->p, &st, &err) == KMS_OK)
+		kmsd_log(KMS_LOG_INFO, "profile '%s': a KME answers again (its "
+			 "status): the outage is over", kms_profile_name(pl->p));
+	pthread_mutex_lock(&pl->lock);
+	pl->probe_at_ms = 0;
+	if (kms_qkd_all_down(pl->p)) {
+		at = kms_qkd_back_at(pl->p);
+		pl->probe_at_ms = at > now + PROBE_MIN_MS ? at : now + PROBE_MIN_MS;
+	}
+}
+
+/* The time to wake up next: the oldest key's expiry, a retry, a probe. */
 static void next_wake(const struct kmsd_pool *pl, struct timespec *ts)
 {
 	long at = -1;
@@ -165,6 +196,8 @@ static void next_wake(const struct kmsd_pool *pl, struct timespec *ts)
 		at = pl->keys[0].born_ms + pl->c->prefetch_max_age_ms;
 	if (pl->retry_at_ms > 0 && (at < 0 || pl->retry_at_ms < at))
 		at = pl->retry_at_ms;
+	if (pl->probe_at_ms > 0 && (at < 0 || pl->probe_at_ms < at))
+		at = pl->probe_at_ms;
 	clock_gettime(CLOCK_MONOTONIC, ts);
 	if (at < 0) {
 		ts->tv_sec += 3600;
@@ -202,6 +235,8 @@ static void *pool_main(void *arg)
 			else if (pl->retry_at_ms == 0)
 				continue;
 		}
+		if (!pl->stopping && (pl->probe_at_ms == 0 || t >= pl->probe_at_ms))
+			probe(pl, t);
 		next_wake(pl, &ts);
 		pthread_cond_timedwait(&pl->wake, &pl->lock, &ts);
 	}
@@ -302,6 +337,14 @@ void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from)
 	from->n = 0;
 	pthread_mutex_unlock(&to->lock);
 	pthread_mutex_unlock(&from->lock);
+}
+
+void kmsd_pool_outage(struct kmsd_pool *pl)
+{
+	pthread_mutex_lock(&pl->lock);
+	if (pl->probe_at_ms == 0)
+		pthread_cond_signal(&pl->wake);
+	pthread_mutex_unlock(&pl->lock);
 }
 
 kms_key *kmsd_pool_take(struct kmsd_pool *pl)

@@ -187,6 +187,8 @@ static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
 	long left, target;
 
 	*key = NULL;
+	if (down)
+		kmsd_pool_outage(pool);
 	if (down && qc->outage == KMS_OUTAGE_FAIL) {
 		kmsd_pool_figures(pool, &left, &target);
 		return kms_fail(err, KMS_ERR_UNREACHABLE,

@@ -788,15 +788,38 @@ static size_t kme_order(struct kms_qkd_client *cl, size_t order[KMS_KMES_MAX])
 	return n;
 }
 
+static int kme_failed(struct kme *e)
+{
+	int failed;
+
+	pthread_mutex_lock(&e->health_lock);
+	failed = e->asked && e->failures > 0;
+	pthread_mutex_unlock(&e->health_lock);
+	return failed;
+}
+
 int kms_qkd_all_down(const kms_profile *p)
 {
 	const struct kms_qkd_config *c = p->state;
-	long now = kms_now_ms();
 
 	for (size_t i = 0; i < c->client->n; i++)
-		if (kme_retry_at(&c->client->kmes[i]) <= now)
+		if (!kme_failed(&c->client->kmes[i]))
 			return 0;
 	return 1;
+}
+
+long kms_qkd_back_at(const kms_profile *p)
+{
+	const struct kms_qkd_config *c = p->state;
+	long at = LONG_MAX;
+
+	for (size_t i = 0; i < c->client->n; i++) {
+		long t = kme_retry_at(&c->client->kmes[i]);
+
+		if (t < at)
+			at = t;
+	}
+	return at;
 }
 
 static void health_of(struct kme *e, kms_kme_health *h);
@@ -839,12 +862,11 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 	/* A 503 says the KME is busy or out of keys, and a 5xx to several
 	 * keys may say only that it holds fewer: it answered, and is not
 	 * down (kmstored's outage policy). A problem with this SAE's own
-	 * credentials tells nothing of it either. */
-	if (rc == KMS_ERR_CONFIG ||
-	    (rc != KMS_OK && (k->http_status == 503 ||
-			      (k->http_status >= 500 && k->keys > 1))))
+	 * credentials tells nothing of it. */
+	if (rc == KMS_ERR_CONFIG)
 		return rc;
-	if (rc == KMS_OK || !fails_over(rc, k->http_status))
+	if (rc == KMS_OK || !fails_over(rc, k->http_status) ||
+	    k->http_status == 503 || (k->http_status >= 500 && k->keys > 1))
 		kme_up(k->kme); /* it answered */
 	else
 		kme_down(k->kme, err);

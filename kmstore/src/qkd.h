@@ -50,9 +50,12 @@ kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err);
  * the number given is kept as the KME's limit. For kmstored's pool. */
 kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err);
-/* Whether every KME of the profile is down now (each failed its last
- * request and is in its back-off). */
+/* Whether every KME of the profile is down now: each failed its last
+ * request. */
 int kms_qkd_all_down(const kms_profile *p);
+/* When the first of the profile's KMEs is back from its back-off
+ * (monotonic ms; past if one is). */
+long kms_qkd_back_at(const kms_profile *p);
 /* Each KME's health into out (n_kmes, kmes), asking none of them. */
 void kms_qkd_health(const kms_profile *p, kms_status *out);
 

@@ -434,6 +434,26 @@ sim_pid=
 run "$KMSTORE" --daemon "$SW" key qkd
 expect_rc 8 "every KME down, outage = fail: refused at once"
 expect_in "every KME is down and its outage policy is 'fail': no key (3 prefetched keys kept unused)" "$RUN_ERR" "... saying so"
+sleep 1.5
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 8 "... and still past the KME's first back-off (1 s): it is still down"
+kmstored_stop "$SW"
+# The outage ends when a KME answers: dropping a dec_keys marks it down;
+# as its back-off ends the pool asks its status, which it answers.
+sim --fault drop,path=dec_keys
+conf "$work/west.conf" west "$A1" $'prefetch = 3\noutage = fail'
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 pool_is "$SW" 3 || true
+"$KMSTORE" --daemon "$SW" key qkd --key-id 00000000-0000-4000-8000-000000000001 >/dev/null 2>&1 || true
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 8 "a KME down (a dec_keys dropped), outage = fail: refused"
+if wait_for 10 grep -q 'a KME answers again (its status): the outage is over' "$SW.log"; then
+	tap_ok "... its status asked as its back-off ends: the outage is over (logged)"
+else
+	tap_not_ok "... its status asked as its back-off ends: the outage is over (logged)" "$(tail -n 3 "$SW.log")"
+fi
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 0 "... and the pool serves again"
 kmstored_stop "$SW"
 # A metrics socket.
 sim
