@@ -49,7 +49,11 @@ static void look(const void *p, size_t size)
 #ifdef TEST_ASAN
 /* ASan's free would be replaced by ours: its hooks instead. A chunk being
  * freed has no size any more, so the sizes come from the malloc hook. */
-#include <sanitizer/allocator_interface.h>
+/* As <sanitizer/allocator_interface.h> has it: clang ships that header,
+ * gcc only the runtime. */
+int __sanitizer_install_malloc_and_free_hooks(
+	void (*malloc_hook)(const volatile void *, size_t),
+	void (*free_hook)(const volatile void *));
 
 #define TRACKED 4096
 static struct {
