@@ -80,7 +80,12 @@ void kmsd_pool_stop(struct kmsd_pool *pl);
 void kmsd_pool_free(struct kmsd_pool *pl);
 /* Moves the keys of from into to, if they come from the same KMEs. */
 void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from);
-kms_key *kmsd_pool_take(struct kmsd_pool *pl); /* NULL when empty */
+/* The oldest key and when the pool got it; NULL when empty. */
+kms_key *kmsd_pool_take(struct kmsd_pool *pl, long *born_ms);
+/* A key taken but not delivered, back in its place by age; NULL, or why
+ * not (the caller still owns the key then). */
+const char *kmsd_pool_put_back(struct kmsd_pool *pl, kms_key *key,
+			       long born_ms);
 /* Every KME is down: the pool asks a status as the first is back from its
  * back-off, so that the outage ends when a KME answers. */
 void kmsd_pool_outage(struct kmsd_pool *pl);
@@ -92,6 +97,7 @@ int kmsd_pools_wait(int seconds);
 #define KMSD_METRICS_MAX (1024 * 1024 - 64)
 void kmsd_metrics_init(void);
 void kmsd_metric_key(const char *profile, int by_id, int from_pool);
+void kmsd_metric_undelivered(const char *profile, int by_id, int from_pool);
 void kmsd_metric_failed(const char *profile, kms_rc rc);
 void kmsd_metric_refused(void);
 void kmsd_metric_reload(int ok);

@@ -34,7 +34,7 @@ static const double buckets[] = {
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 enum family {
-	F_KEYS, F_FAILED, F_KME_REQUESTS, F_KME_SECONDS, F_POOL_EXPIRED,
+	F_KEYS, F_UNDELIVERED, F_FAILED, F_KME_REQUESTS, F_KME_SECONDS, F_POOL_EXPIRED,
 	F_POOL_OUTAGE, F_REFUSED, F_RELOADS, F_KME_STORED, F_N
 };
 
@@ -44,6 +44,10 @@ static const struct {
 	[F_KEYS] = { "kmstore_keys_served_total", "counter",
 		     "Keys served to clients, by profile, kind (new: a key for use "
 		     "now; by_id: the key with an ID) and source (pool or kme)." },
+	[F_UNDELIVERED] = { "kmstore_keys_undelivered_total", "counter",
+			    "Keys taken for clients that had gone when the reply "
+			    "was written (not counted as served), by profile, kind "
+			    "and source; those from a pool went back to it." },
 	[F_FAILED] = { "kmstore_requests_failed_total", "counter",
 		       "Client requests that failed, by profile and cause (the "
 		       "kmstore result code)." },
@@ -177,6 +181,12 @@ static void set(enum family f, double v, ...)
 void kmsd_metric_key(const char *profile, int by_id, int from_pool)
 {
 	add(F_KEYS, 1, "profile", profile, "kind", by_id ? "by_id" : "new",
+	    "source", from_pool ? "pool" : "kme", NULL);
+}
+
+void kmsd_metric_undelivered(const char *profile, int by_id, int from_pool)
+{
+	add(F_UNDELIVERED, 1, "profile", profile, "kind", by_id ? "by_id" : "new",
 	    "source", from_pool ? "pool" : "kme", NULL);
 }
 

@@ -347,7 +347,7 @@ void kmsd_pool_outage(struct kmsd_pool *pl)
 	pthread_mutex_unlock(&pl->lock);
 }
 
-kms_key *kmsd_pool_take(struct kmsd_pool *pl)
+kms_key *kmsd_pool_take(struct kmsd_pool *pl, long *born_ms)
 {
 	kms_key *key = NULL;
 
@@ -355,6 +355,7 @@ kms_key *kmsd_pool_take(struct kmsd_pool *pl)
 	expire(pl, kms_now_ms());
 	if (pl->n > 0) {
 		key = pl->keys[0].key;
+		*born_ms = pl->keys[0].born_ms;
 		memmove(pl->keys, pl->keys + 1, (pl->n - 1) * sizeof(*pl->keys));
 		pl->n--;
 	}
@@ -362,6 +363,33 @@ kms_key *kmsd_pool_take(struct kmsd_pool *pl)
 		pthread_cond_signal(&pl->wake);
 	pthread_mutex_unlock(&pl->lock);
 	return key;
+}
+
+const char *kmsd_pool_put_back(struct kmsd_pool *pl, kms_key *key,
+			       long born_ms)
+{
+	size_t at = 0;
+
+	pthread_mutex_lock(&pl->lock);
+	if (pl->stopping) {
+		pthread_mutex_unlock(&pl->lock);
+		return "the pool is stopping";
+	}
+	if (pl->n >= (size_t)pl->c->prefetch) {
+		pthread_mutex_unlock(&pl->lock);
+		return "the pool is full";
+	}
+	/* Ahead of the keys as old or younger: the order expire() needs. */
+	while (at < pl->n && pl->keys[at].born_ms < born_ms)
+		at++;
+	memmove(pl->keys + at + 1, pl->keys + at, (pl->n - at) * sizeof(*pl->keys));
+	pl->keys[at].key = key;
+	pl->keys[at].born_ms = born_ms;
+	pl->n++;
+	expire(pl, kms_now_ms());
+	pthread_cond_signal(&pl->wake); /* the oldest key may be older now */
+	pthread_mutex_unlock(&pl->lock);
+	return NULL;
 }
 
 void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target)

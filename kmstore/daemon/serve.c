@@ -64,10 +64,13 @@ static int read_full(int fd, uint8_t *p, size_t len, int forever)
 	return 0;
 }
 
-static int write_full(int fd, const uint8_t *p, size_t len)
+/* 0, or -1 with errno set (ETIMEDOUT: the client read nothing for
+ * IO_TIMEOUT_MS); *sent says how many bytes went out either way. */
+static int write_full(int fd, const uint8_t *p, size_t len, size_t *sent)
 {
 	long deadline = kms_now_ms() + IO_TIMEOUT_MS;
 
+	*sent = 0;
 	while (len > 0) {
 		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
 		long left = deadline - kms_now_ms();
@@ -76,21 +79,32 @@ static int write_full(int fd, const uint8_t *p, size_t len)
 		if (n > 0) {
 			p += n;
 			len -= (size_t)n;
+			*sent += (size_t)n;
 			continue;
 		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR)
 			return -1;
-		if (left <= 0 || (poll(&pfd, 1, (int)left) < 0 && errno != EINTR))
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
 			return -1;
 	}
 	return 0;
 }
 
-static int send_reply(int fd, struct kms_wire_buf *b)
+/* 0, or -1 with errno set (as write_full; ENOMEM: not built). */
+static int send_reply(int fd, struct kms_wire_buf *b, size_t *sent)
 {
-	int rc = kms_wire_finish(b) == 0 ? write_full(fd, b->data, b->len) : -1;
+	int rc = -1, e = ENOMEM;
 
+	*sent = 0;
+	if (kms_wire_finish(b) == 0 && (rc = write_full(fd, b->data, b->len,
+							 sent)) != 0)
+		e = errno;
 	kms_wire_free(b);
+	errno = e;
 	return rc;
 }
 
@@ -98,13 +112,14 @@ static int send_error(int fd, const kms_error *e)
 {
 	struct kms_wire_buf b;
 	uint8_t code = (uint8_t)e->code;
+	size_t sent;
 
 	if (kms_wire_init(&b, KMS_WIRE_HEADER + 32 + KMS_ERROR_MAX, 0,
 			  KMS_WIRE_ERROR) != 0)
 		return -1;
 	kms_wire_put(&b, KMS_T_CODE, &code, 1);
 	kms_wire_put_str(&b, KMS_T_MESSAGE, e->message);
-	return send_reply(fd, &b);
+	return send_reply(fd, &b, &sent);
 }
 
 static kms_rc ok_reply(struct kms_wire_buf *b, size_t cap, int secret,
@@ -180,7 +195,7 @@ static void log_key(const struct kmsd_client *c, const kms_key *key,
 /* "A key for use now" from the profile's pool, if it has one, following
  * its outage policy; *key NULL when the KME must be asked. */
 static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
-			kms_error *err)
+			long *born_ms, kms_error *err)
 {
 	const struct kms_qkd_config *qc = p->state;
 	int down = kms_qkd_all_down(p);
@@ -196,7 +211,7 @@ static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
 				"policy is 'fail': no key (%ld prefetched keys kept "
 				"unused)", kms_profile_name(p), left);
 	}
-	*key = kmsd_pool_take(pool);
+	*key = kmsd_pool_take(pool, born_ms);
 	if (*key != NULL && down) {
 		kmsd_pool_figures(pool, &left, &target);
 		kmsd_metric_pool_outage(kms_profile_name(p));
@@ -207,21 +222,34 @@ static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
 	return KMS_OK;
 }
 
+/* A key on its way to a client. It is counted and logged once its reply
+ * is written (key_sent), not before: a client may have gone meanwhile (it
+ * gave up after its own timeout), and a key from the pool then goes back
+ * to the pool. */
+struct key_out {
+	kms_key *key;           /* NULL: no key in the reply */
+	struct kmsd_conf *conf; /* held until then: the pool's snapshot */
+	struct kmsd_pool *pool; /* the key's pool; NULL: from the KME */
+	long born_ms;           /* when the pool got it */
+	int by_id;
+};
+
 static kms_rc do_key(const struct kmsd_client *c,
 		     const struct kms_wire_request *q, struct kms_wire_buf *b,
-		     kms_error *err)
+		     struct key_out *out, kms_error *err)
 {
 	struct kmsd_conf *conf = kmsd_conf_get();
 	kms_key *key = NULL;
 	kms_profile *p;
 	size_t i = 0;
-	int pooled = 0;
+	long born = 0;
 	kms_rc rc;
 
 	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
 	if (rc == KMS_OK && !q->has_key_id && conf->pools[i] != NULL) {
-		rc = from_pool(p, conf->pools[i], &key, err);
-		pooled = key != NULL;
+		rc = from_pool(p, conf->pools[i], &key, &born, err);
+		if (key != NULL)
+			out->pool = conf->pools[i];
 	}
 	if (rc == KMS_OK && key == NULL) {
 		rc = q->has_key_id ? kms_profile_get_key_by_id(p, q->key_id, &key, err) :
@@ -234,20 +262,64 @@ static kms_rc do_key(const struct kmsd_client *c,
 			 (int)c->pid, q->has_key_id ? "key by ID" : "key for use now",
 			 err->message);
 	}
-	kmsd_conf_put(conf);
-	if (rc != KMS_OK)
+	if (rc != KMS_OK) {
+		kmsd_conf_put(conf);
 		return rc;
-	kmsd_metric_key(kms_key_profile(key), q->has_key_id, pooled);
+	}
+	out->key = key;
+	out->conf = conf;
+	out->born_ms = born;
+	out->by_id = q->has_key_id;
 	rc = ok_reply(b, KMS_WIRE_KEY_REPLY_MAX, 1, err);
 	if (rc == KMS_OK) {
 		kms_wire_put_str(b, KMS_T_PROFILE, kms_key_profile(key));
 		kms_wire_put_str(b, KMS_T_KEY_ID, kms_key_id(key));
 		kms_wire_put(b, KMS_T_KEY, kms_key_bytes(key), kms_key_size(key));
-		log_key(c, key, q->has_key_id ? "found" : pooled ? "for use now, "
-			"from the pool" : "for use now");
 	}
-	kms_key_free(key);
 	return rc;
+}
+
+/* After the reply to a KEY request: the key served, counted and logged;
+ * or not delivered (why: the client has gone, ...), and then back in its
+ * pool, unless some of the reply went out or the pool has no room. The
+ * key is never logged, its ID and check value are. */
+static void key_sent(const struct kmsd_client *c, struct key_out *o,
+		     size_t sent, const char *why)
+{
+	char kcv[KMS_KCV_LEN + 1], id[KMS_KEY_ID_MAX + 1];
+	char profile[KMS_PROFILE_NAME_MAX + 1], fate[96];
+	const char *not_back = "part of the reply went out";
+	kms_log_level level = KMS_LOG_WARNING;
+
+	if (why == NULL) {
+		kmsd_metric_key(kms_key_profile(o->key), o->by_id, o->pool != NULL);
+		log_key(c, o->key, o->by_id ? "found" : o->pool != NULL ?
+			"for use now, from the pool" : "for use now");
+		kms_key_free(o->key);
+		kmsd_conf_put(o->conf);
+		return;
+	}
+	/* Copied first: once back in the pool, another client may take it. */
+	kms_key_check_value(o->key, kcv);
+	snprintf(id, sizeof(id), "%s", kms_key_id(o->key));
+	snprintf(profile, sizeof(profile), "%s", kms_key_profile(o->key));
+	kmsd_metric_undelivered(profile, o->by_id, o->pool != NULL);
+	if (o->pool == NULL) {
+		snprintf(fate, sizeof(fate), "consumed at the KME, lost");
+	} else if (sent == 0 &&
+		   (not_back = kmsd_pool_put_back(o->pool, o->key, o->born_ms)) == NULL) {
+		o->key = NULL;
+		level = KMS_LOG_INFO;
+		snprintf(fate, sizeof(fate), "back in the pool");
+	} else {
+		snprintf(fate, sizeof(fate), "dropped, %s", not_back);
+	}
+	kms_key_free(o->key);
+	kmsd_log(level, "%s (uid %u, pid %d): profile '%s': key %s %s not "
+		 "delivered (%s): %s (check value %s)", c->user, (unsigned)c->uid,
+		 (int)c->pid, profile, id, o->by_id ? "by ID" : o->pool != NULL ?
+		 "for use now, from the pool," : "for use now", why, fate, kcv);
+	kmsd_conf_put(o->conf);
 }
 
 static kms_rc do_status(const struct kmsd_client *c,
@@ -346,13 +418,13 @@ static kms_rc do_reload(const struct kmsd_client *c, struct kms_wire_buf *b,
 
 static kms_rc handle(const struct kmsd_client *c,
 		     const struct kms_wire_request *q, struct kms_wire_buf *b,
-		     kms_error *err)
+		     struct key_out *out, kms_error *err)
 {
 	switch (q->kind) {
 	case KMS_WIRE_PROFILES:
 		return do_profiles(c, q, b, err);
 	case KMS_WIRE_KEY:
-		return do_key(c, q, b, err);
+		return do_key(c, q, b, out, err);
 	case KMS_WIRE_STATUS:
 		return do_status(c, q, b, err);
 	case KMS_WIRE_CHECK:
@@ -373,9 +445,11 @@ static int serve_one(int fd, const struct kmsd_client *c)
 	uint8_t h[KMS_WIRE_HEADER], body[KMS_WIRE_REQUEST_MAX];
 	struct kms_wire_request q;
 	struct kms_wire_buf b = { 0 };
+	struct key_out out = { 0 };
 	char why[160];
 	kms_error err;
 	uint32_t len;
+	size_t sent = 0;
 	int kind, rc;
 
 	if (read_full(fd, h, sizeof(h), 1) != 0)
@@ -397,10 +471,17 @@ static int serve_one(int fd, const struct kmsd_client *c)
 		send_error(fd, &err);
 		return -1;
 	}
-	if (handle(c, &q, &b, &err) != KMS_OK) {
+	if (handle(c, &q, &b, &out, &err) != KMS_OK) {
 		rc = send_error(fd, &err);
+		if (out.key != NULL) /* the reply could not be built */
+			key_sent(c, &out, 0, err.message);
 	} else {
-		rc = send_reply(fd, &b);
+		rc = send_reply(fd, &b, &sent);
+		if (out.key != NULL)
+			key_sent(c, &out, sent, rc == 0 ? NULL :
+				 errno == EPIPE || errno == ECONNRESET ?
+				 "the client is gone" : errno == ETIMEDOUT ?
+				 "the client did not read it in 5 s" : strerror(errno));
 	}
 	/* The thread may now wait for a long while: no key in its registers. */
 	if (q.kind == KMS_WIRE_KEY)

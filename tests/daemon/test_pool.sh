@@ -7,6 +7,9 @@
 #     and survives a reload with the same KMEs; from a KME that gives 3
 #     keys per request it asks for 3 at a time (its status), not halves,
 #     from one of 2 that hides its status for halves;
+#   - a key whose client has gone when the reply is written: logged and
+#     counted as not delivered, not as served; a pooled one goes back to
+#     the pool, first in line;
 #   - failover with the first KME down (nothing listening), black-holed,
 #     answering 503, for enc_keys and dec_keys; a failed KME is skipped
 #     during its back-off; every KME down: a clear error in bounded time;
@@ -96,6 +99,9 @@ pool_keys() {
 		sed -n 's/^kmstore_pool_keys{profile="qkd"} //p'
 }
 pool_is() { [ "$(pool_keys "$1")" = "$2" ]; }
+# metric_has SOCKET TEXT: a line of the metrics holds TEXT (a key is
+# counted once its reply is written: its client may ask first).
+metric_has() { "$KMSTORE" --daemon "$1" metrics 2>/dev/null | grep -qF "$2"; }
 enc_requests() { grep -c '"POST /api/v1/keys/SAE_B/enc_keys' "$work/sim.log" || true; }
 at_listener() { grep -c "kme-sim $1 .*\"POST" "$work/sim.log" || true; }
 
@@ -125,7 +131,12 @@ before=$(enc_requests)
 run "$KMSTORE" --daemon "$SW" --json key qkd
 expect_rc 0 "a key for use now"
 id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
-expect_in "key $id for use now, from the pool" "$(cat "$SW.log")" "... from the pool (kmstored's log)"
+# kmstored logs a key once its reply is written: the client may be first.
+if wait_for 5 grep -qF "key $id for use now, from the pool" "$SW.log"; then
+	tap_ok "... from the pool (kmstored's log)"
+else
+	tap_not_ok "... from the pool (kmstored's log)" "$(tail -n 3 "$SW.log")"
+fi
 expect_eq "$before" "$(enc_requests)" "... with no enc_keys request to the KME"
 run "$KMSTORE" -c "$work/east.conf" --json key qkd --key-id "$id"
 expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "the peer's KME gives the same key for its ID (dec_keys)"
@@ -170,6 +181,55 @@ if command -v gcore >/dev/null && [ "${KMSTORE_SANITIZED:-0}" != 1 ]; then
 		tap_ok "# SKIP gcore cannot dump here: $(tail -n 1 "$work/gcore.out")"
 	fi
 fi
+kmstored_stop "$SW"
+
+# --- a key a client does not take ------------------------------------------------
+# A client gone before its reply is written (it gave up after a timeout of
+# its own): the key is logged and counted as not delivered, not as served;
+# a key from the pool goes back to it, first in line.
+sim --fault latency=3000,path=enc_keys
+conf "$work/west.conf" west "$A1"
+sed -i 's/^timeout .*/timeout      = 10/' "$work/west.conf"
+kmstored_start "$SW" "$work/west.conf"
+run timeout 1 "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 124 "a client gives up after 1 s on a KME 3 s away"
+if wait_for 15 grep -q 'key [^ ]* for use now not delivered (the client is gone): consumed at the KME, lost (check value [0-9a-f]*)$' "$SW.log"; then
+	tap_ok "... kmstored logs its key as consumed at the KME, not delivered"
+else
+	tap_not_ok "... kmstored logs its key as consumed at the KME, not delivered" "$(tail -n 3 "$SW.log")"
+fi
+expect_not_in "for use now (check value" "$(cat "$SW.log")" "... not as served"
+m=$("$KMSTORE" --daemon "$SW" metrics)
+expect_in 'kmstore_keys_undelivered_total{profile="qkd",kind="new",source="kme"} 1' "$m" "... counted in kmstore_keys_undelivered_total"
+expect_not_in 'kmstore_keys_served_total' "$m" "... not in kmstore_keys_served_total"
+kmstored_stop "$SW"
+sim
+conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 pool_is "$SW" 5 || true
+# A KEY request from a client that shut its reading side first: kmstored's
+# reply cannot be written (EPIPE), whatever the timing.
+python3 -c 'import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+s.shutdown(socket.SHUT_RD)
+body = b"\x01" + struct.pack(">I", len(sys.argv[2])) + sys.argv[2].encode()
+s.sendall(b"KMSD\x01\x02\x00\x00" + struct.pack(">I", len(body)) + body)' "$SW" qkd
+if wait_for 10 grep -q 'for use now, from the pool, not delivered (the client is gone): back in the pool' "$SW.log"; then
+	tap_ok "a pooled key whose client is gone goes back to the pool (logged)"
+else
+	tap_not_ok "a pooled key whose client is gone goes back to the pool (logged)" "$(tail -n 3 "$SW.log")"
+fi
+expect_eq 5 "$(pool_keys "$SW")" "... the pool holds 5 keys again"
+id=$(sed -n 's/.*: key \([^ ]*\) for use now, from the pool, not delivered.*/\1/p' "$SW.log")
+run "$KMSTORE" --daemon "$SW" --json key qkd
+expect_eq "$id" "$(json "$RUN_OUT" 'd["key_id"]')" "... first in line: the next client gets it"
+wait_for 5 metric_has "$SW" 'kmstore_keys_served_total{' || true
+m=$("$KMSTORE" --daemon "$SW" metrics)
+expect_in 'kmstore_keys_served_total{profile="qkd",kind="new",source="pool"} 1' "$m" "... served once, when delivered"
+expect_in 'kmstore_keys_undelivered_total{profile="qkd",kind="new",source="pool"} 1' "$m" "... and not delivered once"
+run python3 "$here/check_exposition.py" <<<"$m"
+expect_rc 0 "... a well-formed exposition"
 kmstored_stop "$SW"
 
 # --- a KME that gives at most 2 keys per request, its status hidden -----------
@@ -380,6 +440,7 @@ id=$("$KMSTORE" -c "$work/east.conf" --json key qkd | python3 -c 'import json,sy
 "$KMSTORE" --daemon "$SW" key qkd --key-id "$id" >/dev/null
 "$KMSTORE" --daemon "$SW" key qkd --key-id 00000000-0000-0000-0000-000000000000 >/dev/null 2>&1 || true
 setpriv --reuid=65534 --regid=65534 --clear-groups "$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 || true
+wait_for 5 metric_has "$SW" 'kmstore_keys_served_total{profile="qkd",kind="by_id",source="kme"} 1' || true
 run curl -sS --max-time 5 "http://127.0.0.1:$port/metrics"
 expect_rc 0 "curl scrapes http://127.0.0.1:$port/metrics"
 m=$RUN_OUT
