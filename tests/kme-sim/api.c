@@ -135,6 +135,20 @@ static void log_key_number(const struct api_server *srv, const char *sae,
 		srv->model->kmes[srv->kme].id, who, number);
 }
 
+/* With --verbose, a request that a latency rule holds, as it arrives: a
+ * test then knows its client is waiting for the answer. */
+static void log_held(const struct api_server *srv, const char *method,
+		     const char *url, unsigned long ms)
+{
+	char path[256];
+
+	if (srv->quiet)
+		return;
+	clean_for_log(url, path, sizeof(path));
+	fprintf(stderr, "kme-sim %s: %s %s: answering in %lu ms (latency)\n",
+		srv->name, method, path, ms);
+}
+
 /* ---- responses ---- */
 
 static void wipe_string(void *p)
@@ -501,8 +515,11 @@ static enum MHD_Result finish_request(const struct api_server *srv,
 	route_parse(url, &rt);
 	fault_pick(srv->faults, srv->model->kmes[srv->kme].id, srv->slot, rt.ep,
 		   &fc);
-	if (fc.latency_ms > 0)
+	if (fc.latency_ms > 0) {
+		if (srv->verbose)
+			log_held(srv, method, url, fc.latency_ms);
 		fault_sleep_ms(fc.latency_ms);
+	}
 	if (fc.rule != NULL && fault_replaces_answer(fc.rule))
 		return answer_fault(srv, c, rq, method, url, &fc);
 	serve(&rp, srv, c, method, rq, &rt, &fc);

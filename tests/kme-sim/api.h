@@ -23,7 +23,8 @@ struct api_server {
 	const char *slot;         /* ID/N, also for the first: for faults */
 	struct fault_set *faults;
 	bool quiet;               /* no per-request log */
-	bool verbose;             /* also log connections without requests */
+	bool verbose;             /* also log connections without requests,
+				   * requests held by a latency rule */
 };
 
 enum MHD_Result api_handle(void *cls, struct MHD_Connection *c,
