@@ -91,7 +91,7 @@ static void stop_pools(struct kmsd_conf *c)
 }
 
 /* A reload keeps prefetched keys whose profile still names the same KMEs,
- * SAEs and key size. */
+ * SAEs and key size, and those of a refill under way (kmsd_pool_adopt). */
 static void adopt_pools(struct kmsd_conf *to, struct kmsd_conf *from)
 {
 	for (size_t i = 0; i < kms_store_profile_count(to->store); i++) {
@@ -101,7 +101,7 @@ static void adopt_pools(struct kmsd_conf *to, struct kmsd_conf *from)
 				   j < kms_store_profile_count(from->store); j++)
 			if (strcmp(name, kms_profile_name(kms_store_profile_at(
 						 from->store, j))) == 0)
-				kmsd_pool_adopt(to->pools[i], from->pools[j]);
+				kmsd_pool_adopt(to->pools[i], to, from->pools[j]);
 	}
 }
 
@@ -170,9 +170,10 @@ kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
 		pthread_mutex_unlock(&reload_lock);
 		return rc;
 	}
-	/* The old pools stop refilling; their keys go to the new ones. */
-	stop_pools(current);
+	/* The old pools' keys go to the new ones, and so do those of their
+	 * refills under way; then every old pool stops. */
 	adopt_pools(fresh, current);
+	stop_pools(current);
 	pthread_mutex_lock(&lock);
 	old = current;
 	current = fresh;

@@ -78,12 +78,16 @@ struct kmsd_pool *kmsd_pool_new(kms_profile *p); /* NULL: no pool wanted */
 int kmsd_pool_start(struct kmsd_pool *pl, struct kmsd_conf *c);
 void kmsd_pool_stop(struct kmsd_pool *pl);
 void kmsd_pool_free(struct kmsd_pool *pl);
-/* Moves the keys of from into to, if they come from the same KMEs. */
-void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from);
+/* At a reload, if from and to take keys from the same KMEs: moves the keys
+ * of from into to (of snapshot to_conf, not started yet), and stops from,
+ * whose refill under way then brings its keys to to. */
+void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_conf *to_conf,
+		     struct kmsd_pool *from);
 /* The oldest key and when the pool got it; NULL when empty. */
 kms_key *kmsd_pool_take(struct kmsd_pool *pl, long *born_ms);
-/* A key taken but not delivered, back in its place by age; NULL, or why
- * not (the caller still owns the key then). */
+/* A key taken but not delivered, back in its place by age (in the pool
+ * that adopted pl, after a reload); NULL, or why not (the key is then
+ * dropped, and counted). Takes the key either way. */
 const char *kmsd_pool_put_back(struct kmsd_pool *pl, kms_key *key,
 			       long born_ms);
 /* Every KME is down: the pool asks a status as the first is back from its
@@ -102,6 +106,7 @@ void kmsd_metric_failed(const char *profile, kms_rc rc);
 void kmsd_metric_refused(void);
 void kmsd_metric_reload(int ok);
 void kmsd_metric_pool_expired(const char *profile, long n);
+void kmsd_metric_pool_dropped(const char *profile, long n);
 void kmsd_metric_pool_outage(const char *profile);
 void kmsd_metric_stored(const char *profile, const char *kme_id, long count);
 char *kmsd_metrics_text(void); /* malloc'ed; NULL when out of memory */

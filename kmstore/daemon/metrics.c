@@ -34,8 +34,9 @@ static const double buckets[] = {
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 enum family {
-	F_KEYS, F_UNDELIVERED, F_FAILED, F_KME_REQUESTS, F_KME_SECONDS, F_POOL_EXPIRED,
-	F_POOL_OUTAGE, F_REFUSED, F_RELOADS, F_KME_STORED, F_N
+	F_KEYS, F_UNDELIVERED, F_FAILED, F_KME_REQUESTS, F_KME_SECONDS,
+	F_POOL_EXPIRED, F_POOL_DROPPED, F_POOL_OUTAGE, F_REFUSED, F_RELOADS,
+	F_KME_STORED, F_N
 };
 
 static const struct {
@@ -59,6 +60,10 @@ static const struct {
 	[F_POOL_EXPIRED] = { "kmstore_pool_expired_total", "counter",
 			     "Prefetched keys dropped unused after "
 			     "prefetch-max-age." },
+	[F_POOL_DROPPED] = { "kmstore_pool_dropped_total", "counter",
+			     "Prefetched keys dropped unused before "
+			     "prefetch-max-age: fetched for a profile a reload "
+			     "removed or changed, or with no room in the pool." },
 	[F_POOL_OUTAGE] = { "kmstore_pool_served_in_outage_total", "counter",
 			    "Keys served from the pool while every KME of the "
 			    "profile was down." },
@@ -208,6 +213,11 @@ void kmsd_metric_reload(int ok)
 void kmsd_metric_pool_expired(const char *profile, long n)
 {
 	add(F_POOL_EXPIRED, (double)n, "profile", profile, NULL);
+}
+
+void kmsd_metric_pool_dropped(const char *profile, long n)
+{
+	add(F_POOL_DROPPED, (double)n, "profile", profile, NULL);
 }
 
 void kmsd_metric_pool_outage(const char *profile)

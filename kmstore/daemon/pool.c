@@ -6,9 +6,15 @@
  *
  * Each pool has a thread that does the refills and the expiry, and holds a
  * reference to its configuration snapshot; a reload hands the keys of a
- * pool to the new snapshot's pool of the same profile when the profile
- * still names the same KMEs, SAEs and key size, and stops the old thread.
- * Keys stay in locked memory (kms_key); none is ever written anywhere. */
+ * pool to the new snapshot's pool of the same profile (its heir) when the
+ * profile still names the same KMEs, SAEs and key size, and stops the old
+ * thread. A refill under way then brings its keys to the heir, which
+ * counts them as coming and asks for no more meanwhile; the old pool holds
+ * a reference to the heir's snapshot for as long as it exists.
+ * Keys stay in locked memory (kms_key); none is ever written anywhere.
+ *
+ * Locks: only a reload holds two pool locks, the old pool's, then its
+ * heir's; every other path holds one at a time (lock_heir). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -43,6 +49,10 @@ struct kmsd_pool {
 	long failures, retry_at_ms, failure_logged_ms;
 	long probe_at_ms;    /* every KME down: ask a status then; 0: none */
 	struct kmsd_conf *conf; /* held while the thread runs */
+	size_t in_flight;       /* keys the refill under way asked for */
+	long incoming;          /* keys a predecessor's refill brings */
+	struct kmsd_pool *heir; /* the pool that adopted this one */
+	struct kmsd_conf *heir_conf; /* its snapshot, held by this pool */
 };
 
 static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -91,7 +101,101 @@ void kmsd_pool_free(struct kmsd_pool *pl)
 	free(pl->keys);
 	pthread_mutex_destroy(&pl->lock);
 	pthread_cond_destroy(&pl->wake);
+	kmsd_conf_put(pl->heir_conf);
 	free(pl);
+}
+
+/* Puts a key in its place by age, the keys staying oldest first (as
+ * expire() needs): ahead of those as old as it (a key put back), or after
+ * them (a key fetched). The lock is held and there is room. */
+static void place(struct kmsd_pool *pl, kms_key *key, long born_ms, int ahead)
+{
+	size_t at = pl->n;
+
+	while (at > 0 && (pl->keys[at - 1].born_ms > born_ms ||
+			  (ahead && pl->keys[at - 1].born_ms == born_ms)))
+		at--;
+	memmove(pl->keys + at + 1, pl->keys + at, (pl->n - at) * sizeof(*pl->keys));
+	pl->keys[at].key = key;
+	pl->keys[at].born_ms = born_ms;
+	pl->n++;
+}
+
+/* Fetched keys into the pool, as many as there is room for; the rest are
+ * dropped, counted and logged. The lock is held. */
+static void keep(struct kmsd_pool *pl, kms_key **fresh, size_t got, long t)
+{
+	size_t i = 0, gone;
+
+	for (; i < got && pl->n < (size_t)pl->c->prefetch; i++)
+		place(pl, fresh[i], t, 0);
+	for (gone = got - i; i < got; i++)
+		kms_key_free(fresh[i]);
+	if (gone == 0)
+		return;
+	kmsd_metric_pool_dropped(kms_profile_name(pl->p), (long)gone);
+	kmsd_log(KMS_LOG_INFO, "profile '%s': %zu prefetched key%s dropped unused: "
+		 "no room in the pool (prefetch = %ld)", kms_profile_name(pl->p),
+		 gone, gone == 1 ? "" : "s", pl->c->prefetch);
+}
+
+/* The pool that keys for pl go to now, locked: pl, or the pool that
+ * adopted it at a reload (and so on, reload after reload); NULL when the
+ * last of them stopped without an heir (its profile removed or changed,
+ * or kmstored stopping). One lock at a time; each pool holds its heir's
+ * snapshot, so the chain stays while the caller holds pl's. */
+static struct kmsd_pool *lock_heir(struct kmsd_pool *pl)
+{
+	pthread_mutex_lock(&pl->lock);
+	while (pl->stopping) {
+		struct kmsd_pool *next = pl->heir;
+
+		pthread_mutex_unlock(&pl->lock);
+		if (next == NULL)
+			return NULL;
+		pl = next;
+		pthread_mutex_lock(&pl->lock);
+	}
+	return pl;
+}
+
+static size_t coming(const struct kmsd_pool *pl)
+{
+	return pl->incoming > 0 ? (size_t)pl->incoming : 0;
+}
+
+/* The keys of a refill that a reload overtook (pl is stopping, its lock
+ * not held): to the pool that adopted pl, which counted want of them as
+ * coming; dropped, counted and logged when there is none. */
+static void hand_over(struct kmsd_pool *pl, struct kmsd_pool *heir,
+		      size_t want, kms_key **fresh, size_t got, long t)
+{
+	struct kmsd_pool *to = heir != NULL ? lock_heir(heir) : NULL;
+	const char *name = kms_profile_name(pl->p);
+	size_t before;
+
+	if (to == NULL) {
+		for (size_t i = 0; i < got; i++)
+			kms_key_free(fresh[i]);
+		if (got == 0)
+			return;
+		kmsd_metric_pool_dropped(name, (long)got);
+		kmsd_log(KMS_LOG_INFO, "%zu key%s fetched for profile '%s' %s, dropped",
+			 got, got == 1 ? "" : "s", name,
+			 atomic_load(&kmsd_stopping) ? "as kmstored stops" :
+			 "after it was removed or changed by a reload");
+		return;
+	}
+	to->incoming -= (long)want;
+	before = to->n;
+	keep(to, fresh, got, t);
+	before = to->n - before;
+	pthread_cond_signal(&to->wake); /* fewer coming: it may refill */
+	pthread_mutex_unlock(&to->lock);
+	if (before > 0)
+		kmsd_log(KMS_LOG_INFO, "profile '%s': a refill under way at a reload "
+			 "brought %zu key%s to the new pool", name, before,
+			 before == 1 ? "" : "s");
 }
 
 /* Drops the keys past their age; the lock is held. */
@@ -112,31 +216,38 @@ static void expire(struct kmsd_pool *pl, long now)
 		 pl->c->prefetch_max_age_ms / 1000, pl->n);
 }
 
-/* One enc_keys request for up to want keys, the lock released meanwhile. */
+/* One enc_keys request for up to want keys, the lock released meanwhile
+ * (a reload may adopt the pool then: hand_over). */
 static void refill(struct kmsd_pool *pl, size_t want)
 {
 	size_t got = 0;
 	kms_key **fresh = calloc(want, sizeof(*fresh));
+	struct kmsd_pool *heir;
 	kms_error err;
 	long t;
 	kms_rc rc;
 
 	if (fresh == NULL)
 		return;
+	pl->in_flight = want;
 	pthread_mutex_unlock(&pl->lock);
 	rc = kms_qkd_get_keys(pl->p, want, fresh, &got, &err);
 	kms_scrub_registers(); /* this thread now sleeps for minutes */
 	pthread_mutex_lock(&pl->lock);
+	pl->in_flight = 0;
 	t = kms_now_ms();
+	if (rc != KMS_OK)
+		got = 0;
+	if (pl->stopping) {
+		heir = pl->heir;
+		pthread_mutex_unlock(&pl->lock);
+		hand_over(pl, heir, want, fresh, got, t);
+		free(fresh);
+		pthread_mutex_lock(&pl->lock);
+		return;
+	}
 	if (rc == KMS_OK) {
-		for (size_t i = 0; i < got; i++) {
-			if (pl->n < (size_t)pl->c->prefetch && !pl->stopping) {
-				pl->keys[pl->n].key = fresh[i];
-				pl->keys[pl->n++].born_ms = t;
-			} else {
-				kms_key_free(fresh[i]);
-			}
-		}
+		keep(pl, fresh, got, t);
 		if (pl->failures > 0)
 			kmsd_log(KMS_LOG_INFO, "profile '%s': the pool is refilled "
 				 "again (%zu keys)", kms_profile_name(pl->p), pl->n);
@@ -222,15 +333,22 @@ static void *pool_main(void *arg)
 	pthread_mutex_lock(&pl->lock);
 	while (!pl->stopping) {
 		long t = kms_now_ms();
+		size_t target = (size_t)pl->c->prefetch, have;
 		struct timespec ts;
 
 		expire(pl, t);
-		/* Below the low-water mark (or empty): up to the target. */
-		if (pl->n < (size_t)pl->c->prefetch_low || pl->n == 0)
+		/* Below the low-water mark (or empty): up to the target, with
+		 * the keys a predecessor's refill brings. */
+		have = pl->n + coming(pl);
+		if (have < (size_t)pl->c->prefetch_low || have == 0)
 			pl->filling = 1;
+		if (have >= target)
+			pl->filling = 0;
 		if (pl->filling && t >= pl->retry_at_ms) {
-			refill(pl, (size_t)pl->c->prefetch - pl->n);
-			if (pl->n >= (size_t)pl->c->prefetch)
+			refill(pl, target - have);
+			if (pl->stopping)
+				break;
+			if (pl->n + coming(pl) >= target)
 				pl->filling = 0;
 			else if (pl->retry_at_ms == 0)
 				continue;
@@ -322,19 +440,41 @@ static int same_source(const kms_profile *a, const kms_profile *b)
 	return strcmp(kms_profile_name(a), kms_profile_name(b)) == 0;
 }
 
-void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_pool *from)
+void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_conf *to_conf,
+		     struct kmsd_pool *from)
 {
-	size_t moved = 0;
+	size_t moved = 0, gone;
 
 	if (to == NULL || from == NULL || !same_source(to->p, from->p))
 		return;
+	/* The old pool first (the lock order); the new one runs no thread
+	 * yet. Stopping and the heir are set together: a refill that ends
+	 * meanwhile finds either both or neither. */
 	pthread_mutex_lock(&from->lock);
 	pthread_mutex_lock(&to->lock);
-	while (moved < from->n && to->n < (size_t)to->c->prefetch)
-		to->keys[to->n++] = from->keys[moved++];
-	for (size_t i = moved; i < from->n; i++)
-		kms_key_free(from->keys[i].key);
-	from->n = 0;
+	if (from->heir == NULL) {
+		while (moved < from->n && to->n < (size_t)to->c->prefetch) {
+			place(to, from->keys[moved].key, from->keys[moved].born_ms, 0);
+			moved++;
+		}
+		for (size_t i = moved; i < from->n; i++)
+			kms_key_free(from->keys[i].key);
+		gone = from->n - moved;
+		from->n = 0;
+		if (gone > 0) {
+			kmsd_metric_pool_dropped(kms_profile_name(to->p), (long)gone);
+			kmsd_log(KMS_LOG_INFO, "profile '%s': %zu prefetched key%s "
+				 "dropped unused: no room in the pool (prefetch = "
+				 "%ld)", kms_profile_name(to->p), gone,
+				 gone == 1 ? "" : "s", to->c->prefetch);
+		}
+		to->incoming += (long)from->in_flight + from->incoming;
+		from->stopping = 1;
+		from->heir = to;
+		from->heir_conf = to_conf;
+		atomic_fetch_add(&to_conf->refs, 1);
+		pthread_cond_signal(&from->wake);
+	}
 	pthread_mutex_unlock(&to->lock);
 	pthread_mutex_unlock(&from->lock);
 }
@@ -368,28 +508,26 @@ kms_key *kmsd_pool_take(struct kmsd_pool *pl, long *born_ms)
 const char *kmsd_pool_put_back(struct kmsd_pool *pl, kms_key *key,
 			       long born_ms)
 {
-	size_t at = 0;
+	struct kmsd_pool *to = lock_heir(pl);
+	const char *why = NULL;
 
-	pthread_mutex_lock(&pl->lock);
-	if (pl->stopping) {
-		pthread_mutex_unlock(&pl->lock);
-		return "the pool is stopping";
+	if (to == NULL) {
+		why = atomic_load(&kmsd_stopping) ? "kmstored stops" :
+		      "its profile was removed or changed by a reload";
+	} else if (to->n >= (size_t)to->c->prefetch) {
+		why = "no room in the pool";
+	} else {
+		place(to, key, born_ms, 1);
+		expire(to, kms_now_ms());
+		pthread_cond_signal(&to->wake); /* its oldest key may be older */
 	}
-	if (pl->n >= (size_t)pl->c->prefetch) {
-		pthread_mutex_unlock(&pl->lock);
-		return "the pool is full";
+	if (to != NULL)
+		pthread_mutex_unlock(&to->lock);
+	if (why != NULL) {
+		kmsd_metric_pool_dropped(kms_profile_name(pl->p), 1);
+		kms_key_free(key);
 	}
-	/* Ahead of the keys as old or younger: the order expire() needs. */
-	while (at < pl->n && pl->keys[at].born_ms < born_ms)
-		at++;
-	memmove(pl->keys + at + 1, pl->keys + at, (pl->n - at) * sizeof(*pl->keys));
-	pl->keys[at].key = key;
-	pl->keys[at].born_ms = born_ms;
-	pl->n++;
-	expire(pl, kms_now_ms());
-	pthread_cond_signal(&pl->wake); /* the oldest key may be older now */
-	pthread_mutex_unlock(&pl->lock);
-	return NULL;
+	return why;
 }
 
 void kmsd_pool_figures(struct kmsd_pool *pl, long *keys, long *target)

@@ -288,7 +288,7 @@ static void key_sent(const struct kmsd_client *c, struct key_out *o,
 {
 	char kcv[KMS_KCV_LEN + 1], id[KMS_KEY_ID_MAX + 1];
 	char profile[KMS_PROFILE_NAME_MAX + 1], fate[96];
-	const char *not_back = "part of the reply went out";
+	const char *not_back = NULL;
 	kms_log_level level = KMS_LOG_WARNING;
 
 	if (why == NULL) {
@@ -305,16 +305,20 @@ static void key_sent(const struct kmsd_client *c, struct key_out *o,
 	snprintf(profile, sizeof(profile), "%s", kms_key_profile(o->key));
 	kmsd_metric_undelivered(profile, o->by_id, o->pool != NULL);
 	if (o->pool == NULL) {
+		kms_key_free(o->key);
 		snprintf(fate, sizeof(fate), "consumed at the KME, lost");
-	} else if (sent == 0 &&
-		   (not_back = kmsd_pool_put_back(o->pool, o->key, o->born_ms)) == NULL) {
-		o->key = NULL;
+	} else if (sent > 0) {
+		kms_key_free(o->key);
+		kmsd_metric_pool_dropped(profile, 1);
+		snprintf(fate, sizeof(fate), "dropped, part of the reply went out");
+	} else if ((not_back = kmsd_pool_put_back(o->pool, o->key,
+						  o->born_ms)) != NULL) {
+		snprintf(fate, sizeof(fate), "dropped, %s", not_back);
+	} else {
 		level = KMS_LOG_INFO;
 		snprintf(fate, sizeof(fate), "back in the pool");
-	} else {
-		snprintf(fate, sizeof(fate), "dropped, %s", not_back);
 	}
-	kms_key_free(o->key);
+	o->key = NULL;
 	kmsd_log(level, "%s (uid %u, pid %d): profile '%s': key %s %s not "
 		 "delivered (%s): %s (check value %s)", c->user, (unsigned)c->uid,
 		 (int)c->pid, profile, id, o->by_id ? "by ID" : o->pool != NULL ?

@@ -10,6 +10,8 @@
 #   - a key whose client has gone when the reply is written: logged and
 #     counted as not delivered, not as served; a pooled one goes back to
 #     the pool, first in line;
+#   - a reload during a refill: its keys go to the new pool, which asks
+#     for none meanwhile; with the pool removed, dropped (logged, counted);
 #   - failover with the first KME down (nothing listening), black-holed,
 #     answering 503, for enc_keys and dec_keys; a failed KME is skipped
 #     during its back-off; every KME down: a clear error in bounded time;
@@ -230,6 +232,43 @@ expect_in 'kmstore_keys_served_total{profile="qkd",kind="new",source="pool"} 1' 
 expect_in 'kmstore_keys_undelivered_total{profile="qkd",kind="new",source="pool"} 1' "$m" "... and not delivered once"
 run python3 "$here/check_exposition.py" <<<"$m"
 expect_rc 0 "... a well-formed exposition"
+kmstored_stop "$SW"
+
+# --- a reload during a refill ---------------------------------------------------
+# kme-sim -v logs each enc_keys its latency holds as it arrives: the pool's
+# refill is then under way. A reload that keeps the pool (same KMEs) hands
+# the refill's keys to the new pool, which asks for none meanwhile; one
+# that removes the pool drops them, logged and counted.
+sim -v --fault latency=5000,path=enc_keys
+mark=$(wc -l <"$work/sim.log")
+held() { tail -n +$((mark + 1)) "$work/sim.log" | grep -c 'enc_keys: answering in 5000 ms (latency)' || true; }
+held_is() { [ "$(held)" -ge "$1" ]; }
+conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
+sed -i 's/^timeout .*/timeout      = 10/' "$work/west.conf"
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 held_is 1 || true
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "reload while the pool's first refill waits on its KME"
+if wait_for 15 grep -q "profile 'qkd': a refill under way at a reload brought 5 keys to the new pool" "$SW.log"; then
+	tap_ok "... the refill's 5 keys go to the new pool (logged)"
+else
+	tap_not_ok "... the refill's 5 keys go to the new pool (logged)" "$(tail -n 3 "$SW.log")"
+fi
+expect_eq 5 "$(pool_keys "$SW")" "... which holds them"
+expect_eq 1 "$(held)" "... and asked the KME for none itself"
+expect_not_in 'kmstore_pool_dropped_total' "$("$KMSTORE" --daemon "$SW" metrics)" "... none dropped"
+for i in 1 2 3; do "$KMSTORE" --daemon "$SW" key qkd >/dev/null; done
+wait_for 10 held_is 2 || true
+conf "$work/west.conf" west "$A1"
+sed -i 's/^timeout .*/timeout      = 10/' "$work/west.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "reload without prefetch while the pool refills (3 keys)"
+if wait_for 15 grep -q "3 keys fetched for profile 'qkd' after it was removed or changed by a reload, dropped" "$SW.log"; then
+	tap_ok "... the refill's keys are dropped, logged"
+else
+	tap_not_ok "... the refill's keys are dropped, logged" "$(tail -n 3 "$SW.log")"
+fi
+expect_in 'kmstore_pool_dropped_total{profile="qkd"} 3' "$("$KMSTORE" --daemon "$SW" metrics)" "... and counted in kmstore_pool_dropped_total"
 kmstored_stop "$SW"
 
 # --- a KME that gives at most 2 keys per request, its status hidden -----------
