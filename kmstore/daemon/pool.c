@@ -355,6 +355,8 @@ static void *pool_main(void *arg)
 		}
 		if (!pl->stopping && (pl->probe_at_ms == 0 || t >= pl->probe_at_ms))
 			probe(pl, t);
+		if (pl->stopping) /* said while the status was asked */
+			break;
 		next_wake(pl, &ts);
 		pthread_cond_timedwait(&pl->wake, &pl->lock, &ts);
 	}

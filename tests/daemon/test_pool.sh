@@ -555,6 +555,24 @@ fi
 run "$KMSTORE" --daemon "$SW" key qkd
 expect_rc 0 "... and the pool serves again"
 kmstored_stop "$SW"
+# Stopped while that status is asked (answered 1.5 s late): the pool's
+# thread ends when it is answered, not at its next wake (its keys' age).
+sim -v --fault drop,path=dec_keys --fault latency=1500,path=status
+conf "$work/west.conf" west "$A1" $'prefetch = 3\noutage = fail'
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 pool_is "$SW" 3 || true
+"$KMSTORE" --daemon "$SW" key qkd --key-id 00000000-0000-4000-8000-000000000001 >/dev/null 2>&1 || true
+"$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 || true
+mark=$(wc -l <"$work/sim.log")
+wait_for 10 sh -c "tail -n +$((mark + 1)) '$work/sim.log' | grep -q 'status: answering in 1500 ms (latency)'" || true
+t0=$(date +%s%N)
+kmstored_stop "$SW"
+took=$((($(date +%s%N) - t0) / 1000000))
+if [ "$took" -lt 8000 ] && ! grep -q 'still in a KME request' "$SW.log"; then
+	tap_ok "stopped while the outage's status is asked: in $took ms"
+else
+	tap_not_ok "stopped while the outage's status is asked" "$took ms; $(tail -n 2 "$SW.log")"
+fi
 # A metrics socket.
 sim
 conf "$work/west.conf" west "$A1"
