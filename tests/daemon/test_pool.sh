@@ -104,6 +104,14 @@ pool_is() { [ "$(pool_keys "$1")" = "$2" ]; }
 # metric_has SOCKET TEXT: a line of the metrics holds TEXT (a key is
 # counted once its reply is written: its client may ask first).
 metric_has() { "$KMSTORE" --daemon "$1" metrics 2>/dev/null | grep -qF "$2"; }
+# keys_at_once N: N clients ask the west daemon for a key at once; how
+# many got one.
+keys_at_once() {
+	local pids=() ok=0 p i
+	for i in $(seq "$1"); do "$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 & pids+=($!); done
+	for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
+	echo "$ok"
+}
 enc_requests() { grep -c '"POST /api/v1/keys/SAE_B/enc_keys' "$work/sim.log" || true; }
 at_listener() { grep -c "kme-sim $1 .*\"POST" "$work/sim.log" || true; }
 
@@ -332,10 +340,7 @@ kmstored_stop "$SW"
 sim --fault "drop,kme=KME_A/1,path=enc_keys" --fault latency=200,path=enc_keys
 conf "$work/west.conf" west "$A1 $A2"
 kmstored_start "$SW" "$work/west.conf"
-pids=()
-for i in $(seq 16); do "$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 & pids+=($!); done
-ok=0
-for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
+ok=$(keys_at_once 16)
 expect_eq 16 "$ok" "16 keys at once, the first front end dropping them: all from the second"
 dropped=$("$KMSTORE" --daemon "$SW" metrics | sed -n "s|^kmstore_kme_requests_total{profile=\"qkd\",kme=\"$A1\",op=\"enc_keys\",outcome=\"dropped\"} ||p")
 run "$KMSTORE" --daemon "$SW" --json status qkd
@@ -417,10 +422,7 @@ kmstored_stop "$SW"
 sim --pool-size 10 --key-rate 0 --fault latency=200,path=enc_keys
 conf "$work/west.conf" west "$A1"
 kmstored_start "$SW" "$work/west.conf"
-pids=()
-for i in $(seq 16); do "$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 & pids+=($!); done
-ok=0
-for p in "${pids[@]}"; do wait "$p" && ok=$((ok + 1)); done
+ok=$(keys_at_once 16)
 expect_eq 10 "$ok" "16 fetches at once from a KME holding 10: 10 keys, the KME's all"
 kmstored_stop "$SW"
 # A KME out of keys answers 503: it answered, so it is not down, and
