@@ -271,8 +271,9 @@ static void refill(struct kmsd_pool *pl, size_t want)
 
 /* Every KME down and nothing to refill: nothing else may ask a KME but
  * the watcher, every 30 s. So a status as the first is back from its
- * back-off, and the outage (its policy) ends when a KME answers. */
-static void probe(struct kmsd_pool *pl, long now)
+ * back-off, and the outage (its policy) ends when a KME answers. 1 when
+ * the lock was let go meanwhile (what it guards may have changed). */
+static int probe(struct kmsd_pool *pl, long now)
 {
 	long at;
 	kms_status st;
@@ -280,11 +281,11 @@ static void probe(struct kmsd_pool *pl, long now)
 
 	pl->probe_at_ms = 0;
 	if (pl->filling || !kms_qkd_all_down(pl->p))
-		return;
+		return 0;
 	at = kms_qkd_back_at(pl->p);
 	if (now < at) {
 		pl->probe_at_ms = at;
-		return;
+		return 0;
 	}
 	pthread_mutex_unlock(&pl->lock);
 	if (kms_qkd_status(pl->p, &st, &err) == KMS_OK)
@@ -296,6 +297,7 @@ static void probe(struct kmsd_pool *pl, long now)
 		at = kms_qkd_back_at(pl->p);
 		pl->probe_at_ms = at > now + PROBE_MIN_MS ? at : now + PROBE_MIN_MS;
 	}
+	return 1;
 }
 
 /* The time to wake up next: the oldest key's expiry, a retry, a probe. */
@@ -305,7 +307,7 @@ static void next_wake(const struct kmsd_pool *pl, struct timespec *ts)
 
 	if (pl->n > 0)
 		at = pl->keys[0].born_ms + pl->c->prefetch_max_age_ms;
-	if (pl->retry_at_ms > 0 && (at < 0 || pl->retry_at_ms < at))
+	if (pl->filling && pl->retry_at_ms > 0 && (at < 0 || pl->retry_at_ms < at))
 		at = pl->retry_at_ms;
 	if (pl->probe_at_ms > 0 && (at < 0 || pl->probe_at_ms < at))
 		at = pl->probe_at_ms;
@@ -353,10 +355,10 @@ static void *pool_main(void *arg)
 			else if (pl->retry_at_ms == 0)
 				continue;
 		}
-		if (!pl->stopping && (pl->probe_at_ms == 0 || t >= pl->probe_at_ms))
-			probe(pl, t);
-		if (pl->stopping) /* said while the status was asked */
-			break;
+		/* Anything said while the status was asked: look again. */
+		if (!pl->stopping && (pl->probe_at_ms == 0 || t >= pl->probe_at_ms) &&
+		    probe(pl, t))
+			continue;
 		next_wake(pl, &ts);
 		pthread_cond_timedwait(&pl->wake, &pl->lock, &ts);
 	}

@@ -195,7 +195,7 @@ static void log_key(const struct kmsd_client *c, const kms_key *key,
 /* "A key for use now" from the profile's pool, if it has one, following
  * its outage policy; *key NULL when the KME must be asked. */
 static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
-			long *born_ms, kms_error *err)
+			long *born_ms, int *in_outage, kms_error *err)
 {
 	const struct kms_qkd_config *qc = p->state;
 	int down = kms_qkd_all_down(p);
@@ -212,13 +212,7 @@ static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
 				"unused)", kms_profile_name(p), left);
 	}
 	*key = kmsd_pool_take(pool, born_ms);
-	if (*key != NULL && down) {
-		kmsd_pool_figures(pool, &left, &target);
-		kmsd_metric_pool_outage(kms_profile_name(p));
-		kmsd_log(KMS_LOG_WARNING, "profile '%s': every KME is down: key %s "
-			 "served from the pool, %ld left", kms_profile_name(p),
-			 kms_key_id(*key), left);
-	}
+	*in_outage = *key != NULL && down;
 	return KMS_OK;
 }
 
@@ -232,6 +226,7 @@ struct key_out {
 	struct kmsd_pool *pool; /* the key's pool; NULL: from the KME */
 	long born_ms;           /* when the pool got it */
 	int by_id;
+	int in_outage;          /* from the pool, every KME down */
 };
 
 static kms_rc do_key(const struct kmsd_client *c,
@@ -247,7 +242,8 @@ static kms_rc do_key(const struct kmsd_client *c,
 
 	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
 	if (rc == KMS_OK && !q->has_key_id && conf->pools[i] != NULL) {
-		rc = from_pool(p, conf->pools[i], &key, &born, err);
+		rc = from_pool(p, conf->pools[i], &key, &born, &out->in_outage,
+			       err);
 		if (key != NULL)
 			out->pool = conf->pools[i];
 	}
@@ -292,6 +288,15 @@ static void key_sent(const struct kmsd_client *c, struct key_out *o,
 	kms_log_level level = KMS_LOG_WARNING;
 
 	if (why == NULL) {
+		if (o->in_outage) {
+			long left, target;
+
+			kmsd_pool_figures(o->pool, &left, &target);
+			kmsd_metric_pool_outage(kms_key_profile(o->key));
+			kmsd_log(KMS_LOG_WARNING, "profile '%s': every KME is down: "
+				 "key %s served from the pool, %ld left",
+				 kms_key_profile(o->key), kms_key_id(o->key), left);
+		}
 		kmsd_metric_key(kms_key_profile(o->key), o->by_id, o->pool != NULL);
 		log_key(c, o->key, o->by_id ? "found" : o->pool != NULL ?
 			"for use now, from the pool" : "for use now");

@@ -859,14 +859,15 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	rc = perform(k, url, request, b, err);
 	free(url);
-	/* A 503 says the KME is busy or out of keys, and a 5xx to several
-	 * keys may say only that it holds fewer: it answered, and is not
-	 * down (kmstored's outage policy). A problem with this SAE's own
-	 * credentials tells nothing of it. */
-	if (rc == KMS_ERR_CONFIG)
+	/* A 503 says the KME is busy or out of keys: it answered, and is
+	 * not down (kmstored's outage policy). Another 5xx to several keys
+	 * may say only that it holds fewer, or that a proxy cannot reach
+	 * it: one key tells. Nor does this SAE's own credentials' problem. */
+	if (rc == KMS_ERR_CONFIG ||
+	    (k->http_status >= 500 && k->http_status != 503 && k->keys > 1))
 		return rc;
 	if (rc == KMS_OK || !fails_over(rc, k->http_status) ||
-	    k->http_status == 503 || (k->http_status >= 500 && k->keys > 1))
+	    k->http_status == 503)
 		kme_up(k->kme); /* it answered */
 	else
 		kme_down(k->kme, err);
@@ -1313,6 +1314,8 @@ static void said_status(kms_profile *p, long deadline, kms_status *st)
 	const struct kms_qkd_config *c = p->state;
 	kms_error err;
 
+	memset(st, 0, sizeof(*st));
+	st->max_key_per_request = st->stored_key_count = -1;
 	if (deadline - kms_now_ms() < c->timeout_ms / 2 ||
 	    ask_status(p, deadline, st, &err) != KMS_OK)
 		st->max_key_per_request = st->stored_key_count = -1;
@@ -1505,18 +1508,22 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 	r.asked = n < (size_t)most ? n : (size_t)most;
 	rc = fetch_keys(p, OP_ENC_KEYS, NULL, r.asked, deadline, out, got,
 			&status, err);
-	/* Refused (4xx), perhaps for their number: fewer, until some are
-	 * given, the KME's limit, learned as the queue learns it. A 5xx: the
-	 * KME may hold fewer: as many as it holds, else half as many, this
-	 * time only. Until one key is refused too: the caller backs off. */
+	/* Refused as a bad request (400, 413), perhaps for their number:
+	 * fewer, until some are given, the KME's limit, learned as the queue
+	 * learns it; until one key is refused too. A 5xx: the KME may hold
+	 * fewer: as many as it holds, else half as many, once, unless it
+	 * holds none. Then the caller backs off. */
 	for (int first = 1; rc != KMS_OK && r.asked > 1 &&
-	     (refused_keys(status) || status >= 500); first = 0) {
-		int refused = refused_keys(status);
+	     (status == 400 || status == 413 || (status >= 500 && first));
+	     first = 0) {
+		int refused = status < 500;
 
 		if (first)
 			said_status(p, deadline, &st);
 		if (refused) {
 			most = fewer_keys(&r, st.max_key_per_request, why, sizeof(why));
+		} else if (st.stored_key_count == 0) {
+			break;
 		} else {
 			most = (long)r.asked / 2;
 			if (st.stored_key_count >= 1 && (size_t)st.stored_key_count < r.asked)
