@@ -104,6 +104,17 @@ pool_is() { [ "$(pool_keys "$1")" = "$2" ]; }
 # metric_has SOCKET TEXT: a line of the metrics holds TEXT (a key is
 # counted once its reply is written: its client may ask first).
 metric_has() { "$KMSTORE" --daemon "$1" metrics 2>/dev/null | grep -qF "$2"; }
+# expect_logged SECONDS MESSAGE GREP_ARGS...: a check that kmstored's west
+# log gets a line GREP_ARGS match within SECONDS.
+expect_logged() {
+	local seconds=$1 what=$2
+	shift 2
+	if wait_for "$seconds" grep -q "$@" "$SW.log"; then
+		tap_ok "$what"
+	else
+		tap_not_ok "$what" "$(tail -n 5 "$SW.log")"
+	fi
+}
 # keys_at_once N: N clients ask the west daemon for a key at once; how
 # many got one.
 keys_at_once() {
@@ -142,11 +153,7 @@ run "$KMSTORE" --daemon "$SW" --json key qkd
 expect_rc 0 "a key for use now"
 id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
 # kmstored logs a key once its reply is written: the client may be first.
-if wait_for 5 grep -qF "key $id for use now, from the pool" "$SW.log"; then
-	tap_ok "... from the pool (kmstored's log)"
-else
-	tap_not_ok "... from the pool (kmstored's log)" "$(tail -n 3 "$SW.log")"
-fi
+expect_logged 5 "... from the pool (kmstored's log)" -F "key $id for use now, from the pool"
 expect_eq "$before" "$(enc_requests)" "... with no enc_keys request to the KME"
 run "$KMSTORE" -c "$work/east.conf" --json key qkd --key-id "$id"
 expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "the peer's KME gives the same key for its ID (dec_keys)"
@@ -164,11 +171,7 @@ sleep 2
 echo 'prefetch-max-age = 2' >>"$work/west.conf"
 run "$KMSTORE" --daemon "$SW" reload
 expect_rc 0 "reload with prefetch-max-age = 2 s"
-if wait_for 5 grep -q 'prefetched keys older than prefetch-max-age (2 s) dropped unused' "$SW.log"; then
-	tap_ok "keys older than prefetch-max-age are dropped (logged)"
-else
-	tap_not_ok "keys older than prefetch-max-age are dropped" "$(tail -n 5 "$SW.log")"
-fi
+expect_logged 5 "keys older than prefetch-max-age are dropped (logged)" 'prefetched keys older than prefetch-max-age (2 s) dropped unused'
 if wait_for 5 pool_is "$SW" 5; then tap_ok "... and replaced"; else tap_not_ok "... and replaced" "pool_keys $(pool_keys "$SW")"; fi
 expect_in 'kmstore_pool_expired_total{profile="qkd"} 5' "$("$KMSTORE" --daemon "$SW" metrics)" "... counted in kmstore_pool_expired_total"
 expect_eq 1 "$(($(enc_requests) - before))" "... with one enc_keys request for the five (number = 5)"
@@ -203,11 +206,7 @@ sed -i 's/^timeout .*/timeout      = 10/' "$work/west.conf"
 kmstored_start "$SW" "$work/west.conf"
 run timeout 1 "$KMSTORE" --daemon "$SW" key qkd
 expect_rc 124 "a client gives up after 1 s on a KME 3 s away"
-if wait_for 15 grep -q 'key [^ ]* for use now not delivered (the client is gone): consumed at the KME, lost (check value [0-9a-f]*)$' "$SW.log"; then
-	tap_ok "... kmstored logs its key as consumed at the KME, not delivered"
-else
-	tap_not_ok "... kmstored logs its key as consumed at the KME, not delivered" "$(tail -n 3 "$SW.log")"
-fi
+expect_logged 15 "... kmstored logs its key as consumed at the KME, not delivered" 'key [^ ]* for use now not delivered (the client is gone): consumed at the KME, lost (check value [0-9a-f]*)$'
 expect_not_in "for use now (check value" "$(cat "$SW.log")" "... not as served"
 m=$("$KMSTORE" --daemon "$SW" metrics)
 expect_in 'kmstore_keys_undelivered_total{profile="qkd",kind="new",source="kme"} 1' "$m" "... counted in kmstore_keys_undelivered_total"
@@ -225,11 +224,7 @@ s.connect(sys.argv[1])
 s.shutdown(socket.SHUT_RD)
 body = b"\x01" + struct.pack(">I", len(sys.argv[2])) + sys.argv[2].encode()
 s.sendall(b"KMSD\x01\x02\x00\x00" + struct.pack(">I", len(body)) + body)' "$SW" qkd
-if wait_for 10 grep -q 'for use now, from the pool, not delivered (the client is gone): back in the pool' "$SW.log"; then
-	tap_ok "a pooled key whose client is gone goes back to the pool (logged)"
-else
-	tap_not_ok "a pooled key whose client is gone goes back to the pool (logged)" "$(tail -n 3 "$SW.log")"
-fi
+expect_logged 10 "a pooled key whose client is gone goes back to the pool (logged)" 'for use now, from the pool, not delivered (the client is gone): back in the pool'
 expect_eq 5 "$(pool_keys "$SW")" "... the pool holds 5 keys again"
 id=$(sed -n 's/.*: key \([^ ]*\) for use now, from the pool, not delivered.*/\1/p' "$SW.log")
 run "$KMSTORE" --daemon "$SW" --json key qkd
@@ -257,11 +252,7 @@ kmstored_start "$SW" "$work/west.conf"
 wait_for 10 held_is 1 || true
 run "$KMSTORE" --daemon "$SW" reload
 expect_rc 0 "reload while the pool's first refill waits on its KME"
-if wait_for 15 grep -q "profile 'qkd': a refill under way at a reload brought 5 keys to the new pool" "$SW.log"; then
-	tap_ok "... the refill's 5 keys go to the new pool (logged)"
-else
-	tap_not_ok "... the refill's 5 keys go to the new pool (logged)" "$(tail -n 3 "$SW.log")"
-fi
+expect_logged 15 "... the refill's 5 keys go to the new pool (logged)" "profile 'qkd': a refill under way at a reload brought 5 keys to the new pool"
 expect_eq 5 "$(pool_keys "$SW")" "... which holds them"
 expect_eq 1 "$(held)" "... and asked the KME for none itself"
 expect_not_in 'kmstore_pool_dropped_total' "$("$KMSTORE" --daemon "$SW" metrics)" "... none dropped"
@@ -271,11 +262,7 @@ conf "$work/west.conf" west "$A1"
 sed -i 's/^timeout .*/timeout      = 10/' "$work/west.conf"
 run "$KMSTORE" --daemon "$SW" reload
 expect_rc 0 "reload without prefetch while the pool refills (3 keys)"
-if wait_for 15 grep -q "3 keys fetched for profile 'qkd' after it was removed or changed by a reload, dropped" "$SW.log"; then
-	tap_ok "... the refill's keys are dropped, logged"
-else
-	tap_not_ok "... the refill's keys are dropped, logged" "$(tail -n 3 "$SW.log")"
-fi
+expect_logged 15 "... the refill's keys are dropped, logged" "3 keys fetched for profile 'qkd' after it was removed or changed by a reload, dropped"
 expect_in 'kmstore_pool_dropped_total{profile="qkd"} 3' "$("$KMSTORE" --daemon "$SW" metrics)" "... and counted in kmstore_pool_dropped_total"
 kmstored_stop "$SW"
 
@@ -437,11 +424,7 @@ wait_for 10 pool_is "$SW" 5 || true
 for i in 1 2; do "$KMSTORE" --daemon "$SW" key qkd >/dev/null; done
 wait_for 10 pool_is "$SW" 4 || true
 "$KMSTORE" --daemon "$SW" key qkd >/dev/null
-if wait_for 10 grep -q 'pool refill failed (3 keys left of 5)' "$SW.log"; then
-	tap_ok "a refill from a KME out of keys: refused (503)"
-else
-	tap_not_ok "a refill from a KME out of keys: refused (503)" "$(tail -n 3 "$SW.log")"
-fi
+expect_logged 10 "a refill from a KME out of keys: refused (503)" 'pool refill failed (3 keys left of 5)'
 run "$KMSTORE" --daemon "$SW" key qkd
 expect_rc 0 "... outage = fail still serves the pool: the KME is not down"
 expect_in 'kmstore_kme_up{profile="qkd",kme="'"$A1"'"} 1' "$("$KMSTORE" --daemon "$SW" metrics)" "... kmstore_kme_up 1"
@@ -549,11 +532,7 @@ wait_for 10 pool_is "$SW" 3 || true
 "$KMSTORE" --daemon "$SW" key qkd --key-id 00000000-0000-4000-8000-000000000001 >/dev/null 2>&1 || true
 run "$KMSTORE" --daemon "$SW" key qkd
 expect_rc 8 "a KME down (a dec_keys dropped), outage = fail: refused"
-if wait_for 10 grep -q 'a KME answers again (its status): the outage is over' "$SW.log"; then
-	tap_ok "... its status asked as its back-off ends: the outage is over (logged)"
-else
-	tap_not_ok "... its status asked as its back-off ends: the outage is over (logged)" "$(tail -n 3 "$SW.log")"
-fi
+expect_logged 10 "... its status asked as its back-off ends: the outage is over (logged)" 'a KME answers again (its status): the outage is over'
 run "$KMSTORE" --daemon "$SW" key qkd
 expect_rc 0 "... and the pool serves again"
 kmstored_stop "$SW"
