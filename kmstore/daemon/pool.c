@@ -16,6 +16,7 @@
  * Locks: only a reload holds two pool locks, the old pool's, then its
  * heir's; every other path holds one at a time (lock_heir). */
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -365,6 +366,9 @@ static void *pool_main(void *arg)
 	pl->running = 0;
 	pthread_mutex_unlock(&pl->lock);
 	kmsd_conf_put(conf);
+	/* Its OpenSSL state (the thread's random generator) freed now, not
+	 * by a destructor after it is counted gone: kmstored may exit then. */
+	OPENSSL_thread_stop();
 	pthread_mutex_lock(&threads_lock);
 	threads--;
 	pthread_cond_broadcast(&threads_gone);
