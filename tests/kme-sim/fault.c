@@ -165,7 +165,8 @@ static int parse_paths(char *list, unsigned *mask)
 	return *mask ? 0 : -1;
 }
 
-/* The part after the first comma: kme=ID, path=EP[+EP], count=N. */
+/* The part after the first comma: kme=ID, path=EP[+EP], count=N,
+ * after=N. */
 static int parse_modifiers(char *mods, struct fault_rule *r, unsigned *paths,
 			   char *err, size_t errlen)
 {
@@ -187,9 +188,12 @@ static int parse_modifiers(char *mods, struct fault_rule *r, unsigned *paths,
 		} else if (strncmp(m, "count=", 6) == 0 &&
 			   parse_ulong(m + 6, 1, 1000000000UL, &n) == 0) {
 			r->remaining = (long)n;
+		} else if (strncmp(m, "after=", 6) == 0 &&
+			   parse_ulong(m + 6, 1, 1000000000UL, &n) == 0) {
+			r->after = n;
 		} else {
 			snprintf(err, errlen, "bad modifier '%s' (kme=ID, "
-				 "path=EP[+EP], count=N)", m);
+				 "path=EP[+EP], count=N, after=N)", m);
 			return -1;
 		}
 	}
@@ -329,8 +333,15 @@ void fault_pick(struct fault_set *fs, const char *kme_id, const char *listener,
 		if ((r->kme != NULL && strcmp(r->kme, kme_id) != 0 &&
 		     strcmp(r->kme, listener) != 0) ||
 		    !(r->endpoints & endpoint) || r->remaining == 0 ||
-		    (r->kind != FAULT_LATENCY && out->rule != NULL) ||
-		    !roll(r->pct))
+		    (r->kind != FAULT_LATENCY && out->rule != NULL))
+			continue;
+		/* after=N: the KME serves N such requests well first (a
+		 * fault that starts mid-burst, at a known request) */
+		if (r->after > 0) {
+			r->after--;
+			continue;
+		}
+		if (!roll(r->pct))
 			continue;
 		if (r->remaining > 0)
 			r->remaining--;

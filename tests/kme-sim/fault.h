@@ -47,6 +47,7 @@ struct fault_rule {
 	char *kme;          /* only at this KME or listener, or NULL */
 	unsigned endpoints; /* mask of enum fault_endpoint */
 	long remaining;     /* fires left; -1: no limit */
+	unsigned long after; /* matching requests still to let pass */
 	char *text;         /* the rule as given, for the log */
 };
 

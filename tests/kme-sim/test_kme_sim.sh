@@ -338,6 +338,12 @@ req sae-b "$B/api/v1/keys/SAE_A/dec_keys?key_ID=x"
 check_re "...and drops dec_keys (curl 52 or 56)" "^(52|56)$" "$RC"
 stop_sim
 
+start_sim after --fault 503,after=2,count=1
+codes=
+for i in 1 2 3 4; do req sae-a "$A/api/v1/keys/SAE_B/status"; codes+="$CODE "; done
+check "503,after=2,count=1: two served, one 503, then service" "200 200 503 200 " "$codes"
+stop_sim
+
 start_sim drop --fault drop
 req sae-a "$A/api/v1/keys/SAE_B/status"
 check_re "drop: connection closed without a response (curl 52 or 56)" "^(52|56)$" "$RC"
