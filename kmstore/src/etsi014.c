@@ -1041,11 +1041,12 @@ static kms_rc ask_status(kms_profile *p, long deadline, kms_status *out,
  * some out, each caller without a key asks again alone, so only its own
  * request fails, and the profile asks one key at a time for QUEUE_PAUSE_MS,
  * lest a peer sending bogus IDs cost every honest one a round trip more.
- * When every one of them gets its key alone, the KME takes fewer keys per
- * request: as many as it gave, else as many as its status says
- * (max_key_per_request), else half as many; so many for QUEUE_LIMIT_MS,
- * and a warning. A status asked for otherwise (kmstored's watcher, every
- * 30 s) lowers it too. When a request fails
+ * When every one of them gets its key alone after a refusal as a bad
+ * request (refused_keys()), the KME takes fewer keys per request: as many
+ * as it gave, else as many as its status says (max_key_per_request), else
+ * half as many; so many for QUEUE_LIMIT_MS, and a warning. A status asked
+ * for otherwise (kmstored's watcher, every 30 s) lowers it too. When a
+ * request fails
  * as unreachable or 5xx within the earliest deadline of its callers, those
  * with time left ask again alone, within their own. The same ID twice in
  * one dec_keys would be refused: the second waits for the next. */
@@ -1202,13 +1203,15 @@ static size_t answer_for(const struct key_wait *w, size_t i,
 	return k;
 }
 
-/* Whether a failed request for several keys was refused, for one of
- * them (an ID the KME lacks) or for their number: a 4xx. Not a 5xx, which
- * says the KME is out of keys or busy and would say so to fewer keys
- * too; not an answer it could not read, which is no refusal. */
+/* Whether a failed request for several keys was refused as a bad
+ * request, for one of them (an ID the KME lacks) or for their number:
+ * ETSI 014's 400, or a proxy's 413. Not a 401 or 403, which fewer keys
+ * would not change; not a 5xx, which says the KME is out of keys or busy
+ * and would say so to fewer keys too; not an answer it could not read.
+ * The queue and the pool's refills learn a KME's limit from these only. */
 static int refused_keys(long http_status)
 {
-	return http_status >= 400 && http_status < 500;
+	return http_status == 400 || http_status == 413;
 }
 
 /* Asks for several keys in one request, within deadline; each caller's
@@ -1514,9 +1517,9 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 	 * fewer: as many as it holds, else half as many, once, unless it
 	 * holds none. Then the caller backs off. */
 	for (int first = 1; rc != KMS_OK && r.asked > 1 &&
-	     (status == 400 || status == 413 || (status >= 500 && first));
+	     (refused_keys(status) || (status >= 500 && first));
 	     first = 0) {
-		int refused = status < 500;
+		int refused = refused_keys(status);
 
 		if (first)
 			said_status(p, deadline, &st);

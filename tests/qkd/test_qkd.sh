@@ -146,6 +146,16 @@ expect_rc 0 "a KME that makes 2 keys per request and hides its status serves a b
 [ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
 expect_match "asking for at most [0-9]+ keys per request for 10 minutes \(half as many; its status did not tell\)" \
 	"$RUN_ERR" "... and asks for half as many as it refused"
+# A 403 to a gathered request (a front end's rule, say) whose keys then
+# come alone says nothing of how many keys the KME takes: only a 400 or
+# a 413 teaches a limit, to the queue as to kmstored's pool. (The 403 goes
+# to the sixth enc_keys: one round trip, four alone, then the gathered.)
+KME_TIMEOUT=8 lab --fault latency=1000,path=enc_keys --fault status=403,path=enc_keys,after=5,count=1
+run "$threads" "$W" "$E" 8 1
+expect_rc 0 "a KME that refuses one gathered enc_keys with a 403 serves a burst of 8 new keys"
+[ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT"
+expect_match "enc_keys.* 403 .*status=403" "$(cat "$work/lab/kme-sim.log")" "... the 403 went to the gathered request"
+expect_eq 0 "$(grep -c "asking for" <<<"$RUN_ERR")" "... and the client learns no limit from it"
 lab
 
 # --- refused by the KME or the TLS layer ----------------------------------
