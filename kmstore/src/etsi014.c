@@ -129,6 +129,8 @@ struct call {
 	enum op op;
 	const char *sae; /* the SAE ID in the path */
 	long deadline_ms; /* monotonic: this KME's share of the deadline */
+	long given_ms;    /* that share when it began */
+	int timed_out;    /* the last attempt ran out of time */
 	int attempts;
 	int max_attempts; /* 0: as many as the deadline allows */
 	long http_status; /* of the last attempt, 0 if none */
@@ -531,7 +533,15 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 	if (b->overflow)
 		return call_fail(k, err, KMS_ERR_KME,
 				 "the answer is larger than %d bytes", BODY_MAX);
-	if (rc == CURLE_OPERATION_TIMEDOUT || kms_now_ms() >= k->deadline_ms)
+	k->timed_out = rc == CURLE_OPERATION_TIMEDOUT ||
+		       kms_now_ms() >= k->deadline_ms;
+	if (k->timed_out && k->given_ms < k->c->timeout_ms * 9 / 10)
+		return call_fail(k, err, KMS_ERR_UNREACHABLE,
+				 "no answer in the %.1f s it was given of the "
+				 "timeout of %.1f s (%d attempt%s; last: %s)",
+				 k->given_ms / 1000.0, k->c->timeout_ms / 1000.0,
+				 k->attempts, k->attempts == 1 ? "" : "s", detail);
+	if (k->timed_out)
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "no answer within the timeout of %.1f s (%d "
 				 "attempt%s; last: %s)", k->c->timeout_ms / 1000.0,
@@ -643,6 +653,7 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	b->overflow = 0;
 	k->attempts++;
 	k->http_status = 0;
+	k->timed_out = 0;
 	h = take_handle(k->kme);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, budget > 1 ? budget : 1) != 0) {
@@ -722,6 +733,17 @@ static int fails_over(kms_rc rc, long http_status)
 {
 	return rc == KMS_ERR_UNREACHABLE ||
 	       (rc == KMS_ERR_KME && http_status >= 500);
+}
+
+/* Whether a request that ran out of time had too little of it to blame
+ * the KME: less than half what the first KME of a profile gets, because
+ * its caller waited in the queue behind others, or it came late in a
+ * round. Requests sent with their whole share still mark a black-holed
+ * KME down, and a KME that is slow for all is slow for them too. */
+static int cut_short(const struct call *k)
+{
+	return k->timed_out &&
+	       k->given_ms < k->c->timeout_ms / (long)k->c->client->n / 2;
 }
 
 static void kme_up(struct kme *e)
@@ -862,8 +884,9 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 	/* A 503 says the KME is busy or out of keys: it answered, and is
 	 * not down (kmstored's outage policy). Another 5xx to several keys
 	 * may say only that it holds fewer, or that a proxy cannot reach
-	 * it: one key tells. Nor does this SAE's own credentials' problem. */
-	if (rc == KMS_ERR_CONFIG ||
+	 * it: one key tells. Nor does this SAE's own credentials' problem,
+	 * nor a request given too little time. */
+	if (rc == KMS_ERR_CONFIG || cut_short(k) ||
 	    (k->http_status >= 500 && k->http_status != 503 && k->keys > 1))
 		return rc;
 	if (rc == KMS_OK || !fails_over(rc, k->http_status) ||
@@ -902,6 +925,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 		struct call k = { .p = p, .c = c, .kme = &cl->kmes[order[i]],
 				  .op = op, .sae = sae, .keys = keys,
 				  .deadline_ms = kms_now_ms() + left / (long)(n - i),
+				  .given_ms = left / (long)(n - i),
 				  .max_attempts = n > 1 };
 
 		if (turn > 0 && left <= 10)
