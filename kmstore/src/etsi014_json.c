@@ -810,20 +810,144 @@ kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
 	return KMS_OK;
 }
 
-/* Appends s cleaned to out: printable ASCII, runs of white space and
- * control bytes folded to one space, none at the start; out holds at most
- * size - 1 bytes (the caller trims a space at the end). */
+/* What of an error object's text is shown. A KME may still put a key into
+ * an ETSI error object, under a name kmstore does not know
+ * ({"details":[{"k":"..."}]}), as a name, or in the message; so every text
+ * of it is shown word by word, and what could hold 16 bytes (the smallest
+ * key kmstore takes) in the forms a KME writes bytes in is not:
+ *   - a word of HIDE_CHARS base64 characters or more (RFC 4648's two
+ *     alphabets and padding, so hex too), over line breaks inside it (base64
+ *     wrapped at 64 or 76 characters), unless it is a UUID: the key_ID most
+ *     KMEs make, and a key ID travels in IKE anyway;
+ *   - numbers in a row, each after at most 2 other characters, of
+ *     HIDE_DIGITS digits or more together: bytes written "a1:b2:...",
+ *     "[161, 178, ...]" or "\xa1\xb2...".
+ * Each becomes "<N characters, not shown>". Messages, member names, short
+ * IDs and numbers stay. What is hidden is judged whole before any of it is
+ * copied, so a long word is not shown by the part of it that fits. */
+#define HIDE_CHARS 22  /* 16 bytes of base64 without padding */
+#define HIDE_DIGITS 32 /* 16 bytes of hex; of decimal, about 40 digits */
+
+static int b64_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '-' ||
+	       c == '_' || c == '=';
+}
+
+/* The end of the word at i (a base64 character): the run of them, on over
+ * a line break ("\n", "\r\n" or "\r") between two of them. */
+static size_t word_end(const char *s, size_t len, size_t i)
+{
+	size_t next;
+
+	for (;;) {
+		while (i < len && b64_char(s[i]))
+			i++;
+		next = i;
+		if (next < len && s[next] == '\r')
+			next++;
+		if (next < len && s[next] == '\n')
+			next++;
+		if (next == i || next == len || !b64_char(s[next]))
+			return i;
+		i = next;
+	}
+}
+
+static int is_uuid(const char *w, size_t n)
+{
+	if (n != 36)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? w[i] != '-'
+							     : kms_hex_digit(w[i]) < 0)
+			return 0;
+	return 1;
+}
+
+/* The digits of a word that is a number, or -1: a sign, "0x" or "x" (of
+ * "\x"), then hex digits (decimal ones are among them). */
+static long number_digits(const char *w, size_t n)
+{
+	size_t i = 0;
+
+	if (i < n && (w[i] == '-' || w[i] == '+'))
+		i++;
+	if (n - i > 2 && w[i] == '0' && (w[i + 1] == 'x' || w[i + 1] == 'X'))
+		i += 2;
+	else if (n - i > 1 && (w[i] == 'x' || w[i] == 'X'))
+		i++;
+	if (i == n)
+		return -1;
+	for (size_t k = i; k < n; k++)
+		if (kms_hex_digit(w[k]) < 0)
+			return -1;
+	return (long)(n - i);
+}
+
+/* The end of the numbers in a row from i (i if the word there is none),
+ * and in *digits how many digits they have. */
+static size_t numbers_end(const char *s, size_t len, size_t i, size_t *digits)
+{
+	size_t end = i, w;
+	long d;
+
+	*digits = 0;
+	while (i < len && b64_char(s[i]) &&
+	       (d = number_digits(s + i, (w = word_end(s, len, i)) - i)) >= 0) {
+		*digits += (size_t)d;
+		end = i = w;
+		while (i < len && i < end + 2 && !b64_char(s[i]))
+			i++;
+	}
+	return end;
+}
+
+/* How many characters from i (a base64 character) are not shown: the
+ * numbers or the word there, or 0. */
+static size_t hidden_len(const char *s, size_t len, size_t i)
+{
+	size_t digits, end = numbers_end(s, len, i, &digits);
+
+	if (digits >= HIDE_DIGITS)
+		return end - i;
+	end = word_end(s, len, i);
+	return end - i >= HIDE_CHARS && !is_uuid(s + i, end - i) ? end - i : 0;
+}
+
+/* One byte into out at *o: printable ASCII as it is, a run of anything
+ * else one space, none at the start. */
+static void put(char *out, size_t size, size_t *o, char c)
+{
+	if (*o + 1 >= size)
+		return;
+	if (c > 0x20 && c < 0x7f)
+		out[(*o)++] = c;
+	else if (*o > 0 && out[*o - 1] != ' ')
+		out[(*o)++] = ' ';
+}
+
+/* Appends s to out cleaned (put) and without what could be a key (above);
+ * out holds at most size - 1 bytes (the caller trims a space at the end).
+ * Every text of an error body that is quoted passes here. */
 static void append(char *out, size_t size, const char *s, size_t len)
 {
-	size_t o = strlen(out);
+	size_t o = strlen(out), i = 0, n;
+	char note[48];
 
-	for (size_t i = 0; i < len && o + 1 < size; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c > 0x20 && c < 0x7f)
-			out[o++] = (char)c;
-		else if (o > 0 && out[o - 1] != ' ')
-			out[o++] = ' ';
+	while (i < len && o + 1 < size) {
+		if (!b64_char(s[i])) {
+			put(out, size, &o, s[i++]);
+		} else if ((n = hidden_len(s, len, i)) > 0) {
+			snprintf(note, sizeof(note), "<%zu characters, not shown>", n);
+			for (const char *c = note; *c != '\0'; c++)
+				put(out, size, &o, *c);
+			i += n;
+		} else {
+			for (n = word_end(s, len, i); i < n; i++)
+				put(out, size, &o, s[i]);
+		}
 	}
 	out[o] = '\0';
 }

@@ -44,7 +44,10 @@ kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
  * quoted)"), or is empty if there is no body; returns 0. A body is an ETSI
  * error object if it is valid JSON, an object with a "message" string, and
  * holds no key: no member named "key" or "keys" at any depth, and no string
- * with "key" or "keys" in quotes. At most size - 1 bytes. */
+ * with "key" or "keys" in quotes. Even then a word of it that could hold 16
+ * bytes of a key (22 base64 or hex characters or more, not a UUID; numbers
+ * in a row of 32 digits or more) is shown as "<N characters, not shown>".
+ * At most size - 1 bytes. */
 int kms_etsi_error_text(const char *body, size_t len, char *out, size_t size);
 
 /* kmstore's reader of a KME's answer, which every function above uses:

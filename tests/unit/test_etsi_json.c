@@ -505,6 +505,113 @@ static void test_error_text_secrets(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* A key in an ETSI error object under a name kmstore does not know, or in
+ * its message, in the forms a KME might write it: not shown, wherever it
+ * is; the message, names, UUIDs, short IDs and numbers around it are. */
+#define HEX32 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define UUID "550e8400-e29b-41d4-a716-446655440000"
+/* 16 bytes f0..ff, base64url without padding. */
+#define KEY16_URL "8PHy8_T19vf4-fr7_P3-_w"
+#define COLON_HEX "00:01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:" \
+		  "10:11:12:13:14:15:16:17:18:19:1a:1b:1c:1d:1e:1f"
+/* Java's Arrays.toString of f0..ff 00..0f (signed bytes). */
+#define SIGNED "[-16, -15, -14, -13, -12, -11, -10, -9, -8, -7, -6, -5, -4, " \
+	       "-3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]"
+/* 64 bytes 40..7f in base64, wrapped at 76 characters as MIME does. */
+#define KEY64_L1 "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl9gYWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4"
+#define KEY64_L2 "eXp7fH1+fw=="
+
+/* No 8 characters in a row of secret are in out. */
+static int shows(const char *out, const char *secret)
+{
+	for (size_t i = 0; i + 8 <= strlen(secret); i++)
+		if (memmem(out, strlen(out), secret + i, 8) != NULL)
+			return 1;
+	return 0;
+}
+
+static void test_error_text_key_material(void **state)
+{
+	static const struct {
+		const char *body, *want;
+	} cases[] = {
+		{ "{\"message\":\"x\",\"details\":[{\"k\":\"" KEY32 "\"}]}",
+		  "x (details: k=<44 characters, not shown>)" },
+		{ "{\"message\":\"bad key " HEX32 "\",\"details\":[{\"hex\":\""
+		  HEX32 "\",\"size\":256}]}",
+		  "bad key <64 characters, not shown> (details: hex=<64 characters, "
+		  "not shown>, size=256)" },
+		{ "{\"message\":\"key " UUID " not found\",\"details\":[{\"key_ID\":\""
+		  UUID "\",\"KME_ID\":\"KME_B\",\"max_key_per_request\":4}]}",
+		  "key " UUID " not found (details: key_ID=" UUID ", KME_ID=KME_B, "
+		  "max_key_per_request=4)" },
+		/* The smallest key kmstore takes, in base64url, in a name. */
+		{ "{\"message\":\"x\",\"details\":[{\"" KEY16_URL "\":1}]}",
+		  "x (details: <22 characters, not shown>=1)" },
+		/* Inside a word, a path, a JSON text in a string. */
+		{ "{\"message\":\"k=" KEY32 ";/keys/" KEY16_URL "/x {\\\"k\\\":\\\""
+		  KEY32 "\\\"}\"}",
+		  "<46 characters, not shown>;<30 characters, not shown> {\"k\":\"<44 "
+		  "characters, not shown>\"}" },
+		{ "{\"message\":\"bytes " COLON_HEX ".\"}",
+		  "bytes <95 characters, not shown>." },
+		{ "{\"message\":\"x\",\"details\":[{\"k\":\"" SIGNED "\"}]}",
+		  "x (details: k=[<123 characters, not shown>])" },
+		{ "{\"message\":\"b'\\\\xf0\\\\xf1\\\\xf2\\\\xf3\\\\xf4\\\\xf5\\\\xf6\\\\xf7"
+		  "\\\\xf8\\\\xf9\\\\xfa\\\\xfb\\\\xfc\\\\xfd\\\\xfe\\\\xff'\"}",
+		  "<66 characters, not shown>'" },
+		/* Wrapped: the short last line goes with the rest. */
+		{ "{\"message\":\"key:\\n" KEY64_L1 "\\r\\n" KEY64_L2 "\\n\"}",
+		  "key: <90 characters, not shown>" },
+		/* Short words, numbers and hex-looking prose stay. */
+		{ "{\"message\":\"a bad decade: 10.0.0.1:443, sizes 128, 256, 512\","
+		  "\"details\":[{\"additional\":\"sae-0001/enc_keys\"}]}",
+		  "a bad decade: 10.0.0.1:443, sizes 128, 256, 512 (details: "
+		  "additional=sae-0001/enc_keys)" },
+	};
+	static const char *const secrets[] = {
+		KEY32, HEX32, KEY16_URL, COLON_HEX, SIGNED, KEY64_L1, KEY64_L2,
+		"f0\\xf1\\xf2\\xf3", NULL,
+	};
+	char out[200];
+	int bad = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int quoted = kms_etsi_error_text(cases[i].body, strlen(cases[i].body),
+						 out, sizeof(out));
+
+		for (const char *const *s = secrets; *s != NULL; s++)
+			if (shows(out, *s)) {
+				print_error("case %zu shows a key: '%s'\n", i, out);
+				bad++;
+			}
+		if (!quoted || strcmp(out, cases[i].want) != 0) {
+			print_error("case %zu: '%s', not '%s'\n", i, out, cases[i].want);
+			bad++;
+		}
+	}
+	assert_int_equal(bad, 0);
+}
+
+/* A very long string is judged whole, not by the part that fits: here
+ * only 9 characters of it would. */
+static void test_error_text_long(void **state)
+{
+	char body[8192], out[200];
+	size_t n = (size_t)snprintf(body, sizeof(body), "{\"message\":\"");
+
+	(void)state;
+	for (int i = 0; i < 95; i++)
+		n += (size_t)snprintf(body + n, sizeof(body) - n, ". ");
+	for (int i = 0; i < 135; i++, n += strlen(KEY32) - 1)
+		memcpy(body + n, KEY32, strlen(KEY32) - 1); /* 5805 characters */
+	n += (size_t)snprintf(body + n, sizeof(body) - n, "\"}");
+	assert_int_equal(kms_etsi_error_text(body, n, out, sizeof(out)), 1);
+	assert_int_equal(strlen(out), sizeof(out) - 1);
+	assert_string_equal(out + 190, "<5805 cha");
+}
+
 /* enc_keys with number > 1 (kmstored's pool): 1 to max keys, distinct
  * IDs, each checked as one. */
 static void test_batch(void **state)
@@ -565,6 +672,8 @@ int main(void)
 		cmocka_unit_test(test_duplicate_members),
 		cmocka_unit_test(test_wiped_on_every_path),
 		cmocka_unit_test(test_error_text_secrets),
+		cmocka_unit_test(test_error_text_key_material),
+		cmocka_unit_test(test_error_text_long),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
