@@ -397,7 +397,7 @@ static void current(struct text *t)
 		if (!any++)
 			header(t, "kmstore_kme_up", "gauge",
 			       "1 if the KME answered its last request (or was not "
-			       "asked yet), 0 while it is in its back-off.");
+			       "asked yet), 0 if it failed it.");
 		escape(e1, sizeof(e1), kms_profile_name(p));
 		for (size_t k = 0; k < st.n_kmes; k++) {
 			escape(e2, sizeof(e2), st.kmes[k].url);
