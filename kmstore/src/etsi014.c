@@ -54,6 +54,7 @@
 #define RETRY_MIN_MS 250
 #define DOWN_FIRST_MS 1000   /* a failed KME's first back-off, doubling */
 #define DOWN_MAX_MS 60000
+#define BUSY_MS 1000        /* a KME that answered 503: asked after the others */
 #define IDLE_MAX 16     /* idle handles (and connections) kept per KME */
 /* A KME's addresses are looked up again after their DNS TTL, or this
  * long at most: a KME that moves is found within a minute, and at once
@@ -755,6 +756,18 @@ static void kme_up(struct kme *e)
 	pthread_mutex_unlock(&e->health_lock);
 }
 
+/* A 503: the KME answered, busy or out of keys, so it is up (kmstored's
+ * outage policy); but the next requests ask the others first for a while
+ * rather than each pay it a round trip before them. */
+static void kme_busy(struct kme *e)
+{
+	pthread_mutex_lock(&e->health_lock);
+	e->asked = 1;
+	e->failures = 0;
+	e->retry_at_ms = kms_now_ms() + BUSY_MS;
+	pthread_mutex_unlock(&e->health_lock);
+}
+
 static void kme_down(struct kme *e, const kms_error *err)
 {
 	long wait;
@@ -889,8 +902,9 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 	if (rc == KMS_ERR_CONFIG || cut_short(k) ||
 	    (k->http_status >= 500 && k->http_status != 503 && k->keys > 1))
 		return rc;
-	if (rc == KMS_OK || !fails_over(rc, k->http_status) ||
-	    k->http_status == 503)
+	if (k->http_status == 503)
+		kme_busy(k->kme);
+	else if (rc == KMS_OK || !fails_over(rc, k->http_status))
 		kme_up(k->kme); /* it answered */
 	else
 		kme_down(k->kme, err);

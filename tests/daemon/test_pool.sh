@@ -371,6 +371,9 @@ kmstored_start "$SE" "$work/east.conf"
 run "$KMSTORE" --daemon "$SW" --json key qkd
 expect_rc 0 "failover, first KME answering 503: a key from the second"
 id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
+a1=$(at_listener KME_A)
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_eq "0 $a1" "$RUN_RC $(at_listener KME_A)" "... the next key: from the second at once, the busy first asked after it for a second"
 run "$KMSTORE" --daemon "$SE" --json key qkd --key-id "$id"
 expect_rc 0 "failover for dec_keys too (east's first KME answers 503)"
 expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... the same key"
