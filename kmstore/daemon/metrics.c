@@ -73,7 +73,8 @@ static const struct {
 			"Reloads of the configuration, by result." },
 	[F_KME_STORED] = { "kmstore_kme_stored_key_count", "gauge",
 			   "The KME's own stored_key_count from its status, by "
-			   "profile and the KME's ID (polled every 30 s)." },
+			   "profile and the KME's ID (polled every 30 s); none "
+			   "where the last poll got no answer." },
 };
 
 struct series {
@@ -82,6 +83,7 @@ struct series {
 	double value;
 	unsigned long bucket[N_BUCKETS], count;
 	double sum;
+	int stale; /* marked by mark(): dropped by sweep() unless set again */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -178,8 +180,33 @@ static void set(enum family f, double v, ...)
 	va_end(ap);
 	pthread_mutex_lock(&lock);
 	s = find(f, l);
-	if (s != NULL)
+	if (s != NULL) {
 		s->value = v;
+		s->stale = 0;
+	}
+	pthread_mutex_unlock(&lock);
+}
+
+/* Every series of family f is stale until set() sets it again. */
+static void mark(enum family f)
+{
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < n_series; i++)
+		if (series[i].f == f)
+			series[i].stale = 1;
+	pthread_mutex_unlock(&lock);
+}
+
+/* Drops the series of family f still stale, keeping the others' order. */
+static void sweep(enum family f)
+{
+	size_t kept = 0;
+
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < n_series; i++)
+		if (series[i].f != f || !series[i].stale)
+			series[kept++] = series[i];
+	n_series = kept;
 	pthread_mutex_unlock(&lock);
 }
 
@@ -597,11 +624,16 @@ static pthread_cond_t watch_wake = PTHREAD_COND_INITIALIZER;
 
 /* Each QKD profile's status (no key is consumed): the KME's
  * stored_key_count for the metrics; as side effects, each KME's health
- * and (libkmstore) its max_key_per_request for the requests. */
+ * and (libkmstore) its max_key_per_request for the requests. The gauge
+ * holds what this poll got and nothing older: a profile whose status
+ * fails, or that a reload removed (or left without a pool, when only
+ * pools are polled), loses its series rather than showing a count no KME
+ * vouches for any more. */
 static void poll_once(void)
 {
 	struct kmsd_conf *c = kmsd_conf_get();
 
+	mark(F_KME_STORED);
 	for (size_t i = 0; i < kms_store_profile_count(c->store); i++) {
 		kms_profile *p = kms_store_profile_at(c->store, i);
 		kms_status st;
@@ -611,11 +643,12 @@ static void poll_once(void)
 		    (!watch_all && c->pools[i] == NULL))
 			continue;
 		if (kms_profile_status(p, &st, &err) != KMS_OK)
-			continue; /* the KME's health says it */
+			continue; /* the KME's health says it; sweep drops its count */
 		if (st.stored_key_count >= 0)
 			kmsd_metric_stored(kms_profile_name(p), st.source_kme_id,
 					   st.stored_key_count);
 	}
+	sweep(F_KME_STORED);
 	kmsd_conf_put(c);
 }
 
