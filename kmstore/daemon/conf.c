@@ -180,6 +180,8 @@ kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
 	pthread_mutex_unlock(&lock);
 	start_pools(fresh);
 	kmsd_conf_put(old);
+	/* Not 30 s of counts for profiles that are gone or changed. */
+	kmsd_watch_now();
 	if (summary != NULL)
 		snprintf(summary, size, "reloaded %s: %zu profile%s",
 			 kms_store_path(fresh->store),

@@ -114,6 +114,8 @@ kms_rc kmsd_metrics_serve(const char *addr, kms_error *err);
 /* The status poller: every 30 s, each QKD profile with a pool (every QKD
  * profile when the metrics are served over HTTP). */
 void kmsd_watch_start(int all_profiles);
+/* A poll now (a reload: the gauges follow the new profiles at once). */
+void kmsd_watch_now(void);
 void kmsd_watch_stop(void);
 /* Stops serving the metrics (before the configuration goes: a scrape
  * reads it); kmsd_metrics_fini also frees the series. */

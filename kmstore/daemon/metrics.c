@@ -73,8 +73,8 @@ static const struct {
 			"Reloads of the configuration, by result." },
 	[F_KME_STORED] = { "kmstore_kme_stored_key_count", "gauge",
 			   "The KME's own stored_key_count from its status, by "
-			   "profile and the KME's ID (polled every 30 s); none "
-			   "where the last poll got no answer." },
+			   "profile and the KME's ID (polled every 30 s and at a "
+			   "reload); none where the last poll got no answer." },
 };
 
 struct series {
@@ -618,7 +618,7 @@ void kmsd_metrics_fini(void)
 #define WATCH_EVERY_S 30
 
 static pthread_t watcher;
-static int watching, watch_all, watch_stop;
+static int watching, watch_all, watch_stop, watch_now;
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t watch_wake = PTHREAD_COND_INITIALIZER;
 
@@ -659,12 +659,13 @@ static void *watch_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&watch_lock);
 	while (!watch_stop) {
+		watch_now = 0;
 		pthread_mutex_unlock(&watch_lock);
 		poll_once();
 		pthread_mutex_lock(&watch_lock);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += WATCH_EVERY_S;
-		while (!watch_stop &&
+		while (!watch_stop && !watch_now &&
 		       pthread_cond_timedwait(&watch_wake, &watch_lock, &until) == 0)
 			;
 	}
@@ -679,6 +680,16 @@ void kmsd_watch_start(int all_profiles)
 		watching = 1;
 	else
 		kmsd_log(KMS_LOG_WARNING, "no status poller thread");
+}
+
+/* Said during a poll, it is not lost: watch_now is cleared before each
+ * poll and looked at after it. */
+void kmsd_watch_now(void)
+{
+	pthread_mutex_lock(&watch_lock);
+	watch_now = 1;
+	pthread_cond_signal(&watch_wake);
+	pthread_mutex_unlock(&watch_lock);
 }
 
 void kmsd_watch_stop(void)
