@@ -23,7 +23,9 @@
 #   - metrics: after a known sequence, scraped with curl over HTTP on
 #     127.0.0.1 and over a UNIX socket, and with kmstore metrics: the
 #     counters expected, in a well-formed exposition; --metrics refuses a
-#     non-loopback address.
+#     non-loopback address; the KME's stored_key_count, polled at a
+#     reload, has no line once its KME stops answering or a reload removes
+#     its profile (nor have that profile's pool and KME gauges).
 # Environment: KMSTORE, KMSTORED, KME_SIM, KME_SIM_PKI, DAEMON_CLIENT.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -605,4 +607,65 @@ for i in 1 2 3 4 5; do curl -sS --max-time 1 "http://127.0.0.1:$port/metrics" >/
 rc=0
 wait "$pid" || rc=$?
 expect_eq 0 "$rc" "stopped while a refill waits on its KME, scraped meanwhile: exit 0"
+
+# --- gauges of KMEs that stop answering and of profiles that go ------------------
+# kmstore_kme_stored_key_count is what the last status poll got (at start,
+# every 30 s, at once after a reload): the KME's count after a known
+# sequence; no line for a profile a reload removed, nor for a KME that no
+# longer answers: a missing series, never a stale count. The pool's and
+# the KMEs' gauges of a removed profile go too. A link of 100 keys, never
+# refilled, shared by profiles qkd (no pool) and gone (a pool of 2).
+sim --pool-size 100 --key-rate 0
+conf "$work/west.conf" west "$A1"
+gone=$(sed 's/^\[qkd\]$/[gone]/' "$work/west.conf")
+printf '\n%s\nprefetch = 2\n' "$gone" >>"$work/west.conf"
+"$KMSTORED" --config "$work/west.conf" --socket "$SW" --foreground --metrics "127.0.0.1:$port" >"$SW.log" 2>&1 &
+echo $! >"$SW.pid"
+wait_for 10 grep -q 'serving' "$SW.log" || true
+# scrape: the metrics over HTTP, or a failure (never an empty answer that
+# would pass for a missing line).
+scrape() {
+	local m
+	m=$(curl -sS --max-time 5 "http://127.0.0.1:$port/metrics") || return 1
+	[[ "$m" == *kmstore_profiles* ]] || return 1
+	printf '%s\n' "$m"
+}
+shows() { local m; m=$(scrape) && [[ "$m" == *"$1"* ]]; }
+lacks() { local m; m=$(scrape) && [[ "$m" != *"$1"* ]]; }
+stored() { echo "kmstore_kme_stored_key_count{profile=\"$1\",kme_id=\"KME_A\"}"; }
+# expect_shown SECONDS TEXT WHAT, expect_gone SECONDS TEXT WHAT: within
+# SECONDS, a scrape has (has no) line holding TEXT.
+expect_shown() {
+	if wait_for "$1" shows "$2"; then tap_ok "$3"; else
+		tap_not_ok "$3" "no line holding: $2" "$(scrape | grep '^kmstore_kme_stored\|^kmstore_kme_up\|^kmstore_pool_keys' || true)"; fi
+}
+expect_gone() {
+	if wait_for "$1" lacks "$2"; then tap_ok "$3"; else
+		tap_not_ok "$3" "still: $(scrape | grep -F "$2" || true)"; fi
+}
+wait_for 10 shows 'kmstore_pool_keys{profile="gone"} 2' || true
+for i in 1 2 3; do "$KMSTORE" --daemon "$SW" key qkd >/dev/null; done
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "a KME of 100 keys, 2 taken by a pool and 3 by clients; reload"
+expect_shown 10 "$(stored qkd) 95" "kmstore_kme_stored_key_count: the KME's count (95), polled at the reload"
+expect_shown 1 "$(stored gone) 95" "... for each profile on its link"
+conf "$work/west.conf" west "$A1"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "reload without profile gone"
+expect_gone 10 "$(stored gone)" "... its kmstore_kme_stored_key_count goes"
+expect_gone 1 'kmstore_pool_keys{profile="gone"}' "... its kmstore_pool_keys too"
+expect_gone 1 'kmstore_pool_target{profile="gone"}' "... its kmstore_pool_target too"
+expect_gone 1 'kmstore_kme_up{profile="gone"' "... its kmstore_kme_up too"
+expect_shown 1 "$(stored qkd) 95" "... profile qkd's stays"
+kill "$sim_pid"
+wait "$sim_pid" 2>/dev/null || true
+sim_pid=
+kill -HUP "$(kmstored_pid "$SW")"
+# The reload's poll finds the KME gone (bounded past the 30 s poll: the
+# count must go whichever poll sees it first).
+expect_gone 35 "$(stored qkd)" "the KME killed, a poll (SIGHUP's): its kmstore_kme_stored_key_count goes"
+expect_shown 1 "kmstore_kme_up{profile=\"qkd\",kme=\"$A1\"} 0" "... and kmstore_kme_up says 0"
+run python3 "$here/check_exposition.py" <<<"$(scrape)"
+expect_rc 0 "... a well-formed exposition"
+kmstored_stop "$SW"
 tap_done
