@@ -168,6 +168,7 @@ kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
 				 "%s stays in force", when);
 		kmsd_conf_put(old);
 		pthread_mutex_unlock(&reload_lock);
+		kmsd_metric_reload(0);
 		return rc;
 	}
 	/* The old pools' keys go to the new ones, and so do those of their
@@ -188,6 +189,7 @@ kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
 			 kms_store_profile_count(fresh->store),
 			 kms_store_profile_count(fresh->store) == 1 ? "" : "s");
 	pthread_mutex_unlock(&reload_lock);
+	kmsd_metric_reload(1);
 	return KMS_OK;
 }
 

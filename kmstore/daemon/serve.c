@@ -410,7 +410,6 @@ static kms_rc do_reload(const struct kmsd_client *c, struct kms_wire_buf *b,
 		return rc;
 	kmsd_notify("RELOADING=1");
 	rc = kmsd_conf_reload(summary, sizeof(summary), err);
-	kmsd_metric_reload(rc == KMS_OK);
 	kmsd_notify("READY=1");
 	if (rc != KMS_OK) {
 		kmsd_log(KMS_LOG_ERROR, "%s (asked by %s, pid %d)", err->message,

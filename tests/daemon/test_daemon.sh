@@ -203,13 +203,16 @@ expect_match "reload refused, the configuration loaded at [0-9-]+ [0-9:]+ stays 
 run "$KMSTORE" --daemon "$SW" key added
 expect_rc 0 "... and the running configuration still serves"
 kill -HUP "$(kmstored_pid "$SW")"
-sleep 0.5
+wait_for 10 grep -q "reload refused.*(SIGHUP)" "$SW.log" || true
 expect_match "error: reload refused.*\(SIGHUP\)" "$(cat "$SW.log")" "SIGHUP with a broken file: logged, refused"
 echo "$good" >"$work/reload.conf"
 sed -i 's/^\[added\]/[renamed]/' "$work/reload.conf"
 kill -HUP "$(kmstored_pid "$SW")"
-sleep 0.5
+wait_for 10 grep -q "reloaded .*(SIGHUP)" "$SW.log" || true
 expect_match "info: reloaded .*reload.conf: 3 profiles \(SIGHUP\)" "$(cat "$SW.log")" "SIGHUP with a good file: reloaded"
+m=$("$KMSTORE" --daemon "$SW" metrics)
+expect_eq "2 2" "$(sed -n 's/^kmstore_config_reloads_total{result="ok"} //p' <<<"$m") $(sed -n 's/^kmstore_config_reloads_total{result="failed"} //p' <<<"$m")" \
+	"kmstore_config_reloads_total counts both ways, ok and failed: kmstore reload's and SIGHUP's"
 run "$KMSTORE" --daemon "$SW" key renamed
 expect_rc 0 "... its profiles served"
 ask "key static"
@@ -397,7 +400,7 @@ EOF
 	for _ in $(seq 50); do [ -S "$work/notify" ] && break; sleep 0.1; done
 	NOTIFY_SOCKET=$work/notify kmstored_start "$work/n.sock" "$W"
 	kill -HUP "$(kmstored_pid "$work/n.sock")"
-	sleep 0.5
+	wait_for 10 grep -q "(SIGHUP)" "$work/n.sock.log" || true
 	kmstored_stop "$work/n.sock"
 	wait "$npid" || true
 	expect_eq "READY=1 STATUS=serving 2 profiles of $W on $work/n.sock|RELOADING=1|READY=1|STOPPING=1" \

@@ -90,13 +90,6 @@ CONF
 	chmod 600 "$1"
 }
 json() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null || echo '(none)'; }
-# wait_for SECONDS CMD...: until CMD succeeds
-wait_for() {
-	local n=$(($1 * 10)) i
-	shift
-	for i in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-	return 1
-}
 # The pool's level, from the metrics (status needs a KME that answers).
 pool_keys() {
 	"$KMSTORE" --daemon "$1" metrics 2>/dev/null |

@@ -33,6 +33,15 @@ run() {
 	rm -f "$o" "$e"
 }
 
+# wait_for SECONDS CMD...: until CMD succeeds (polled every 0.1 s); fails
+# after SECONDS. What a test waits for on a loaded machine, not a sleep.
+wait_for() {
+	local n=$(($1 * 10)) i
+	shift
+	for i in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
+	return 1
+}
+
 # expect_rc CODE WHAT: the last run's exit status.
 expect_rc() {
 	if [ "$RUN_RC" -eq "$1" ]; then
