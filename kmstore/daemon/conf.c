@@ -204,6 +204,16 @@ void kmsd_conf_fini(void)
 	conf_path = NULL;
 }
 
+/* What a client is told of a profile it may not use, or that is not there. */
+static kms_rc not_open(const struct kmsd_client *cl, const char *name,
+		       kms_error *err)
+{
+	return kms_fail(err, KMS_ERR_PERMISSION, "kmstored: profile '%s' is not "
+			"open to user %s (uid %u); see kmstore profiles, and "
+			"allow-users and allow-groups in kmstore.conf(5)", name,
+			cl->user, (unsigned)cl->uid);
+}
+
 kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 			 const struct kmsd_client *cl, const char *name,
 			 kms_profile **p, size_t *index, kms_error *err)
@@ -219,17 +229,21 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 				 "refused %s (uid %u, pid %d): profile '%s' is not "
 				 "open to it", cl->user, (unsigned)cl->uid,
 				 (int)cl->pid, name);
-			return kms_fail(err, KMS_ERR_PERMISSION,
-					"kmstored: profile '%s' is not open to user "
-					"%s (uid %u); see allow-users and allow-groups "
-					"in kmstore.conf(5)", name, cl->user,
-					(unsigned)cl->uid);
+			return not_open(cl, name, err);
 		}
 		*p = q;
 		if (index != NULL)
 			*index = i;
 		return KMS_OK;
 	}
-	return kms_fail(err, KMS_ERR_NOT_FOUND, "no such profile '%s' in %s", name,
-			kms_store_path(c->store));
+	if (cl->admin)
+		return kms_fail(err, KMS_ERR_NOT_FOUND, "no such profile '%s' in %s",
+				name, kms_store_path(c->store));
+	/* To others, a profile that is not there is one not open to them:
+	 * which names exist, and the file's path, are not theirs to learn
+	 * (their listing shows only their own profiles). */
+	kmsd_metric_refused();
+	kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): no profile '%s'",
+		 cl->user, (unsigned)cl->uid, (int)cl->pid, name);
+	return not_open(cl, name, err);
 }

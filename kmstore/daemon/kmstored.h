@@ -67,8 +67,8 @@ void kmsd_conf_put(struct kmsd_conf *c);
 kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err);
 void kmsd_conf_fini(void);
 int kmsd_conf_has_pools(void);
-/* The profile named, if the client may use it: KMS_ERR_NOT_FOUND,
- * KMS_ERR_PERMISSION otherwise (logged). */
+/* The profile named, if the client may use it; else KMS_ERR_PERMISSION
+ * (logged), or for an admin client KMS_ERR_NOT_FOUND if there is none. */
 kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 			 const struct kmsd_client *cl, const char *name,
 			 kms_profile **p, size_t *index, kms_error *err);

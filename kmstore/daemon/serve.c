@@ -235,7 +235,7 @@ static kms_rc do_key(const struct kmsd_client *c,
 {
 	struct kmsd_conf *conf = kmsd_conf_get();
 	kms_key *key = NULL;
-	kms_profile *p;
+	kms_profile *p = NULL;
 	size_t i = 0;
 	long born = 0;
 	kms_rc rc;
@@ -252,7 +252,9 @@ static kms_rc do_key(const struct kmsd_client *c,
 				     kms_profile_get_key(p, &key, err);
 	}
 	if (rc != KMS_OK && rc != KMS_ERR_PERMISSION) { /* refusals: logged */
-		kmsd_metric_failed(q->profile, rc);
+		/* a name from the configuration, not one a client made up:
+		 * each would be a series of its own */
+		kmsd_metric_failed(p != NULL ? kms_profile_name(p) : "", rc);
 		kmsd_log(rc == KMS_ERR_NOT_FOUND ? KMS_LOG_WARNING : KMS_LOG_ERROR,
 			 "%s (uid %u, pid %d): %s: %s", c->user, (unsigned)c->uid,
 			 (int)c->pid, q->has_key_id ? "key by ID" : "key for use now",

@@ -147,6 +147,11 @@ run as_nobody "$KMSTORE" --daemon "$SW" key static
 run as_nobody "$DAEMON_CLIENT" "$SW" <<<"key qkd"
 expect_match "^error 4 .*profile 'qkd' is not open to user nobody \(uid 65534\)" "$(tail -n 1 <<<"$RUN_OUT")" "nobody asking for qkd's key: refused, with the reason"
 expect_in "refused nobody (uid 65534, pid" "$(grep "profile 'qkd' is not open" "$SW.log")" "kmstored logs the refusal"
+# A name that is no profile gets the same answer as one not open: which
+# names exist is not nobody's to learn.
+run as_nobody "$DAEMON_CLIENT" "$SW" <<<"key made-up-1"
+expect_match "^error 4 .*profile 'made-up-1' is not open to user nobody \(uid 65534\)" "$(tail -n 1 <<<"$RUN_OUT")" \
+	"nobody asking for a profile that does not exist: the same answer as for one not open to it"
 run as_nobody "$KMSTORE" --daemon "$SW" status qkd
 expect_rc 4 "nobody asking for qkd's status: refused"
 run as_nobody "$KMSTORE" --daemon "$SW" reload
@@ -353,6 +358,11 @@ run raw "$(hdr 1 2 11)0100000007$(printf 'static' | od -An -tx1 | tr -d ' \n')"
 expect_in "a field runs past the end" "$RUN_OUT" "a field longer than the body: refused"
 run raw "$(hdr 1 77 0)"
 expect_in "unknown request 77" "$RUN_OUT" "an unknown request: refused"
+# A key for a made-up profile name (nobody's get no further): no series of
+# the metrics of its own, or a client could fill their table.
+run raw "$(hdr 1 2 14)0100000009$(printf 'made-up-2' | od -An -tx1 | tr -d ' \n')"
+expect_in "no such profile 'made-up-2'" "$RUN_OUT" "a key of a profile that does not exist: not found"
+expect_not_in "made-up" "$("$KMSTORE" --daemon "$SW" metrics)" "... and the made-up name is not in the metrics"
 t0=$SECONDS
 run raw "4b4d5344"
 expect_eq "closed" "$(tail -n 1 <<<"$RUN_OUT")" "half a header, then silence: kmstored closes the connection"
