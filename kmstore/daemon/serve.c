@@ -27,16 +27,18 @@ static const char *const shown[] = {
 	"key-id", "url", "local-sae-id", "peer-sae-id", "key-size", "timeout",
 };
 
-/* Reads len bytes; with forever set, the first may take as long as the
- * client likes (an idle connection), the rest IO_TIMEOUT_MS. 0, or -1
- * when the client went away or stalled. */
-static int read_full(int fd, uint8_t *p, size_t len, int forever)
+/* Reads len bytes by *deadline; with *deadline 0 the first may take as
+ * long as the client likes (an idle connection), and sets it to
+ * IO_TIMEOUT_MS after that byte: one deadline for a whole request, header
+ * and body, from its first byte. 0, or -1 when the client went away or
+ * stalled. */
+static int read_full(int fd, uint8_t *p, size_t len, long *deadline)
 {
-	long deadline = kms_now_ms() + IO_TIMEOUT_MS;
+	int forever = *deadline == 0;
 
 	while (len > 0) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		long left = deadline - kms_now_ms();
+		long left = *deadline - kms_now_ms();
 		ssize_t n;
 
 		if (!forever && left <= 0)
@@ -58,7 +60,7 @@ static int read_full(int fd, uint8_t *p, size_t len, int forever)
 		len -= (size_t)n;
 		if (forever) {
 			forever = 0;
-			deadline = kms_now_ms() + IO_TIMEOUT_MS;
+			*deadline = kms_now_ms() + IO_TIMEOUT_MS;
 		}
 	}
 	return 0;
@@ -460,9 +462,10 @@ static int serve_one(int fd, const struct kmsd_client *c)
 	kms_error err;
 	uint32_t len;
 	size_t sent = 0;
+	long deadline = 0; /* set by the request's first byte */
 	int kind, rc;
 
-	if (read_full(fd, h, sizeof(h), 1) != 0)
+	if (read_full(fd, h, sizeof(h), &deadline) != 0)
 		return -1;
 	if (kms_wire_header(h, KMS_WIRE_REQUEST_MAX, &kind, &len, why,
 			    sizeof(why)) != 0) {
@@ -472,7 +475,7 @@ static int serve_one(int fd, const struct kmsd_client *c)
 		send_error(fd, &err);
 		return -1;
 	}
-	if (read_full(fd, body, len, 0) != 0)
+	if (read_full(fd, body, len, &deadline) != 0)
 		return -1;
 	if (kms_wire_parse_request(kind, body, len, &q, &err) != KMS_OK) {
 		kms_error_prefix(&err, "kmstored: bad request");

@@ -366,6 +366,20 @@ expect_not_in "made-up" "$("$KMSTORE" --daemon "$SW" metrics)" "... and the made
 t0=$SECONDS
 run raw "4b4d5344"
 expect_eq "closed" "$(tail -n 1 <<<"$RUN_OUT")" "half a header, then silence: kmstored closes the connection"
+# A request trickled in, its header over 3.6 s and its body over 3.3 s:
+# a request has 5 s from its first byte, the header's and the body's
+# together, not 5 s each (a thread held twice as long).
+run python3 - "$SW" "$(hdr 1 2 11)0100000006$(printf 'static' | od -An -tx1 | tr -d ' \n')" <<'EOF'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+try:
+    for b in bytes.fromhex(sys.argv[2]):
+        s.send(bytes([b])); time.sleep(0.3)
+    print("kind=0x%02x" % s.recv(65536)[5])
+except (OSError, IndexError):
+    print("closed")
+EOF
+expect_eq "closed" "$RUN_OUT" "a request trickled in over 7 s: closed 5 s after its first byte"
 run "$KMSTORE" --daemon "$SW" key static
 expect_rc 0 "kmstored serves on after all of them"
 
