@@ -10,9 +10,10 @@
  * replaced without a word;
  * one that closes during a request is an error, and is never retried: a
  * "key for use now" may have been consumed. Every wait is bounded by the
- * profile's timeout and a margin. No threads are created here (the PKCS#11
- * module may not), no signal is raised (MSG_NOSIGNAL), and key bytes are
- * read into locked memory only. */
+ * profile's timeout and a margin, as kmstored has it: a reload may raise
+ * it under a running process (pluto), which learns so when its wait ends.
+ * No threads are created here (the PKCS#11 module may not), no signal is
+ * raised (MSG_NOSIGNAL), and key bytes are read into locked memory only. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -36,6 +37,7 @@
 #define PROFILE_TIMEOUT_MS 5000 /* a profile without "timeout" */
 #define MARGIN_MS 1000          /* beyond the daemon's own deadline */
 #define RELOAD_WAIT_MS 30000
+#define RENEW_WAIT_MS 1000 /* a profile's settings, asked again */
 
 #define PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
 
@@ -56,8 +58,19 @@ static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct remote_profile {
 	struct kms_remote *r;
-	long wait_ms;
+	atomic_long wait_ms; /* raised by exchange() after a reload */
 };
+
+/* How long an exchange may wait for kmstored, until when; for a
+ * profile's request, once (renewed), as long as kmstored says the
+ * profile's timeout is now. */
+struct wait {
+	long deadline, wait_ms;
+	const char *profile; /* NULL: no renewal */
+	int renewed;
+};
+
+static long renewed_wait(struct kms_remote *r, const char *name);
 
 void kms_remote_unref(struct kms_remote *r)
 {
@@ -178,19 +191,40 @@ static void give_back(struct kms_remote *r, int fd)
 
 /* Waits for fd to be ready for events until deadline: 0, or -1 with the
  * reason in err. */
-static int wait_fd(const struct kms_remote *r, int fd, short events,
-		   long deadline, long wait_ms, kms_error *err)
+/* Whether kmstored, still working on a profile's request when its wait
+ * ends, gets longer: a reload may have raised the profile's timeout since
+ * this process listed it, and kmstored answers within the new one. Giving
+ * up first would lose the key it fetches (consumed at the KME). */
+static int wait_longer(struct kms_remote *r, struct wait *w)
+{
+	long now_ms;
+
+	if (w->profile == NULL || w->renewed)
+		return 0;
+	w->renewed = 1;
+	now_ms = renewed_wait(r, w->profile);
+	if (now_ms <= w->wait_ms)
+		return 0;
+	w->deadline += now_ms - w->wait_ms;
+	w->wait_ms = now_ms;
+	return 1;
+}
+
+static int wait_fd(struct kms_remote *r, int fd, short events, struct wait *w,
+		   kms_error *err)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
 	long left;
 	int n;
 
 	for (;;) {
-		left = deadline - kms_now_ms();
+		left = w->deadline - kms_now_ms();
+		if (left <= 0 && events == POLLIN && wait_longer(r, w))
+			continue;
 		if (left <= 0) {
 			kms_fail(err, KMS_ERR_UNREACHABLE,
 				 "kmstored at %s did not answer within %.1f s",
-				 r->path, wait_ms / 1000.0);
+				 r->path, w->wait_ms / 1000.0);
 			return -1;
 		}
 		n = poll(&pfd, 1, (int)left);
@@ -204,8 +238,8 @@ static int wait_fd(const struct kms_remote *r, int fd, short events,
 	}
 }
 
-static int send_all(const struct kms_remote *r, int fd, const uint8_t *p,
-		    size_t len, long deadline, long wait_ms, kms_error *err)
+static int send_all(struct kms_remote *r, int fd, const uint8_t *p,
+		    size_t len, struct wait *w, kms_error *err)
 {
 	while (len > 0) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
@@ -214,7 +248,7 @@ static int send_all(const struct kms_remote *r, int fd, const uint8_t *p,
 			p += n;
 			len -= (size_t)n;
 		} else if (errno == EAGAIN) {
-			if (wait_fd(r, fd, POLLOUT, deadline, wait_ms, err) != 0)
+			if (wait_fd(r, fd, POLLOUT, w, err) != 0)
 				return -1;
 		} else if (errno != EINTR) {
 			kms_fail(err, KMS_ERR_UNREACHABLE,
@@ -226,8 +260,8 @@ static int send_all(const struct kms_remote *r, int fd, const uint8_t *p,
 	return 0;
 }
 
-static int recv_all(const struct kms_remote *r, int fd, uint8_t *p,
-		    size_t len, long deadline, long wait_ms, kms_error *err)
+static int recv_all(struct kms_remote *r, int fd, uint8_t *p,
+		    size_t len, struct wait *w, kms_error *err)
 {
 	while (len > 0) {
 		ssize_t n = recv(fd, p, len, 0);
@@ -241,7 +275,7 @@ static int recv_all(const struct kms_remote *r, int fd, uint8_t *p,
 				 "answered%s%s (did it stop or restart?)", r->path,
 				 n == 0 ? "" : ": ", n == 0 ? "" : strerror(errno));
 			return -1;
-		} else if (wait_fd(r, fd, POLLIN, deadline, wait_ms, err) != 0) {
+		} else if (wait_fd(r, fd, POLLIN, w, err) != 0) {
 			return -1;
 		}
 	}
@@ -270,10 +304,11 @@ static void reply_free(struct reply *rep)
 	rep->body = NULL;
 }
 
+/* Sends req and reads its reply into rep, waiting as w says (its deadline
+ * set here from its wait_ms, which a renewal raises). */
 static kms_rc exchange(struct kms_remote *r, struct kms_wire_buf *req,
-		       long wait_ms, struct reply *rep, kms_error *err)
+		       struct wait *w, struct reply *rep, kms_error *err)
 {
-	long deadline = kms_now_ms() + wait_ms;
 	uint8_t h[KMS_WIRE_HEADER];
 	size_t max = rep->secret ? KMS_WIRE_KEY_REPLY_MAX : KMS_WIRE_REPLY_MAX;
 	char why[160];
@@ -283,11 +318,12 @@ static kms_rc exchange(struct kms_remote *r, struct kms_wire_buf *req,
 
 	if (kms_wire_finish(req) != 0)
 		return kms_fail(err, KMS_ERR_SYSTEM, "a request too large to send");
+	w->deadline = kms_now_ms() + w->wait_ms;
 	rc = take_connection(r, &fd, err);
 	if (rc != KMS_OK)
 		return rc;
-	if (send_all(r, fd, req->data, req->len, deadline, wait_ms, err) != 0 ||
-	    recv_all(r, fd, h, sizeof(h), deadline, wait_ms, err) != 0) {
+	if (send_all(r, fd, req->data, req->len, w, err) != 0 ||
+	    recv_all(r, fd, h, sizeof(h), w, err) != 0) {
 		close(fd);
 		return err != NULL ? err->code : KMS_ERR_UNREACHABLE;
 	}
@@ -304,7 +340,7 @@ static kms_rc exchange(struct kms_remote *r, struct kms_wire_buf *req,
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	}
 	rep->len = len;
-	if (recv_all(r, fd, rep->body, len, deadline, wait_ms, err) != 0) {
+	if (recv_all(r, fd, rep->body, len, w, err) != 0) {
 		close(fd);
 		reply_free(rep);
 		return err != NULL ? err->code : KMS_ERR_UNREACHABLE;
@@ -323,6 +359,7 @@ static kms_rc profile_request(kms_profile *p, enum kms_wire_kind kind,
 			      kms_error *err)
 {
 	struct remote_profile *rp = p->state;
+	struct wait w = { .wait_ms = atomic_load(&rp->wait_ms), .profile = p->name };
 	struct kms_wire_buf req;
 	kms_rc rc;
 
@@ -331,8 +368,10 @@ static kms_rc profile_request(kms_profile *p, enum kms_wire_kind kind,
 	kms_wire_put_str(&req, KMS_T_PROFILE, p->name);
 	if (key_id != NULL)
 		kms_wire_put_str(&req, KMS_T_KEY_ID, key_id);
-	rc = exchange(rp->r, &req, rp->wait_ms, rep, err);
+	rc = exchange(rp->r, &req, &w, rep, err);
 	kms_wire_free(&req);
+	if (w.renewed) /* the later requests wait as long from the start */
+		atomic_store(&rp->wait_ms, w.wait_ms);
 	return rc;
 }
 
@@ -419,16 +458,24 @@ struct listing {
 	kms_store *store;
 };
 
-/* The profile's own deadline (its "timeout" setting, seconds) and a
+/* A profile's own deadline (its "timeout" setting t, seconds) and a
  * margin: kmstored answers within the first. */
-static long wait_for(const kms_profile *p)
+static long wait_for(const char *t)
 {
-	const char *t = kms_profile_setting(p, "timeout");
 	double s = t != NULL ? strtod(t, NULL) : 0;
 
 	if (!(s > 0 && s <= 300))
 		return PROFILE_TIMEOUT_MS + MARGIN_MS;
 	return (long)(s * 1000) + MARGIN_MS;
+}
+
+/* The "timeout" among a listed profile's settings, or NULL. */
+static const char *listed_timeout(const struct kms_wire_profile *wp)
+{
+	for (size_t i = 0; i < wp->n_settings; i++)
+		if (strncmp(wp->settings[i], "timeout=", 8) == 0)
+			return wp->settings[i] + 8;
+	return NULL;
 }
 
 static kms_rc add_listed(void *ctx, const char *config,
@@ -462,14 +509,15 @@ static kms_rc add_listed(void *ctx, const char *config,
 	p->key_size = wp->key_size;
 	rp->r = l->r;
 	atomic_fetch_add(&l->r->refs, 1);
-	rp->wait_ms = wait_for(p);
+	atomic_init(&rp->wait_ms, wait_for(listed_timeout(wp)));
 	return KMS_OK;
 }
 
 /* PROFILES, of one name or (NULL) all this client may use. */
 static kms_rc ask_profiles(struct kms_remote *r, const char *name,
-			   struct reply *rep, kms_error *err)
+			   long wait_ms, struct reply *rep, kms_error *err)
 {
+	struct wait w = { .wait_ms = wait_ms };
 	struct kms_wire_buf req;
 	kms_rc rc;
 
@@ -477,9 +525,40 @@ static kms_rc ask_profiles(struct kms_remote *r, const char *name,
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	if (name != NULL)
 		kms_wire_put_str(&req, KMS_T_PROFILE, name);
-	rc = exchange(r, &req, DEFAULT_WAIT_MS, rep, err);
+	rc = exchange(r, &req, &w, rep, err);
 	kms_wire_free(&req);
 	return rc;
+}
+
+struct renewal {
+	const char *name;
+	long wait_ms;
+};
+
+static kms_rc renew_one(void *ctx, const char *config,
+			const struct kms_wire_profile *wp, kms_error *err)
+{
+	struct renewal *rn = ctx;
+
+	(void)config;
+	(void)err;
+	if (wp != NULL && strcmp(wp->name, rn->name) == 0)
+		rn->wait_ms = wait_for(listed_timeout(wp));
+	return KMS_OK;
+}
+
+/* The wait kmstored's profile name has now (0 if it cannot tell): its
+ * settings asked again, on another connection. */
+static long renewed_wait(struct kms_remote *r, const char *name)
+{
+	struct renewal rn = { .name = name };
+	struct reply rep = { 0 };
+	kms_error err;
+
+	if (ask_profiles(r, name, RENEW_WAIT_MS, &rep, &err) == KMS_OK)
+		kms_wire_parse_profiles(rep.body, rep.len, renew_one, &rn, &err);
+	reply_free(&rep);
+	return rn.wait_ms;
 }
 
 kms_rc kms_remote_miss(struct kms_remote *r, const char *name, kms_error *err)
@@ -491,7 +570,7 @@ kms_rc kms_remote_miss(struct kms_remote *r, const char *name, kms_error *err)
 	if (kms_check_profile_name(name, &why) != KMS_OK)
 		return kms_fail(err, KMS_ERR_NOT_FOUND, "no such profile: %s",
 				why.message);
-	rc = ask_profiles(r, name, &rep, err);
+	rc = ask_profiles(r, name, DEFAULT_WAIT_MS, &rep, err);
 	reply_free(&rep);
 	if (rc != KMS_OK)
 		return rc;
@@ -506,7 +585,7 @@ static kms_rc list_profiles(struct listing *l, kms_error *err)
 	struct reply rep = { 0 };
 	kms_rc rc;
 
-	rc = ask_profiles(l->r, NULL, &rep, err);
+	rc = ask_profiles(l->r, NULL, DEFAULT_WAIT_MS, &rep, err);
 	if (rc != KMS_OK)
 		return rc;
 	rc = kms_wire_parse_profiles(rep.body, rep.len, add_listed, l, err);
@@ -541,6 +620,7 @@ kms_rc kms_daemon_text(const char *socket_path, enum kms_wire_kind kind,
 	struct kms_remote *r;
 	struct kms_wire_buf req;
 	struct reply rep = { 0 };
+	struct wait w = { 0 };
 	kms_rc rc;
 
 	*text = NULL;
@@ -551,8 +631,8 @@ kms_rc kms_daemon_text(const char *socket_path, enum kms_wire_kind kind,
 		kms_remote_unref(r);
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	}
-	rc = exchange(r, &req, kind == KMS_WIRE_RELOAD ? RELOAD_WAIT_MS :
-							 DEFAULT_WAIT_MS, &rep, err);
+	w.wait_ms = kind == KMS_WIRE_RELOAD ? RELOAD_WAIT_MS : DEFAULT_WAIT_MS;
+	rc = exchange(r, &req, &w, &rep, err);
 	kms_wire_free(&req);
 	if (rc == KMS_OK)
 		rc = kms_wire_parse_text(rep.body, rep.len, KMS_T_TEXT, text, err);

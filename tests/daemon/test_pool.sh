@@ -207,6 +207,28 @@ m=$("$KMSTORE" --daemon "$SW" metrics)
 expect_in 'kmstore_keys_undelivered_total{profile="qkd",kind="new",source="kme"} 1' "$m" "... counted in kmstore_keys_undelivered_total"
 expect_not_in 'kmstore_keys_served_total' "$m" "... not in kmstore_keys_served_total"
 kmstored_stop "$SW"
+# A reload that raises a profile's timeout reaches a client that listed
+# the profiles before it (pluto's module, running): its request outlasting
+# the old wait (2 s and a margin) asks kmstored for the profile's timeout
+# again and waits on, so the key kmstored fetches is delivered, not lost.
+sim --fault latency=3500,path=enc_keys
+conf "$work/west.conf" west "$A1"
+kmstored_start "$SW" "$work/west.conf"
+coproc LATE { "$DAEMON_CLIENT" "$SW"; }
+read -r -t 10 ans <&"${LATE[0]}" || ans=
+expect_eq ready "$ans" "a long-lived client opens kmstored's store (timeout 2 s)"
+sed -i 's/^timeout .*/timeout      = 6/' "$work/west.conf"
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "... then a reload raises the timeout to 6 s"
+for i in 1 2; do
+	echo "key qkd" >&"${LATE[1]}"
+	read -r -t 20 ans <&"${LATE[0]}" || ans="(no answer)"
+	expect_match "^ok " "$ans" "... its key $i from a KME 3.5 s slow arrives"
+done
+expect_not_in "not delivered" "$(cat "$SW.log")" "... each delivered, none lost"
+echo quit >&"${LATE[1]}" 2>/dev/null || true
+wait "$LATE_PID" 2>/dev/null || true
+kmstored_stop "$SW"
 sim
 conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
 kmstored_start "$SW" "$work/west.conf"
