@@ -23,6 +23,61 @@
 
 #define GROUPS_MAX 4096
 
+/* The user and group databases (NSS). An entry has no size limit: a group
+ * of thousands of members (common under LDAP or sssd) is a line of tens of
+ * KiB. The buffer starts at sysconf's hint (glibc: 1 KiB; a hint, not a
+ * bound) and doubles on ERANGE up to NSS_BUF_MAX. */
+#define NSS_BUF_MAX (1024 * 1024)
+
+enum nss_what { NSS_USER_NAMED, NSS_USER_ID, NSS_GROUP_NAMED };
+
+/* The entry of user NAME (*id its uid), of uid *id (its name in
+ * name_out), or of group NAME (*id its gid). Returns 0, ENOENT when there
+ * is none, ERANGE when it is over NSS_BUF_MAX, ENOMEM, or the errno of a
+ * lookup that failed (the directory service unreachable, ...): not the
+ * same as "none". */
+static int nss_lookup(enum nss_what what, const char *name, unsigned *id,
+		      char *name_out, size_t name_len)
+{
+	long hint = sysconf(what == NSS_GROUP_NAMED ? _SC_GETGR_R_SIZE_MAX
+						     : _SC_GETPW_R_SIZE_MAX);
+	size_t len = hint > 0 && hint <= NSS_BUF_MAX ? (size_t)hint : 1024;
+
+	for (;;) {
+		char *buf = malloc(len);
+		struct passwd pw, *pwr = NULL;
+		struct group gr, *grr = NULL;
+		int rc;
+
+		if (buf == NULL)
+			return ENOMEM;
+		switch (what) {
+		case NSS_USER_NAMED:
+			rc = getpwnam_r(name, &pw, buf, len, &pwr);
+			break;
+		case NSS_USER_ID:
+			rc = getpwuid_r((uid_t)*id, &pw, buf, len, &pwr);
+			break;
+		default:
+			rc = getgrnam_r(name, &gr, buf, len, &grr);
+			break;
+		}
+		if (rc == 0 && pwr != NULL) {
+			*id = pw.pw_uid;
+			if (name_out != NULL)
+				snprintf(name_out, name_len, "%s", pw.pw_name);
+		} else if (rc == 0 && grr != NULL) {
+			*id = gr.gr_gid;
+		} else if (rc == 0 || rc == ENOENT) {
+			rc = ENOENT; /* POSIX allows either for "none" */
+		}
+		free(buf);
+		if (rc != ERANGE || len >= NSS_BUF_MAX)
+			return rc;
+		len = len > NSS_BUF_MAX / 2 ? NSS_BUF_MAX : len * 2;
+	}
+}
+
 static int parse_number(const char *s, unsigned long *out)
 {
 	char *end;
@@ -34,36 +89,17 @@ static int parse_number(const char *s, unsigned long *out)
 	return *end == '\0' && errno == 0 && *out < 0xffffffffUL;
 }
 
-static int lookup_user(const char *name, uid_t *out)
+/* A user or group by name or number: 0, or nss_lookup's error. */
+static int lookup_id(int users, const char *name, unsigned *out)
 {
-	char buf[4096];
-	struct passwd pw, *res = NULL;
 	unsigned long n;
 
 	if (parse_number(name, &n)) {
-		*out = (uid_t)n;
+		*out = (unsigned)n;
 		return 0;
 	}
-	if (getpwnam_r(name, &pw, buf, sizeof(buf), &res) != 0 || res == NULL)
-		return -1;
-	*out = pw.pw_uid;
-	return 0;
-}
-
-static int lookup_group(const char *name, gid_t *out)
-{
-	char buf[16384];
-	struct group gr, *res = NULL;
-	unsigned long n;
-
-	if (parse_number(name, &n)) {
-		*out = (gid_t)n;
-		return 0;
-	}
-	if (getgrnam_r(name, &gr, buf, sizeof(buf), &res) != 0 || res == NULL)
-		return -1;
-	*out = gr.gr_gid;
-	return 0;
+	return nss_lookup(users ? NSS_USER_NAMED : NSS_GROUP_NAMED, name, out,
+			  NULL, 0);
 }
 
 /* One setting: names separated by blanks or commas. */
@@ -84,18 +120,38 @@ static kms_rc load_list(kms_profile *p, const char *setting, int users,
 	for (char *w = strtok_r(copy, " \t,", &save); w != NULL && rc == KMS_OK;
 	     w = strtok_r(NULL, " \t,", &save)) {
 		unsigned id, *grown = realloc(*out, (*n + 1) * sizeof(**out));
+		int e;
 
 		if (grown == NULL) {
 			rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 			break;
 		}
 		*out = grown;
-		if (users ? lookup_user(w, (uid_t *)&id) : lookup_group(w, (gid_t *)&id))
+		e = lookup_id(users, w, &id);
+		switch (e) {
+		case 0:
+			(*out)[(*n)++] = id;
+			break;
+		case ENOENT:
 			rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					      "no %s '%.64s' on this system",
 					      users ? "user" : "group", w);
-		else
-			(*out)[(*n)++] = id;
+			break;
+		case ERANGE:
+			rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					      "cannot look up %s '%.64s': its "
+					      "entry is over %d MiB (give its "
+					      "number instead)",
+					      users ? "user" : "group", w,
+					      NSS_BUF_MAX / (1024 * 1024));
+			break;
+		default: /* not "none": it may be there */
+			rc = kms_setting_fail(p, s, err, KMS_ERR_SYSTEM,
+					      "cannot look up %s '%.64s': %s",
+					      users ? "user" : "group", w,
+					      strerror(e));
+			break;
+		}
 	}
 	free(copy);
 	return rc;
@@ -164,8 +220,7 @@ kms_rc kmsd_client_identify(int fd, struct kmsd_client *c, kms_error *err)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	char buf[4096];
-	struct passwd pw, *res = NULL;
+	unsigned uid;
 
 	memset(c, 0, sizeof(*c));
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
@@ -176,9 +231,10 @@ kms_rc kmsd_client_identify(int fd, struct kmsd_client *c, kms_error *err)
 	c->gid = cred.gid;
 	c->admin = cred.uid == 0 || cred.uid == geteuid();
 	peer_groups(fd, c);
-	if (getpwuid_r(cred.uid, &pw, buf, sizeof(buf), &res) == 0 && res != NULL)
-		snprintf(c->user, sizeof(c->user), "%s", pw.pw_name);
-	else
+	/* The name is for messages and the log; without one (none, or the
+	 * lookup failed), the number: access goes by numbers. */
+	uid = cred.uid;
+	if (nss_lookup(NSS_USER_ID, NULL, &uid, c->user, sizeof(c->user)) != 0)
 		snprintf(c->user, sizeof(c->user), "%u", (unsigned)cred.uid);
 	return KMS_OK;
 }
