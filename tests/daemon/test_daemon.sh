@@ -176,6 +176,60 @@ expect_rc 0 "the configuration in force is unchanged: nobody still gets static's
 kmstored_stop "$SW"
 kmstored_start "$SW" "$W"
 
+# --- access rules: large entries and failed lookups (LDAP, sssd) ------------
+# A group of thousands of members is a line of tens of KiB; a lookup may fail
+# (sssd not up yet), which is not "no such group". kmstored runs in a mount
+# namespace of its own, with copies of /etc/group and /etc/passwd bound over
+# the real ones; the clients stay outside (their groups come from the kernel).
+nss=$work/nss
+mkdir -p "$nss"
+cp /etc/group "$nss/group"
+cp /etc/passwd "$nss/passwd"
+printf 'passwd: files\ngroup: files\n' >"$nss/nsswitch.conf"
+# kmsbiggrp: 2000 members and nobody, a 20 KB line; kmshugegrp: over 1 MiB
+{ printf 'kmsbiggrp:x:4242:'; printf 'kmsmember%04d,' $(seq 2000); echo nobody; } >>"$nss/group"
+{ printf 'kmshugegrp:x:4244:'; printf 'kmsmember%06d,' $(seq 80000); echo nobody; } >>"$nss/group"
+# kmsbiguser: an entry of 6 KB (its GECOS field)
+printf 'kmsbiguser:x:4243:4243:%s:/nonexistent:/usr/sbin/nologin\n' "$(head -c 6000 /dev/zero | tr '\0' x)" >>"$nss/passwd"
+# in_nss CMD...: CMD in its own mount namespace with those files over /etc's
+in_nss=(unshare -m sh -c 'for f in group passwd nsswitch.conf; do mount --bind "$0/$f" "/etc/$f" || exit 125; done; exec "$@"' "$nss")
+if "${in_nss[@]}" true 2>/dev/null; then
+	SB=$work/big.sock
+	cp "$W" "$work/big.conf"
+	sed -i '/^\[qkd\]/a allow-groups = kmsbiggrp' "$work/big.conf"
+	sed -i '/^\[static\]/a allow-users = kmsbiguser' "$work/big.conf"
+	if kmstored_start "$SB" "$work/big.conf" "${in_nss[@]}"; then
+		tap_ok "allow-groups naming a group of 2000 members (a 20 KB line), allow-users a user of 6 KB: kmstored starts"
+	else
+		tap_not_ok "allow-groups naming a group of 2000 members (a 20 KB line), allow-users a user of 6 KB: kmstored starts" "$(cat "$SB.log")"
+	fi
+	run setpriv --reuid=65534 --regid=65534 --groups=4242 "$KMSTORE" --daemon "$SB" key qkd
+	expect_rc 0 "a member of the group of 2000 (nobody) gets qkd's key"
+	run setpriv --reuid=4243 --regid=4243 --clear-groups "$KMSTORE" --daemon "$SB" key static
+	expect_rc 0 "the user of 6 KB gets static's key"
+	run setpriv --reuid=4243 --regid=4243 --clear-groups "$KMSTORE" --daemon "$SB" key qkd
+	expect_in "profile 'qkd' is not open to user kmsbiguser (uid 4243)" "$RUN_ERR" "... is refused qkd's, named by kmstored (getpwuid_r of a 6 KB entry)"
+	kmstored_stop "$SB"
+	sed -i 's/^allow-groups = kmsbiggrp/allow-groups = kmshugegrp/' "$work/big.conf"
+	run timeout 60 "${in_nss[@]}" "$KMSTORED" --config "$work/big.conf" --socket "$SB" --foreground
+	expect_match "big.conf:[0-9]+: profile 'qkd': allow-groups: cannot look up group 'kmshugegrp': its entry is over 1 MiB \(give its number instead\)" \
+		"$RUN_ERR" "a group of over 1 MiB: kmstored does not start (exit $RUN_RC), saying why"
+	# a lookup that fails: here /etc/group unreadable to kmstored's user
+	printf '[s]\ntype = static\nkey-id = S_1\nkey = hex:%s\nallow-groups = kmsbiggrp\n' \
+		"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >"$nss/fail.conf"
+	chown nobody "$nss/fail.conf"
+	chmod 600 "$nss/fail.conf"
+	chmod 000 "$nss/group"
+	run timeout 60 "${in_nss[@]}" setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$KMSTORED" --config "$nss/fail.conf" --socket "$nss/fail.sock" --foreground
+	chmod 644 "$nss/group"
+	expect_rc 1 "allow-groups when the group database cannot be read: kmstored does not start"
+	expect_match "fail.conf:5: profile 's': allow-groups: cannot look up group 'kmsbiggrp': Permission denied" \
+		"$RUN_ERR" "... saying the lookup failed, not that there is no such group"
+else
+	tap_ok "# SKIP large groups and failed lookups: no private mount namespace (unshare -m)"
+fi
+
 # --- reload -----------------------------------------------------------------
 cp "$W" "$work/reload.conf"
 kmstored_stop "$SW"
