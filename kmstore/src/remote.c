@@ -37,7 +37,7 @@
 #define PROFILE_TIMEOUT_MS 5000 /* a profile without "timeout" */
 #define MARGIN_MS 1000          /* beyond the daemon's own deadline */
 #define RELOAD_WAIT_MS 30000
-#define RENEW_WAIT_MS 1000 /* a profile's settings, asked again */
+#define RENEW_WAIT_MS 500 /* a profile's settings, asked again */
 
 #define PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
 

@@ -388,9 +388,19 @@ kmstored_start "$SE" "$work/east.conf"
 run "$KMSTORE" --daemon "$SW" --json key qkd
 expect_rc 0 "failover, first KME answering 503: a key from the second"
 id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
+# (the next asked at once, from a running client: a second is short for a
+# command to start under a sanitizer)
+coproc BUSY { "$DAEMON_CLIENT" "$SW"; }
+read -r -t 10 ans <&"${BUSY[0]}" || ans=
+echo "key qkd" >&"${BUSY[1]}"
+read -r -t 10 ans <&"${BUSY[0]}" || ans="(no answer)"
 a1=$(at_listener KME_A)
-run "$KMSTORE" --daemon "$SW" key qkd
-expect_eq "0 $a1" "$RUN_RC $(at_listener KME_A)" "... the next key: from the second at once, the busy first asked after it for a second"
+echo "key qkd" >&"${BUSY[1]}"
+read -r -t 10 ans2 <&"${BUSY[0]}" || ans2="(no answer)"
+expect_match "^ok .*ok " "$ans $ans2" "... the next keys, from a running client: from the second"
+expect_eq "$a1" "$(at_listener KME_A)" "... at once, the busy first asked after it for a second"
+echo quit >&"${BUSY[1]}" 2>/dev/null || true
+wait "$BUSY_PID" 2>/dev/null || true
 run "$KMSTORE" --daemon "$SE" --json key qkd --key-id "$id"
 expect_rc 0 "failover for dec_keys too (east's first KME answers 503)"
 expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... the same key"
