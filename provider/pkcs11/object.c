@@ -92,15 +92,20 @@ static const char *id_to_hold(const struct p11_token *t, const struct search *q)
 	return NULL;
 }
 
-/* Adds a token object for a key the module holds only as a session
- * object: a key this process generated is "that key" for a search by ID
- * (the KME would not give it out a second time anyway), and a token
- * object does not vanish when another session closes. */
-static unsigned found_flags(const struct p11_token *t)
+/* How a token object that a search by ID may return is handed out:
+ * once, on a single-use profile (QKD), whether a search fetched it, a
+ * session object was promoted, or C_GenerateKey fetched it by ID with
+ * CKA_TOKEN=TRUE (key.c), since a search for the ID returns whatever token
+ * object the token holds. */
+unsigned p11_token_object_flags(const struct p11_token *t)
 {
 	return kms_profile_single_use(t->profile) ? OBJ_READ_ONCE : 0;
 }
 
+/* Adds a token object for a key the module holds only as a session
+ * object: a key this process generated is "that key" for a search by ID
+ * (the KME would not give it out a second time anyway), and a token
+ * object does not vanish when another session closes. */
 static CK_RV promote(struct p11_token *t, const struct p11_object *o)
 {
 	struct p11_object *copy;
@@ -108,7 +113,7 @@ static CK_RV promote(struct p11_token *t, const struct p11_object *o)
 
 	if (kms_key_dup(o->key, &key, NULL) != KMS_OK)
 		return CKR_HOST_MEMORY;
-	copy = p11_object_new(t, key, 0, o->flags | found_flags(t), o->label);
+	copy = p11_object_new(t, key, 0, o->flags | p11_token_object_flags(t), o->label);
 	if (copy == NULL) {
 		kms_key_free(key);
 		return CKR_HOST_MEMORY;
@@ -126,7 +131,7 @@ static CK_RV hold(struct p11_token *t, kms_key *key)
 		kms_key_free(key);
 		return CKR_OK;
 	}
-	o = p11_object_new(t, key, 0, OBJ_DEFAULT_FLAGS | found_flags(t), NULL);
+	o = p11_object_new(t, key, 0, OBJ_DEFAULT_FLAGS | p11_token_object_flags(t), NULL);
 	if (o == NULL) {
 		kms_key_free(key);
 		return CKR_HOST_MEMORY;

@@ -10,10 +10,13 @@
  *   nss_client DBDIR prfplus URI SEEDHEX LEN   IKEv2 prf+ (HMAC-SHA256)
  *   nss_client DBDIR fips-hmac URI DATAHEX     HMAC the FIPS-mode way
  *   nss_client DBDIR threads URI N ITER   N threads generating and finding
- *   nss_client DBDIR twice URI            find the key URI names (id=) twice
- *                                         in this process, reading its
- *                                         value each time, as a responder
- *                                         that gets one PPK_ID twice
+ *   nss_client DBDIR twice URI [generate-token]  find the key URI names
+ *                                         (id=) twice in this process,
+ *                                         reading its value each time, as a
+ *                                         responder that gets one PPK_ID
+ *                                         twice; with generate-token the
+ *                                         first by C_GenerateKey with CKA_ID
+ *                                         and CKA_TOKEN=TRUE
  *
  * DBDIR is opened as pluto does: NSS_Initialize("sql:DBDIR", "", "",
  * "secmod.db", NSS_INIT_READONLY). URIs are parsed by NSS's own parser
@@ -150,7 +153,7 @@ static int get_key(const char *uri, int token_object, PK11SymKey **key);
 
 /* The key with the URI's id through C_GenerateKey with CKA_ID (the module
  * then runs it in parallel with others, unlike a search). */
-static int generate_by_id(const char *uri, PK11SymKey **key)
+static int generate_by_id(const char *uri, int token_object, PK11SymKey **key)
 {
 	struct target t;
 	int rc = resolve(uri, &t);
@@ -163,7 +166,9 @@ static int generate_by_id(const char *uri, PK11SymKey **key)
 	}
 	*key = PK11_TokenKeyGenWithFlags(t.slot, CKM_GENERIC_SECRET_KEY_GEN, NULL, 0,
 					 &t.id, CKF_SIGN | CKF_DERIVE,
-					 PK11_ATTR_SESSION | PK11_ATTR_INSENSITIVE |
+					 (token_object ? PK11_ATTR_TOKEN :
+							 PK11_ATTR_SESSION) |
+						 PK11_ATTR_INSENSITIVE |
 						 PK11_ATTR_EXTRACTABLE, NULL);
 	rc = *key ? EX_OK : fail(EX_NO_KEY, "no key with that ID");
 	target_free(&t);
@@ -219,7 +224,7 @@ static int cmd_key(int argc, char **argv)
 	if (argc < 1)
 		return EX_USAGE;
 	if (argc > 1 && strcmp(argv[1], "generate") == 0)
-		rc = generate_by_id(argv[0], &key);
+		rc = generate_by_id(argv[0], 0, &key);
 	else
 		rc = get_key(argv[0], argc > 1 && strcmp(argv[1], "token") == 0, &key);
 	if (rc != EX_OK)
@@ -484,10 +489,13 @@ static int cmd_twice(int argc, char **argv)
 {
 	PK11SymKey *key;
 
-	if (argc != 1)
+	int token_first = argc == 2 && strcmp(argv[1], "generate-token") == 0;
+
+	if (argc != 1 && !token_first)
 		return EX_USAGE;
 	for (int i = 1; i <= 2; i++) {
-		int rc = get_key(argv[0], 0, &key);
+		int rc = i == 1 && token_first ? generate_by_id(argv[0], 1, &key) :
+						 get_key(argv[0], 0, &key);
 
 		if (rc == EX_NO_KEY) {
 			printf("find%d=none\n", i);

@@ -79,6 +79,34 @@ same "... the second finds nothing (the module dropped the key once read)" \
 same "... after asking the KME again, which delivers a key once" \
 	"$(grep -c ' dec_keys for ' "$KME_DIR/kme-sim.log")" $((asked + 2))
 
+# The same when the first is C_GenerateKey with CKA_ID and CKA_TOKEN=TRUE
+# (NSS's PK11_ATTR_TOKEN): the token object it makes is handed out once
+# too, not again and again to every later search for its ID.
+out=$(client "$west" key pkcs11:token=qkd)
+id=$(field "$out" id) key=$(field "$out" key)
+asked=$(grep -c ' dec_keys for ' "$KME_DIR/kme-sim.log")
+out=$(client "$east" twice "pkcs11:token=qkd;id=$id" generate-token 2>&1)
+same "C_GenerateKey(CKA_ID=K, CKA_TOKEN=TRUE), then a search for K: the first gives the key" \
+	"$(field "$out" key | head -n 1)" "$key"
+same "... the search finds nothing (the token object went once read)" \
+	"$(field "$out" find2)" none
+same "... after asking the KME again" \
+	"$(grep -c ' dec_keys for ' "$KME_DIR/kme-sim.log")" $((asked + 2))
+if command -v pkcs11-tool >/dev/null; then
+	out=$(client "$west" key pkcs11:token=qkd)
+	id=$(field "$out" id) key=$(field "$out" key)
+	rm -f "$WORK/read.bin"
+	out=$(KMSTORE_CONF=$KME_DIR/east.conf tool pkcs11-tool --module "$MODULE" \
+		--token-label qkd --keygen --key-type GENERIC:32 --extractable \
+		--id "$(printf %s "$id" | od -An -v -tx1 | tr -d ' \n')" \
+		--read-object --type secrkey --output-file "$WORK/read.bin" 2>&1)
+	has "pkcs11-tool --keygen --id K on the QKD token: the key with ID K" \
+		"$out" "VALUE: +$key"
+	has "... and its --read-object --id K in the same process finds it no more" \
+		"$out" "object not found"
+	check "... and writes nothing" test ! -s "$WORK/read.bin"
+fi
+
 # The PPK in NSS's softoken on both sides: the same HMAC.
 data=$(printf 'IKE_AUTH' | od -An -v -tx1 | tr -d ' \n')
 out=$(client "$west" hmac pkcs11:token=qkd "$data")
