@@ -46,8 +46,10 @@ struct kms_remote {
 	char path[PATH_SIZE];
 };
 
-/* Idle connections, of this process (pid: a forked child must not use its
- * parent's), to the daemon at path. */
+/* Idle connections to the daemon at path, oldest first. pid: whose they
+ * are; a child forks with none (idle_child), and an entry of another
+ * process (a fork that ran no pthread_atfork handler) is forgotten, never
+ * closed: its number may be the child's own descriptor by now. */
 static struct idle {
 	char path[PATH_SIZE];
 	int fd;
@@ -55,6 +57,8 @@ static struct idle {
 } idle[IDLE_MAX];
 static size_t n_idle;
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t idle_once = PTHREAD_ONCE_INIT;
+static pid_t forking; /* the parent, from idle_before_fork to idle_child */
 
 struct remote_profile {
 	struct kms_remote *r;
@@ -149,39 +153,87 @@ static kms_rc dial(struct kms_remote *r, int *fd_out, kms_error *err)
 			r->path, strerror(e));
 }
 
+/* fork(): the lock is taken around it, so a child never inherits it held
+ * by a thread that the child does not have; the child closes its copies
+ * of the idle connections at once, before it can open anything that would
+ * take their numbers (the parent's stay open), and starts with none. */
+static void idle_before_fork(void)
+{
+	pthread_mutex_lock(&idle_lock);
+	forking = getpid();
+}
+
+static void idle_parent(void)
+{
+	pthread_mutex_unlock(&idle_lock);
+}
+
+static void idle_child(void)
+{
+	for (size_t i = 0; i < n_idle; i++)
+		if (idle[i].pid == forking)
+			close(idle[i].fd);
+	n_idle = 0;
+	pthread_mutex_unlock(&idle_lock);
+}
+
+/* glibc unregisters the handlers when the library is unloaded (dlclose). */
+static void register_atfork(void)
+{
+	pthread_atfork(idle_before_fork, idle_parent, idle_child);
+}
+
+/* Under idle_lock: forgets the entries of another process. */
+static void forget_others(pid_t me)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < n_idle; i++)
+		if (idle[i].pid == me)
+			idle[kept++] = idle[i];
+	n_idle = kept;
+}
+
+/* The connection given back last, if still open (checked outside the
+ * lock). */
 static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
 {
 	pid_t me = getpid();
-	int found = -1;
+	int found;
 
-	pthread_mutex_lock(&idle_lock);
-	for (size_t i = n_idle; found < 0 && i-- > 0;) {
-		struct idle c = idle[i];
-
-		if (c.pid == me && strcmp(c.path, r->path) != 0)
-			continue;
-		idle[i] = idle[--n_idle];
-		/* A forked child closes its copy: the parent's stays open. */
-		if (c.pid == me && still_open(c.fd))
-			found = c.fd;
-		else
-			close(c.fd);
-	}
-	pthread_mutex_unlock(&idle_lock);
-	if (found >= 0) {
-		*fd = found;
-		return KMS_OK;
-	}
+	pthread_once(&idle_once, register_atfork);
+	do {
+		found = -1;
+		pthread_mutex_lock(&idle_lock);
+		forget_others(me);
+		for (size_t i = n_idle; found < 0 && i-- > 0;) {
+			if (strcmp(idle[i].path, r->path) != 0)
+				continue;
+			found = idle[i].fd;
+			memmove(&idle[i], &idle[i + 1],
+				(--n_idle - i) * sizeof(idle[0]));
+		}
+		pthread_mutex_unlock(&idle_lock);
+		if (found >= 0 && still_open(found)) {
+			*fd = found;
+			return KMS_OK;
+		}
+		if (found >= 0)
+			close(found);
+	} while (found >= 0);
 	return dial(r, fd, err);
 }
 
 static void give_back(struct kms_remote *r, int fd)
 {
+	pid_t me = getpid();
+
 	pthread_mutex_lock(&idle_lock);
+	forget_others(me);
 	if (n_idle < IDLE_MAX) {
 		strcpy(idle[n_idle].path, r->path);
 		idle[n_idle].fd = fd;
-		idle[n_idle++].pid = getpid();
+		idle[n_idle++].pid = me;
 		fd = -1;
 	}
 	pthread_mutex_unlock(&idle_lock);

@@ -10,10 +10,32 @@
  * Commands: "key PROFILE", "id PROFILE KEY_ID", "status PROFILE",
  * "profiles". Answers (one line, flushed): "ok KEY_ID CHECK_VALUE
  * SECONDS", "ok STATE SECONDS", "ok N PROFILE...", or "error RC SECONDS
- * MESSAGE". */
+ * MESSAGE".
+ *
+ * Connections and fork() (kmstored's socket only):
+ *   "burst PROFILE N"   N threads ask for a key at once: "ok OK FAILED
+ *                       LAST_ERROR_CODE"
+ *   "sockets"           "ok N": the sockets this process has open
+ *   "fork-fd PROFILE"   with an idle connection held, fork; the child closes
+ *                       what it inherited, opens a file that takes the
+ *                       connection's number, and opens kmstored's store:
+ *                       "ok kept" when its file is still open afterwards
+ *   "fork-lock PROFILE N"  8 threads ask for keys without pause while the
+ *                       process forks N times, each child opening
+ *                       kmstored's store: "ok forks=N hung=H failed=F",
+ *                       stopping at the first child hung for 10 s */
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kmstore.h"
 
@@ -68,6 +90,221 @@ static void one(kms_store *st, const char *cmd, const char *name,
 		answer_error(rc, t0, &e);
 }
 
+static const char *sock_path; /* kmstored's, or NULL */
+
+struct burst {
+	pthread_barrier_t *start;
+	kms_profile *p;
+	kms_rc rc;
+};
+
+static void *burst_one(void *arg)
+{
+	struct burst *b = arg;
+	kms_error e;
+	kms_key *k = NULL;
+
+	pthread_barrier_wait(b->start);
+	b->rc = kms_profile_get_key(b->p, &k, &e);
+	kms_key_free(k);
+	return NULL;
+}
+
+static void burst(kms_store *st, const char *name, int n)
+{
+	struct burst b[64];
+	pthread_t t[64];
+	pthread_barrier_t start;
+	kms_profile *p;
+	kms_error e;
+	kms_rc rc, last = KMS_OK;
+	int ok = 0, failed = 0;
+
+	if (n < 1 || n > 64 ||
+	    (rc = kms_store_find_profile(st, name, &p, &e)) != KMS_OK) {
+		puts("error usage");
+		return;
+	}
+	pthread_barrier_init(&start, NULL, (unsigned)n);
+	for (int i = 0; i < n; i++) {
+		b[i] = (struct burst){ &start, p, KMS_OK };
+		pthread_create(&t[i], NULL, burst_one, &b[i]);
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		if (b[i].rc == KMS_OK)
+			ok++;
+		else
+			failed++, last = b[i].rc;
+	}
+	pthread_barrier_destroy(&start);
+	printf("ok %d %d %d\n", ok, failed, last);
+}
+
+static int count_sockets(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	struct stat sb;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.' &&
+		    fstatat(dirfd(d), de->d_name, &sb, 0) == 0 &&
+		    S_ISSOCK(sb.st_mode))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static int first_socket(void)
+{
+	struct stat sb;
+
+	for (int fd = 3; fd < 1024; fd++)
+		if (fstat(fd, &sb) == 0 && S_ISSOCK(sb.st_mode))
+			return fd;
+	return -1;
+}
+
+/* The child of fork-fd: 0 when its own descriptor survived. */
+static int fork_fd_child(int conn)
+{
+	struct stat before, after;
+	kms_store *st;
+	kms_error e;
+	int fd;
+
+	for (fd = 3; fd < 1024; fd++)
+		close(fd);
+	do
+		fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	while (fd >= 0 && fd < conn);
+	if (fd != conn || fstat(fd, &before) != 0)
+		return 2;
+	if (kms_store_open_daemon(sock_path, &st, &e) != KMS_OK)
+		return 3;
+	if (fstat(fd, &after) != 0 || after.st_ino != before.st_ino ||
+	    after.st_dev != before.st_dev)
+		return 1;
+	kms_store_free(st);
+	return 0;
+}
+
+static void fork_fd(kms_store *st, const char *name)
+{
+	kms_profile *p;
+	kms_key *k = NULL;
+	kms_error e;
+	int conn, status;
+	pid_t pid;
+
+	/* A request leaves an idle connection. */
+	if (kms_store_find_profile(st, name, &p, &e) != KMS_OK ||
+	    kms_profile_get_key(p, &k, &e) != KMS_OK) {
+		printf("error %s\n", e.message);
+		return;
+	}
+	kms_key_free(k);
+	conn = first_socket();
+	if (conn < 0) {
+		puts("error no idle connection");
+		return;
+	}
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0)
+		_exit(fork_fd_child(conn));
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) {
+		puts("error fork");
+		return;
+	}
+	if (WEXITSTATUS(status) == 0)
+		puts("ok kept");
+	else if (WEXITSTATUS(status) == 1)
+		printf("error the child's fd %d was closed by kms_store_open_daemon\n",
+		       conn);
+	else
+		printf("error child exit %d\n", WEXITSTATUS(status));
+}
+
+#define HAMMERS 8
+static atomic_int stop_hammer;
+
+static void *hammer(void *arg)
+{
+	kms_profile *p = arg;
+	kms_error e;
+
+	while (!atomic_load(&stop_hammer)) {
+		kms_key *k = NULL;
+
+		if (kms_profile_get_key(p, &k, &e) == KMS_OK)
+			kms_key_free(k);
+	}
+	return NULL;
+}
+
+static void fork_lock(kms_store *st, const char *name, int forks)
+{
+	int hung = 0, failed = 0, done = 0;
+	pthread_t t[HAMMERS];
+	kms_profile *p;
+	kms_error e;
+
+	if (forks < 1 || kms_store_find_profile(st, name, &p, &e) != KMS_OK) {
+		puts("error usage");
+		return;
+	}
+	fflush(stdout);
+	atomic_store(&stop_hammer, 0);
+	for (int i = 0; i < HAMMERS; i++)
+		pthread_create(&t[i], NULL, hammer, p);
+	for (; done < forks && hung == 0; done++) {
+		pid_t pid = fork();
+		int status;
+
+		if (pid == 0) {
+			kms_store *mine;
+
+			alarm(10); /* a child that hangs is killed */
+			_exit(kms_store_open_daemon(sock_path, &mine, &e) == KMS_OK ?
+				      0 : 1);
+		}
+		if (pid < 0 || waitpid(pid, &status, 0) != pid)
+			failed++;
+		else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+			hung++;
+		else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			failed++;
+	}
+	atomic_store(&stop_hammer, 1);
+	for (int i = 0; i < HAMMERS; i++)
+		pthread_join(t[i], NULL);
+	printf("ok forks=%d hung=%d failed=%d\n", done, hung, failed);
+}
+
+/* The commands about connections and fork; 0 if cmd is none of them. */
+static int connections(kms_store *st, const char *cmd, const char *name,
+		       const char *arg)
+{
+	if (strcmp(cmd, "sockets") == 0)
+		printf("ok %d\n", count_sockets());
+	else if (sock_path == NULL || st == NULL)
+		return 0;
+	else if (strcmp(cmd, "burst") == 0)
+		burst(st, name, arg != NULL ? atoi(arg) : 0);
+	else if (strcmp(cmd, "fork-fd") == 0)
+		fork_fd(st, name);
+	else if (strcmp(cmd, "fork-lock") == 0)
+		fork_lock(st, name, arg != NULL ? atoi(arg) : 0);
+	else
+		return 0;
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	char line[512], cmd[16], name[64], id[128];
@@ -81,7 +318,7 @@ int main(int argc, char **argv)
 	else if (argc == 3 && strcmp(argv[1], "--cache") == 0)
 		rc = kms_store_cache_new_daemon(argv[2], &cache, &e);
 	else if (argc == 2)
-		rc = kms_store_open_daemon(argv[1], &st, &e);
+		rc = kms_store_open_daemon(sock_path = argv[1], &st, &e);
 	else {
 		fprintf(stderr, "usage: daemon_client SOCKET|--config FILE|--cache SOCKET\n");
 		return 2;
@@ -99,6 +336,8 @@ int main(int argc, char **argv)
 			continue;
 		if (strcmp(cmd, "quit") == 0)
 			break;
+		if (connections(st, cmd, n >= 2 ? name : "", n == 3 ? id : NULL))
+			continue;
 		if (cache != NULL) {
 			double t0 = now();
 

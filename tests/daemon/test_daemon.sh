@@ -368,6 +368,25 @@ echo quit >&"${CLIENT[1]}"
 wait "$coproc_pid" 2>/dev/null || true
 coproc_pid=
 
+# --- fork() in a client ---------------------------------------------------------
+SF=$work/fork.sock
+kmstored_start "$SF" "$W"
+# The child starts without its parent's idle connections. Before, its
+# first request closed the descriptors that had their numbers.
+run timeout 60 "$DAEMON_CLIENT" "$SF" <<<"fork-fd static"
+expect_eq "ok kept" "$(tail -n 1 <<<"$RUN_OUT")" \
+	"a child that closed what it inherited and reused the numbers: opening kmstored's store leaves its own descriptors alone"
+# Forks while 8 threads take and give back connections: before, a child
+# could inherit the lock of the idle connections held by a thread it does
+# not have, and hang in its first request (here 1 fork in 50 to 400; 2000
+# forks take 2 to 10 s, but 30 s under ASan, which gets 400).
+forks=2000
+[ "${KMSTORE_SANITIZED:-0}" != 1 ] || forks=400
+run timeout 200 "$DAEMON_CLIENT" "$SF" <<<"fork-lock static $forks"
+expect_eq "ok forks=$forks hung=0 failed=0" "$(tail -n 1 <<<"$RUN_OUT")" \
+	"$forks forks while 8 threads ask for keys: every child opens kmstored's store"
+kmstored_stop "$SF"
+
 # --- the protocol -----------------------------------------------------------
 # raw HEX|TEXT: sends bytes, prints the reply's kind and message, and
 # "closed" when kmstored then closes the connection.
