@@ -6,8 +6,10 @@
  * connections to each daemon, for every store it opens (the OpenSSL
  * provider opens one per OSSL_STORE_open); each request takes one (or
  * opens one), so the threads of one process (pluto's helpers) ask in
- * parallel. A connection found closed while idle (kmstored restarted) is
- * replaced without a word;
+ * parallel. Few are kept, and not for long: kmstored serves a user at most
+ * 16 connections, and a process that kept what a burst opened would leave
+ * the user's other processes none. A connection found closed while idle
+ * (kmstored restarted) is replaced without a word;
  * one that closes during a request is an error, and is never retried: a
  * "key for use now" may have been consumed. Every wait is bounded by the
  * profile's timeout and a margin, as kmstored has it: a reload may raise
@@ -32,7 +34,13 @@
 #include "secmem.h"
 #include "store.h"
 
-#define IDLE_MAX 16 /* in the whole process */
+/* Idle connections, in the whole process: well under kmstored's 16 per
+ * user (CLIENTS_PER_USER), which a burst of 16 threads would otherwise
+ * keep open for as long as the process lives. One idle for IDLE_MS is
+ * closed, when the process next takes or gives back a connection (no
+ * thread or timer here). Opening one again is a UNIX connect: cheap. */
+#define IDLE_MAX 4
+#define IDLE_MS 5000
 #define DEFAULT_WAIT_MS 5000 /* requests that name no profile */
 #define PROFILE_TIMEOUT_MS 5000 /* a profile without "timeout" */
 #define MARGIN_MS 1000          /* beyond the daemon's own deadline */
@@ -54,6 +62,7 @@ static struct idle {
 	char path[PATH_SIZE];
 	int fd;
 	pid_t pid;
+	long since; /* kms_now_ms() when given back */
 } idle[IDLE_MAX];
 static size_t n_idle;
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -183,29 +192,42 @@ static void register_atfork(void)
 	pthread_atfork(idle_before_fork, idle_parent, idle_child);
 }
 
-/* Under idle_lock: forgets the entries of another process. */
-static void forget_others(pid_t me)
+/* Under idle_lock: takes out the entries idle for IDLE_MS, and those of
+ * another process; the descriptors to close (after the lock) go to out. */
+static size_t take_stale(long now, pid_t me, int out[IDLE_MAX])
 {
-	size_t kept = 0;
+	size_t kept = 0, n = 0;
 
-	for (size_t i = 0; i < n_idle; i++)
-		if (idle[i].pid == me)
+	for (size_t i = 0; i < n_idle; i++) {
+		if (idle[i].pid == me && now - idle[i].since < IDLE_MS)
 			idle[kept++] = idle[i];
+		else if (idle[i].pid == me)
+			out[n++] = idle[i].fd;
+	}
 	n_idle = kept;
+	return n;
 }
 
-/* The connection given back last, if still open (checked outside the
- * lock). */
+static void close_all(const int *fds, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+/* The connection given back last, if still open: the older ones are the
+ * first to go idle for IDLE_MS. Checked outside the lock. */
 static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
 {
 	pid_t me = getpid();
+	int stale[IDLE_MAX];
+	size_t n_stale;
 	int found;
 
 	pthread_once(&idle_once, register_atfork);
 	do {
 		found = -1;
 		pthread_mutex_lock(&idle_lock);
-		forget_others(me);
+		n_stale = take_stale(kms_now_ms(), me, stale);
 		for (size_t i = n_idle; found < 0 && i-- > 0;) {
 			if (strcmp(idle[i].path, r->path) != 0)
 				continue;
@@ -214,6 +236,7 @@ static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
 				(--n_idle - i) * sizeof(idle[0]));
 		}
 		pthread_mutex_unlock(&idle_lock);
+		close_all(stale, n_stale);
 		if (found >= 0 && still_open(found)) {
 			*fd = found;
 			return KMS_OK;
@@ -227,16 +250,21 @@ static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
 static void give_back(struct kms_remote *r, int fd)
 {
 	pid_t me = getpid();
+	int stale[IDLE_MAX];
+	size_t n_stale;
+	long now = kms_now_ms();
 
 	pthread_mutex_lock(&idle_lock);
-	forget_others(me);
+	n_stale = take_stale(now, me, stale);
 	if (n_idle < IDLE_MAX) {
 		strcpy(idle[n_idle].path, r->path);
 		idle[n_idle].fd = fd;
-		idle[n_idle++].pid = me;
+		idle[n_idle].pid = me;
+		idle[n_idle++].since = now;
 		fd = -1;
 	}
 	pthread_mutex_unlock(&idle_lock);
+	close_all(stale, n_stale);
 	if (fd >= 0)
 		close(fd);
 }

@@ -368,6 +368,39 @@ echo quit >&"${CLIENT[1]}"
 wait "$coproc_pid" 2>/dev/null || true
 coproc_pid=
 
+# --- the connections a client keeps -------------------------------------------
+# kmstored serves a user (but root) 16 connections at most. A process that
+# asked from 16 threads at once keeps few of them (4) and closes one idle
+# for 5 s, so the user's other processes are still served. The burst asks
+# the silent KME (hang), so that its 16 connections are open together.
+section() { awk -v s="[$1]" '/^\[/ { on = $0 == s } on' "$2"; }
+{ section static "$W"; echo; section hang "$work/reload.conf"; } |
+	sed '/^\[.*\]$/a allow-users = nobody' >"$work/quota.conf"
+chmod 600 "$work/quota.conf"
+SQ=$work/quota.sock
+kmstored_start "$SQ" "$work/quota.conf"
+coproc CLIENT { as_nobody "$DAEMON_CLIENT" "$SQ"; }
+coproc_pid=$CLIENT_PID
+read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER=
+expect_eq ready "$ANSWER" "a long-lived client of user nobody"
+ask "burst hang 16" 30
+expect_eq "ok 0 16 8" "$ANSWER" \
+	"16 of its threads ask at once, from a KME that does not answer: each told so (8, unreachable)"
+ask sockets
+expect_eq "ok 4" "$ANSWER" "... and the process keeps 4 of the 16 connections, not all"
+run as_nobody "$KMSTORE" --daemon "$SQ" key static
+expect_rc 0 "... so another process of the same user is served meanwhile"
+expect_not_in "too many connections" "$(cat "$SQ.log")" "... and kmstored refused no connection of nobody's"
+sleep 5.5
+ask "key static"
+expect_match "^ok STATIC_PPK_1 " "$ANSWER" "5 s later the client asks again"
+ask sockets
+expect_eq "ok 1" "$ANSWER" "... and has closed the connections idle since the burst, keeping the one it used"
+echo quit >&"${CLIENT[1]}"
+wait "$coproc_pid" 2>/dev/null || true
+coproc_pid=
+kmstored_stop "$SQ"
+
 # --- fork() in a client ---------------------------------------------------------
 SF=$work/fork.sock
 kmstored_start "$SF" "$W"
