@@ -133,9 +133,19 @@ static int still_open(int fd)
 	return poll(&pfd, 1, 0) == 0;
 }
 
-static kms_rc dial(struct kms_remote *r, int *fd_out, kms_error *err)
+/* connect() on a UNIX socket fails with EAGAIN while kmstored's queue of
+ * connections not yet accepted is full: a moment's backlog (a burst of
+ * clients, a user refused at its cap who keeps trying). So it is tried
+ * again, after 1 ms, then twice as long each time up to 50 ms, until the
+ * request's deadline: short sleeps, no thread, no signal. */
+#define CONNECT_RETRY_MIN_MS 1
+#define CONNECT_RETRY_MAX_MS 50
+
+static kms_rc dial(struct kms_remote *r, const struct wait *w, int *fd_out,
+		   kms_error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	long pause = CONNECT_RETRY_MIN_MS, left;
 	int fd, e;
 
 	strcpy(sa.sun_path, r->path);
@@ -143,11 +153,24 @@ static kms_rc dial(struct kms_remote *r, int *fd_out, kms_error *err)
 	if (fd < 0)
 		return kms_fail(err, KMS_ERR_SYSTEM, "kmstored at %s: socket: %s",
 				r->path, strerror(errno));
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		*fd_out = fd;
-		return KMS_OK;
+	for (;;) {
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+			*fd_out = fd;
+			return KMS_OK;
+		}
+		e = errno;
+		if (e == EINTR)
+			continue;
+		left = w->deadline - kms_now_ms();
+		if (e != EAGAIN || left <= 0)
+			break;
+		/* A failed connect leaves the socket unconnected: it is
+		 * tried again as it is. */
+		poll(NULL, 0, (int)(pause < left ? pause : left));
+		if (pause < CONNECT_RETRY_MAX_MS)
+			pause = pause * 2 < CONNECT_RETRY_MAX_MS ?
+					pause * 2 : CONNECT_RETRY_MAX_MS;
 	}
-	e = errno;
 	close(fd);
 	if (e == EACCES || e == EPERM)
 		return kms_fail(err, KMS_ERR_PERMISSION,
@@ -156,7 +179,8 @@ static kms_rc dial(struct kms_remote *r, int *fd_out, kms_error *err)
 	if (e == EAGAIN)
 		return kms_fail(err, KMS_ERR_UNREACHABLE,
 				"kmstored at %s is not accepting connections (its "
-				"queue is full)", r->path);
+				"queue stayed full for %.1f s)", r->path,
+				w->wait_ms / 1000.0);
 	return kms_fail(err, KMS_ERR_UNREACHABLE,
 			"kmstored at %s: cannot connect: %s (is kmstored running?)",
 			r->path, strerror(e));
@@ -216,7 +240,8 @@ static void close_all(const int *fds, size_t n)
 
 /* The connection given back last, if still open: the older ones are the
  * first to go idle for IDLE_MS. Checked outside the lock. */
-static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
+static kms_rc take_connection(struct kms_remote *r, const struct wait *w,
+			      int *fd, kms_error *err)
 {
 	pid_t me = getpid();
 	int stale[IDLE_MAX];
@@ -244,7 +269,7 @@ static kms_rc take_connection(struct kms_remote *r, int *fd, kms_error *err)
 		if (found >= 0)
 			close(found);
 	} while (found >= 0);
-	return dial(r, fd, err);
+	return dial(r, w, fd, err);
 }
 
 static void give_back(struct kms_remote *r, int fd)
@@ -399,7 +424,7 @@ static kms_rc exchange(struct kms_remote *r, struct kms_wire_buf *req,
 	if (kms_wire_finish(req) != 0)
 		return kms_fail(err, KMS_ERR_SYSTEM, "a request too large to send");
 	w->deadline = kms_now_ms() + w->wait_ms;
-	rc = take_connection(r, &fd, err);
+	rc = take_connection(r, w, &fd, err);
 	if (rc != KMS_OK)
 		return rc;
 	if (send_all(r, fd, req->data, req->len, w, err) != 0 ||
