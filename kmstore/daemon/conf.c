@@ -225,10 +225,10 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 			continue;
 		if (!kmsd_rule_allows(&c->rules[i], cl)) {
 			kmsd_metric_refused();
-			kmsd_log(KMS_LOG_WARNING,
-				 "refused %s (uid %u, pid %d): profile '%s' is not "
-				 "open to it", cl->user, (unsigned)cl->uid,
-				 (int)cl->pid, name);
+			kmsd_log_client(cl->uid, KMS_LOG_WARNING,
+					"refused %s (uid %u, pid %d): profile '%s' "
+					"is not open to it", cl->user,
+					(unsigned)cl->uid, (int)cl->pid, name);
 			return not_open(cl, name, err);
 		}
 		*p = q;
@@ -243,7 +243,8 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 	 * which names exist, and the file's path, are not theirs to learn
 	 * (their listing shows only their own profiles). */
 	kmsd_metric_refused();
-	kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): no profile '%s'",
-		 cl->user, (unsigned)cl->uid, (int)cl->pid, name);
+	kmsd_log_client(cl->uid, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
+			"no profile '%s'", cl->user, (unsigned)cl->uid,
+			(int)cl->pid, name);
 	return not_open(cl, name, err);
 }

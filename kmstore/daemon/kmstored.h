@@ -20,6 +20,19 @@
 enum kmsd_log_target { KMSD_LOG_STDERR, KMSD_LOG_SYSLOG };
 void kmsd_log_setup(enum kmsd_log_target target, kms_log_level max);
 void kmsd_log(kms_log_level level, const char *fmt, ...) KMS_PRINTF(2, 3);
+/* A line a client's own act causes (a refusal, a bad request): at most a
+ * few per user in a window, then one line with the count left out; not
+ * limited for root and kmstored's own user. kmsd_log_allowed says whether
+ * such a line is to be logged now (and counts it either way), for a caller
+ * that has work to do before it writes the line. */
+void kmsd_log_client(uid_t uid, kms_log_level level, const char *fmt, ...)
+	KMS_PRINTF(3, 4);
+int kmsd_log_allowed(uid_t uid, kms_log_level level);
+/* For the main loop: a descriptor readable when a summary line may be due,
+ * and kmsd_log_tick, which writes those due (all pending, at shutdown) and
+ * returns the milliseconds until the next (-1: none pending). */
+int kmsd_log_fd(void);
+int kmsd_log_tick(int all);
 
 /* access.c: a client, as the kernel vouches for it. */
 struct kmsd_client {

@@ -270,9 +270,10 @@ static void start_conn(int fd)
 	}
 	pthread_mutex_unlock(&conns_lock);
 	if (busy) {
-		kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): too many "
-			 "connections", c->client.user, (unsigned)c->client.uid,
-			 (int)c->client.pid);
+		kmsd_log_client(c->client.uid, KMS_LOG_WARNING, "refused %s (uid "
+				"%u, pid %d): too many connections",
+				c->client.user, (unsigned)c->client.uid,
+				(int)c->client.pid);
 		kmsd_client_clear(&c->client);
 		free(c);
 		close(fd);
@@ -332,15 +333,16 @@ static int stop_conns(void)
 
 static void serve(int lfd, int sfd)
 {
-	struct pollfd pfd[2] = {
+	struct pollfd pfd[3] = {
 		{ .fd = lfd, .events = POLLIN },
 		{ .fd = sfd, .events = POLLIN },
+		{ .fd = kmsd_log_fd(), .events = POLLIN },
 	};
 
 	for (;;) {
 		struct signalfd_siginfo si;
 
-		if (poll(pfd, 2, -1) < 0) {
+		if (poll(pfd, 3, kmsd_log_tick(0)) < 0) {
 			if (errno == EINTR)
 				continue;
 			kmsd_log(KMS_LOG_ERROR, "poll: %s", strerror(errno));
@@ -473,6 +475,7 @@ int main(int argc, char **argv)
 	}
 	serve(lfd, sfd);
 	kmsd_notify("STOPPING=1");
+	kmsd_log_tick(1);
 	kmsd_log(KMS_LOG_INFO, "stopping");
 	close(lfd);
 	unlink(o.socket);

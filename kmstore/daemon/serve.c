@@ -172,8 +172,9 @@ static kms_rc do_profiles(const struct kmsd_client *c,
 	if (rc == KMS_OK && open == 0 && !c->admin && kms_store_profile_count(st) > 0) {
 		kms_wire_free(b);
 		kmsd_metric_refused();
-		kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): no profile is "
-			 "open to it", c->user, (unsigned)c->uid, (int)c->pid);
+		kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused %s (uid %u, "
+				"pid %d): no profile is open to it", c->user,
+				(unsigned)c->uid, (int)c->pid);
 		rc = kms_fail(err, KMS_ERR_PERMISSION,
 			      "kmstored: no profile is open to user %s (uid %u); see "
 			      "allow-users and allow-groups in kmstore.conf(5)",
@@ -257,10 +258,11 @@ static kms_rc do_key(const struct kmsd_client *c,
 		/* a name from the configuration, not one a client made up:
 		 * each would be a series of its own */
 		kmsd_metric_failed(p != NULL ? kms_profile_name(p) : "", rc);
-		kmsd_log(rc == KMS_ERR_NOT_FOUND ? KMS_LOG_WARNING : KMS_LOG_ERROR,
-			 "%s (uid %u, pid %d): %s: %s", c->user, (unsigned)c->uid,
-			 (int)c->pid, q->has_key_id ? "key by ID" : "key for use now",
-			 err->message);
+		kmsd_log_client(c->uid, rc == KMS_ERR_NOT_FOUND ?
+				KMS_LOG_WARNING : KMS_LOG_ERROR,
+				"%s (uid %u, pid %d): %s: %s", c->user,
+				(unsigned)c->uid, (int)c->pid, q->has_key_id ?
+				"key by ID" : "key for use now", err->message);
 	}
 	if (rc != KMS_OK) {
 		kmsd_conf_put(conf);
@@ -379,8 +381,9 @@ static kms_rc admin_only(const struct kmsd_client *c, const char *what,
 	if (c->admin)
 		return KMS_OK;
 	kmsd_metric_refused();
-	kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): %s is for root",
-		 c->user, (unsigned)c->uid, (int)c->pid, what);
+	kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
+			"%s is for root", c->user, (unsigned)c->uid,
+			(int)c->pid, what);
 	return kms_fail(err, KMS_ERR_PERMISSION,
 			"kmstored: %s is for root and kmstored's own user, not %s "
 			"(uid %u)", what, c->user, (unsigned)c->uid);
@@ -470,8 +473,9 @@ static int serve_one(int fd, const struct kmsd_client *c)
 	if (kms_wire_header(h, KMS_WIRE_REQUEST_MAX, &kind, &len, why,
 			    sizeof(why)) != 0) {
 		kms_fail(&err, KMS_ERR_USAGE, "kmstored: bad request: %s", why);
-		kmsd_log(KMS_LOG_WARNING, "%s (uid %u, pid %d): %s", c->user,
-			 (unsigned)c->uid, (int)c->pid, err.message);
+		kmsd_log_client(c->uid, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
+				"%s", c->user, (unsigned)c->uid, (int)c->pid,
+				err.message);
 		send_error(fd, &err);
 		return -1;
 	}
@@ -479,8 +483,9 @@ static int serve_one(int fd, const struct kmsd_client *c)
 		return -1;
 	if (kms_wire_parse_request(kind, body, len, &q, &err) != KMS_OK) {
 		kms_error_prefix(&err, "kmstored: bad request");
-		kmsd_log(KMS_LOG_WARNING, "%s (uid %u, pid %d): %s", c->user,
-			 (unsigned)c->uid, (int)c->pid, err.message);
+		kmsd_log_client(c->uid, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
+				"%s", c->user, (unsigned)c->uid, (int)c->pid,
+				err.message);
 		send_error(fd, &err);
 		return -1;
 	}
