@@ -216,11 +216,10 @@ static void peer_groups(int fd, struct kmsd_client *c)
 	}
 }
 
-kms_rc kmsd_client_identify(int fd, struct kmsd_client *c, kms_error *err)
+kms_rc kmsd_client_peer(int fd, struct kmsd_client *c, kms_error *err)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
-	unsigned uid;
 
 	memset(c, 0, sizeof(*c));
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
@@ -230,13 +229,24 @@ kms_rc kmsd_client_identify(int fd, struct kmsd_client *c, kms_error *err)
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	c->admin = cred.uid == 0 || cred.uid == geteuid();
-	peer_groups(fd, c);
+	snprintf(c->user, sizeof(c->user), "%u", (unsigned)cred.uid);
+	return KMS_OK;
+}
+
+void kmsd_client_name(struct kmsd_client *c)
+{
+	unsigned uid = c->uid;
+
 	/* The name is for messages and the log; without one (none, or the
 	 * lookup failed), the number: access goes by numbers. */
-	uid = cred.uid;
 	if (nss_lookup(NSS_USER_ID, NULL, &uid, c->user, sizeof(c->user)) != 0)
-		snprintf(c->user, sizeof(c->user), "%u", (unsigned)cred.uid);
-	return KMS_OK;
+		snprintf(c->user, sizeof(c->user), "%u", (unsigned)c->uid);
+}
+
+void kmsd_client_identify(int fd, struct kmsd_client *c)
+{
+	peer_groups(fd, c);
+	kmsd_client_name(c);
 }
 
 void kmsd_client_clear(struct kmsd_client *c)

@@ -45,7 +45,11 @@ struct kmsd_client {
 	int admin;     /* root or kmstored's own user: every profile, reload */
 };
 
-kms_rc kmsd_client_identify(int fd, struct kmsd_client *c, kms_error *err);
+/* Who is at the other end (SO_PEERCRED only: cheap, for a refusal);
+ * kmsd_client_identify adds the groups and the user's name. */
+kms_rc kmsd_client_peer(int fd, struct kmsd_client *c, kms_error *err);
+void kmsd_client_identify(int fd, struct kmsd_client *c);
+void kmsd_client_name(struct kmsd_client *c); /* the name only */
 void kmsd_client_clear(struct kmsd_client *c);
 
 /* A profile's allow-users and allow-groups, resolved to numbers. */
@@ -80,8 +84,8 @@ void kmsd_conf_put(struct kmsd_conf *c);
 kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err);
 void kmsd_conf_fini(void);
 int kmsd_conf_has_pools(void);
-/* The profile named, if the client may use it; else KMS_ERR_PERMISSION
- * (logged), or for an admin client KMS_ERR_NOT_FOUND if there is none. */
+/* The profile named, if the client may use it: KMS_ERR_NOT_FOUND,
+ * KMS_ERR_PERMISSION otherwise (logged). */
 kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 			 const struct kmsd_client *cl, const char *name,
 			 kms_profile **p, size_t *index, kms_error *err);

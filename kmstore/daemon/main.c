@@ -28,7 +28,10 @@
 #include "remote.h"
 
 #define CLIENTS_MAX 512       /* connections in all */
+#define CLIENTS_ADMIN 32      /* of them, only for root and kmstored's own */
 #define CLIENTS_PER_USER 16   /* for each user but root and kmstored's own */
+#define KMSD_STR(x) KMSD_STR_(x)
+#define KMSD_STR_(x) #x
 #define THREAD_STACK (1024 * 1024)
 #define STOP_WAIT_S 30        /* for requests in flight at shutdown */
 
@@ -41,7 +44,7 @@ struct conn {
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t conns_gone = PTHREAD_COND_INITIALIZER;
 static struct conn *conns;
-static size_t n_conns;
+static size_t n_conns, n_admin_conns;
 
 struct options {
 	const char *config;
@@ -197,7 +200,7 @@ static kms_rc listen_on(const char *path, int *out, kms_error *err)
 	/* Anyone may connect: each profile decides who it serves, by the
 	 * credentials the kernel gives (access.c). */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    chmod(path, 0666) != 0 || listen(fd, 128) != 0) {
+	    chmod(path, 0666) != 0 || listen(fd, SOMAXCONN) != 0) {
 		rc = kms_fail(err, KMS_ERR_SYSTEM, "cannot listen on %s: %s", path,
 			      strerror(errno));
 		close(fd);
@@ -217,6 +220,7 @@ static void *conn_main(void *arg)
 		;
 	*pp = c->next;
 	n_conns--;
+	n_admin_conns -= c->client.admin;
 	close(c->fd);
 	pthread_cond_broadcast(&conns_gone);
 	pthread_mutex_unlock(&conns_lock);
@@ -234,49 +238,87 @@ static size_t user_conns(uid_t uid)
 	return n;
 }
 
+/* Why a client may not have a connection now, or NULL; under conns_lock. */
+static const char *over_cap(const struct kmsd_client *c)
+{
+	if (n_conns >= CLIENTS_MAX)
+		return "too many connections (" KMSD_STR(CLIENTS_MAX) " in all)";
+	if (c->admin)
+		return NULL;
+	if (n_conns - n_admin_conns >= CLIENTS_MAX - CLIENTS_ADMIN)
+		return "too many connections (" KMSD_STR(CLIENTS_MAX) " in all, "
+		       "the last " KMSD_STR(CLIENTS_ADMIN) " kept for root and "
+		       "kmstored's own user)";
+	if (user_conns(c->uid) >= CLIENTS_PER_USER)
+		return "too many connections (at most "
+		       KMSD_STR(CLIENTS_PER_USER) " per user)";
+	return NULL;
+}
+
+/* A refusal costs little and logs little: a user at its cap who keeps
+ * connecting must not keep the listening queue full for the others. */
+static void refuse(int fd, struct kmsd_client *c, const char *why)
+{
+	close(fd);
+	if (!kmsd_log_allowed(c->uid, KMS_LOG_WARNING))
+		return;
+	kmsd_client_name(c);
+	kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): %s", c->user,
+		 (unsigned)c->uid, (int)c->pid, why);
+}
+
 static void start_conn(int fd)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct kmsd_client peer;
+	struct conn *c;
 	pthread_attr_t attr;
 	pthread_t t;
 	kms_error err;
-	int busy, rc;
+	const char *why;
+	int rc;
 
-	if (c == NULL || kmsd_client_identify(fd, &c->client, &err) != KMS_OK) {
-		if (c != NULL)
-			kmsd_log(KMS_LOG_ERROR, "a client: %s", err.message);
-		free(c);
+	/* The caps first, by SO_PEERCRED alone. Only this thread adds
+	 * connections: none is added before the one checked here. */
+	if (kmsd_client_peer(fd, &peer, &err) != KMS_OK) {
+		kmsd_log(KMS_LOG_ERROR, "a client: %s", err.message);
 		close(fd);
 		return;
 	}
-	c->fd = fd;
 	pthread_mutex_lock(&conns_lock);
-	busy = n_conns >= CLIENTS_MAX ||
-	       (!c->client.admin && user_conns(c->client.uid) >= CLIENTS_PER_USER);
-	if (!busy) {
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&attr, THREAD_STACK);
-		c->next = conns;
-		conns = c;
-		n_conns++;
-		rc = pthread_create(&t, &attr, conn_main, c);
-		pthread_attr_destroy(&attr);
-		if (rc != 0) {
-			conns = c->next;
-			n_conns--;
-			busy = 1;
-		}
+	why = over_cap(&peer);
+	pthread_mutex_unlock(&conns_lock);
+	if (why != NULL) {
+		refuse(fd, &peer, why);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		refuse(fd, &peer, "out of memory");
+		return;
+	}
+	c->fd = fd;
+	c->client = peer;
+	kmsd_client_identify(fd, &c->client);
+	pthread_mutex_lock(&conns_lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, THREAD_STACK);
+	c->next = conns;
+	conns = c;
+	n_conns++;
+	n_admin_conns += c->client.admin;
+	rc = pthread_create(&t, &attr, conn_main, c);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		conns = c->next;
+		n_conns--;
+		n_admin_conns -= c->client.admin;
 	}
 	pthread_mutex_unlock(&conns_lock);
-	if (busy) {
-		kmsd_log_client(c->client.uid, KMS_LOG_WARNING, "refused %s (uid "
-				"%u, pid %d): too many connections",
-				c->client.user, (unsigned)c->client.uid,
-				(int)c->client.pid);
+	if (rc != 0) {
+		refuse(fd, &c->client, "no thread for it");
 		kmsd_client_clear(&c->client);
 		free(c);
-		close(fd);
 	}
 }
 
