@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kmstored.h"
 #include "remote.h"
 
@@ -322,10 +323,22 @@ static void start_conn(int fd)
 	}
 }
 
+/* Out of descriptors (EMFILE, ENFILE): the connection waits in the queue,
+ * and would wake poll again at once. The listening socket rests instead
+ * (its clients wait within their deadline), and the log says so once a
+ * minute. */
+#define ACCEPT_REST_MS 100
+#define ACCEPT_LOG_MS 60000
+
+static long rest_until;    /* no accept before (monotonic ms), or 0 */
+static long rest_logged;   /* when the last line about it was */
+static unsigned long rests; /* since then */
+
 static void accept_all(int lfd)
 {
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		long now;
 
 		if (fd >= 0) {
 			start_conn(fd);
@@ -333,8 +346,22 @@ static void accept_all(int lfd)
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
 			continue;
-		if (errno == EMFILE || errno == ENFILE)
-			kmsd_log(KMS_LOG_ERROR, "accept: %s", strerror(errno));
+		if (errno != EMFILE && errno != ENFILE)
+			return;
+		now = kms_now_ms();
+		rest_until = now + ACCEPT_REST_MS;
+		rests++;
+		if (rest_logged == 0 || now - rest_logged >= ACCEPT_LOG_MS) {
+			if (rest_logged == 0 || rests == 1)
+				kmsd_log(KMS_LOG_ERROR, "accept: %s: new connections "
+					 "wait", strerror(errno));
+			else
+				kmsd_log(KMS_LOG_ERROR, "accept: %s: new connections "
+					 "wait (%lu times in %d s)", strerror(errno),
+					 rests, ACCEPT_LOG_MS / 1000);
+			rest_logged = now;
+			rests = 0;
+		}
 		return;
 	}
 }
@@ -383,8 +410,21 @@ static void serve(int lfd, int sfd)
 
 	for (;;) {
 		struct signalfd_siginfo si;
+		int timeout = kmsd_log_tick(0);
 
-		if (poll(pfd, 3, kmsd_log_tick(0)) < 0) {
+		pfd[0].fd = lfd;
+		if (rest_until != 0) {
+			long left = rest_until - kms_now_ms();
+
+			if (left > 0) {
+				pfd[0].fd = -1;
+				if (timeout < 0 || left < timeout)
+					timeout = (int)left;
+			} else {
+				rest_until = 0;
+			}
+		}
+		if (poll(pfd, 3, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			kmsd_log(KMS_LOG_ERROR, "poll: %s", strerror(errno));
