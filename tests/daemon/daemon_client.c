@@ -7,6 +7,12 @@
  * --cache: as the OpenSSL provider does, a kms_store_cache of kmstored's
  * store, and the store it gives taken again for each command.
  *
+ *   daemon_client --flood SOCKET SECONDS HOLD
+ *
+ * --flood: a user at its cap who keeps trying: opens HOLD connections and
+ * keeps them, says "holding", then connects and closes again and again
+ * (non-blocking, as fast as it can) for SECONDS, and says how often.
+ *
  * Commands: "key PROFILE", "id PROFILE KEY_ID", "status PROFILE",
  * "profiles". Answers (one line, flushed): "ok KEY_ID CHECK_VALUE
  * SECONDS", "ok STATE SECONDS", "ok N PROFILE...", or "error RC SECONDS
@@ -25,6 +31,7 @@
  *                       kmstored's store: "ok forks=N hung=H failed=F",
  *                       stopping at the first child hung for 10 s */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,7 +39,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -305,6 +314,46 @@ static int connections(kms_store *st, const char *cmd, const char *name,
 	return 1;
 }
 
+static int flood(const char *path, double seconds, int hold)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	double end = now() + seconds;
+	long ok = 0, full = 0, other = 0;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return 2;
+	strcpy(sa.sun_path, path);
+	for (int i = 0; i < hold; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+			perror("daemon_client: --flood");
+			return 1;
+		}
+	}
+	printf("holding %d\n", hold);
+	fflush(stdout);
+	while (now() < end) {
+		for (int i = 0; i < 256; i++) {
+			int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC |
+					SOCK_NONBLOCK, 0);
+
+			if (fd < 0)
+				return 1;
+			if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+				ok++;
+			else if (errno == EAGAIN)
+				full++;
+			else
+				other++;
+			close(fd);
+		}
+	}
+	printf("%ld connected, %ld refused as the queue was full, %ld other\n",
+	       ok, full, other);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	char line[512], cmd[16], name[64], id[128];
@@ -313,6 +362,8 @@ int main(int argc, char **argv)
 	kms_error e;
 	kms_rc rc;
 
+	if (argc == 5 && strcmp(argv[1], "--flood") == 0)
+		return flood(argv[2], atof(argv[3]), atoi(argv[4]));
 	if (argc == 3 && strcmp(argv[1], "--config") == 0)
 		rc = kms_store_open(argv[2], &st, &e);
 	else if (argc == 3 && strcmp(argv[1], "--cache") == 0)
@@ -320,7 +371,8 @@ int main(int argc, char **argv)
 	else if (argc == 2)
 		rc = kms_store_open_daemon(sock_path = argv[1], &st, &e);
 	else {
-		fprintf(stderr, "usage: daemon_client SOCKET|--config FILE|--cache SOCKET\n");
+		fprintf(stderr, "usage: daemon_client SOCKET|--config FILE|--cache SOCKET\n"
+				"       daemon_client --flood SOCKET SECONDS HOLD\n");
 		return 2;
 	}
 	if (rc != KMS_OK) {

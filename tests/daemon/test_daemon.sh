@@ -17,6 +17,10 @@
 #   - the protocol: garbage, another version, oversized or unknown fields,
 #     a stalled request: a clear error reply and a closed connection, and
 #     kmstored keeps serving;
+#   - floods and limits: refusals a user causes are logged a few times,
+#     then counted; a user at its connection cap that keeps connecting
+#     does not crowd root out; out of descriptors (EMFILE), kmstored
+#     neither spins nor floods its log, and serves again after;
 #   - start-up: a second kmstored on a live socket, a stale socket, a bad
 #     or client configuration, detaching only when ready, systemd's
 #     Type=notify (READY, RELOADING, STOPPING), a dedicated user;
@@ -43,6 +47,8 @@ cleanup() {
 	for s in "$work"/*.sock "$work"/run/*.sock; do kmstored_stop "$s" KILL; done
 	[ -z "$coproc_pid" ] || kill "$coproc_pid" 2>/dev/null
 	[ -z "${hang_pid:-}" ] || kill "$hang_pid" 2>/dev/null
+	[ -z "${flood_pid:-}" ] || kill "$flood_pid" 2>/dev/null
+	[ -z "${hold_pid:-}" ] || kill "$hold_pid" 2>/dev/null
 	kme_env_stop
 	[ -n "${DAEMON_KEEP:-}" ] || rm -rf "$work"
 }
@@ -488,6 +494,88 @@ EOF
 expect_eq "closed" "$RUN_OUT" "a request trickled in over 7 s: closed 5 s after its first byte"
 run "$KMSTORE" --daemon "$SW" key static
 expect_rc 0 "kmstored serves on after all of them"
+
+# --- floods and limits --------------------------------------------------------
+# A profile for root only, in kmstored instances of their own.
+printf '[secret]\ntype   = static\nkey-id = SECRET_1\nkey    = hex:%s\n' \
+	"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >"$work/flood.conf"
+chmod 600 "$work/flood.conf"
+SF=$work/flood.sock
+# Refusals that a user causes are logged 10 times in 10 s, then counted.
+kmstored_start "$SF" "$work/flood.conf"
+for _ in $(seq 30); do as_nobody "$KMSTORE" --daemon "$SF" profiles >/dev/null 2>&1 || true; done
+"$KMSTORE" --daemon "$SF" key secret >/dev/null
+kmstored_stop "$SF"
+n=$(grep -c "refused nobody (uid 65534, pid [0-9]*): no profile is open to it" "$SF.log" || true)
+m=$(sed -n 's/.*uid 65534: \([0-9]*\) more lines like those above not logged in [0-9]* s.*/\1/p' "$SF.log" | awk '{ s += $1 } END { print s + 0 }')
+[[ $n -ge 10 && $n -lt 30 && $((n + m)) -eq 30 ]] &&
+	tap_ok "30 refusals of one user in a row: $n logged (10 in 10 s), a line with the count of the $m others" ||
+	tap_not_ok "30 refusals of one user in a row: 10 in 10 s logged, a line with the count of the others" "$n logged, $m counted"
+# A user at its cap of 16 connections that keeps connecting and closing,
+# as fast as it can: it is refused at little cost and logged little, and
+# root, connecting meanwhile, waits for room in kmstored's queue (within
+# its deadline) instead of failing.
+kmstored_start "$SF" "$work/flood.conf"
+setpriv --reuid=65534 --regid=65534 --clear-groups "$DAEMON_CLIENT" --flood "$SF" 20 16 >"$work/flood.out" 2>&1 &
+flood_pid=$!
+wait_for 10 grep -q '^holding' "$work/flood.out" || true
+sleep 0.5 # the queue fills
+ok=0 errs=
+for _ in $(seq 20); do
+	run "$KMSTORE" --daemon "$SF" key secret
+	if [ "$RUN_RC" -eq 0 ]; then ok=$((ok + 1)); else errs=$RUN_ERR; fi
+done
+kill "$flood_pid" 2>/dev/null || true
+wait "$flood_pid" 2>/dev/null || true
+flood_pid=
+expect_eq "20" "$ok" "a flood of connections by a user at its cap: root's 20 requests meanwhile all served${errs:+ (last error: $errs)}"
+n=$(grep -c "uid 65534" "$SF.log" || true)
+[[ $n -ge 1 && $n -lt 50 ]] && tap_ok "... and $n lines about that user logged, refusals and their count (fewer than 50)" ||
+	tap_not_ok "... fewer than 50 lines about that user logged" "$n lines" "$(tail -n 3 "$SF.log")"
+kmstored_stop "$SF"
+expect_eq "20" "$(grep -c "root (uid 0, pid [0-9]*): profile 'secret': key SECRET_1 for use now" "$SF.log" || true)" \
+	"... each of root's keys logged, none left out"
+expect_match "^uid 65534: [0-9]+ more lines like those above not logged" "$(grep -m 1 -o "uid 65534: [0-9]* more lines like those above not logged.*" "$SF.log")" \
+	"... the refusals left out counted (at the latest when kmstored stops)"
+# Out of descriptors: with 24 (ulimit -n) and 40 connections waiting,
+# accept fails with EMFILE while they wait; kmstored must not spin on
+# them, nor log each try, and serves again once descriptors are free.
+kmstored_start "$SF" "$work/flood.conf" bash -c 'ulimit -n 24 && exec "$0" "$@"'
+python3 - "$SF" >"$work/hold.out" <<'EOF' &
+import socket, sys, time
+held = []
+for _ in range(40):
+    s = socket.socket(socket.AF_UNIX); s.setblocking(False)
+    try:
+        s.connect(sys.argv[1])
+    except BlockingIOError:
+        pass
+    held.append(s)
+print("holding", flush=True)
+time.sleep(60)
+EOF
+hold_pid=$!
+wait_for 10 grep -q "accept: Too many open files" "$SF.log" || true
+spid=$(kmstored_pid "$SF")
+ticks() { awk '{ print $14 + $15 }' "/proc/$spid/stat"; }
+t0=$(ticks)
+sleep 2
+t1=$(ticks)
+kill "$hold_pid" 2>/dev/null || true
+wait "$hold_pid" 2>/dev/null || true
+hold_pid=
+hz=$(getconf CLK_TCK)
+# It wakes 10 times a second then, for next to nothing: 0.1 s of CPU in
+# 2 s is a bound with room (spinning, it takes a core, 2 s).
+awk -v t=$((t1 - t0)) -v hz="$hz" 'BEGIN { exit !(t < 0.1 * hz) }' &&
+	tap_ok "out of descriptors (EMFILE), 40 connections waiting: kmstored does not spin ($((t1 - t0)) ticks of CPU in 2 s)" ||
+	tap_not_ok "out of descriptors (EMFILE): kmstored does not spin" "$((t1 - t0)) ticks of CPU in 2 s, fewer than $(awk -v hz="$hz" 'BEGIN { print 0.1 * hz }') wanted"
+n=$(grep -c "accept:" "$SF.log" || true)
+[[ $n -ge 1 && $n -le 3 ]] && tap_ok "... and says so once ($n line)" ||
+	tap_not_ok "... and says so once" "$n lines" "$(grep -m 3 "accept:" "$SF.log")"
+run "$KMSTORE" --daemon "$SF" key secret
+expect_rc 0 "... and serves again once the connections are gone"
+kmstored_stop "$SF"
 
 # --- start-up ---------------------------------------------------------------
 run "$KMSTORED" --config "$W" --socket "$SW" --foreground
