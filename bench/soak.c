@@ -92,6 +92,7 @@ static const char *message_class(const char *m)
 		{ "HTTP 503", "503" },
 		{ "closed the connection", "drop" },
 		{ "no answer within the timeout", "timeout" },
+		{ "it was given of the timeout", "timeout" },
 		{ "transfer closed", "truncated" },
 		{ "larger than", "oversized" },
 		{ "TLS failure", "tls" },

@@ -324,11 +324,24 @@ static void keep_addrs(struct kme *cl, const char *addrs, long ttl_s)
 
 /* The addresses curl will connect to: kept ones, or looked up in this
  * thread (see top) within the call's deadline (resolve.c). */
-static kms_rc resolve(const struct call *k, struct curl_slist **list,
+/* How long k had to run out of: the timeout, or the part of it k was
+ * given (a share of several KMEs', or what its wait in the queue left). */
+static const char *time_given(const struct call *k, char *buf, size_t size)
+{
+	if (k->given_ms < k->c->timeout_ms * 9 / 10)
+		snprintf(buf, size, "in the %.1f s it was given of the timeout of "
+			 "%.1f s", k->given_ms / 1000.0, k->c->timeout_ms / 1000.0);
+	else
+		snprintf(buf, size, "within the timeout of %.1f s",
+			 k->c->timeout_ms / 1000.0);
+	return buf;
+}
+
+static kms_rc resolve(struct call *k, struct curl_slist **list,
 		      kms_error *err)
 {
 	struct kme *cl = k->kme;
-	char addrs[KMS_RESOLVE_MAX], entry[KMS_RESOLVE_MAX + 300];
+	char addrs[KMS_RESOLVE_MAX], entry[KMS_RESOLVE_MAX + 300], given[80];
 	enum kms_resolve_result r = KMS_RESOLVED;
 	const char *why = NULL;
 	long ttl_s;
@@ -343,10 +356,10 @@ static kms_rc resolve(const struct call *k, struct curl_slist **list,
 	case KMS_RESOLVED:
 		break;
 	case KMS_RESOLVE_TIMEOUT:
+		k->timed_out = 1;
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
-				 "cannot resolve '%s' within the timeout of "
-				 "%.1f s: %s", cl->host,
-				 k->c->timeout_ms / 1000.0, why);
+				 "cannot resolve '%s' %s: %s", cl->host,
+				 time_given(k, given, sizeof(given)), why);
 	default:
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "cannot resolve '%s': %s", cl->host, why);
@@ -530,23 +543,18 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 			       const struct body *b, kms_error *err)
 {
 	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+	char given[80];
 
 	if (b->overflow)
 		return call_fail(k, err, KMS_ERR_KME,
 				 "the answer is larger than %d bytes", BODY_MAX);
 	k->timed_out = rc == CURLE_OPERATION_TIMEDOUT ||
 		       kms_now_ms() >= k->deadline_ms;
-	if (k->timed_out && k->given_ms < k->c->timeout_ms * 9 / 10)
-		return call_fail(k, err, KMS_ERR_UNREACHABLE,
-				 "no answer in the %.1f s it was given of the "
-				 "timeout of %.1f s (%d attempt%s; last: %s)",
-				 k->given_ms / 1000.0, k->c->timeout_ms / 1000.0,
-				 k->attempts, k->attempts == 1 ? "" : "s", detail);
 	if (k->timed_out)
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
-				 "no answer within the timeout of %.1f s (%d "
-				 "attempt%s; last: %s)", k->c->timeout_ms / 1000.0,
-				 k->attempts, k->attempts == 1 ? "" : "s", detail);
+				 "no answer %s (%d attempt%s; last: %s)",
+				 time_given(k, given, sizeof(given)), k->attempts,
+				 k->attempts == 1 ? "" : "s", detail);
 	/* This SAE's own certificate, key or CA file: no KME would take
 	 * them, and none is to blame. */
 	if (rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE)
@@ -797,20 +805,27 @@ static long kme_retry_at(struct kme *e)
 	return t;
 }
 
+static int kme_failed(struct kme *e);
+
 /* The KMEs in the order to ask them: those up (or not asked yet) as
- * configured, then those in their back-off, soonest back first. */
+ * configured, then those busy (a 503 in the last second), then those in
+ * their back-off, soonest back first. */
 static size_t kme_order(struct kms_qkd_client *cl, size_t order[KMS_KMES_MAX])
 {
 	long now = kms_now_ms(), at[KMS_KMES_MAX];
-	size_t n = 0, down[KMS_KMES_MAX], n_down = 0;
+	size_t n = 0, down[KMS_KMES_MAX], n_down = 0, busy[KMS_KMES_MAX], n_busy = 0;
 
 	for (size_t i = 0; i < cl->n; i++) {
 		at[i] = kme_retry_at(&cl->kmes[i]);
 		if (at[i] <= now)
 			order[n++] = i;
+		else if (!kme_failed(&cl->kmes[i]))
+			busy[n_busy++] = i;
 		else
 			down[n_down++] = i;
 	}
+	for (size_t i = 0; i < n_busy; i++)
+		order[n++] = busy[i];
 	for (size_t i = 1; i < n_down; i++)
 		for (size_t j = i; j > 0 && at[down[j]] < at[down[j - 1]]; j--) {
 			size_t t = down[j];

@@ -839,10 +839,12 @@ static int b64_char(char c)
  * a line break ("\n", "\r\n" or "\r") between two of them. */
 static size_t word_end(const char *s, size_t len, size_t i)
 {
-	size_t next;
+	size_t start = i, next;
 
 	for (;;) {
-		while (i < len && b64_char(s[i]))
+		/* "=" only at the end, as padding: "key_ID=<UUID>" is two */
+		while (i < len && b64_char(s[i]) &&
+		       (i == start || s[i - 1] != '=' || s[i] == '='))
 			i++;
 		next = i;
 		if (next < len && s[next] == '\r')
@@ -930,7 +932,8 @@ static void put(char *out, size_t size, size_t *o, char c)
 
 /* Appends s to out cleaned (put) and without what could be a key (above);
  * out holds at most size - 1 bytes (the caller trims a space at the end).
- * Every text of an error body that is quoted passes here. */
+ * The whole quoted text passes here at once (struct quote), so that a key
+ * spread over several values ("details":[240, 241, ...]) is seen whole. */
 static void append(char *out, size_t size, const char *s, size_t len)
 {
 	size_t o = strlen(out), i = 0, n;
@@ -952,20 +955,44 @@ static void append(char *out, size_t size, const char *s, size_t len)
 	out[o] = '\0';
 }
 
-static void append_str(char *out, size_t size, const char *s)
+/* The text to quote, as the error object has it, before append() shows
+ * it: in locked memory (it may hold a key), wiped after. */
+#define QUOTE_MAX 4096
+
+struct quote {
+	char *buf;
+	size_t len;
+	int cut; /* more than QUOTE_MAX: the last word is not whole */
+};
+
+static void add(struct quote *q, const char *s, size_t len)
 {
-	append(out, size, s, strlen(s));
+	size_t room = QUOTE_MAX - q->len;
+
+	if (q->buf == NULL || q->cut)
+		return;
+	if (len > room) {
+		len = room;
+		q->cut = 1;
+	}
+	memcpy(q->buf + q->len, s, len);
+	q->len += len;
+}
+
+static void append_str(struct quote *q, const char *s)
+{
+	add(q, s, strlen(s));
 }
 
 /* A value of "details" as words: strings and numbers as they are. */
-static void append_value(char *out, size_t size, json_object *v)
+static void append_value(struct quote *q, json_object *v)
 {
 	char num[32];
 
 	switch (json_object_get_type(v)) {
 	case json_type_string:
-		append(out, size, json_object_get_string(v),
-		       (size_t)json_object_get_string_len(v));
+		add(q, json_object_get_string(v),
+		    (size_t)json_object_get_string_len(v));
 		return;
 	case json_type_int:
 		if (json_object_get_int64(v) < 0)
@@ -987,37 +1014,67 @@ static void append_value(char *out, size_t size, json_object *v)
 		snprintf(num, sizeof(num), "...");
 		break;
 	}
-	append_str(out, size, num);
+	append_str(q, num);
 }
 
 /* ETSI GS QKD 014's error object: a "message" and an array of "details",
  * each an object. */
-static void append_details(char *out, size_t size, json_object *details)
+static void append_details(struct quote *q, json_object *details)
 {
 	struct lh_entry *e;
 
 	if (!json_object_is_type(details, json_type_array) ||
 	    json_object_array_length(details) == 0)
 		return;
-	append_str(out, size, " (details: ");
+	append_str(q, " (details: ");
 	for (size_t i = 0; i < json_object_array_length(details); i++) {
 		json_object *d = json_object_array_get_idx(details, i);
 
 		if (i > 0)
-			append_str(out, size, "; ");
+			append_str(q, "; ");
 		if (!json_object_is_type(d, json_type_object)) {
-			append_value(out, size, d);
+			append_value(q, d);
 			continue;
 		}
 		lh_foreach(json_object_get_object(d), e) {
 			if (e != lh_table_head(json_object_get_object(d)))
-				append_str(out, size, ", ");
-			append_str(out, size, (const char *)lh_entry_k(e));
-			append_str(out, size, "=");
-			append_value(out, size, (json_object *)lh_entry_v(e));
+				append_str(q, ", ");
+			append_str(q, (const char *)lh_entry_k(e));
+			append_str(q, "=");
+			append_value(q, (json_object *)lh_entry_v(e));
 		}
 	}
-	append_str(out, size, ")");
+	append_str(q, ")");
+}
+
+/* The last word of a text cut at QUOTE_MAX, if shorter than a word that
+ * is hidden: the rest of it is not there to judge it by. */
+static void drop_cut_word(struct quote *q)
+{
+	size_t n = q->len;
+
+	while (n > 0 && b64_char(q->buf[n - 1]))
+		n--;
+	if (q->len - n < HIDE_CHARS)
+		q->len = n;
+}
+
+/* The error object's message and details into out, shown by append(). */
+static void quote_error(json_object *msg, json_object *doc, char *out,
+			size_t size)
+{
+	struct quote q = { .buf = kms_secmem_alloc(QUOTE_MAX) };
+	json_object *details;
+
+	if (q.buf == NULL)
+		return;
+	add(&q, json_object_get_string(msg), (size_t)json_object_get_string_len(msg));
+	if (json_object_object_get_ex(doc, "details", &details))
+		append_details(&q, details);
+	if (q.cut) /* its last word cut short may be a key's first part */
+		drop_cut_word(&q);
+	append(out, size, q.buf, q.len);
+	kms_secmem_free(q.buf, QUOTE_MAX);
 }
 
 /* A key, or a text that quotes one ("key" or "keys" as a member's name, or
@@ -1089,10 +1146,7 @@ int kms_etsi_error_text(const char *body, size_t len, char *out, size_t size)
 		snprintf(out, size, NOT_ETSI "JSON without a \"message\" string; "
 			 "not quoted)");
 	} else {
-		append(out, size, json_object_get_string(msg),
-		       (size_t)json_object_get_string_len(msg));
-		if (json_object_object_get_ex(doc, "details", &msg))
-			append_details(out, size, msg);
+		quote_error(msg, doc, out, size);
 		for (o = strlen(out); o > 0 && out[o - 1] == ' '; o--)
 			out[o - 1] = '\0';
 		quoted = out[0] != '\0';

@@ -46,8 +46,9 @@ void kms_qkd_client_free(struct kms_qkd_client *client);
 kms_rc kms_qkd_get_key(kms_profile *p, kms_key **out, kms_error *err);
 /* Up to n new keys in one enc_keys request (number = n, or as many as
  * the KME was found to take: its status, a refusal; at most 16); *got of
- * them in out[]. A refusal (4xx, not a 5xx) is asked again with fewer, and
- * the number given is kept as the KME's limit. For kmstored's pool. */
+ * them in out[]. A refusal as a bad request (400, 413) is asked again with
+ * fewer, and the number given is kept as the KME's limit; a 5xx once, for
+ * as many as the KME holds. For kmstored's pool. */
 kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err);
 /* Whether every KME of the profile is down now: each failed its last

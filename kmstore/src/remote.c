@@ -71,7 +71,7 @@ static pid_t forking; /* the parent, from idle_before_fork to idle_child */
 
 struct remote_profile {
 	struct kms_remote *r;
-	atomic_long wait_ms; /* raised by exchange() after a reload */
+	atomic_long wait_ms; /* raised by wait_longer() after a reload */
 };
 
 /* How long an exchange may wait for kmstored, until when; for a
@@ -80,6 +80,7 @@ struct remote_profile {
 struct wait {
 	long deadline, wait_ms;
 	const char *profile; /* NULL: no renewal */
+	atomic_long *shared; /* the profile's wait, for its other requests */
 	int renewed;
 };
 
@@ -307,9 +308,17 @@ static int wait_longer(struct kms_remote *r, struct wait *w)
 	if (w->profile == NULL || w->renewed)
 		return 0;
 	w->renewed = 1;
-	now_ms = renewed_wait(r, w->profile);
+	/* What another request of the profile learnt is taken as it is, not
+	 * asked again on a connection of its own (kmstored counts a user's
+	 * connections); the larger wait is kept for the later requests. */
+	now_ms = atomic_load(w->shared);
+	if (now_ms <= w->wait_ms)
+		now_ms = renewed_wait(r, w->profile);
 	if (now_ms <= w->wait_ms)
 		return 0;
+	for (long was = atomic_load(w->shared);
+	     was < now_ms && !atomic_compare_exchange_weak(w->shared, &was, now_ms);)
+		;
 	w->deadline += now_ms - w->wait_ms;
 	w->wait_ms = now_ms;
 	return 1;
@@ -464,7 +473,8 @@ static kms_rc profile_request(kms_profile *p, enum kms_wire_kind kind,
 			      kms_error *err)
 {
 	struct remote_profile *rp = p->state;
-	struct wait w = { .wait_ms = atomic_load(&rp->wait_ms), .profile = p->name };
+	struct wait w = { .wait_ms = atomic_load(&rp->wait_ms), .profile = p->name,
+			  .shared = &rp->wait_ms };
 	struct kms_wire_buf req;
 	kms_rc rc;
 
@@ -475,8 +485,6 @@ static kms_rc profile_request(kms_profile *p, enum kms_wire_kind kind,
 		kms_wire_put_str(&req, KMS_T_KEY_ID, key_id);
 	rc = exchange(rp->r, &req, &w, rep, err);
 	kms_wire_free(&req);
-	if (w.renewed) /* the later requests wait as long from the start */
-		atomic_store(&rp->wait_ms, w.wait_ms);
 	return rc;
 }
 

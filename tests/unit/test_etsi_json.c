@@ -547,11 +547,11 @@ static void test_error_text_key_material(void **state)
 		  "max_key_per_request=4)" },
 		/* The smallest key kmstore takes, in base64url, in a name. */
 		{ "{\"message\":\"x\",\"details\":[{\"" KEY16_URL "\":1}]}",
-		  "x (details: <22 characters, not shown>=1)" },
+		  "x (details: <23 characters, not shown>1)" },
 		/* Inside a word, a path, a JSON text in a string. */
 		{ "{\"message\":\"k=" KEY32 ";/keys/" KEY16_URL "/x {\\\"k\\\":\\\""
 		  KEY32 "\\\"}\"}",
-		  "<46 characters, not shown>;<30 characters, not shown> {\"k\":\"<44 "
+		  "k=<44 characters, not shown>;<30 characters, not shown> {\"k\":\"<44 "
 		  "characters, not shown>\"}" },
 		{ "{\"message\":\"bytes " COLON_HEX ".\"}",
 		  "bytes <95 characters, not shown>." },
@@ -563,6 +563,16 @@ static void test_error_text_key_material(void **state)
 		/* Wrapped: the short last line goes with the rest. */
 		{ "{\"message\":\"key:\\n" KEY64_L1 "\\r\\n" KEY64_L2 "\\n\"}",
 		  "key: <90 characters, not shown>" },
+		/* A key spread over the values of "details": seen whole. */
+		{ "{\"message\":\"bad\",\"details\":[240,241,242,243,244,245,246,"
+		  "247,248,249,250,251,252,253,254,255]}",
+		  "bad (details: <78 characters, not shown>)" },
+		{ "{\"message\":\"bad\",\"details\":[\"f0\",\"f1\",\"f2\",\"f3\","
+		  "\"f4\",\"f5\",\"f6\",\"f7\",\"f8\",\"f9\",\"fa\",\"fb\",\"fc\","
+		  "\"fd\",\"fe\",\"ff\"]}",
+		  "bad (details: <62 characters, not shown>)" },
+		/* "=" ends a word: the key ID after it is a UUID, shown. */
+		{ "{\"message\":\"no key_ID=" UUID "\"}", "no key_ID=" UUID },
 		/* Short words, numbers and hex-looking prose stay. */
 		{ "{\"message\":\"a bad decade: 10.0.0.1:443, sizes 128, 256, 512\","
 		  "\"details\":[{\"additional\":\"sae-0001/enc_keys\"}]}",
@@ -571,7 +581,7 @@ static void test_error_text_key_material(void **state)
 	};
 	static const char *const secrets[] = {
 		KEY32, HEX32, KEY16_URL, COLON_HEX, SIGNED, KEY64_L1, KEY64_L2,
-		"f0\\xf1\\xf2\\xf3", NULL,
+		"f0\\xf1\\xf2\\xf3", "240; 241; 242", "f0; f1; f2", NULL,
 	};
 	char out[200];
 	int bad = 0;
@@ -609,7 +619,8 @@ static void test_error_text_long(void **state)
 	n += (size_t)snprintf(body + n, sizeof(body) - n, "\"}");
 	assert_int_equal(kms_etsi_error_text(body, n, out, sizeof(out)), 1);
 	assert_int_equal(strlen(out), sizeof(out) - 1);
-	assert_string_equal(out + 190, "<5805 cha");
+	/* (the text is cut at 4096 bytes before it is judged) */
+	assert_string_equal(out + 190, "<3906 cha");
 }
 
 /* enc_keys with number > 1 (kmstored's pool): 1 to max keys, distinct
