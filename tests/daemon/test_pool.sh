@@ -215,6 +215,7 @@ sim --fault latency=3500,path=enc_keys
 conf "$work/west.conf" west "$A1"
 kmstored_start "$SW" "$work/west.conf"
 coproc LATE { "$DAEMON_CLIENT" "$SW"; }
+late_pid=$LATE_PID # (bash unsets LATE_PID once it has ended)
 read -r -t 10 ans <&"${LATE[0]}" || ans=
 expect_eq ready "$ans" "a long-lived client opens kmstored's store (timeout 2 s)"
 sed -i 's/^timeout .*/timeout      = 6/' "$work/west.conf"
@@ -227,7 +228,7 @@ for i in 1 2; do
 done
 expect_not_in "not delivered" "$(cat "$SW.log")" "... each delivered, none lost"
 echo quit >&"${LATE[1]}" 2>/dev/null || true
-wait "$LATE_PID" 2>/dev/null || true
+wait "$late_pid" 2>/dev/null || true
 kmstored_stop "$SW"
 sim
 conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
@@ -367,11 +368,12 @@ conf "$work/west.conf" west "$A1"
 sed -i 's/^timeout .*/timeout      = 6/' "$work/west.conf"
 kmstored_start "$SW" "$work/west.conf"
 coproc BURST { "$DAEMON_CLIENT" "$SW"; }
+burst_pid=$BURST_PID
 read -r -t 10 ans <&"${BURST[0]}" || ans=
 echo "burst qkd 8" >&"${BURST[1]}"
 read -r -t 30 ans <&"${BURST[0]}" || ans="(no answer)"
 echo quit >&"${BURST[1]}" 2>/dev/null || true
-wait "$BURST_PID" 2>/dev/null || true
+wait "$burst_pid" 2>/dev/null || true
 read -r _ ok failed _ <<<"$ans"
 short=$(grep -c "no answer in the [0-9.]* s it was given of the timeout of 6.0 s" "$SW.log" || true)
 if [ "${ok:-0}" -ge 4 ] && [ "${failed:-0}" -ge 1 ] && [ "$short" -eq "${failed:-0}" ]; then
@@ -394,6 +396,7 @@ id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
 # (the next asked at once, from a running client: a second is short for a
 # command to start under a sanitizer)
 coproc BUSY { "$DAEMON_CLIENT" "$SW"; }
+busy_pid=$BUSY_PID
 read -r -t 10 ans <&"${BUSY[0]}" || ans=
 echo "key qkd" >&"${BUSY[1]}"
 read -r -t 10 ans <&"${BUSY[0]}" || ans="(no answer)"
@@ -403,7 +406,7 @@ read -r -t 10 ans2 <&"${BUSY[0]}" || ans2="(no answer)"
 expect_match "^ok .*ok " "$ans $ans2" "... the next keys, from a running client: from the second"
 expect_eq "$a1" "$(at_listener KME_A)" "... at once, the busy first asked after it for a second"
 echo quit >&"${BUSY[1]}" 2>/dev/null || true
-wait "$BUSY_PID" 2>/dev/null || true
+wait "$busy_pid" 2>/dev/null || true
 run "$KMSTORE" --daemon "$SE" --json key qkd --key-id "$id"
 expect_rc 0 "failover for dec_keys too (east's first KME answers 503)"
 expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... the same key"
