@@ -1099,10 +1099,10 @@ static kms_rc ask_status(kms_profile *p, long deadline, kms_status *out,
  * as it gave, else as many as its status says (max_key_per_request), else
  * half as many; so many for QUEUE_LIMIT_MS, and a warning. A status asked
  * for otherwise (kmstored's watcher, every 30 s) lowers it too. When a
- * request fails
- * as unreachable or 5xx within the earliest deadline of its callers, those
- * with time left ask again alone, within their own. The same ID twice in
- * one dec_keys would be refused: the second waits for the next. */
+ * request fails as unreachable or 5xx within the earliest deadline of its
+ * callers, those with time left ask again alone, within their own. The
+ * same ID twice in one dec_keys would be refused: the second waits for the
+ * next. */
 #define QUEUE_BATCH 16
 #define QUEUE_IN_FLIGHT 4 /* tests/qkd/client_threads.c PLUGS */
 #define QUEUE_PAUSE_MS 10000
