@@ -805,7 +805,15 @@ static long kme_retry_at(struct kme *e)
 	return t;
 }
 
-static int kme_failed(struct kme *e);
+static int kme_failed(struct kme *e)
+{
+	int failed;
+
+	pthread_mutex_lock(&e->health_lock);
+	failed = e->asked && e->failures > 0;
+	pthread_mutex_unlock(&e->health_lock);
+	return failed;
+}
 
 /* The KMEs in the order to ask them: those up (or not asked yet) as
  * configured, then those busy (a 503 in the last second), then those in
@@ -838,16 +846,6 @@ static size_t kme_order(struct kms_qkd_client *cl, size_t order[KMS_KMES_MAX])
 	return n;
 }
 
-static int kme_failed(struct kme *e)
-{
-	int failed;
-
-	pthread_mutex_lock(&e->health_lock);
-	failed = e->asked && e->failures > 0;
-	pthread_mutex_unlock(&e->health_lock);
-	return failed;
-}
-
 int kms_qkd_all_down(const kms_profile *p)
 {
 	const struct kms_qkd_config *c = p->state;
@@ -872,17 +870,6 @@ long kms_qkd_back_at(const kms_profile *p)
 	return at;
 }
 
-static void health_of(struct kme *e, kms_kme_health *h);
-
-void kms_qkd_health(const kms_profile *p, kms_status *out)
-{
-	const struct kms_qkd_config *c = p->state;
-
-	out->n_kmes = c->client->n;
-	for (size_t i = 0; i < c->client->n; i++)
-		health_of(&c->client->kmes[i], &out->kmes[i]);
-}
-
 static void health_of(struct kme *e, kms_kme_health *h)
 {
 	long now = kms_now_ms();
@@ -896,6 +883,15 @@ static void health_of(struct kme *e, kms_kme_health *h)
 	snprintf(h->last_error, sizeof(h->last_error), "%.*s",
 		 (int)sizeof(h->last_error) - 1, e->last_error);
 	pthread_mutex_unlock(&e->health_lock);
+}
+
+void kms_qkd_health(const kms_profile *p, kms_status *out)
+{
+	const struct kms_qkd_config *c = p->state;
+
+	out->n_kmes = c->client->n;
+	for (size_t i = 0; i < c->client->n; i++)
+		health_of(&c->client->kmes[i], &out->kmes[i]);
 }
 
 /* Runs op at one KME until ms_left, leaving the answer in b. */
