@@ -31,6 +31,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/tap.sh"
 . "$here/../lib/kmstored-env.sh"
+. "$here/../lib/daemon-client.sh"
 : "${KMSTORE:?}" "${KMSTORED:?}" "${KME_SIM:?}" "${KME_SIM_PKI:?}" "${DAEMON_CLIENT:?}"
 command -v curl >/dev/null || { echo "SKIP: no curl"; exit 77; }
 
@@ -40,6 +41,7 @@ sim_pid=
 cleanup() {
 	set +e
 	local s
+	client_stop
 	for s in "$work"/*.sock; do kmstored_stop "$s" KILL; done
 	[ -z "$sim_pid" ] || { kill "$sim_pid"; wait "$sim_pid"; } 2>/dev/null
 	[ -n "${POOL_KEEP:-}" ] || rm -rf "$work"
@@ -214,21 +216,17 @@ kmstored_stop "$SW"
 sim --fault latency=3500,path=enc_keys
 conf "$work/west.conf" west "$A1"
 kmstored_start "$SW" "$work/west.conf"
-coproc LATE { "$DAEMON_CLIENT" "$SW"; }
-late_pid=$LATE_PID # (bash unsets LATE_PID once it has ended)
-read -r -t 10 ans <&"${LATE[0]}" || ans=
-expect_eq ready "$ans" "a long-lived client opens kmstored's store (timeout 2 s)"
+client_start "$SW"
+expect_eq ready "$ANSWER" "a long-lived client opens kmstored's store (timeout 2 s)"
 sed -i 's/^timeout .*/timeout      = 6/' "$work/west.conf"
 run "$KMSTORE" --daemon "$SW" reload
 expect_rc 0 "... then a reload raises the timeout to 6 s"
 for i in 1 2; do
-	echo "key qkd" >&"${LATE[1]}"
-	read -r -t 20 ans <&"${LATE[0]}" || ans="(no answer)"
-	expect_match "^ok " "$ans" "... its key $i from a KME 3.5 s slow arrives"
+	client_ask "key qkd"
+	expect_match "^ok " "$ANSWER" "... its key $i from a KME 3.5 s slow arrives"
 done
 expect_not_in "not delivered" "$(cat "$SW.log")" "... each delivered, none lost"
-echo quit >&"${LATE[1]}" 2>/dev/null || true
-wait "$late_pid" 2>/dev/null || true
+client_stop
 kmstored_stop "$SW"
 sim
 conf "$work/west.conf" west "$A1" $'prefetch = 5\nprefetch-low = 3'
@@ -367,20 +365,16 @@ sim --fault latency=4500,path=enc_keys
 conf "$work/west.conf" west "$A1"
 sed -i 's/^timeout .*/timeout      = 6/' "$work/west.conf"
 kmstored_start "$SW" "$work/west.conf"
-coproc BURST { "$DAEMON_CLIENT" "$SW"; }
-burst_pid=$BURST_PID
-read -r -t 10 ans <&"${BURST[0]}" || ans=
-echo "burst qkd 8" >&"${BURST[1]}"
-read -r -t 30 ans <&"${BURST[0]}" || ans="(no answer)"
-echo quit >&"${BURST[1]}" 2>/dev/null || true
-wait "$burst_pid" 2>/dev/null || true
-read -r _ ok failed _ <<<"$ans"
+client_start "$SW"
+client_ask "burst qkd 8" 30
+client_stop
+read -r _ ok failed _ <<<"$ANSWER"
 short=$(grep -c "no answer in the [0-9.]* s it was given of the timeout of 6.0 s" "$SW.log" || true)
 if [ "${ok:-0}" -ge 4 ] && [ "${failed:-0}" -ge 1 ] && [ "$short" -eq "${failed:-0}" ]; then
 	tap_ok "a burst at a KME 4.5 s slow: $ok keys, $short requests cut short by their wait in the queue"
 else
 	tap_not_ok "a burst at a KME 4.5 s slow: the first four get keys, the rest are cut short" \
-		"burst: $ans; cut short in kmstored's log: $short" "$(tail -n 8 "$SW.log")"
+		"burst: $ANSWER; cut short in kmstored's log: $short" "$(tail -n 8 "$SW.log")"
 fi
 expect_in "kmstore_kme_up{profile=\"qkd\",kme=\"$A1\"} 1" "$("$KMSTORE" --daemon "$SW" metrics)" \
 	"... and the KME that answered every request sent with its whole share stays up"
@@ -395,18 +389,13 @@ expect_rc 0 "failover, first KME answering 503: a key from the second"
 id=$(json "$RUN_OUT" 'd["key_id"]') kcv=$(json "$RUN_OUT" 'd["check_value"]')
 # (the next asked at once, from a running client: a second is short for a
 # command to start under a sanitizer)
-coproc BUSY { "$DAEMON_CLIENT" "$SW"; }
-busy_pid=$BUSY_PID
-read -r -t 10 ans <&"${BUSY[0]}" || ans=
-echo "key qkd" >&"${BUSY[1]}"
-read -r -t 10 ans <&"${BUSY[0]}" || ans="(no answer)"
-a1=$(at_listener KME_A)
-echo "key qkd" >&"${BUSY[1]}"
-read -r -t 10 ans2 <&"${BUSY[0]}" || ans2="(no answer)"
-expect_match "^ok .*ok " "$ans $ans2" "... the next keys, from a running client: from the second"
+client_start "$SW"
+client_ask "key qkd" 10
+ans=$ANSWER a1=$(at_listener KME_A)
+client_ask "key qkd" 10
+expect_match "^ok .*ok " "$ans $ANSWER" "... the next keys, from a running client: from the second"
 expect_eq "$a1" "$(at_listener KME_A)" "... at once, the busy first asked after it for a second"
-echo quit >&"${BUSY[1]}" 2>/dev/null || true
-wait "$busy_pid" 2>/dev/null || true
+client_stop
 run "$KMSTORE" --daemon "$SE" --json key qkd --key-id "$id"
 expect_rc 0 "failover for dec_keys too (east's first KME answers 503)"
 expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... the same key"
