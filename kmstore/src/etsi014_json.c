@@ -984,48 +984,84 @@ static void append_str(struct quote *q, const char *s)
 	add(q, s, strlen(s));
 }
 
-/* A value of "details" as words: strings and numbers as they are. */
-static void append_value(struct quote *q, json_object *v)
+/* A value of "details" as words: strings and numbers as they are; num
+ * holds the text of a value that is not a string. */
+static const char *value_text(json_object *v, char num[32], size_t *len)
 {
-	char num[32];
-
 	switch (json_object_get_type(v)) {
 	case json_type_string:
-		add(q, json_object_get_string(v),
-		    (size_t)json_object_get_string_len(v));
-		return;
+		*len = (size_t)json_object_get_string_len(v);
+		return json_object_get_string(v);
 	case json_type_int:
 		if (json_object_get_int64(v) < 0)
-			snprintf(num, sizeof(num), "%" PRId64, json_object_get_int64(v));
+			snprintf(num, 32, "%" PRId64, json_object_get_int64(v));
 		else
-			snprintf(num, sizeof(num), "%" PRIu64, json_object_get_uint64(v));
+			snprintf(num, 32, "%" PRIu64, json_object_get_uint64(v));
 		break;
 	case json_type_double:
-		snprintf(num, sizeof(num), "%g", json_object_get_double(v));
+		snprintf(num, 32, "%g", json_object_get_double(v));
 		break;
 	case json_type_boolean:
-		snprintf(num, sizeof(num), "%s",
-			 json_object_get_boolean(v) ? "true" : "false");
+		snprintf(num, 32, "%s", json_object_get_boolean(v) ? "true" : "false");
 		break;
 	case json_type_null:
-		snprintf(num, sizeof(num), "null");
+		snprintf(num, 32, "null");
 		break;
 	default:
-		snprintf(num, sizeof(num), "...");
+		snprintf(num, 32, "...");
 		break;
 	}
-	append_str(q, num);
+	*len = strlen(num);
+	return num;
+}
+
+/* Whether append() would hide any of s. */
+static int hides_any(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		if (!b64_char(s[i]))
+			i++;
+		else if (hidden_len(s, len, i) > 0)
+			return 1;
+		else
+			i = word_end(s, len, i);
+	}
+	return 0;
+}
+
+/* A value of "details" into the quote, and into values, in a row with
+ * the others, unless append() hides some of it alone: that is hidden in
+ * place, and left out of the row, where only what the values hold
+ * together is to be found. */
+static void append_value(struct quote *q, struct quote *values, json_object *v)
+{
+	char num[32];
+	size_t len;
+	const char *s = value_text(v, num, &len);
+
+	add(q, s, len);
+	if (hides_any(s, len))
+		return;
+	add(values, s, len);
+	append_str(values, ", ");
 }
 
 /* ETSI GS QKD 014's error object: a "message" and an array of "details",
- * each an object. */
+ * each an object. A key spread one byte per member ({"b0":240,"b1":241,
+ * ...}) or per object ([{"b":240},{"b":241},...]) has the names between
+ * its bytes, which break the numbers append() would hide; so the values
+ * are also judged alone, in a row, and none is shown if they hold one. */
 static void append_details(struct quote *q, json_object *details)
 {
+	struct quote values = { .buf = kms_secmem_alloc(QUOTE_MAX) };
+	size_t start = q->len, n = 0;
+	int cut = q->cut;
 	struct lh_entry *e;
+	char note[64];
 
 	if (!json_object_is_type(details, json_type_array) ||
 	    json_object_array_length(details) == 0)
-		return;
+		goto out;
 	append_str(q, " (details: ");
 	for (size_t i = 0; i < json_object_array_length(details); i++) {
 		json_object *d = json_object_array_get_idx(details, i);
@@ -1033,7 +1069,8 @@ static void append_details(struct quote *q, json_object *details)
 		if (i > 0)
 			append_str(q, "; ");
 		if (!json_object_is_type(d, json_type_object)) {
-			append_value(q, d);
+			append_value(q, &values, d);
+			n++;
 			continue;
 		}
 		lh_foreach(json_object_get_object(d), e) {
@@ -1041,10 +1078,19 @@ static void append_details(struct quote *q, json_object *details)
 				append_str(q, ", ");
 			append_str(q, (const char *)lh_entry_k(e));
 			append_str(q, "=");
-			append_value(q, (json_object *)lh_entry_v(e));
+			append_value(q, &values, (json_object *)lh_entry_v(e));
+			n++;
 		}
 	}
 	append_str(q, ")");
+	if (values.buf == NULL || hides_any(values.buf, values.len)) {
+		q->len = start;
+		q->cut = cut;
+		snprintf(note, sizeof(note), " (details: <%zu values, not shown>)", n);
+		append_str(q, note);
+	}
+out:
+	kms_secmem_free(values.buf, QUOTE_MAX);
 }
 
 /* The last word of a text cut at QUOTE_MAX, if shorter than a word that

@@ -566,11 +566,30 @@ static void test_error_text_key_material(void **state)
 		/* A key spread over the values of "details": seen whole. */
 		{ "{\"message\":\"bad\",\"details\":[240,241,242,243,244,245,246,"
 		  "247,248,249,250,251,252,253,254,255]}",
-		  "bad (details: <78 characters, not shown>)" },
+		  "bad (details: <16 values, not shown>)" },
 		{ "{\"message\":\"bad\",\"details\":[\"f0\",\"f1\",\"f2\",\"f3\","
 		  "\"f4\",\"f5\",\"f6\",\"f7\",\"f8\",\"f9\",\"fa\",\"fb\",\"fc\","
 		  "\"fd\",\"fe\",\"ff\"]}",
-		  "bad (details: <62 characters, not shown>)" },
+		  "bad (details: <16 values, not shown>)" },
+		/* ... one byte per member, or per object: the names between the
+		 * bytes do not hide them. */
+		{ "{\"message\":\"bad\",\"details\":[{\"b0\":240,\"b1\":241,\"b2\":242,"
+		  "\"b3\":243,\"b4\":244,\"b5\":245,\"b6\":246,\"b7\":247,\"b8\":248,"
+		  "\"b9\":249,\"b10\":250,\"b11\":251,\"b12\":252,\"b13\":253,"
+		  "\"b14\":254,\"b15\":255}]}",
+		  "bad (details: <16 values, not shown>)" },
+		{ "{\"message\":\"bad\",\"details\":[{\"k\":\"f0\"},{\"k\":\"f1\"},"
+		  "{\"k\":\"f2\"},{\"k\":\"f3\"},{\"k\":\"f4\"},{\"k\":\"f5\"},"
+		  "{\"k\":\"f6\"},{\"k\":\"f7\"},{\"k\":\"f8\"},{\"k\":\"f9\"},"
+		  "{\"k\":\"fa\"},{\"k\":\"fb\"},{\"k\":\"fc\"},{\"k\":\"fd\"},"
+		  "{\"k\":\"fe\"},{\"k\":\"ff\"}]}",
+		  "bad (details: <16 values, not shown>)" },
+		/* A KME's limits in details, numbers under their names: shown. */
+		{ "{\"message\":\"too many\",\"details\":[{\"max_key_count\":100000,"
+		  "\"max_key_per_request\":128,\"max_key_size\":1024,"
+		  "\"stored_key_count\":25000,\"number\":256}]}",
+		  "too many (details: max_key_count=100000, max_key_per_request=128, "
+		  "max_key_size=1024, stored_key_count=25000, number=256)" },
 		/* "=" ends a word: the key ID after it is a UUID, shown. */
 		{ "{\"message\":\"no key_ID=" UUID "\"}", "no key_ID=" UUID },
 		/* Short words, numbers and hex-looking prose stay. */
@@ -581,7 +600,8 @@ static void test_error_text_key_material(void **state)
 	};
 	static const char *const secrets[] = {
 		KEY32, HEX32, KEY16_URL, COLON_HEX, SIGNED, KEY64_L1, KEY64_L2,
-		"f0\\xf1\\xf2\\xf3", "240; 241; 242", "f0; f1; f2", NULL,
+		"f0\\xf1\\xf2\\xf3", "240; 241; 242", "f0; f1; f2", "b1=241, b2=242",
+		"k=f1; k=f2", NULL,
 	};
 	char out[200];
 	int bad = 0;
