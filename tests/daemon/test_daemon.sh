@@ -740,6 +740,9 @@ if [[ -f ${KMSTORED_UNIT:-} ]] && command -v systemd-analyze >/dev/null; then
 	run systemd-analyze verify "$work/unit/kmstored.service"
 	# the man pages are not installed here: their check is tests/docs'
 	expect_eq "" "$(grep -v -e "Command 'man " -e '^$' <<<"$RUN_ERR" || true)" "systemd-analyze verify: the unit is sound"
+	# (systemd is not PID 1 here to restart it: the setting itself)
+	expect_match $'(^|\n)StartLimitIntervalSec=0(\n|$)' "$(sed -n '/^\[Unit\]/,/^\[/p' "$work/unit/kmstored.service")" \
+		"the unit restarts kmstored for as long as it fails (sssd down at boot), no start limit"
 	run systemd-analyze security --offline=true --no-pager "$work/unit/kmstored.service"
 	score=$(sed -n 's/.*Overall exposure level for kmstored.service: \([0-9.]*\).*/\1/p' <<<"$RUN_OUT")
 	if [[ -n $score ]] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
