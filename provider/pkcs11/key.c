@@ -197,11 +197,11 @@ static CK_RV gen_prepare(CK_SESSION_HANDLE h, const struct gen_request *r,
 
 /* Under the lock, after the fetch: the key becomes an object. A static
  * token keeps one token object for its one key. A QKD key asked for by ID
- * as a token object is handed out once, like one a search found: a later
- * search for that ID would otherwise return it, without asking the KME,
- * for as long as the module holds it. A new key (no ID asked) is not:
+ * is handed out once (object.c's p11_by_id_flags): as a token object, like
+ * one a search found, it goes once read; as a session object it is its
+ * caller's alone, no search gets it. A new key (no ID asked) is neither:
  * pkcs11-tool --keygen reads CKA_VALUE before CKA_ID, and the ID is what
- * the peer needs. */
+ * the peer needs; a search for its ID gets a copy once (object.c). */
 static CK_RV gen_finish(CK_SESSION_HANDLE h, struct p11_token *t, kms_key *key,
 			const struct gen_request *r, CK_OBJECT_HANDLE *out)
 {
@@ -222,8 +222,7 @@ static CK_RV gen_finish(CK_SESSION_HANDLE h, struct p11_token *t, kms_key *key,
 	}
 	o = p11_object_new(t, key, r->token ? 0 : h,
 			   r->flags | OBJ_LOCAL |
-				   (r->token && r->id[0] != '\0' ?
-					    p11_token_object_flags(t) : 0),
+				   (r->id[0] != '\0' ? p11_by_id_flags(t, r->token) : 0),
 			   r->has_label ? r->label : NULL);
 	if (o == NULL) {
 		kms_key_free(key);

@@ -13,7 +13,9 @@
  * would find a used PPK again, without asking the KME, for every IKE SA
  * that offers its ID. NSS reads CKA_VALUE once per PK11SymKey (it keeps
  * the bytes to move the key into its softoken), and pkcs11-tool and
- * p11tool read it once: they see no difference. */
+ * p11tool read it once: they see no difference. Nor does a search there
+ * return, or copy more than once, an object C_GenerateKey gave its caller
+ * (search_may_return). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -92,32 +94,71 @@ static const char *id_to_hold(const struct p11_token *t, const struct search *q)
 	return NULL;
 }
 
-/* How a token object that a search by ID may return is handed out:
- * once, on a single-use profile (QKD), whether a search fetched it, a
- * session object was promoted, or C_GenerateKey fetched it by ID with
- * CKA_TOKEN=TRUE (key.c), since a search for the ID returns whatever token
- * object the token holds. */
-unsigned p11_token_object_flags(const struct p11_token *t)
+/* How an object a search by ID may return is handed out on a single-use
+ * profile (QKD): a token object once read, whoever reads it (a search
+ * fetched it, a session object was promoted, or C_GenerateKey fetched it
+ * by ID with CKA_TOKEN=TRUE, key.c); a session object C_GenerateKey
+ * fetched by ID to its caller alone, since that fetch was its one
+ * hand-out. */
+unsigned p11_by_id_flags(const struct p11_token *t, int token_object)
 {
-	return kms_profile_single_use(t->profile) ? OBJ_READ_ONCE : 0;
+	if (!kms_profile_single_use(t->profile))
+		return 0;
+	return token_object ? OBJ_READ_ONCE : OBJ_HANDED_OUT;
 }
 
-/* Adds a token object for a key the module holds only as a session
- * object: a key this process generated is "that key" for a search by ID
- * (the KME would not give it out a second time anyway), and a token
- * object does not vanish when another session closes. */
-static CK_RV promote(struct p11_token *t, const struct p11_object *o)
+/* On a single-use profile a search hands a key out only as a read-once
+ * token object. It never returns an object C_GenerateKey gave its caller
+ * (a session object, or a new key as a token object), which that caller
+ * may read again and again: a search for its ID gets a read-once copy
+ * instead, once (promote). Else every search for the ID, in any session,
+ * would get the key again for as long as the module held it. */
+static int search_may_return(const struct p11_token *t,
+			     const struct p11_object *o)
+{
+	return !kms_profile_single_use(t->profile) || (o->flags & OBJ_READ_ONCE);
+}
+
+/* Under the lock: a token object with this key ID that a search may
+ * return, else NULL and in *source an object whose key a search may have
+ * as a token object (or NULL: the profile is asked). */
+static struct p11_object *held_for_search(struct p11_token *t, const char *id,
+					  struct p11_object **source)
+{
+	*source = NULL;
+	for (size_t i = 0; i < t->n_objects; i++) {
+		struct p11_object *o = t->objects[i];
+
+		if (strcmp(kms_key_id(o->key), id) != 0)
+			continue;
+		if (o->session == 0 && search_may_return(t, o))
+			return o;
+		if (*source == NULL && !(o->flags & OBJ_HANDED_OUT))
+			*source = o;
+	}
+	return NULL;
+}
+
+/* Adds a token object for a key the module holds only as an object a
+ * search may not return: a key this process generated is "that key" for a
+ * search by ID (the KME would not give it out a second time anyway), and
+ * a token object does not vanish when another session closes. On a
+ * single-use profile the source is then handed out: not copied again. */
+static CK_RV promote(struct p11_token *t, struct p11_object *o)
 {
 	struct p11_object *copy;
 	kms_key *key;
 
 	if (kms_key_dup(o->key, &key, NULL) != KMS_OK)
 		return CKR_HOST_MEMORY;
-	copy = p11_object_new(t, key, 0, o->flags | p11_token_object_flags(t), o->label);
+	copy = p11_object_new(t, key, 0, o->flags | p11_by_id_flags(t, 1), o->label);
 	if (copy == NULL) {
 		kms_key_free(key);
 		return CKR_HOST_MEMORY;
 	}
+	/* Before adding: a full key set may drop o to make room. */
+	if (kms_profile_single_use(t->profile))
+		o->flags |= OBJ_HANDED_OUT;
 	return p11_token_add(t, copy);
 }
 
@@ -125,13 +166,13 @@ static CK_RV promote(struct p11_token *t, const struct p11_object *o)
  * thread got there first. */
 static CK_RV hold(struct p11_token *t, kms_key *key)
 {
-	struct p11_object *o;
+	struct p11_object *o, *source;
 
-	if (p11_token_find_id(t, kms_key_id(key), 1) != NULL) {
+	if (held_for_search(t, kms_key_id(key), &source) != NULL) {
 		kms_key_free(key);
 		return CKR_OK;
 	}
-	o = p11_object_new(t, key, 0, OBJ_DEFAULT_FLAGS | p11_token_object_flags(t), NULL);
+	o = p11_object_new(t, key, 0, OBJ_DEFAULT_FLAGS | p11_by_id_flags(t, 1), NULL);
 	if (o == NULL) {
 		kms_key_free(key);
 		return CKR_HOST_MEMORY;
@@ -147,7 +188,8 @@ static CK_RV collect(struct p11_session *s, struct p11_token *t,
 		return CKR_HOST_MEMORY;
 	s->n_found = s->pos = 0;
 	for (size_t i = 0; i < t->n_objects; i++)
-		if (p11_object_matches(t->objects[i], tmpl, n))
+		if (search_may_return(t, t->objects[i]) &&
+		    p11_object_matches(t->objects[i], tmpl, n))
 			s->found[s->n_found++] = t->objects[i]->handle;
 	s->finding = 1;
 	return CKR_OK;
@@ -172,7 +214,7 @@ static CK_RV find_prepare(CK_SESSION_HANDLE h, const CK_ATTRIBUTE *tmpl,
 			  struct p11_token **tp)
 {
 	struct p11_session *s;
-	const struct p11_object *o;
+	struct p11_object *source;
 	struct search q;
 	const char *id;
 	CK_RV rv;
@@ -185,11 +227,10 @@ static CK_RV find_prepare(CK_SESSION_HANDLE h, const CK_ATTRIBUTE *tmpl,
 	id = id_to_hold(*tp, &q);
 	if (id == NULL)
 		return CKR_OK;
-	if (p11_token_find_id(*tp, id, 1) != NULL)
+	if (held_for_search(*tp, id, &source) != NULL)
 		return CKR_OK;
-	o = p11_token_find_id(*tp, id, 0);
-	if (o != NULL)
-		return promote(*tp, o);
+	if (source != NULL)
+		return promote(*tp, source);
 	strcpy(fetch_id, id);
 	return CKR_OK;
 }

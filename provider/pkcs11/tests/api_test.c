@@ -3,6 +3,7 @@
  *
  *   pkcs11_api_test MODULE WORKDIR              the rule tests
  *   pkcs11_api_test MODULE WORKDIR threads N I  N threads x I rounds
+ *   pkcs11_api_test MODULE WORKDIR qkd CONF     QKD keys handed out once
  *
  * WORKDIR receives a configuration with two static profiles. Output: one
  * "ok N - ..." or "not ok N - ..." line per assertion, then
@@ -839,13 +840,155 @@ static void run_threads(int n, int rounds)
 	run_threads_with(n, rounds, "2");
 }
 
+/* QKD: a key is handed out at most once per fetch. CONF has the profiles
+ * west (slot 1) and east (slot 2) of tests/lib/kme-env.sh's two-KME lab
+ * (kme_env_both_sites), so one process plays both sites. */
+struct held_key {
+	CK_OBJECT_HANDLE o;
+	unsigned char id[64], value[64];
+	CK_ULONG id_len, len;
+};
+
+static int read_key(CK_SESSION_HANDLE h, struct held_key *k)
+{
+	CK_ATTRIBUTE t[] = { { CKA_ID, k->id, sizeof(k->id) },
+			     { CKA_VALUE, k->value, sizeof(k->value) } };
+
+	if (f->C_GetAttributeValue(h, k->o, t, 2) != CKR_OK)
+		return 0;
+	k->id_len = t[0].ulValueLen;
+	k->len = t[1].ulValueLen;
+	return 1;
+}
+
+/* How many objects a search hands k's value to: each found object is
+ * read, as NSS reads each key it finds once. */
+static int handed_out(CK_SESSION_HANDLE h, CK_ATTRIBUTE *t, CK_ULONG n,
+		      const struct held_key *k)
+{
+	CK_OBJECT_HANDLE o[8];
+	CK_ULONG count = 0;
+	int given = 0;
+
+	if (find(h, t, n, o, 8, &count) != CKR_OK)
+		return -1;
+	for (CK_ULONG i = 0; i < count; i++) {
+		unsigned char v[64];
+		CK_ATTRIBUTE a = { CKA_VALUE, v, sizeof(v) };
+
+		given += f->C_GetAttributeValue(h, o[i], &a, 1) == CKR_OK &&
+			 a.ulValueLen == k->len && memcmp(v, k->value, k->len) == 0;
+	}
+	return given;
+}
+
+/* NSS's PK11_FindFixedKey template for k's ID. */
+static int fixed_key_search(CK_SESSION_HANDLE h, const struct held_key *k)
+{
+	CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+	CK_BBOOL yes = CK_TRUE;
+	CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) },
+			     { CKA_TOKEN, &yes, sizeof(yes) },
+			     { CKA_ID, (void *)k->id, k->id_len } };
+
+	return handed_out(h, t, 3, k);
+}
+
+/* The other searches that could reach k: by ID alone (pkcs11-tool's),
+ * session objects only, and a listing without template. */
+static void check_other_searches(CK_SESSION_HANDLE h, const struct held_key *k,
+				 const char *who)
+{
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE t[] = { { CKA_ID, (void *)k->id, k->id_len },
+			     { CKA_TOKEN, &no, sizeof(no) } };
+	int by_id = handed_out(h, t, 1, k), session = handed_out(h, t, 2, k);
+
+	check(by_id == 0, "%s: a search by CKA_ID alone gets it no more (%d)", who, by_id);
+	check(session == 0, "%s: nor one for session objects (%d)", who, session);
+	check(handed_out(h, NULL, 0, k) == 0, "%s: nor a listing", who);
+}
+
+/* Its C_GenerateKey caller keeps the key: reading through its handle
+ * does not drop it. */
+static void check_still_readable(CK_SESSION_HANDLE h, const struct held_key *k,
+				 const char *who)
+{
+	struct held_key again = { .o = k->o };
+
+	check(read_key(h, &again) && read_key(h, &again) && again.len == k->len &&
+	      memcmp(again.value, k->value, k->len) == 0,
+	      "%s: still readable, twice, through the caller's handle", who);
+}
+
+/* A session object C_GenerateKey fetched by ID: that fetch handed the key
+ * to its caller, so no search gets it while the object lives. */
+static void test_qkd_session_by_id(const struct held_key *west)
+{
+	CK_SESSION_HANDLE a = open_session(2, 0), b = open_session(2, 0);
+	CK_MECHANISM m = { CKM_VENDOR_DEFINED | 0x4b4d5301UL, NULL, 0 };
+	CK_ATTRIBUTE t = { CKA_ID, (void *)west->id, west->id_len };
+	struct held_key k = { 0 };
+	int first, second;
+
+	check_rv(f->C_GenerateKey(a, &m, &t, 1, &k.o), CKR_OK,
+		 "east: C_GenerateKey(CKM_KMSTORE_KEY_BY_ID, CKA_ID=K), a session object");
+	check(read_key(a, &k) && k.len == west->len &&
+	      memcmp(k.value, west->value, k.len) == 0, "... gives west's key K");
+	first = fixed_key_search(b, &k);
+	second = fixed_key_search(b, &k);
+	check(first == 0, "east: while it lives, a search for K (PK11_FindFixedKey) "
+	      "in another session gets nothing (%d)", first);
+	check(second == 0, "... nor a second search (%d)", second);
+	check_other_searches(b, &k, "east");
+	check_still_readable(a, &k, "east");
+	f->C_CloseSession(a);
+	f->C_CloseSession(b);
+}
+
+/* A new key (enc_keys) generated in this process: a search for its ID
+ * gets it once (as a read-once token object), then no more. */
+static void test_qkd_new_key(CK_BBOOL token, struct held_key *k)
+{
+	const char *who = token ? "west, a new key as a token object" :
+				  "west, a new key as a session object";
+	CK_SESSION_HANDLE a = open_session(1, 1), b = open_session(1, 0);
+	CK_ATTRIBUTE t = { CKA_TOKEN, &token, sizeof(token) };
+	int first, second;
+
+	check(generate(a, &t, 1, &k->o) == CKR_OK && read_key(a, k),
+	      "%s: C_GenerateKey gives it, with its ID", who);
+	first = fixed_key_search(b, k);
+	second = fixed_key_search(b, k);
+	check(first == 1, "%s: the first search for its ID gets it (%d)", who, first);
+	check(second == 0, "%s: a second gets nothing (%d)", who, second);
+	check_other_searches(b, k, who);
+	check_still_readable(a, k, who);
+	f->C_CloseSession(b);
+	/* a stays open: its session object is what east asks for by ID. */
+}
+
+static void run_qkd(const char *both_conf)
+{
+	struct held_key west_token = { 0 }, west = { 0 };
+	char p[8192];
+
+	snprintf(p, sizeof(p), "config=%s log=none", both_conf);
+	check_rv(init_with(p), CKR_OK, "C_Initialize with west's and east's QKD profiles");
+	test_qkd_new_key(CK_TRUE, &west_token);
+	test_qkd_new_key(CK_FALSE, &west);
+	test_qkd_session_by_id(&west);
+	check_rv(f->C_Finalize(NULL), CKR_OK, "C_Finalize");
+}
+
 int main(int argc, char **argv)
 {
 	CK_RV (*get_list)(CK_FUNCTION_LIST **);
 	void *lib;
 
-	if (argc != 3 && argc != 6) {
-		fprintf(stderr, "usage: %s MODULE WORKDIR [threads N ROUNDS]\n", argv[0]);
+	if (argc != 3 && argc != 6 && !(argc == 5 && strcmp(argv[3], "qkd") == 0)) {
+		fprintf(stderr, "usage: %s MODULE WORKDIR [threads N ROUNDS | "
+			"qkd CONF]\n", argv[0]);
 		return 2;
 	}
 	lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -857,7 +1000,9 @@ int main(int argc, char **argv)
 	if (get_list == NULL || get_list(&f) != CKR_OK)
 		return 2;
 	write_configs(argv[2]);
-	if (argc == 6)
+	if (argc == 5)
+		run_qkd(argv[4]);
+	else if (argc == 6)
 		run_threads(atoi(argv[4]) > 64 ? 64 : atoi(argv[4]), atoi(argv[5]));
 	else
 		run_rules(argv[2]);

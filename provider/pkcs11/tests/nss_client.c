@@ -10,13 +10,15 @@
  *   nss_client DBDIR prfplus URI SEEDHEX LEN   IKEv2 prf+ (HMAC-SHA256)
  *   nss_client DBDIR fips-hmac URI DATAHEX     HMAC the FIPS-mode way
  *   nss_client DBDIR threads URI N ITER   N threads generating and finding
- *   nss_client DBDIR twice URI [generate-token]  find the key URI names
- *                                         (id=) twice in this process,
- *                                         reading its value each time, as a
+ *   nss_client DBDIR twice URI [generate-token|generate-session]
+ *                                         find the key URI names (id=)
+ *                                         twice in this process, reading
+ *                                         its value each time, as a
  *                                         responder that gets one PPK_ID
- *                                         twice; with generate-token the
- *                                         first by C_GenerateKey with CKA_ID
- *                                         and CKA_TOKEN=TRUE
+ *                                         twice; with generate-* the first
+ *                                         by C_GenerateKey with CKA_ID and
+ *                                         CKA_TOKEN=TRUE, or FALSE and the
+ *                                         key kept through the search
  *
  * DBDIR is opened as pluto does: NSS_Initialize("sql:DBDIR", "", "",
  * "secmod.db", NSS_INIT_READONLY). URIs are parsed by NSS's own parser
@@ -485,17 +487,29 @@ static int cmd_threads(int argc, char **argv)
 	return failures == 0 ? EX_OK : EX_FAIL;
 }
 
+/* The first key of cmd_twice: found, or by C_GenerateKey with CKA_ID. */
+static int first_key(const char *uri, const char *how, PK11SymKey **key)
+{
+	if (how == NULL)
+		return get_key(uri, 0, key);
+	if (strcmp(how, "generate-token") == 0)
+		return generate_by_id(uri, 1, key);
+	if (strcmp(how, "generate-session") == 0)
+		return generate_by_id(uri, 0, key);
+	return EX_USAGE;
+}
+
 static int cmd_twice(int argc, char **argv)
 {
-	PK11SymKey *key;
+	PK11SymKey *key, *kept = NULL;
+	/* A session object lives as long as its PK11SymKey. */
+	int keep = argc == 2 && strcmp(argv[1], "generate-session") == 0;
 
-	int token_first = argc == 2 && strcmp(argv[1], "generate-token") == 0;
-
-	if (argc != 1 && !token_first)
+	if (argc != 1 && argc != 2)
 		return EX_USAGE;
 	for (int i = 1; i <= 2; i++) {
-		int rc = i == 1 && token_first ? generate_by_id(argv[0], 1, &key) :
-						 get_key(argv[0], 0, &key);
+		int rc = i == 1 ? first_key(argv[0], argc == 2 ? argv[1] : NULL, &key)
+				: get_key(argv[0], 0, &key);
 
 		if (rc == EX_NO_KEY) {
 			printf("find%d=none\n", i);
@@ -504,11 +518,16 @@ static int cmd_twice(int argc, char **argv)
 		if (rc != EX_OK)
 			return rc;
 		rc = print_value(key);
-		PK11_FreeSymKey(key);
+		if (i == 1 && keep)
+			kept = key;
+		else
+			PK11_FreeSymKey(key);
 		if (rc != EX_OK)
 			return rc;
 		printf("find%d=found\n", i);
 	}
+	if (kept != NULL)
+		PK11_FreeSymKey(kept);
 	return EX_OK;
 }
 

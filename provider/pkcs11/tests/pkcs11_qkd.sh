@@ -5,11 +5,12 @@
 # database) finds that key by ID on its own QKD token (dec_keys at KME_B).
 # Then the faults: a key delivered once, a KME that does not answer, a KME
 # that is down; each a clear error in bounded time.
-# Usage: pkcs11_qkd.sh MODULE NSS_CLIENT KME_SIM KME_SIM_PKI
+# Usage: pkcs11_qkd.sh MODULE NSS_CLIENT KME_SIM KME_SIM_PKI API_TEST
 MODULE=$1
 NSS_CLIENT=$2
 KME_SIM=$3
 KME_SIM_PKI=$4
+API_TEST=$5
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 for t in modutil certutil; do
@@ -92,6 +93,18 @@ same "... the search finds nothing (the token object went once read)" \
 	"$(field "$out" find2)" none
 same "... after asking the KME again" \
 	"$(grep -c ' dec_keys for ' "$KME_DIR/kme-sim.log")" $((asked + 2))
+# And as pluto's responder fetches (PK11_ATTR_SESSION): while it holds
+# the key, a search for its ID (PK11_FindFixedKey) does not get it again.
+out=$(client "$west" key pkcs11:token=qkd)
+id=$(field "$out" id) key=$(field "$out" key)
+asked=$(grep -c ' dec_keys for ' "$KME_DIR/kme-sim.log")
+out=$(client "$east" twice "pkcs11:token=qkd;id=$id" generate-session 2>&1)
+same "C_GenerateKey(CKA_ID=K, CKA_TOKEN=FALSE), kept; a search for K: the first gives the key" \
+	"$(field "$out" key | head -n 1)" "$key"
+same "... the search finds nothing (that fetch handed the key out)" \
+	"$(field "$out" find2)" none
+same "... after asking the KME again" \
+	"$(grep -c ' dec_keys for ' "$KME_DIR/kme-sim.log")" $((asked + 2))
 if command -v pkcs11-tool >/dev/null; then
 	out=$(client "$west" key pkcs11:token=qkd)
 	id=$(field "$out" id) key=$(field "$out" key)
@@ -106,6 +119,18 @@ if command -v pkcs11-tool >/dev/null; then
 		"$out" "object not found"
 	check "... and writes nothing" test ! -s "$WORK/read.bin"
 fi
+
+# Whatever holds a QKD key in a process (a session object fetched by ID,
+# a new key as a session or token object), searches for its ID, in any
+# session and with any template, get it at most once: called directly,
+# one process playing both sites. Each of its assertions is one here.
+kme_env_both_sites "$WORK/both.conf"
+while IFS= read -r line; do
+	case $line in
+	"ok "*) ok "api: ${line#ok * - }" ;;
+	"not ok "*) not_ok "api: ${line#not ok * - }" ;;
+	esac
+done < <("$API_TEST" "$MODULE" "$WORK" qkd "$WORK/both.conf" 2>&1)
 
 # The PPK in NSS's softoken on both sides: the same HMAC.
 data=$(printf 'IKE_AUTH' | od -An -v -tx1 | tr -d ' \n')
