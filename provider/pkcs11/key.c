@@ -215,7 +215,7 @@ static CK_RV gen_finish(CK_SESSION_HANDLE h, struct p11_token *t, kms_key *key,
 		kms_key_free(key);
 		return CKR_TEMPLATE_INCONSISTENT;
 	}
-	if (r->token && (o = p11_token_find_id(t, kms_key_id(key), 1)) != NULL) {
+	if (r->token && (o = p11_token_find_id(t, kms_key_id(key))) != NULL) {
 		kms_key_free(key);
 		*out = o->handle;
 		return CKR_OK;

@@ -94,24 +94,17 @@ struct p11_object *p11_object_get(CK_OBJECT_HANDLE h, struct p11_token **tp,
 	return NULL;
 }
 
-/* A token object with that key ID if there is one, else (unless
- * token_only) a session object with it. */
-struct p11_object *p11_token_find_id(struct p11_token *t, const char *id,
-				     int token_only)
+/* A token object with that key ID, or NULL. Which objects a search may
+ * have is object.c's business (held_for_search). */
+struct p11_object *p11_token_find_id(struct p11_token *t, const char *id)
 {
-	struct p11_object *session_obj = NULL;
-
 	for (size_t i = 0; i < t->n_objects; i++) {
 		struct p11_object *o = t->objects[i];
 
-		if (strcmp(kms_key_id(o->key), id) != 0)
-			continue;
-		if (o->session == 0)
+		if (o->session == 0 && strcmp(kms_key_id(o->key), id) == 0)
 			return o;
-		if (session_obj == NULL)
-			session_obj = o;
 	}
-	return token_only ? NULL : session_obj;
+	return NULL;
 }
 
 void p11_token_drop_session(struct p11_token *t, CK_SESSION_HANDLE session)

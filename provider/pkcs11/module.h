@@ -173,8 +173,7 @@ CK_RV p11_token_add(struct p11_token *t, struct p11_object *o);
 struct p11_object *p11_object_get(CK_OBJECT_HANDLE h, struct p11_token **t,
 				  size_t *index);
 void p11_object_remove(struct p11_token *t, size_t index);
-struct p11_object *p11_token_find_id(struct p11_token *t, const char *id,
-				     int token_only);
+struct p11_object *p11_token_find_id(struct p11_token *t, const char *id);
 void p11_token_drop_session(struct p11_token *t, CK_SESSION_HANDLE session);
 void p11_token_clear(struct p11_token *t);
 
