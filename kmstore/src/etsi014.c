@@ -6,7 +6,8 @@
  *   (CKF_LIBRARY_CANT_CREATE_OS_THREADS), and curl's threaded resolver
  *   would. So the host is resolved here, in the caller's thread, within
  *   the call's deadline (resolve.c), kept for the answer's TTL, and handed
- *   to curl with CURLOPT_RESOLVE: curl never resolves.
+ *   to curl with CURLOPT_RESOLVE: curl never resolves (an address in the
+ *   URL it takes as it is).
  * - Several threads may fetch keys at once (pluto's helpers, a PKCS#11
  *   application, the OpenSSL provider's threads sharing one store). libcurl
  *   does not support one connection cache shared by concurrent threads
@@ -313,7 +314,7 @@ static int kept_addrs(struct kme *cl, char *out, size_t size)
 static void keep_addrs(struct kme *cl, const char *addrs, long ttl_s)
 {
 	if (ttl_s <= 0)
-		return; /* an address in the URL, or /etc/hosts: read each time */
+		return; /* /etc/hosts: read each time */
 	if (ttl_s > ADDRS_KEEP_MAX_S)
 		ttl_s = ADDRS_KEEP_MAX_S;
 	pthread_mutex_lock(&cl->health_lock);
@@ -322,8 +323,6 @@ static void keep_addrs(struct kme *cl, const char *addrs, long ttl_s)
 	pthread_mutex_unlock(&cl->health_lock);
 }
 
-/* The addresses curl will connect to: kept ones, or looked up in this
- * thread (see top) within the call's deadline (resolve.c). */
 /* How long k had to run out of: the timeout, or the part of it k was
  * given (a share of several KMEs', or what its wait in the queue left). */
 static const char *time_given(const struct call *k, char *buf, size_t size)
@@ -337,6 +336,10 @@ static const char *time_given(const struct call *k, char *buf, size_t size)
 	return buf;
 }
 
+/* The addresses curl will connect to: kept ones, or looked up in this
+ * thread (see top) within the call's deadline (resolve.c); none for an
+ * address in the URL, which curl 7.88 would not take in a CURLOPT_RESOLVE
+ * entry when it is IPv6 ("[::1]:443:[::1]"). */
 static kms_rc resolve(struct call *k, struct curl_slist **list,
 		      kms_error *err)
 {
@@ -346,6 +349,7 @@ static kms_rc resolve(struct call *k, struct curl_slist **list,
 	const char *why = NULL;
 	long ttl_s;
 
+	*list = NULL;
 	if (!kept_addrs(cl, addrs, sizeof(addrs))) {
 		r = kms_resolve(cl->host, k->deadline_ms - kms_now_ms(), addrs,
 				sizeof(addrs), &ttl_s, &why);
@@ -355,6 +359,8 @@ static kms_rc resolve(struct call *k, struct curl_slist **list,
 	switch (r) {
 	case KMS_RESOLVED:
 		break;
+	case KMS_RESOLVE_ADDRESS:
+		return KMS_OK;
 	case KMS_RESOLVE_TIMEOUT:
 		k->timed_out = 1;
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
@@ -364,9 +370,7 @@ static kms_rc resolve(struct call *k, struct curl_slist **list,
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "cannot resolve '%s': %s", cl->host, why);
 	}
-	snprintf(entry, sizeof(entry), "%s%s%s:%ld:%s",
-		 strchr(cl->host, ':') ? "[" : "", cl->host,
-		 strchr(cl->host, ':') ? "]" : "", cl->port, addrs);
+	snprintf(entry, sizeof(entry), "%s:%ld:%s", cl->host, cl->port, addrs);
 	*list = curl_slist_append(NULL, entry);
 	if (*list == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");

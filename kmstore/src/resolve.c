@@ -50,19 +50,16 @@ static int append(char *out, size_t size, const struct sockaddr *sa)
 }
 
 /* An address in the URL: no lookup at all. */
-static int numeric(const char *host, char *out, size_t size)
+static int numeric(const char *host)
 {
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_NUMERICHOST };
 	struct addrinfo *res = NULL;
-	int ok;
 
 	if (getaddrinfo(host, NULL, &hints, &res) != 0)
 		return 0;
-	out[0] = '\0';
-	ok = append(out, size, res->ai_addr);
 	freeaddrinfo(res);
-	return ok;
+	return 1;
 }
 
 struct lookup {
@@ -165,8 +162,8 @@ enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
 	*why = NULL;
 	*ttl_s = 0;
 	out[0] = '\0';
-	if (numeric(host, out, out_size))
-		return KMS_RESOLVED;
+	if (numeric(host))
+		return KMS_RESOLVE_ADDRESS;
 	pthread_once(&ares_once, ares_start);
 	if (ares_init_rc != ARES_SUCCESS) {
 		*why = ares_strerror(ares_init_rc);

@@ -14,6 +14,7 @@
 
 enum kms_resolve_result {
 	KMS_RESOLVED,
+	KMS_RESOLVE_ADDRESS, /* host is an address: nothing to look up */
 	KMS_RESOLVE_TIMEOUT, /* the budget ran out first */
 	KMS_RESOLVE_FAILED,  /* no such name, no answer, ... */
 };
@@ -21,8 +22,9 @@ enum kms_resolve_result {
 /* Writes host's addresses to out as CURLOPT_RESOLVE's ADDRESS list
  * ("192.0.2.10,[2001:db8::1]", in the resolver's order of preference),
  * and to *ttl_s how long the answer holds: the shortest TTL of the DNS
- * records in it, 0 for an address taken as it is (a numeric host) or
- * read from /etc/hosts. On failure, *why says what went wrong (a static
+ * records in it, 0 for addresses read from /etc/hosts. An address (a
+ * numeric host, IPv4 or IPv6) is not looked up: KMS_RESOLVE_ADDRESS, and
+ * out is empty. On failure, *why says what went wrong (a static
  * string). */
 enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
 				    char *out, size_t out_size, long *ttl_s,

@@ -16,6 +16,7 @@
 # KME_A_CERT names another certificate (and key) of the PKI for KME_A, e.g.
 # wrong-name for one issued to another host name. KME_A_LISTENERS=2 serves
 # KME_A on a second listener too (one key store: failover), $KME_A2_URL.
+# KME_A_HOST serves KME_A on another loopback address ([::1]: IPv6).
 
 # kme_env_hex FILE: a key file's bytes in hex, one line (for PPKS lines and
 # the secret scanner).
@@ -84,7 +85,7 @@ kme_env_start() {
 	local second=
 	[ "${KME_A_LISTENERS:-1}" = 2 ] && second=,listen=127.0.0.1:0
 	"$sim" --ca "$KME_DIR/pki/ca.crt" \
-		--kme "id=KME_A,listen=127.0.0.1:0$second,cert=$KME_DIR/pki/${KME_A_CERT:-kme-a}.crt,key=$KME_DIR/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
+		--kme "id=KME_A,listen=${KME_A_HOST:-127.0.0.1}:0$second,cert=$KME_DIR/pki/${KME_A_CERT:-kme-a}.crt,key=$KME_DIR/pki/${KME_A_CERT:-kme-a}.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=127.0.0.1:0,cert=$KME_DIR/pki/kme-b.crt,key=$KME_DIR/pki/kme-b.key,sae=SAE_B" \
 		--ready-file "$KME_DIR/ready" "$@" >"$KME_DIR/kme-sim.out" 2>"$KME_DIR/kme-sim.log" &
 	KME_PID=$!

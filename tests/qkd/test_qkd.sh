@@ -189,6 +189,27 @@ c=$(conf_with "$W" url "https://localhost:$port")
 run "$kmstore" -c "$c" key qkd
 expect_rc 0 "the KME certificate's DNS name (localhost) is accepted"
 
+# A KME at an IPv6 address in the URL (its certificate names ::1 too).
+if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+	KME_A_HOST='[::1]' lab
+	expect_match '^https://\[::1\]:[0-9]+$' "$KME_A_URL" "kme-sim serves KME_A on [::1]"
+	run "$kmstore" -c "$W" --json key qkd
+	expect_rc 0 "a key from a KME at an IPv6 address (url = $KME_A_URL)"
+	id=$(json "$RUN_OUT" key_id) kcv=$(json "$RUN_OUT" check_value)
+	run "$kmstore" -c "$E" --json key qkd --key-id "$id"
+	expect_rc 0 "... the peer gets it by its ID"
+	expect_eq "$kcv" "$(json "$RUN_OUT" check_value)" "... the same key"
+	run "$kmstore" -c "$W" status qkd
+	expect_rc 0 "... and its status"
+	kill -STOP "$KME_PID"
+	run "$kmstore" -c "$W" key qkd
+	kill -CONT "$KME_PID"
+	expect_rc 8 "a stopped KME at an IPv6 address: unreachable (exit 8)"
+	expect_in "no answer within the timeout" "$RUN_ERR" "... says the timeout, not a parse error"
+else
+	tap_ok "# SKIP IPv6 KME: no ::1 on this machine"
+fi
+
 KME_A_CERT=wrong-name lab
 run "$kmstore" -c "$W" key qkd
 expect_rc 8 "a KME certificate issued to another name is refused"
