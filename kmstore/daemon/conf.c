@@ -62,7 +62,12 @@ static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 	for (size_t i = 0; rc == KMS_OK && i < n; i++) {
 		kms_profile *p = kms_store_profile_at(c->store, i);
 
-		rc = kmsd_rule_load(p, &c->rules[i], err);
+		/* Its files as kmstore check reads them, as kmstored's user: a
+		 * key file it cannot read would fail every key, after a reload
+		 * that said all was well. */
+		rc = kms_profile_check(p, err);
+		if (rc == KMS_OK)
+			rc = kmsd_rule_load(p, &c->rules[i], err);
 		if (rc == KMS_OK && (c->pools[i] = kmsd_pool_new(p)) == NULL &&
 		    strcmp(kms_profile_type(p), "qkd") == 0 &&
 		    kms_profile_setting(p, "prefetch") != NULL &&

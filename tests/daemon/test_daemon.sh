@@ -641,6 +641,23 @@ run "$KMSTORE" --daemon "$work/run/own.sock" key qkd
 expect_rc 0 "kmstored as a dedicated user (nobody) serves root a QKD key (its TLS key is nobody's)"
 run as_nobody "$KMSTORE" --daemon "$work/run/own.sock" key static
 expect_rc 0 "... and its own user, every profile"
+# A key rotated as root, the new file left root's: the reload is refused,
+# not accepted to fail every key after it.
+head -c 32 /dev/urandom >"$work/own/static-2.key"
+chmod 600 "$work/own/static-2.key"
+cp -p "$work/own/kmstore.conf" "$work/own/kmstore.conf.good"
+sed -i "s|^key .*static.key$|key    = file:$work/own/static-2.key|; s|^key-id = STATIC_PPK_1|key-id = STATIC_PPK_2|" "$work/own/kmstore.conf"
+run "$KMSTORE" --daemon "$work/run/own.sock" reload
+expect_rc 4 "a reload whose new key file kmstored's user cannot read: refused (exit 4, permission)"
+expect_match "kmstore.conf:[0-9]+: profile 'static': .*static-2.key: Permission denied" "$RUN_ERR" "... naming the profile, the file and why"
+run as_nobody "$KMSTORE" --daemon "$work/run/own.sock" key static
+expect_match $'(^|\n)key-id +STATIC_PPK_1\n' "$RUN_OUT" "... and the key in force is still served"
+chown nobody "$work/own/static-2.key"
+run "$KMSTORE" --daemon "$work/run/own.sock" reload
+expect_rc 0 "... once the file is kmstored's user's, the reload is taken"
+run as_nobody "$KMSTORE" --daemon "$work/run/own.sock" key static
+expect_match $'(^|\n)key-id +STATIC_PPK_2\n' "$RUN_OUT" "... and the new key served"
+mv "$work/own/kmstore.conf.good" "$work/own/kmstore.conf"
 kmstored_stop "$work/run/own.sock"
 chown root "$work/own/kmstore.conf"
 run setpriv --reuid=65534 --regid=65534 --clear-groups "$KMSTORED" --config "$work/own/kmstore.conf" --socket "$work/run/own.sock"
