@@ -32,19 +32,26 @@ EOF
 }
 
 die() { echo "$prog: $*" >&2; exit 1; }
+usage_error() { echo "$prog: $*; see $prog --help" >&2; exit 2; }
+
+# A missing value would otherwise take the next option as the value, or
+# stop set -u with "$2: unbound variable".
+need_value() { # "$@" at an option that takes a value
+	case ${2-} in '' | --*) usage_error "$1 needs a value" ;; esac
+}
 
 dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' daemon='' log=auto level=''
 max_keys='' action=add create=no force=no
 while [ $# -gt 0 ]; do
 	case $1 in
-	--dbdir) dbdir=$2; shift ;;
-	--name) name=$2; shift ;;
-	--module) module=$2; shift ;;
-	--config) config=$2; shift ;;
-	--daemon) daemon=$2; shift ;;
-	--log) log=$2; shift ;;
-	--log-level) level=$2; shift ;;
-	--max-keys) max_keys=$2; shift ;;
+	--dbdir) need_value "$@"; dbdir=$2; shift ;;
+	--name) need_value "$@"; name=$2; shift ;;
+	--module) need_value "$@"; module=$2; shift ;;
+	--config) need_value "$@"; config=$2; shift ;;
+	--daemon) need_value "$@"; daemon=$2; shift ;;
+	--log) need_value "$@"; log=$2; shift ;;
+	--log-level) need_value "$@"; level=$2; shift ;;
+	--max-keys) need_value "$@"; max_keys=$2; shift ;;
 	--create) create=yes ;;
 	--force) force=yes ;;
 	--remove) action=remove ;;
@@ -74,12 +81,31 @@ find_module() {
 
 db=sql:$dbdir
 if [ ! -f "$dbdir/cert9.db" ]; then
+	case $action in
+	remove) echo "$prog: no NSS database in $dbdir: nothing to remove"; exit 0 ;;
+	list) die "no NSS database in $dbdir" ;;
+	esac
 	[ "$create" = yes ] || die "no NSS database in $dbdir (libreswan: ipsec initnss; or --create)"
 	mkdir -p "$dbdir"
 	certutil -N -d "$db" --empty-password
 fi
 
-registered() { modutil -dbdir "$db" -list "$name" >/dev/null 2>&1; }
+# Whether the database has a module of that name. -rawlist reads the
+# module list without loading the modules: an earlier registration with
+# bad parameters would otherwise print its complaints here.
+registered() {
+	modutil -dbdir "$db" -rawlist 2>/dev/null | grep -qF " name=\"$name\""
+}
+
+# modutil -add and -delete load every module in the database; what a
+# module says then (e.g. the registration being replaced) is noise unless
+# modutil fails.
+quietly() { # COMMAND...: its stderr only if it fails
+	local err rc=0
+	err=$("$@" 2>&1 >/dev/null) || rc=$?
+	[ $rc -eq 0 ] || printf '%s\n' "$err" >&2
+	return $rc
+}
 
 case $action in
 list)
@@ -87,8 +113,13 @@ list)
 	exit
 	;;
 remove)
-	registered || die "no module '$name' in $dbdir"
-	modutil -dbdir "$db" -delete "$name" -force
+	if ! registered; then
+		echo "$prog: no module '$name' in $dbdir: nothing to remove"
+		exit 0
+	fi
+	quietly modutil -dbdir "$db" -delete "$name" -force ||
+		die "modutil -delete failed (see above)"
+	echo "$prog: removed '$name' from $dbdir; restart the applications that use it (ipsec restart)"
 	exit
 	;;
 esac
@@ -120,7 +151,7 @@ fi
 [ -z "$max_keys" ] || params="$params max-keys=$max_keys"
 
 if registered; then
-	modutil -dbdir "$db" -delete "$name" -force >/dev/null
+	quietly modutil -dbdir "$db" -delete "$name" -force || die "modutil -delete failed (see above)"
 fi
 modutil -dbdir "$db" -add "$name" -libfile "$module" -string "$params" -force
 modutil -dbdir "$db" -list "$name"

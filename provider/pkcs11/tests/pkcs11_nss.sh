@@ -130,8 +130,59 @@ tool bash "$register" --dbdir "$reg" --module "$MODULE" \
 	--config "$WORK/static.conf" >/dev/null 2>&1
 same "registering again replaces the entry" \
 	"$(grep -c '^name=kmstore$' "$reg/pkcs11.txt")" 1
+
+params_now() { # the kmstore module's parameter string in $reg
+	awk '/^name=/ { k = $0 == "name=kmstore" } k && sub(/^parameters=/, "")' "$reg/pkcs11.txt"
+}
+tokens_now() { client "$reg" tokens kmstore 2>/dev/null | grep -c '^token='; }
+reg_run() { # ARGS...: the script on $reg with the module built here
+	tool bash "$register" --dbdir "$reg" --module "$MODULE" "$@"
+}
+conf=$WORK/static.conf
+
+# Each option that takes a value, without one: a usage error (exit 2)
+# that names it, at the end of the line or before another option.
+for opt in --dbdir --name --module --config --daemon --log --log-level --max-keys; do
+	err=$(tool bash "$register" "$opt" 2>&1)
+	same "$opt without a value: exit 2" $? 2
+	has "... '$opt needs a value'" "$err" "^nss-register.sh: $opt needs a value"
+	err=$(tool bash "$register" "$opt" --force 2>&1)
+	same "$opt followed by another option: exit 2" $? 2
+	has "... '$opt needs a value'" "$err" "$opt needs a value"
+done
+err=$(tool bash "$register" --log '' 2>&1)
+same "--log '': exit 2" $? 2
+has "... '--log needs a value'" "$err" "--log needs a value"
+
+# A valid change replaces the registration; what the registration being
+# replaced says while it is deleted is not printed.
+nss_db "$WORK/noisy" "config=$conf log=stderr log-level=verbose"
+err=$(tool bash "$register" --dbdir "$WORK/noisy" --module "$MODULE" --config "$conf" \
+	--log-level info 2>&1 >/dev/null)
+same "replacing a registration with bad parameters: exit 0" $? 0
+same "... without the old one's complaints" "$(grep -c "bad value 'verbose'" <<<"$err")" 0
+has "... now with tokens" "$(client "$WORK/noisy" tokens kmstore)" "^token=west-static model=static$"
+reg_run --config "$conf" --log-level error >/dev/null 2>&1
+same "--log-level error: registered" $? 0
+has "... with the new parameter string" "$(params_now)" "^config=$conf log=auto log-level=error$"
+same "... and the tokens" "$(tokens_now)" 2
+reg_run --config "$conf" >/dev/null 2>&1
+has "--list shows the module and its tokens" "$(tool bash "$register" --dbdir "$reg" --list 2>&1)" \
+	"Token Name: west-static"
+
 tool bash "$register" --dbdir "$reg" --remove >/dev/null 2>&1
 same "nss-register.sh --remove" "$(grep -c '^name=kmstore$' "$reg/pkcs11.txt")" 0
+out=$(tool bash "$register" --dbdir "$reg" --remove 2>&1)
+same "--remove again: exit 0" $? 0
+has "... nothing to remove" "$out" "no module 'kmstore' in $reg: nothing to remove"
+out=$(tool bash "$register" --dbdir "$WORK/nodb" --remove 2>&1)
+same "--remove without a database: exit 0" $? 0
+has "... nothing to remove" "$out" "no NSS database in $WORK/nodb: nothing to remove$"
+out=$(tool bash "$register" --dbdir "$WORK/nodb" --list 2>&1)
+same "--list without a database: exit 1" $? 1
+has "... says so, without the advice to make one" "$out" "no NSS database in $WORK/nodb$"
+[ ! -e "$WORK/nodb" ]
+same "... and neither makes one" $? 0
 
 # Threads (NSS passes CKF_OS_LOCKING_OK).
 out=$(client "$db" threads pkcs11:token=west-static 8 50)
