@@ -24,7 +24,12 @@ Usage: $prog [options]            register (or re-register) the module
   --log-level L    error, warning or info [warning]
   --max-keys N     keys held per token [64]
   --create         make the database (empty password) if there is none
-  --force          register even if the configuration does not check out
+  --force          register even if the module would have no tokens (its
+                   configuration does not load, kmstored does not answer)
+
+The module first loads with the new parameters in a scratch database:
+values it refuses change nothing. A registration that does not come up
+as it did there is undone, and the previous one put back.
 
 Applications read the database when they start: restart pluto
 (ipsec restart) after a change.
@@ -80,6 +85,7 @@ find_module() {
 }
 
 db=sql:$dbdir
+case $name in *[\"\'\\[:cntrl:]]*) die "--name '$name': no quotes, backslashes or control characters, please" ;; esac
 if [ ! -f "$dbdir/cert9.db" ]; then
 	case $action in
 	remove) echo "$prog: no NSS database in $dbdir: nothing to remove"; exit 0 ;;
@@ -94,7 +100,8 @@ fi
 # module list without loading the modules: an earlier registration with
 # bad parameters would otherwise print its complaints here.
 registered() {
-	modutil -dbdir "$db" -rawlist 2>/dev/null | grep -qF " name=\"$name\""
+	# (not grep -q: modutil killed by SIGPIPE would fail the pipeline)
+	modutil -dbdir "$db" -rawlist 2>/dev/null | grep -F " name=\"$name\"" >/dev/null
 }
 
 # modutil -add and -delete load every module in the database; what a
@@ -128,31 +135,125 @@ esac
 [ -n "$module" ] || die "kmstore-pkcs11.so not found; give --module PATH"
 [ -f "$module" ] || die "$module: no such file"
 case $module in /*) ;; *) module=$PWD/$module ;; esac
+case $module in *[\"[:cntrl:]]*) die "--module '$module': no quotes or control characters, please" ;; esac
 
-params="log=$log"
+# Each value is one word of the module's parameter string: a blank or a
+# quote would start another parameter (--log 'stderr config=/x') or change
+# how the module reads the rest. What the values mean is the module's to
+# judge (below).
+plain() { # OPTION VALUE
+	case $2 in
+	*[[:space:]\"\'\\[:cntrl:]]*)
+		die "$1 '$2': no blanks, quotes, backslashes or control characters, please" ;;
+	esac
+}
 [ -z "$config" ] || [ -z "$daemon" ] || die "--config or --daemon, not both"
+params=''
 if [ -n "$daemon" ]; then
-	case $daemon in /*) ;; *) die "$daemon: the socket must be an absolute path" ;; esac
-	case $daemon in *[[:space:]\"]*) die "$daemon: a path without blanks or quotes, please" ;; esac
-	params="daemon=$daemon $params"
-	if command -v kmstore >/dev/null && ! kmstore --daemon "$daemon" profiles; then
-		[ "$force" = yes ] || die "kmstored at $daemon does not answer (see above); --force registers anyway"
-	fi
+	case $daemon in /*) ;; *) die "--daemon $daemon: the socket must be an absolute path" ;; esac
+	plain --daemon "$daemon"
+	params="daemon=$daemon"
 fi
 if [ -n "$config" ]; then
 	case $config in /*) ;; *) config=$PWD/$config ;; esac
-	case $config in *[[:space:]\"]*) die "$config: a path without blanks or quotes, please" ;; esac
-	params="config=$config $params"
-	if command -v kmstore >/dev/null && ! kmstore --config "$config" profiles; then
-		[ "$force" = yes ] || die "$config does not load (see above); --force registers anyway"
+	plain --config "$config"
+	params="config=$config"
+fi
+plain --log "$log"
+[ -z "$level" ] || plain --log-level "$level"
+[ -z "$max_keys" ] || plain --max-keys "$max_keys"
+tail_words="${level:+ log-level=$level}${max_keys:+ max-keys=$max_keys}"
+check_params="log=stderr${params:+ $params}$tail_words log=$log log=stderr"
+params="${params:+$params }log=$log$tail_words"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kmstore-nss-register.XXXXXX")
+restore=no
+cleanup() {
+	if [ "$restore" = yes ]; then
+		restore_previous
+		echo "$prog: stopped half-way; $dbdir restored as it was" >&2
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# modutil -list for one module: LISTING_FILE gets stdout, ERRORS_FILE
+# stderr; then "tokens N" in $tokens and whether it is kmstore's module.
+inspect() { # DB NAME LISTING_FILE ERRORS_FILE
+	modutil -dbdir "$1" -list "$2" >"$3" 2>"$4" || true
+	tokens=$(grep -c '^[[:space:]]*Token Name:' "$3" || true)
+	grep -q '^Description: kmstore PPK tokens' "$3"
+}
+
+# 1. The module itself judges the parameters, in a scratch database: the
+# real one is not touched if it refuses them. The same words, but its
+# messages on stderr, here: log=stderr first (a value the module refuses
+# stops its parsing, and it then reports with what it has so far), the
+# log= given last but one, and log=stderr again for what loading the
+# configuration or asking kmstored says.
+mkdir "$work/scratch"
+quietly certutil -N -d "sql:$work/scratch" --empty-password ||
+	die "certutil -N failed for a scratch database in $work (see above)"
+if ! quietly modutil -dbdir "sql:$work/scratch" -add kmstore-check -libfile "$module" \
+	-string "$check_params" -force; then
+	die "$module does not load as a PKCS#11 module (see above); $dbdir unchanged"
+fi
+if ! inspect "sql:$work/scratch" kmstore-check "$work/check.out" "$work/check.err"; then
+	what=$(sed -n 's/^Description: *//p' "$work/check.out" | sed 's/ *$//')
+	die "$module is not kmstore's PKCS#11 module (it says: ${what:-nothing}); $dbdir unchanged"
+fi
+# NSS may initialize a module twice: each message once
+complaints=$(grep '^kmstore-pkcs11: error: ' "$work/check.err" | sed 's/^kmstore-pkcs11: error: //' |
+	sed 's/; the module has no tokens$//' | awk '!seen[$0]++' || true)
+awk '!seen[$0]++' "$work/check.err" | grep '^kmstore-pkcs11: warning: ' >&2 || true
+if [ -n "$complaints" ]; then
+	printf '%s\n' "$complaints" | sed 's/^/  /' >&2
+	if grep -q '^module parameters: ' <<<"$complaints"; then
+		bad=$(sed -n "s/^module parameters: bad value '\(.*\)' for \([a-z-]*\)$/--\2 \1/p" <<<"$complaints")
+		die "the module refuses ${bad:-the parameters \"$params\"} (above); not registered, $dbdir unchanged"
+	fi
+	[ "$force" = yes ] ||
+		die "the module would have no tokens (above); not registered, $dbdir unchanged; --force registers anyway"
+	echo "$prog: --force: registering although the module has no tokens (above)" >&2
+fi
+want_tokens=$tokens
+
+# 2. The registration: replaced, then checked where it counts; if the
+# module does not come up there as it did in the scratch database, the
+# database's module list (pkcs11.txt, what -rawlist shows) goes back to
+# what it was.
+list=$dbdir/pkcs11.txt
+if [ -f "$list" ]; then
+	cp -p "$list" "$work/pkcs11.txt"
+	restore_previous() { cat "$work/pkcs11.txt" >"$list"; }
+else
+	restore_previous() { quietly modutil -dbdir "$db" -delete "$name" -force || true; }
+fi
+before="nothing is registered as '$name'"
+restore=yes
+if registered; then
+	before="the previous registration is back"
+	if ! quietly modutil -dbdir "$db" -delete "$name" -force; then
+		restore_previous
+		restore=no
+		die "modutil -delete of the registration in $dbdir failed (see above)"
 	fi
 fi
-[ -z "$level" ] || params="$params log-level=$level"
-[ -z "$max_keys" ] || params="$params max-keys=$max_keys"
-
-if registered; then
-	quietly modutil -dbdir "$db" -delete "$name" -force || die "modutil -delete failed (see above)"
+if ! quietly modutil -dbdir "$db" -add "$name" -libfile "$module" -string "$params" -force; then
+	restore_previous
+	restore=no
+	die "modutil -add failed (see above); $before"
 fi
-modutil -dbdir "$db" -add "$name" -libfile "$module" -string "$params" -force
-modutil -dbdir "$db" -list "$name"
+if ! inspect "$db" "$name" "$work/real.out" "$work/real.err" || [ "$tokens" -lt "$want_tokens" ]; then
+	restore_previous
+	restore=no
+	awk '!seen[$0]++' "$work/real.err" >&2
+	die "in $dbdir the module has $tokens token(s), not $want_tokens as with the same parameters in a scratch database; $before"
+fi
+restore=no
+cat "$work/real.out"
+if [ "$tokens" -eq 0 ] && [ -z "$complaints" ]; then
+	echo "$prog: the module has no tokens: no profiles in its configuration?" >&2
+fi
 echo "$prog: registered in $dbdir; restart the applications that use it (ipsec restart)"

@@ -131,14 +131,69 @@ tool bash "$register" --dbdir "$reg" --module "$MODULE" \
 same "registering again replaces the entry" \
 	"$(grep -c '^name=kmstore$' "$reg/pkcs11.txt")" 1
 
+# Values the module refuses, or that would add words to its parameter
+# string: refused before the database is touched, the value named, the
+# working registration (two tokens) kept. Each case starts from that
+# registration, made by modutil itself.
 params_now() { # the kmstore module's parameter string in $reg
 	awk '/^name=/ { k = $0 == "name=kmstore" } k && sub(/^parameters=/, "")' "$reg/pkcs11.txt"
 }
 tokens_now() { client "$reg" tokens kmstore 2>/dev/null | grep -c '^token='; }
+good_params=$(params_now)
+reset_reg() {
+	tool modutil -dbdir "sql:$reg" -delete kmstore -force >/dev/null 2>&1
+	tool modutil -dbdir "sql:$reg" -add kmstore -libfile "$MODULE" -string "$good_params" \
+		-force >/dev/null 2>&1
+}
 reg_run() { # ARGS...: the script on $reg with the module built here
 	tool bash "$register" --dbdir "$reg" --module "$MODULE" "$@"
 }
+refused() { # WHAT PATTERN ARGS...: exit 1, the message matches, nothing changed
+	local what=$1 pattern=$2 err rc
+	shift 2
+	reset_reg
+	err=$(reg_run "$@" 2>&1 >/dev/null)
+	rc=$?
+	same "$what: refused (exit 1)" "$rc" 1
+	has "... naming it" "$err" "$pattern"
+	same "... the registration unchanged" "$(params_now)" "$good_params"
+	same "... its tokens still there" "$(tokens_now)" 2
+}
 conf=$WORK/static.conf
+refused "--log-level verbose" "refuses --log-level verbose" --config "$conf" --log-level verbose
+refused "--log sylog" "refuses --log sylog" --config "$conf" --log sylog
+refused "--max-keys lots" "refuses --max-keys lots" --config "$conf" --max-keys lots
+refused "--max-keys 0" "refuses --max-keys 0" --config "$conf" --max-keys 0
+refused "--log 'stderr config=/nonexistent' (a blank adds a parameter)" \
+	"--log 'stderr config=/nonexistent': no blanks" --config "$conf" --log 'stderr config=/nonexistent'
+refused "--log-level with a blank" "--log-level 'info log=none': no blanks" \
+	--config "$conf" --log-level 'info log=none'
+refused "--max-keys with a blank" "--max-keys '8 ': no blanks" --config "$conf" --max-keys '8 '
+refused "--log with a quote" "--log 'stderr\"': no blanks, quotes" --config "$conf" --log 'stderr"'
+refused "--max-keys with a newline" "--max-keys '8" --config "$conf" --max-keys $'8\nlog=none'
+ln -s "$conf" "$WORK/with blank.conf"
+refused "--config with a blank" "--config '$WORK/with blank.conf': no blanks" --config "$WORK/with blank.conf"
+refused "--daemon with a quote" "--daemon '/run/a\"b': no blanks" --daemon '/run/a"b'
+refused "--daemon, a relative path" "--daemon run/kmstored.sock: the socket must be an absolute path" \
+	--daemon run/kmstored.sock
+refused "--daemon where no kmstored answers" "kmstored at $WORK/no.sock: cannot connect" \
+	--daemon "$WORK/no.sock"
+refused "--config and --daemon" "--config or --daemon, not both" --config "$conf" --daemon "$WORK/no.sock"
+refused "--config, a file that does not load" "cannot open configuration file $WORK/missing.conf" \
+	--config "$WORK/missing.conf"
+refused "--name with a quote" "--name 'a\"b': no quotes" --config "$conf" --name 'a"b'
+refused "--module, not a PKCS#11 module" "$conf does not load as a PKCS#11 module" \
+	--config "$conf" --module "$conf"
+other=''
+for f in /usr/lib/*/pkcs11/p11-kit-trust.so /usr/lib/*/p11-kit-proxy.so; do
+	[ -f "$f" ] && { other=$f; break; }
+done
+if [ -n "$other" ]; then
+	refused "--module, another PKCS#11 module ($(basename "$other"))" \
+		"$other is not kmstore's PKCS#11 module" --config "$conf" --module "$other"
+else
+	echo "# no other PKCS#11 module (p11-kit) installed: --module check skipped"
+fi
 
 # Each option that takes a value, without one: a usage error (exit 2)
 # that names it, at the end of the line or before another option.
@@ -154,6 +209,24 @@ err=$(tool bash "$register" --log '' 2>&1)
 same "--log '': exit 2" $? 2
 has "... '--log needs a value'" "$err" "--log needs a value"
 
+# If the module does not come up in the database itself as it did in the
+# scratch one (here: modutil -add fails there), the previous registration
+# is put back.
+mkdir -p "$WORK/shim"
+cat >"$WORK/shim/modutil" <<SHIM
+#!/bin/sh
+case " \$* " in *" -dbdir sql:$reg -add "*) echo "shim: -add refused" >&2; exit 1 ;; esac
+PATH=$PATH exec modutil "\$@"
+SHIM
+chmod +x "$WORK/shim/modutil"
+reset_reg
+err=$(PATH=$WORK/shim:$PATH reg_run --config "$conf" --log-level info 2>&1 >/dev/null)
+same "the add fails after the old registration was deleted: exit 1" $? 1
+has "... and says the previous registration is back" "$err" \
+	"modutil -add failed .*the previous registration is back"
+same "... it is: the parameters" "$(params_now)" "$good_params"
+same "... and its tokens" "$(tokens_now)" 2
+
 # A valid change replaces the registration; what the registration being
 # replaced says while it is deleted is not printed.
 nss_db "$WORK/noisy" "config=$conf log=stderr log-level=verbose"
@@ -166,6 +239,10 @@ reg_run --config "$conf" --log-level error >/dev/null 2>&1
 same "--log-level error: registered" $? 0
 has "... with the new parameter string" "$(params_now)" "^config=$conf log=auto log-level=error$"
 same "... and the tokens" "$(tokens_now)" 2
+out=$(reg_run --config "$WORK/missing.conf" --force 2>&1)
+same "--force registers a configuration that does not load" $? 0
+has "... saying why there will be no tokens" "$out" "cannot open configuration file $WORK/missing.conf"
+has "... with that parameter string" "$(params_now)" "^config=$WORK/missing.conf log=auto$"
 reg_run --config "$conf" >/dev/null 2>&1
 has "--list shows the module and its tokens" "$(tool bash "$register" --dbdir "$reg" --list 2>&1)" \
 	"Token Name: west-static"
