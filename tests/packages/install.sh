@@ -317,6 +317,25 @@ fi
 expect_match 'kmstore_keys_served_total\{profile="west-east-qkd",kind="new"[^}]*\} 1' \
 	"$(machine west kmstore --daemon /run/kmstore/kmstored.sock metrics 2>&1)" "west: kmstored counts the key it served pluto"
 
+# --- purging kmstore-pkcs11 takes its module out of libreswan's NSS database --------
+# (its prerm, under whatever name the module was registered; NSS loads a
+# library once per database, so west's registration is renamed first. The
+# guide's uninstall runs kmstore-nss-register --remove before the purge, so
+# this is tried on west alone, which is then put back as the guide left it)
+
+run machine west sh -c 'kmstore-nss-register --remove &&
+	kmstore-nss-register --name kmstore-extra --daemon /run/kmstore/kmstored.sock'
+expect_rc 0 "west: the module registered as kmstore-extra instead"
+run machine west apt-get purge kmstore-pkcs11
+expect_rc 0 "west: apt-get purge kmstore-pkcs11"
+expect_in "kmstore-pkcs11: removed the module 'kmstore-extra' from /var/lib/ipsec/nss" "$RUN_OUT" \
+	"west: ... says it took kmstore-extra out of /var/lib/ipsec/nss"
+raw=$(machine west modutil -dbdir sql:/var/lib/ipsec/nss -rawlist 2>&1)
+expect_not_in "kmstore-pkcs11.so" "$raw" "west: ... and no module in that database is kmstore-pkcs11.so any more"
+run machine west bash -c 'cd "$1" && apt-get install ./kmstore-pkcs11_*.deb &&
+	kmstore-nss-register --daemon /run/kmstore/kmstored.sock' bash "$DEBS"
+expect_rc 0 "west: kmstore-pkcs11 installed and registered again, as the guide left it"
+
 # --- 6. uninstall (guide section 10), then what is left ----------------------------
 
 guide_until 'apt-get autoremove --purge' || stop_here
