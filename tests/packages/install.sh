@@ -289,7 +289,7 @@ fi
 
 # --- 5. kmstored (guide section 9) ---------------------------------------------------
 
-guide_until 'Requires=kmstored.service' || stop_here
+guide_until 'Wants=kmstored.service' || stop_here
 gw_kmstored_pid() { machine "$1" cat /run/shim-systemd/kmstored.service.pid; }
 on_gw "kmstored: the package's unit, its sysusers file and the user _kmstore, kmstored(8)" \
 	sh -c 'dpkg -L kmstored | grep -qx /lib/systemd/system/kmstored.service &&
