@@ -36,8 +36,10 @@ static void conf_free(struct kmsd_conf *c)
 	free(c);
 }
 
+/* *by_lookup (may be NULL) is set when a user or group lookup failed:
+ * the world's doing (sssd or LDAP not up yet), maybe, not the file's. */
 static kms_rc conf_load(const char *path, struct kmsd_conf **out,
-			kms_error *err)
+			int *by_lookup, kms_error *err)
 {
 	struct kmsd_conf *c = calloc(1, sizeof(*c));
 	size_t n;
@@ -66,8 +68,9 @@ static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 		 * key file it cannot read would fail every key, after a reload
 		 * that said all was well. */
 		rc = kms_profile_check(p, err);
-		if (rc == KMS_OK)
-			rc = kmsd_rule_load(p, &c->rules[i], err);
+		if (rc == KMS_OK && (rc = kmsd_rule_load(p, &c->rules[i], err)) !=
+					    KMS_OK && by_lookup != NULL)
+			*by_lookup = 1;
 		if (rc == KMS_OK && (c->pools[i] = kmsd_pool_new(p)) == NULL &&
 		    strcmp(kms_profile_type(p), "qkd") == 0 &&
 		    kms_profile_setting(p, "prefetch") != NULL &&
@@ -121,14 +124,15 @@ int kmsd_conf_has_pools(void)
 	return any;
 }
 
-kms_rc kmsd_conf_init(const char *path, kms_error *err)
+kms_rc kmsd_conf_init(const char *path, int *by_lookup, kms_error *err)
 {
 	kms_rc rc;
 
+	*by_lookup = 0;
 	conf_path = strdup(path);
 	if (conf_path == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
-	rc = conf_load(conf_path, &current, err);
+	rc = conf_load(conf_path, &current, by_lookup, err);
 	if (rc != KMS_OK)
 		return rc;
 	if (kms_store_profile_count(current->store) == 0)
@@ -161,7 +165,7 @@ kms_rc kmsd_conf_reload(char *summary, size_t size, kms_error *err)
 	kms_rc rc;
 
 	pthread_mutex_lock(&reload_lock);
-	rc = conf_load(conf_path, &fresh, err);
+	rc = conf_load(conf_path, &fresh, NULL, err);
 	if (rc != KMS_OK) {
 		char when[32];
 		struct tm tm;

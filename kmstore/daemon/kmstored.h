@@ -76,7 +76,9 @@ struct kmsd_conf {
 	time_t loaded;
 };
 
-kms_rc kmsd_conf_init(const char *path, kms_error *err);
+/* Loads the configuration at start; on failure *by_lookup says whether a
+ * user or group lookup failed (starting again later may pass). */
+kms_rc kmsd_conf_init(const char *path, int *by_lookup, kms_error *err);
 struct kmsd_conf *kmsd_conf_get(void);
 void kmsd_conf_put(struct kmsd_conf *c);
 /* Reads the file again; on failure the old configuration stays and err

@@ -21,6 +21,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -457,13 +459,17 @@ static int detach(int *ready_fd)
 	if (pid < 0)
 		return -1;
 	if (pid > 0) {
+		int status;
+
 		close(fds[1]);
 		n = read(fds[0], buf, sizeof(buf) - 1);
 		if (n == 2 && memcmp(buf, "ok", 2) == 0)
 			_exit(0);
 		buf[n > 0 ? n : 0] = '\0';
 		fprintf(stderr, "kmstored: %s\n", n > 0 ? buf : "failed to start");
-		_exit(1);
+		/* the child's status (start_status), once it has ended */
+		_exit(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+			      WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
 	}
 	close(fds[0]);
 	setsid();
@@ -491,7 +497,19 @@ static void say_ready(int ready_fd, const char *msg)
 	}
 }
 
-static int start_failed(int ready_fd, const kms_error *err)
+/* The exit status of a start that failed: EX_CONFIG (78, sysexits.h)
+ * when the configuration or the command line is wrong, or a file cannot
+ * be read, which starting again will not mend (kmstored.service does not
+ * restart on it); 1 when it may pass later: a user or group lookup (sssd
+ * not up yet), an address in use, out of memory. */
+static int start_status(const kms_error *err, int by_lookup)
+{
+	return !by_lookup && (err->code == KMS_ERR_CONFIG ||
+			      err->code == KMS_ERR_PERMISSION ||
+			      err->code == KMS_ERR_USAGE) ? EX_CONFIG : 1;
+}
+
+static int start_failed(int ready_fd, const kms_error *err, int status)
 {
 	kmsd_log(KMS_LOG_ERROR, "%s", err->message);
 	if (ready_fd >= 0) {
@@ -499,13 +517,13 @@ static int start_failed(int ready_fd, const kms_error *err)
 			kmsd_log(KMS_LOG_WARNING, "cannot tell the starting command");
 		close(ready_fd);
 	}
-	return 1;
+	return status;
 }
 
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
-	int lfd = -1, sfd, ready_fd = -1, rc;
+	int lfd = -1, sfd, ready_fd = -1, rc, by_lookup;
 	char status[KMS_ERROR_MAX];
 	kms_error err;
 	sigset_t sigs;
@@ -530,13 +548,13 @@ int main(int argc, char **argv)
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sfd < 0) {
 		kms_fail(&err, KMS_ERR_SYSTEM, "signalfd: %s", strerror(errno));
-		return start_failed(ready_fd, &err);
+		return start_failed(ready_fd, &err, 1);
 	}
 	kmsd_metrics_init();
-	if (kmsd_conf_init(o.config, &err) != KMS_OK ||
+	if (kmsd_conf_init(o.config, &by_lookup, &err) != KMS_OK ||
 	    listen_on(o.socket, &lfd, &err) != KMS_OK ||
 	    (o.metrics != NULL && kmsd_metrics_serve(o.metrics, &err) != KMS_OK))
-		return start_failed(ready_fd, &err);
+		return start_failed(ready_fd, &err, start_status(&err, by_lookup));
 	kmsd_watch_start(o.metrics != NULL);
 	{
 		struct kmsd_conf *c = kmsd_conf_get();

@@ -177,6 +177,8 @@ run "$KMSTORE" --daemon "$SW" reload
 expect_rc 3 "allow-users naming a user that does not exist: the reload is refused"
 expect_match "acl.conf:[0-9]+: profile 'static': allow-users: no user 'no-such-user-kms' on this system" "$RUN_ERR" "... naming file, line, profile and user"
 expect_in "the configuration loaded at" "$RUN_ERR" "... and saying the running one stays"
+run timeout 30 "$KMSTORED" --config "$work/acl.conf" --socket "$work/acl-start.sock" --foreground
+expect_rc 1 "kmstored started with it: exit 1, not 78 (a lookup may pass later, sssd not up yet: its unit starts it again)"
 run as_nobody "$KMSTORE" --daemon "$SW" key static
 expect_rc 0 "the configuration in force is unchanged: nobody still gets static's key"
 kmstored_stop "$SW"
@@ -229,7 +231,7 @@ if "${in_nss[@]}" true 2>/dev/null; then
 	run timeout 60 "${in_nss[@]}" setpriv --reuid=65534 --regid=65534 --clear-groups \
 		"$KMSTORED" --config "$nss/fail.conf" --socket "$nss/fail.sock" --foreground
 	chmod 644 "$nss/group"
-	expect_rc 1 "allow-groups when the group database cannot be read: kmstored does not start"
+	expect_rc 1 "allow-groups when the group database cannot be read: kmstored does not start (1: its unit starts it again)"
 	expect_match "fail.conf:5: profile 's': allow-groups: cannot look up group 'kmsbiggrp': Permission denied" \
 		"$RUN_ERR" "... saying the lookup failed, not that there is no such group"
 else
@@ -579,15 +581,15 @@ kmstored_stop "$SF"
 
 # --- start-up ---------------------------------------------------------------
 run "$KMSTORED" --config "$W" --socket "$SW" --foreground
-expect_rc 1 "a second kmstored on a live socket: refused"
+expect_rc 78 "a second kmstored on a live socket: refused (78, EX_CONFIG: not restarted by its unit)"
 expect_in "another kmstored is listening on $SW" "$RUN_ERR" "... saying so"
 run "$KMSTORED" --config "$work/client.conf" --socket "$work/c.sock"
-expect_rc 1 "kmstored with a client configuration: refused"
+expect_rc 78 "kmstored with a client configuration: refused (78)"
 expect_in "is a client configuration (daemon = $SW)" "$RUN_ERR" "... saying so, from the starting command"
 echo "[broken" >"$work/broken.conf"
 chmod 600 "$work/broken.conf"
 run "$KMSTORED" --config "$work/broken.conf" --socket "$work/b.sock"
-expect_rc 1 "kmstored with a broken file: the starting command fails"
+expect_rc 78 "kmstored with a broken file: the starting command fails (78, as the detached kmstored did)"
 expect_in "broken.conf:1: a section header must be" "$RUN_ERR" "... with the file's error"
 run "$KMSTORED" --config "$W" --socket "$work/detached.sock"
 expect_rc 0 "kmstored without --foreground returns once it serves"
@@ -661,7 +663,7 @@ mv "$work/own/kmstore.conf.good" "$work/own/kmstore.conf"
 kmstored_stop "$work/run/own.sock"
 chown root "$work/own/kmstore.conf"
 run setpriv --reuid=65534 --regid=65534 --clear-groups "$KMSTORED" --config "$work/own/kmstore.conf" --socket "$work/run/own.sock"
-expect_rc 1 "kmstored as nobody with root's 0600 file: refused"
+expect_rc 78 "kmstored as nobody with root's 0600 file: refused (78)"
 expect_in "cannot open configuration file $work/own/kmstore.conf: Permission denied" "$RUN_ERR" "... naming the file and why"
 
 # --- the other faces through kmstored ------------------------------------
@@ -760,6 +762,8 @@ if [[ -f ${KMSTORED_UNIT:-} ]] && command -v systemd-analyze >/dev/null; then
 	# (systemd is not PID 1 here to restart it: the setting itself)
 	expect_match $'(^|\n)StartLimitIntervalSec=0(\n|$)' "$(sed -n '/^\[Unit\]/,/^\[/p' "$work/unit/kmstored.service")" \
 		"the unit restarts kmstored for as long as it fails (sssd down at boot), no start limit"
+	expect_match $'(^|\n)RestartPreventExitStatus=78(\n|$)' "$(sed -n '/^\[Service\]/,/^\[/p' "$work/unit/kmstored.service")" \
+		"... but not when its configuration is wrong (exit 78)"
 	run systemd-analyze security --offline=true --no-pager "$work/unit/kmstored.service"
 	score=$(sed -n 's/.*Overall exposure level for kmstored.service: \([0-9.]*\).*/\1/p' <<<"$RUN_OUT")
 	if [[ -n $score ]] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then

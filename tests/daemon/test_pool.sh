@@ -496,7 +496,7 @@ sim
 conf "$work/west.conf" west "$A1 $A2" $'prefetch = 4\nprefetch-low = 1\nprefetch-max-age = 600'
 port=$(closed_port)
 run "$KMSTORED" --config "$work/west.conf" --socket "$work/x.sock" --metrics 192.0.2.1:9999
-expect_rc 1 "--metrics on a non-loopback address: refused"
+expect_rc 78 "--metrics on a non-loopback address: refused (78, a usage error)"
 expect_in "is not a loopback address" "$RUN_ERR" "... saying why"
 kmstored_start "$SW" "$work/west.conf"
 kmstored_stop "$SW"
