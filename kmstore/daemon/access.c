@@ -11,6 +11,7 @@
  * that does not exist is a configuration error, not a silent refusal. */
 #include <errno.h>
 #include <grp.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kmstored.h"
 #include "profile.h"
 
@@ -195,8 +197,8 @@ int kmsd_rule_allows(const struct kmsd_rule *r, const struct kmsd_client *c)
 	return 0;
 }
 
-/* The supplementary groups (Linux 4.13+); without them, the primary. */
-static void peer_groups(int fd, struct kmsd_client *c)
+/* Linux 4.13+; without them, the primary group alone is matched. */
+void kmsd_client_groups(int fd, struct kmsd_client *c)
 {
 	socklen_t len = 64 * sizeof(gid_t);
 
@@ -233,20 +235,76 @@ kms_rc kmsd_client_peer(int fd, struct kmsd_client *c, kms_error *err)
 	return KMS_OK;
 }
 
-void kmsd_client_name(struct kmsd_client *c)
-{
-	unsigned uid = c->uid;
+/* User names by uid. A client that reconnects every few seconds (one
+ * closes a connection idle for 5 s) then costs a lookup a minute, not one
+ * a connection: a directory service (LDAP, sssd) may take seconds to
+ * answer, or time out. Every outcome is kept, a failed lookup too (as the
+ * number): one that timed out would time out again. Nothing but messages
+ * and the log depends on a name (rules are numbers resolved at load, and
+ * a client's groups come from the kernel), so a name kept too long only
+ * misnames a renamed user, for NAME_TTL_MS at most. */
+#define NAME_SLOTS 64
+#define NAME_TTL_MS 60000
 
-	/* The name is for messages and the log; without one (none, or the
-	 * lookup failed), the number: access goes by numbers. */
-	if (nss_lookup(NSS_USER_ID, NULL, &uid, c->user, sizeof(c->user)) != 0)
-		snprintf(c->user, sizeof(c->user), "%u", (unsigned)c->uid);
+static struct name_slot {
+	uid_t uid;
+	long until; /* kms_now_ms(); 0: free */
+	char name[sizeof(((struct kmsd_client *)0)->user)];
+} names[NAME_SLOTS];
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* 1 with uid's name in out if the cache has it fresh; under names_lock. */
+static int name_cached(uid_t uid, long now, char *out, size_t size)
+{
+	for (size_t i = 0; i < NAME_SLOTS; i++)
+		if (names[i].until > now && names[i].uid == uid) {
+			snprintf(out, size, "%s", names[i].name);
+			return 1;
+		}
+	return 0;
 }
 
-void kmsd_client_identify(int fd, struct kmsd_client *c)
+/* Keeps uid's name in its own slot, else in the one that ends first (a
+ * free or expired one before any in use); under names_lock. */
+static void name_keep(uid_t uid, long now, const char *name)
 {
-	peer_groups(fd, c);
-	kmsd_client_name(c);
+	struct name_slot *s = &names[0];
+
+	for (size_t i = 0; i < NAME_SLOTS; i++) {
+		if (names[i].until != 0 && names[i].uid == uid) {
+			s = &names[i];
+			break;
+		}
+		if (names[i].until < s->until)
+			s = &names[i];
+	}
+	s->uid = uid;
+	s->until = now + NAME_TTL_MS;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+}
+
+/* The lookup is made without the lock: a slow one holds up only the
+ * connections that wait for that name. */
+const char *kmsd_client_user(struct kmsd_client *c)
+{
+	unsigned uid = c->uid;
+	int hit;
+
+	if (c->named)
+		return c->user;
+	c->named = 1;
+	pthread_mutex_lock(&names_lock);
+	hit = name_cached(c->uid, kms_now_ms(), c->user, sizeof(c->user));
+	pthread_mutex_unlock(&names_lock);
+	if (hit)
+		return c->user;
+	/* Without a name (none, or the lookup failed), the number. */
+	if (nss_lookup(NSS_USER_ID, NULL, &uid, c->user, sizeof(c->user)) != 0)
+		snprintf(c->user, sizeof(c->user), "%u", (unsigned)c->uid);
+	pthread_mutex_lock(&names_lock);
+	name_keep(c->uid, kms_now_ms(), c->user);
+	pthread_mutex_unlock(&names_lock);
+	return c->user;
 }
 
 void kmsd_client_clear(struct kmsd_client *c)

@@ -214,18 +214,18 @@ void kmsd_conf_fini(void)
 }
 
 /* What a client is told of a profile it may not use, or that is not there. */
-static kms_rc not_open(const struct kmsd_client *cl, const char *name,
+static kms_rc not_open(struct kmsd_client *cl, const char *name,
 		       kms_error *err)
 {
 	return kms_fail(err, KMS_ERR_PERMISSION, "kmstored: profile '%s' is not "
 			"open to user %s (uid %u); see kmstore profiles, and "
 			"allow-users and allow-groups in kmstore.conf(5)", name,
-			cl->user, (unsigned)cl->uid);
+			kmsd_client_user(cl), (unsigned)cl->uid);
 }
 
-kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
-			 const struct kmsd_client *cl, const char *name,
-			 kms_profile **p, size_t *index, kms_error *err)
+kms_rc kmsd_conf_profile(const struct kmsd_conf *c, struct kmsd_client *cl,
+			 const char *name, kms_profile **p, size_t *index,
+			 kms_error *err)
 {
 	for (size_t i = 0; i < kms_store_profile_count(c->store); i++) {
 		kms_profile *q = kms_store_profile_at(c->store, i);
@@ -236,8 +236,9 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 			kmsd_metric_refused();
 			kmsd_log_client(cl->uid, KMS_LOG_WARNING,
 					"refused %s (uid %u, pid %d): profile '%s' "
-					"is not open to it", cl->user,
-					(unsigned)cl->uid, (int)cl->pid, name);
+					"is not open to it",
+					kmsd_client_user(cl), (unsigned)cl->uid,
+					(int)cl->pid, name);
 			return not_open(cl, name, err);
 		}
 		*p = q;
@@ -253,7 +254,7 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
 	 * (their listing shows only their own profiles). */
 	kmsd_metric_refused();
 	kmsd_log_client(cl->uid, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
-			"no profile '%s'", cl->user, (unsigned)cl->uid,
-			(int)cl->pid, name);
+			"no profile '%s'", kmsd_client_user(cl),
+			(unsigned)cl->uid, (int)cl->pid, name);
 	return not_open(cl, name, err);
 }

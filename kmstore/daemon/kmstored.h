@@ -22,12 +22,9 @@ void kmsd_log_setup(enum kmsd_log_target target, kms_log_level max);
 void kmsd_log(kms_log_level level, const char *fmt, ...) KMS_PRINTF(2, 3);
 /* A line a client's own act causes (a refusal, a bad request): at most a
  * few per user in a window, then one line with the count left out; not
- * limited for root and kmstored's own user. kmsd_log_allowed says whether
- * such a line is to be logged now (and counts it either way), for a caller
- * that has work to do before it writes the line. */
+ * limited for root and kmstored's own user. */
 void kmsd_log_client(uid_t uid, kms_log_level level, const char *fmt, ...)
 	KMS_PRINTF(3, 4);
-int kmsd_log_allowed(uid_t uid, kms_log_level level);
 /* For the main loop: a descriptor readable when a summary line may be due,
  * and kmsd_log_tick, which writes those due (all pending, at shutdown) and
  * returns the milliseconds until the next (-1: none pending). */
@@ -41,15 +38,21 @@ struct kmsd_client {
 	gid_t gid;
 	gid_t *groups; /* supplementary, SO_PEERGROUPS */
 	size_t n_groups;
-	char user[64]; /* name, or the number */
+	char user[64]; /* the number; the name once kmsd_client_user has it */
+	int named;     /* kmsd_client_user has looked the name up */
 	int admin;     /* root or kmstored's own user: every profile, reload */
 };
 
 /* Who is at the other end (SO_PEERCRED only: cheap, for a refusal);
- * kmsd_client_identify adds the groups and the user's name. */
+ * kmsd_client_groups adds its supplementary groups (SO_PEERGROUPS). */
 kms_rc kmsd_client_peer(int fd, struct kmsd_client *c, kms_error *err);
-void kmsd_client_identify(int fd, struct kmsd_client *c);
-void kmsd_client_name(struct kmsd_client *c); /* the name only */
+void kmsd_client_groups(int fd, struct kmsd_client *c);
+/* The user's name for messages and the log (the number without one),
+ * looked up the first time it is asked for and kept a minute for every
+ * connection of that user. Access never depends on it. It may wait for a
+ * directory service: only the client's own thread asks for it, never the
+ * one that accepts connections. */
+const char *kmsd_client_user(struct kmsd_client *c);
 void kmsd_client_clear(struct kmsd_client *c);
 
 /* A profile's allow-users and allow-groups, resolved to numbers. */
@@ -88,8 +91,8 @@ void kmsd_conf_fini(void);
 int kmsd_conf_has_pools(void);
 /* The profile named, if the client may use it: KMS_ERR_NOT_FOUND,
  * KMS_ERR_PERMISSION otherwise (logged). */
-kms_rc kmsd_conf_profile(const struct kmsd_conf *c,
-			 const struct kmsd_client *cl, const char *name,
+kms_rc kmsd_conf_profile(const struct kmsd_conf *c, struct kmsd_client *cl,
+			 const char *name,
 			 kms_profile **p, size_t *index, kms_error *err);
 
 /* pool.c: prefetched keys of a QKD profile with prefetch = N. */
@@ -145,7 +148,7 @@ void kmsd_metrics_fini(void);
 size_t kmsd_connections(void);
 
 /* serve.c: one client connection, until it closes. */
-void kmsd_serve(int fd, const struct kmsd_client *c);
+void kmsd_serve(int fd, struct kmsd_client *c);
 /* Set at shutdown: connections end after their request in progress. */
 extern atomic_int kmsd_stopping;
 

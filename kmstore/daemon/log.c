@@ -126,7 +126,8 @@ static void wake_main(void)
 	(void)n;
 }
 
-int kmsd_log_allowed(uid_t uid, kms_log_level level)
+/* Whether a client's line is to be logged now; counted either way. */
+static int log_allowed(uid_t uid, kms_log_level level)
 {
 	char summary[160] = "";
 	struct window *w = NULL, *free_slot = NULL;
@@ -173,7 +174,7 @@ void kmsd_log_client(uid_t uid, kms_log_level level, const char *fmt, ...)
 	char msg[2 * KMS_ERROR_MAX];
 	va_list ap;
 
-	if (!kmsd_log_allowed(uid, level))
+	if (!log_allowed(uid, level))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -259,15 +259,14 @@ static const char *over_cap(const struct kmsd_client *c)
 }
 
 /* A refusal costs little and logs little: a user at its cap who keeps
- * connecting must not keep the listening queue full for the others. */
-static void refuse(int fd, struct kmsd_client *c, const char *why)
+ * connecting must not keep the listening queue full for the others. So
+ * the line names the uid, not the user: a name may have to wait for a
+ * directory service, and this thread accepts every client's connection. */
+static void refuse(int fd, const struct kmsd_client *c, const char *why)
 {
 	close(fd);
-	if (!kmsd_log_allowed(c->uid, KMS_LOG_WARNING))
-		return;
-	kmsd_client_name(c);
-	kmsd_log(KMS_LOG_WARNING, "refused %s (uid %u, pid %d): %s", c->user,
-		 (unsigned)c->uid, (int)c->pid, why);
+	kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused uid %u (pid %d): %s",
+			(unsigned)c->uid, (int)c->pid, why);
 }
 
 static void start_conn(int fd)
@@ -301,7 +300,7 @@ static void start_conn(int fd)
 	}
 	c->fd = fd;
 	c->client = peer;
-	kmsd_client_identify(fd, &c->client);
+	kmsd_client_groups(fd, &c->client); /* the name: when wanted */
 	pthread_mutex_lock(&conns_lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

@@ -134,7 +134,7 @@ static kms_rc ok_reply(struct kms_wire_buf *b, size_t cap, int secret,
 
 /* All the profiles open to the client, or the one it names (a client's
  * store asks so about a name it was not given: kmstored says why). */
-static kms_rc do_profiles(const struct kmsd_client *c,
+static kms_rc do_profiles(struct kmsd_client *c,
 			  const struct kms_wire_request *q,
 			  struct kms_wire_buf *b, kms_error *err)
 {
@@ -173,26 +173,27 @@ static kms_rc do_profiles(const struct kmsd_client *c,
 		kms_wire_free(b);
 		kmsd_metric_refused();
 		kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused %s (uid %u, "
-				"pid %d): no profile is open to it", c->user,
-				(unsigned)c->uid, (int)c->pid);
+				"pid %d): no profile is open to it",
+				kmsd_client_user(c), (unsigned)c->uid,
+				(int)c->pid);
 		rc = kms_fail(err, KMS_ERR_PERMISSION,
 			      "kmstored: no profile is open to user %s (uid %u); see "
 			      "allow-users and allow-groups in kmstore.conf(5)",
-			      c->user, (unsigned)c->uid);
+			      kmsd_client_user(c), (unsigned)c->uid);
 	}
 	kmsd_conf_put(conf);
 	return rc;
 }
 
-static void log_key(const struct kmsd_client *c, const kms_key *key,
+static void log_key(struct kmsd_client *c, const kms_key *key,
 		    const char *how)
 {
 	char kcv[KMS_KCV_LEN + 1];
 
 	kms_key_check_value(key, kcv);
 	kmsd_log(KMS_LOG_INFO, "%s (uid %u, pid %d): profile '%s': key %s %s "
-		 "(check value %s)", c->user, (unsigned)c->uid, (int)c->pid,
-		 kms_key_profile(key), kms_key_id(key), how, kcv);
+		 "(check value %s)", kmsd_client_user(c), (unsigned)c->uid,
+		 (int)c->pid, kms_key_profile(key), kms_key_id(key), how, kcv);
 }
 
 /* "A key for use now" from the profile's pool, if it has one, following
@@ -232,7 +233,7 @@ struct key_out {
 	int in_outage;          /* from the pool, every KME down */
 };
 
-static kms_rc do_key(const struct kmsd_client *c,
+static kms_rc do_key(struct kmsd_client *c,
 		     const struct kms_wire_request *q, struct kms_wire_buf *b,
 		     struct key_out *out, kms_error *err)
 {
@@ -260,9 +261,10 @@ static kms_rc do_key(const struct kmsd_client *c,
 		kmsd_metric_failed(p != NULL ? kms_profile_name(p) : "", rc);
 		kmsd_log_client(c->uid, rc == KMS_ERR_NOT_FOUND ?
 				KMS_LOG_WARNING : KMS_LOG_ERROR,
-				"%s (uid %u, pid %d): %s: %s", c->user,
-				(unsigned)c->uid, (int)c->pid, q->has_key_id ?
-				"key by ID" : "key for use now", err->message);
+				"%s (uid %u, pid %d): %s: %s",
+				kmsd_client_user(c), (unsigned)c->uid,
+				(int)c->pid, q->has_key_id ? "key by ID" :
+				"key for use now", err->message);
 	}
 	if (rc != KMS_OK) {
 		kmsd_conf_put(conf);
@@ -285,7 +287,7 @@ static kms_rc do_key(const struct kmsd_client *c,
  * or not delivered (why: the client has gone, ...), and then back in its
  * pool, unless some of the reply went out or the pool has no room. The
  * key is never logged, its ID and check value are. */
-static void key_sent(const struct kmsd_client *c, struct key_out *o,
+static void key_sent(struct kmsd_client *c, struct key_out *o,
 		     size_t sent, const char *why)
 {
 	char kcv[KMS_KCV_LEN + 1], id[KMS_KEY_ID_MAX + 1];
@@ -331,13 +333,14 @@ static void key_sent(const struct kmsd_client *c, struct key_out *o,
 	}
 	o->key = NULL;
 	kmsd_log(level, "%s (uid %u, pid %d): profile '%s': key %s %s not "
-		 "delivered (%s): %s (check value %s)", c->user, (unsigned)c->uid,
-		 (int)c->pid, profile, id, o->by_id ? "by ID" : o->pool != NULL ?
+		 "delivered (%s): %s (check value %s)", kmsd_client_user(c),
+		 (unsigned)c->uid, (int)c->pid, profile, id,
+		 o->by_id ? "by ID" : o->pool != NULL ?
 		 "for use now, from the pool," : "for use now", why, fate, kcv);
 	kmsd_conf_put(o->conf);
 }
 
-static kms_rc do_status(const struct kmsd_client *c,
+static kms_rc do_status(struct kmsd_client *c,
 			const struct kms_wire_request *q, struct kms_wire_buf *b,
 			kms_error *err)
 {
@@ -360,7 +363,7 @@ static kms_rc do_status(const struct kmsd_client *c,
 	return rc;
 }
 
-static kms_rc do_check(const struct kmsd_client *c,
+static kms_rc do_check(struct kmsd_client *c,
 		       const struct kms_wire_request *q, struct kms_wire_buf *b,
 		       kms_error *err)
 {
@@ -375,21 +378,22 @@ static kms_rc do_check(const struct kmsd_client *c,
 	return rc == KMS_OK ? ok_reply(b, KMS_WIRE_HEADER, 0, err) : rc;
 }
 
-static kms_rc admin_only(const struct kmsd_client *c, const char *what,
+static kms_rc admin_only(struct kmsd_client *c, const char *what,
 			 kms_error *err)
 {
 	if (c->admin)
 		return KMS_OK;
 	kmsd_metric_refused();
 	kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
-			"%s is for root", c->user, (unsigned)c->uid,
+			"%s is for root", kmsd_client_user(c), (unsigned)c->uid,
 			(int)c->pid, what);
 	return kms_fail(err, KMS_ERR_PERMISSION,
 			"kmstored: %s is for root and kmstored's own user, not %s "
-			"(uid %u)", what, c->user, (unsigned)c->uid);
+			"(uid %u)", what, kmsd_client_user(c),
+			(unsigned)c->uid);
 }
 
-static kms_rc do_metrics(const struct kmsd_client *c, struct kms_wire_buf *b,
+static kms_rc do_metrics(struct kmsd_client *c, struct kms_wire_buf *b,
 			 kms_error *err)
 {
 	kms_rc rc = admin_only(c, "the metrics", err);
@@ -407,7 +411,7 @@ static kms_rc do_metrics(const struct kmsd_client *c, struct kms_wire_buf *b,
 	return rc;
 }
 
-static kms_rc do_reload(const struct kmsd_client *c, struct kms_wire_buf *b,
+static kms_rc do_reload(struct kmsd_client *c, struct kms_wire_buf *b,
 			kms_error *err)
 {
 	char summary[KMS_ERROR_MAX];
@@ -420,18 +424,18 @@ static kms_rc do_reload(const struct kmsd_client *c, struct kms_wire_buf *b,
 	kmsd_notify("READY=1");
 	if (rc != KMS_OK) {
 		kmsd_log(KMS_LOG_ERROR, "%s (asked by %s, pid %d)", err->message,
-			 c->user, (int)c->pid);
+			 kmsd_client_user(c), (int)c->pid);
 		return rc;
 	}
-	kmsd_log(KMS_LOG_INFO, "%s (asked by %s, pid %d)", summary, c->user,
-		 (int)c->pid);
+	kmsd_log(KMS_LOG_INFO, "%s (asked by %s, pid %d)", summary,
+		 kmsd_client_user(c), (int)c->pid);
 	rc = ok_reply(b, KMS_WIRE_HEADER + 8 + sizeof(summary), 0, err);
 	if (rc == KMS_OK)
 		kms_wire_put_str(b, KMS_T_TEXT, summary);
 	return rc;
 }
 
-static kms_rc handle(const struct kmsd_client *c,
+static kms_rc handle(struct kmsd_client *c,
 		     const struct kms_wire_request *q, struct kms_wire_buf *b,
 		     struct key_out *out, kms_error *err)
 {
@@ -455,7 +459,7 @@ static kms_rc handle(const struct kmsd_client *c,
 }
 
 /* One request and its reply: 0 to go on, -1 to close the connection. */
-static int serve_one(int fd, const struct kmsd_client *c)
+static int serve_one(int fd, struct kmsd_client *c)
 {
 	uint8_t h[KMS_WIRE_HEADER], body[KMS_WIRE_REQUEST_MAX];
 	struct kms_wire_request q;
@@ -474,8 +478,8 @@ static int serve_one(int fd, const struct kmsd_client *c)
 			    sizeof(why)) != 0) {
 		kms_fail(&err, KMS_ERR_USAGE, "kmstored: bad request: %s", why);
 		kmsd_log_client(c->uid, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
-				"%s", c->user, (unsigned)c->uid, (int)c->pid,
-				err.message);
+				"%s", kmsd_client_user(c), (unsigned)c->uid,
+				(int)c->pid, err.message);
 		send_error(fd, &err);
 		return -1;
 	}
@@ -484,8 +488,8 @@ static int serve_one(int fd, const struct kmsd_client *c)
 	if (kms_wire_parse_request(kind, body, len, &q, &err) != KMS_OK) {
 		kms_error_prefix(&err, "kmstored: bad request");
 		kmsd_log_client(c->uid, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
-				"%s", c->user, (unsigned)c->uid, (int)c->pid,
-				err.message);
+				"%s", kmsd_client_user(c), (unsigned)c->uid,
+				(int)c->pid, err.message);
 		send_error(fd, &err);
 		return -1;
 	}
@@ -507,7 +511,7 @@ static int serve_one(int fd, const struct kmsd_client *c)
 	return rc;
 }
 
-void kmsd_serve(int fd, const struct kmsd_client *c)
+void kmsd_serve(int fd, struct kmsd_client *c)
 {
 	while (!atomic_load(&kmsd_stopping) && serve_one(fd, c) == 0)
 		;

@@ -184,6 +184,40 @@ expect_rc 0 "the configuration in force is unchanged: nobody still gets static's
 kmstored_stop "$SW"
 kmstored_start "$SW" "$W"
 
+# --- user names: looked up when wanted, off the accepting thread ----------------
+# A client's name is for messages and the log only (access goes by numbers,
+# its groups come from the kernel: above, the same user with and without
+# nogroup, a moment apart). It may come from a directory service that takes
+# seconds (LDAP, sssd), and clients reconnect often: kmstored looks it up
+# on the client's own thread when a line needs it, and keeps it a minute.
+# nss_count.c, preloaded, notes each lookup and the thread that made it.
+SN=$work/names.sock
+sed '/^\[static\]/a allow-users = nobody' "$W" >"$work/names.conf"
+chmod 600 "$work/names.conf"
+: >"$work/nss.log"
+kmstored_start "$SN" "$work/names.conf" env NSS_COUNT_LOG="$work/nss.log" \
+	LD_PRELOAD="${KMSTORE_TEST_PRELOAD:+$KMSTORE_TEST_PRELOAD }${NSS_COUNT:?}"
+expect_in "getpwnam_r nobody main" "$(cat "$work/nss.log" 2>/dev/null)" \
+	"the lookups are counted (kmstored resolves allow-users = nobody at start-up)"
+lookups() { # [REGEX]: kmstored's lookups since the mark, those matching
+	tail -n +$((mark + 1)) "$work/nss.log" | grep -c -- "${1:-.}" || true
+}
+mark=$(wc -l <"$work/nss.log")
+for _ in $(seq 20); do as_nobody "$KMSTORE" --daemon "$SN" profiles >/dev/null; done
+expect_eq 0 "$(lookups)" "20 connections of nobody's listing profiles: no user or group lookup (nothing needed the name)"
+mark=$(wc -l <"$work/nss.log")
+for _ in $(seq 20); do as_nobody "$KMSTORE" --daemon "$SN" key static >/dev/null; done
+# each line is written once its reply is: the last may come after the client ends
+keys_logged() { grep -c "nobody (uid 65534, pid [0-9]*): profile 'static': key STATIC_PPK_1 for use now" "$SN.log" || true; }
+all_logged() { [ "$(keys_logged)" -ge 20 ]; }
+wait_for 10 all_logged || true
+expect_eq 20 "$(keys_logged)" "20 connections of nobody's taking a key: each key logged with the user's name"
+n=$(lookups "^getpwuid_r 65534 ")
+[[ $n -ge 1 && $n -le 2 ]] && tap_ok "... looked up once for all 20 ($n; twice if a minute passed)" ||
+	tap_not_ok "... nobody's name looked up once for all 20 connections (twice if a minute passed)" "$n lookups" "$(tail -n 3 "$work/nss.log")"
+expect_eq 0 "$(lookups " main$")" "... none of them on the thread that accepts connections"
+kmstored_stop "$SN"
+
 # --- access rules: large entries and failed lookups (LDAP, sssd) ------------
 # A group of thousands of members is a line of tens of KiB; a lookup may fail
 # (sssd not up yet), which is not "no such group". kmstored runs in a mount
