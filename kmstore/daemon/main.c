@@ -290,6 +290,7 @@ static void start_conn(int fd)
 	why = over_cap(&peer);
 	pthread_mutex_unlock(&conns_lock);
 	if (why != NULL) {
+		kmsd_metric_refused(); /* not when kmstored itself fails, below */
 		refuse(fd, &peer, why);
 		return;
 	}

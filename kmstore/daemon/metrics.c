@@ -68,7 +68,8 @@ static const struct {
 			    "Keys served from the pool while every KME of the "
 			    "profile was down." },
 	[F_REFUSED] = { "kmstore_clients_refused_total", "counter",
-			"Requests refused by the access rules." },
+			"Requests refused by the access rules, and connections "
+			"refused over a connection cap." },
 	[F_RELOADS] = { "kmstore_config_reloads_total", "counter",
 			"Reloads of the configuration, by result." },
 	[F_KME_STORED] = { "kmstore_kme_stored_key_count", "gauge",

@@ -547,6 +547,31 @@ m=$(sed -n 's/.*uid 65534: \([0-9]*\) more lines like those above not logged in 
 [[ $n -ge 10 && $n -lt 30 && $((n + m)) -eq 30 ]] &&
 	tap_ok "30 refusals of one user in a row: $n logged (10 in 10 s), a line with the count of the $m others" ||
 	tap_not_ok "30 refusals of one user in a row: 10 in 10 s logged, a line with the count of the others" "$n logged, $m counted"
+# A connection over the cap: refused, logged by uid, and counted among the
+# clients refused. nobody holds 16 idle connections and makes a 17th (a
+# python3 that becomes nobody: the one on PATH may be root's own); root's
+# request comes after them in kmstored's queue, so after the refusal.
+kmstored_start "$SF" "$work/flood.conf"
+python3 - "$SF" >"$work/cap.out" <<'EOF' &
+import os, socket, sys, time
+os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+held = []
+for _ in range(17):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sys.argv[1])
+    held.append(s)
+print("holding", flush=True)
+time.sleep(60)
+EOF
+hold_pid=$!
+wait_for 10 grep -q '^holding' "$work/cap.out" || true
+run "$KMSTORE" --daemon "$SF" metrics
+kill "$hold_pid" 2>/dev/null || true
+wait "$hold_pid" 2>/dev/null || true
+hold_pid=
+expect_in "kmstore_clients_refused_total 1" "$RUN_OUT" "a 17th connection of nobody's: counted in kmstore_clients_refused_total"
+expect_match "refused uid 65534 \(pid [0-9]+\): too many connections \(at most 16 per user\)" "$(cat "$SF.log")" "... and logged, by uid"
+kmstored_stop "$SF"
 # A user at its cap of 16 connections that keeps connecting and closing,
 # as fast as it can: it is refused at little cost and logged little, and
 # root, connecting meanwhile, waits for room in kmstored's queue (within
