@@ -234,7 +234,7 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c, struct kmsd_client *cl,
 			continue;
 		if (!kmsd_rule_allows(&c->rules[i], cl)) {
 			kmsd_metric_refused();
-			kmsd_log_client(cl->uid, KMS_LOG_WARNING,
+			kmsd_log_client(cl, KMS_LOG_WARNING,
 					"refused %s (uid %u, pid %d): profile '%s' "
 					"is not open to it",
 					kmsd_client_user(cl), (unsigned)cl->uid,
@@ -253,7 +253,7 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c, struct kmsd_client *cl,
 	 * which names exist, and the file's path, are not theirs to learn
 	 * (their listing shows only their own profiles). */
 	kmsd_metric_refused();
-	kmsd_log_client(cl->uid, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
+	kmsd_log_client(cl, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
 			"no profile '%s'", kmsd_client_user(cl),
 			(unsigned)cl->uid, (int)cl->pid, name);
 	return not_open(cl, name, err);

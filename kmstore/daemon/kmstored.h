@@ -22,9 +22,10 @@ void kmsd_log_setup(enum kmsd_log_target target, kms_log_level max);
 void kmsd_log(kms_log_level level, const char *fmt, ...) KMS_PRINTF(2, 3);
 /* A line a client's own act causes (a refusal, a bad request): at most a
  * few per user in a window, then one line with the count left out; not
- * limited for root and kmstored's own user. */
-void kmsd_log_client(uid_t uid, kms_log_level level, const char *fmt, ...)
-	KMS_PRINTF(3, 4);
+ * limited for root and kmstored's own user (c->admin). */
+struct kmsd_client;
+void kmsd_log_client(const struct kmsd_client *c, kms_log_level level,
+		     const char *fmt, ...) KMS_PRINTF(3, 4);
 /* For the main loop: a descriptor readable when a summary line may be due,
  * and kmsd_log_tick, which writes those due (all pending, at shutdown) and
  * returns the milliseconds until the next (-1: none pending). */

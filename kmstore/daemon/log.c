@@ -127,8 +127,9 @@ static void wake_main(void)
 }
 
 /* Whether a client's line is to be logged now; counted either way. */
-static int log_allowed(uid_t uid, kms_log_level level)
+static int log_allowed(const struct kmsd_client *c, kms_log_level level)
 {
+	uid_t uid = c->uid;
 	char summary[160] = "";
 	struct window *w = NULL, *free_slot = NULL;
 	long now;
@@ -136,7 +137,7 @@ static int log_allowed(uid_t uid, kms_log_level level)
 
 	if (level > max_level)
 		return 0;
-	if (uid == 0 || uid == geteuid())
+	if (c->admin)
 		return 1;
 	now = kms_now_ms();
 	pthread_mutex_lock(&windows_lock);
@@ -169,12 +170,13 @@ static int log_allowed(uid_t uid, kms_log_level level)
 	return ok;
 }
 
-void kmsd_log_client(uid_t uid, kms_log_level level, const char *fmt, ...)
+void kmsd_log_client(const struct kmsd_client *c, kms_log_level level,
+		     const char *fmt, ...)
 {
 	char msg[2 * KMS_ERROR_MAX];
 	va_list ap;
 
-	if (!log_allowed(uid, level))
+	if (!log_allowed(c, level))
 		return;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);

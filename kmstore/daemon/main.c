@@ -265,7 +265,7 @@ static const char *over_cap(const struct kmsd_client *c)
 static void refuse(int fd, const struct kmsd_client *c, const char *why)
 {
 	close(fd);
-	kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused uid %u (pid %d): %s",
+	kmsd_log_client(c, KMS_LOG_WARNING, "refused uid %u (pid %d): %s",
 			(unsigned)c->uid, (int)c->pid, why);
 }
 

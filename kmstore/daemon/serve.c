@@ -172,7 +172,7 @@ static kms_rc do_profiles(struct kmsd_client *c,
 	if (rc == KMS_OK && open == 0 && !c->admin && kms_store_profile_count(st) > 0) {
 		kms_wire_free(b);
 		kmsd_metric_refused();
-		kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused %s (uid %u, "
+		kmsd_log_client(c, KMS_LOG_WARNING, "refused %s (uid %u, "
 				"pid %d): no profile is open to it",
 				kmsd_client_user(c), (unsigned)c->uid,
 				(int)c->pid);
@@ -259,7 +259,7 @@ static kms_rc do_key(struct kmsd_client *c,
 		/* a name from the configuration, not one a client made up:
 		 * each would be a series of its own */
 		kmsd_metric_failed(p != NULL ? kms_profile_name(p) : "", rc);
-		kmsd_log_client(c->uid, rc == KMS_ERR_NOT_FOUND ?
+		kmsd_log_client(c, rc == KMS_ERR_NOT_FOUND ?
 				KMS_LOG_WARNING : KMS_LOG_ERROR,
 				"%s (uid %u, pid %d): %s: %s",
 				kmsd_client_user(c), (unsigned)c->uid,
@@ -384,7 +384,7 @@ static kms_rc admin_only(struct kmsd_client *c, const char *what,
 	if (c->admin)
 		return KMS_OK;
 	kmsd_metric_refused();
-	kmsd_log_client(c->uid, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
+	kmsd_log_client(c, KMS_LOG_WARNING, "refused %s (uid %u, pid %d): "
 			"%s is for root", kmsd_client_user(c), (unsigned)c->uid,
 			(int)c->pid, what);
 	return kms_fail(err, KMS_ERR_PERMISSION,
@@ -477,7 +477,7 @@ static int serve_one(int fd, struct kmsd_client *c)
 	if (kms_wire_header(h, KMS_WIRE_REQUEST_MAX, &kind, &len, why,
 			    sizeof(why)) != 0) {
 		kms_fail(&err, KMS_ERR_USAGE, "kmstored: bad request: %s", why);
-		kmsd_log_client(c->uid, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
+		kmsd_log_client(c, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
 				"%s", kmsd_client_user(c), (unsigned)c->uid,
 				(int)c->pid, err.message);
 		send_error(fd, &err);
@@ -487,7 +487,7 @@ static int serve_one(int fd, struct kmsd_client *c)
 		return -1;
 	if (kms_wire_parse_request(kind, body, len, &q, &err) != KMS_OK) {
 		kms_error_prefix(&err, "kmstored: bad request");
-		kmsd_log_client(c->uid, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
+		kmsd_log_client(c, KMS_LOG_WARNING, "%s (uid %u, pid %d): "
 				"%s", kmsd_client_user(c), (unsigned)c->uid,
 				(int)c->pid, err.message);
 		send_error(fd, &err);
