@@ -138,8 +138,12 @@ kms_rc kmsd_conf_init(const char *path, int *by_lookup, kms_error *err)
 	if (kms_store_profile_count(current->store) == 0)
 		kmsd_log(KMS_LOG_WARNING, "%s defines no profile",
 			 kms_store_path(current->store));
-	start_pools(current);
 	return KMS_OK;
+}
+
+void kmsd_conf_start(void)
+{
+	start_pools(current);
 }
 
 struct kmsd_conf *kmsd_conf_get(void)

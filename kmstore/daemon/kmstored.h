@@ -83,6 +83,9 @@ struct kmsd_conf {
 /* Loads the configuration at start; on failure *by_lookup says whether a
  * user or group lookup failed (starting again later may pass). */
 kms_rc kmsd_conf_init(const char *path, int *by_lookup, kms_error *err);
+/* Starts the pools' refills, once kmstored can serve: a start that fails
+ * after kmsd_conf_init leaves no thread to race exit's cleanup. */
+void kmsd_conf_start(void);
 struct kmsd_conf *kmsd_conf_get(void);
 void kmsd_conf_put(struct kmsd_conf *c);
 /* Reads the file again; on failure the old configuration stays and err

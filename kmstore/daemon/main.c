@@ -555,6 +555,7 @@ int main(int argc, char **argv)
 	    listen_on(o.socket, &lfd, &err) != KMS_OK ||
 	    (o.metrics != NULL && kmsd_metrics_serve(o.metrics, &err) != KMS_OK))
 		return start_failed(ready_fd, &err, start_status(&err, by_lookup));
+	kmsd_conf_start();
 	kmsd_watch_start(o.metrics != NULL);
 	{
 		struct kmsd_conf *c = kmsd_conf_get();
