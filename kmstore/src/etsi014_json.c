@@ -1029,10 +1029,35 @@ static int hides_any(const char *s, size_t len)
 	return 0;
 }
 
-/* A value of "details" into the quote, and into values, in a row with
- * the others, unless append() hides some of it alone: that is hidden in
- * place, and left out of the row, where only what the values hold
- * together is to be found. */
+/* The numbers of a value of "details" into values, in a row with the
+ * others': each word that is a number (and not hidden in the value
+ * already), then ", ". So a key spread one byte per value is a run of
+ * numbers there however each byte is dressed ("\xf0", "[240]", "byte
+ * 240"); a value with no number ends the run. */
+static void add_numbers(struct quote *values, const char *s, size_t len)
+{
+	size_t i = 0, n;
+	int any = 0;
+
+	while (i < len) {
+		if (!b64_char(s[i])) {
+			i++;
+		} else if ((n = hidden_len(s, len, i)) > 0) {
+			i += n;
+		} else {
+			n = word_end(s, len, i);
+			if (number_digits(s + i, n - i) >= 0) {
+				if (any++)
+					append_str(values, " ");
+				add(values, s + i, n - i);
+			}
+			i = n;
+		}
+	}
+	append_str(values, any ? ", " : " ... ");
+}
+
+/* A value of "details" into the quote, and its numbers into values. */
 static void append_value(struct quote *q, struct quote *values, json_object *v)
 {
 	char num[32];
@@ -1040,17 +1065,16 @@ static void append_value(struct quote *q, struct quote *values, json_object *v)
 	const char *s = value_text(v, num, &len);
 
 	add(q, s, len);
-	if (hides_any(s, len))
-		return;
-	add(values, s, len);
-	append_str(values, ", ");
+	add_numbers(values, s, len);
 }
 
 /* ETSI GS QKD 014's error object: a "message" and an array of "details",
  * each an object. A key spread one byte per member ({"b0":240,"b1":241,
  * ...}) or per object ([{"b":240},{"b":241},...]) has the names between
- * its bytes, which break the numbers append() would hide; so the values
- * are also judged alone, in a row, and none is shown if they hold one. */
+ * its bytes, which break the numbers append() would hide; so the numbers
+ * of the values are also judged alone, in a row (add_numbers), and no
+ * value is shown if they hold one. The cost: details with many long
+ * numbers (timestamps, IDs) are not shown either. */
 static void append_details(struct quote *q, json_object *details)
 {
 	struct quote values = { .buf = kms_secmem_alloc(QUOTE_MAX) };

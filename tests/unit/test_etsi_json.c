@@ -584,6 +584,47 @@ static void test_error_text_key_material(void **state)
 		  "{\"k\":\"fa\"},{\"k\":\"fb\"},{\"k\":\"fc\"},{\"k\":\"fd\"},"
 		  "{\"k\":\"fe\"},{\"k\":\"ff\"}]}",
 		  "bad (details: <16 values, not shown>)" },
+		/* ... each byte dressed: "\xf0", "f0:", "[240]", "byte 240", or
+		 * after a word hidden in place. */
+		{ "{\"message\":\"bad\",\"details\":[{\"b0\":\"\\\\xf0\",\"b1\":\"\\\\x"
+		  "f1\",\"b2\":\"\\\\xf2\",\"b3\":\"\\\\xf3\",\"b4\":\"\\\\xf4\",\"b5"
+		  "\":\"\\\\xf5\",\"b6\":\"\\\\xf6\",\"b7\":\"\\\\xf7\",\"b8\":\"\\\\x"
+		  "f8\",\"b9\":\"\\\\xf9\",\"b10\":\"\\\\xfa\",\"b11\":\"\\\\xfb\",\""
+		  "b12\":\"\\\\xfc\",\"b13\":\"\\\\xfd\",\"b14\":\"\\\\xfe\",\"b15\":"
+		  "\"\\\\xff\"}]}",
+		  "bad (details: <16 values, not shown>)" },
+		{ "{\"message\":\"bad\",\"details\":[{\"b0\":\"f0:\",\"b1\":\"f1:\",\""
+		  "b2\":\"f2:\",\"b3\":\"f3:\",\"b4\":\"f4:\",\"b5\":\"f5:\",\"b6\":\""
+		  "f6:\",\"b7\":\"f7:\",\"b8\":\"f8:\",\"b9\":\"f9:\",\"b10\":\"fa:\""
+		  ",\"b11\":\"fb:\",\"b12\":\"fc:\",\"b13\":\"fd:\",\"b14\":\"fe:\",\""
+		  "b15\":\"ff:\"}]}",
+		  "bad (details: <16 values, not shown>)" },
+		{ "{\"message\":\"bad\",\"details\":[{\"b0\":\"[240]\",\"b1\":\"[241]"
+		  "\",\"b2\":\"[242]\",\"b3\":\"[243]\",\"b4\":\"[244]\",\"b5\":\"[24"
+		  "5]\",\"b6\":\"[246]\",\"b7\":\"[247]\",\"b8\":\"[248]\",\"b9\":\"["
+		  "249]\",\"b10\":\"[250]\",\"b11\":\"[251]\",\"b12\":\"[252]\",\"b13"
+		  "\":\"[253]\",\"b14\":\"[254]\",\"b15\":\"[255]\"}]}",
+		  "bad (details: <16 values, not shown>)" },
+		{ "{\"message\":\"bad\",\"details\":[{\"b0\":\"byte 240\",\"b1\":\"by"
+		  "te 241\",\"b2\":\"byte 242\",\"b3\":\"byte 243\",\"b4\":\"byte 244"
+		  "\",\"b5\":\"byte 245\",\"b6\":\"byte 246\",\"b7\":\"byte 247\",\"b"
+		  "8\":\"byte 248\",\"b9\":\"byte 249\",\"b10\":\"byte 250\",\"b11\":"
+		  "\"byte 251\",\"b12\":\"byte 252\",\"b13\":\"byte 253\",\"b14\":\"b"
+		  "yte 254\",\"b15\":\"byte 255\"}]}",
+		  "bad (details: <16 values, not shown>)" },
+		{ "{\"message\":\"bad\",\"details\":[{\"b0\":\"AAAAAAAAAAAAAAAAAAAAAA"
+		  "AAAAAA 240\",\"b1\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAA 241\",\"b2\":\""
+		  "AAAAAAAAAAAAAAAAAAAAAAAAAAAA 242\",\"b3\":\"AAAAAAAAAAAAAAAAAAAAAA"
+		  "AAAAAA 243\",\"b4\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAA 244\",\"b5\":\""
+		  "AAAAAAAAAAAAAAAAAAAAAAAAAAAA 245\",\"b6\":\"AAAAAAAAAAAAAAAAAAAAAA"
+		  "AAAAAA 246\",\"b7\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAA 247\",\"b8\":\""
+		  "AAAAAAAAAAAAAAAAAAAAAAAAAAAA 248\",\"b9\":\"AAAAAAAAAAAAAAAAAAAAAA"
+		  "AAAAAA 249\",\"b10\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAA 250\",\"b11\":"
+		  "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAA 251\",\"b12\":\"AAAAAAAAAAAAAAAAAAA"
+		  "AAAAAAAAA 252\",\"b13\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAA 253\",\"b14"
+		  "\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAA 254\",\"b15\":\"AAAAAAAAAAAAAAAA"
+		  "AAAAAAAAAAAA 255\"}]}",
+		  "bad (details: <16 values, not shown>)" },
 		/* A KME's limits in details, numbers under their names: shown. */
 		{ "{\"message\":\"too many\",\"details\":[{\"max_key_count\":100000,"
 		  "\"max_key_per_request\":128,\"max_key_size\":1024,"
