@@ -85,6 +85,10 @@ find_module() {
 }
 
 db=sql:$dbdir
+# Without --config the module reads the application's $KMSTORE_CONF, else
+# /etc/kmstore/kmstore.conf; the checks below must load what pluto will,
+# not what this shell's $KMSTORE_CONF names.
+unset KMSTORE_CONF
 case $name in *[\"\'\\[:cntrl:]]*) die "--name '$name': no quotes, backslashes or control characters, please" ;; esac
 if [ ! -f "$dbdir/cert9.db" ]; then
 	case $action in

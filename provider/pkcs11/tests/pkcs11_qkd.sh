@@ -125,12 +125,22 @@ fi
 # session and with any template, get it at most once: called directly,
 # one process playing both sites. Each of its assertions is one here.
 kme_env_both_sites "$WORK/both.conf"
+rc=0
+"$API_TEST" "$MODULE" "$WORK" qkd "$WORK/both.conf" >"$WORK/api.out" 2>&1 || rc=$?
 while IFS= read -r line; do
 	case $line in
 	"ok "*) ok "api: ${line#ok * - }" ;;
 	"not ok "*) not_ok "api: ${line#not ok * - }" ;;
 	esac
-done < <("$API_TEST" "$MODULE" "$WORK" qkd "$WORK/both.conf" 2>&1)
+done <"$WORK/api.out"
+# (a crash or a usage error would otherwise drop its checks unseen)
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/api.out" || true)
+if [ $rc -eq 0 ] && [ "$summary" = "$(grep -c '^ok ' "$WORK/api.out") passed, 0 failed" ] &&
+	[ "$(grep -c '^ok ' "$WORK/api.out")" -ge 14 ]; then
+	ok "api: all its checks ran ($summary)"
+else
+	not_ok "api: all its checks ran (exit $rc, ${summary:-no summary}): $(tail -n 3 "$WORK/api.out" | tr '\n' ' ')"
+fi
 
 # The PPK in NSS's softoken on both sides: the same HMAC.
 data=$(printf 'IKE_AUTH' | od -An -v -tx1 | tr -d ' \n')
