@@ -497,16 +497,20 @@ static void say_ready(int ready_fd, const char *msg)
 	}
 }
 
-/* The exit status of a start that failed: EX_CONFIG (78, sysexits.h)
- * when the configuration or the command line is wrong, or a file cannot
- * be read, which starting again will not mend (kmstored.service does not
- * restart on it); 1 when it may pass later: a user or group lookup (sssd
- * not up yet), an address in use, out of memory. */
+/* The exit status of a start that failed: 2 when the command line is
+ * wrong (as parse_options), EX_CONFIG (78, sysexits.h) when the
+ * configuration is, or a file cannot be read: starting again mends
+ * neither, and kmstored.service does not restart on them; 1 when it may
+ * pass later: a user or group lookup (sssd not up yet), an address in
+ * use, out of memory. */
 static int start_status(const kms_error *err, int by_lookup)
 {
-	return !by_lookup && (err->code == KMS_ERR_CONFIG ||
-			      err->code == KMS_ERR_PERMISSION ||
-			      err->code == KMS_ERR_USAGE) ? EX_CONFIG : 1;
+	if (by_lookup)
+		return 1;
+	if (err->code == KMS_ERR_USAGE)
+		return 2;
+	return err->code == KMS_ERR_CONFIG || err->code == KMS_ERR_PERMISSION ?
+		       EX_CONFIG : 1;
 }
 
 static int start_failed(int ready_fd, const kms_error *err, int status)

@@ -179,6 +179,7 @@ expect_match "acl.conf:[0-9]+: profile 'static': allow-users: no user 'no-such-u
 expect_in "the configuration loaded at" "$RUN_ERR" "... and saying the running one stays"
 run timeout 30 "$KMSTORED" --config "$work/acl.conf" --socket "$work/acl-start.sock" --foreground
 expect_rc 1 "kmstored started with it: exit 1, not 78 (a lookup may pass later, sssd not up yet: its unit starts it again)"
+expect_in "no user 'no-such-user-kms' on this system" "$RUN_ERR" "... for that lookup"
 run as_nobody "$KMSTORE" --daemon "$SW" key static
 expect_rc 0 "the configuration in force is unchanged: nobody still gets static's key"
 kmstored_stop "$SW"
@@ -821,8 +822,8 @@ if [[ -f ${KMSTORED_UNIT:-} ]] && command -v systemd-analyze >/dev/null; then
 	# (systemd is not PID 1 here to restart it: the setting itself)
 	expect_match $'(^|\n)StartLimitIntervalSec=0(\n|$)' "$(sed -n '/^\[Unit\]/,/^\[/p' "$work/unit/kmstored.service")" \
 		"the unit restarts kmstored for as long as it fails (sssd down at boot), no start limit"
-	expect_match $'(^|\n)RestartPreventExitStatus=78(\n|$)' "$(sed -n '/^\[Service\]/,/^\[/p' "$work/unit/kmstored.service")" \
-		"... but not when its configuration is wrong (exit 78)"
+	expect_match $'(^|\n)RestartPreventExitStatus=2 78(\n|$)' "$(sed -n '/^\[Service\]/,/^\[/p' "$work/unit/kmstored.service")" \
+		"... but not when its configuration (exit 78) or an option (2) is wrong"
 	run systemd-analyze security --offline=true --no-pager "$work/unit/kmstored.service"
 	score=$(sed -n 's/.*Overall exposure level for kmstored.service: \([0-9.]*\).*/\1/p' <<<"$RUN_OUT")
 	if [[ -n $score ]] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
