@@ -36,16 +36,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../lib/tap.sh"
 . "$here/../lib/kme-env.sh"
 . "$here/../lib/kmstored-env.sh"
+. "$here/../lib/daemon-client.sh"
 : "${KMSTORE:?}" "${KMSTORED:?}" "${KME_SIM:?}" "${KME_SIM_PKI:?}" "${DAEMON_CLIENT:?}"
 
 work=$(mktemp -d /tmp/test-daemon.XXXXXX)
 chmod 755 "$work" # nobody's clients reach the sockets in here
-coproc_pid=
 cleanup() {
 	set +e
 	local s
 	for s in "$work"/*.sock "$work"/run/*.sock; do kmstored_stop "$s" KILL; done
-	[ -z "$coproc_pid" ] || kill "$coproc_pid" 2>/dev/null
+	client_stop
 	[ -z "${hang_pid:-}" ] || kill "$hang_pid" 2>/dev/null
 	[ -z "${flood_pid:-}" ] || kill "$flood_pid" 2>/dev/null
 	[ -z "${hold_pid:-}" ] || kill "$hold_pid" 2>/dev/null
@@ -277,16 +277,9 @@ fi
 cp "$W" "$work/reload.conf"
 kmstored_stop "$SW"
 kmstored_start "$SW" "$work/reload.conf"
-coproc CLIENT { "$DAEMON_CLIENT" "$SW"; }
-coproc_pid=$CLIENT_PID
-ask() { # a line to the long-lived client; its answer in ANSWER
-	echo "$1" >&"${CLIENT[1]}"
-	ANSWER=
-	read -r -t "${2:-20}" ANSWER <&"${CLIENT[0]}" || ANSWER="(no answer)"
-}
-read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER=
+client_start "$SW"
 expect_eq ready "$ANSWER" "a long-lived client (daemon_client) opens kmstored's store"
-ask "key static"
+client_ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "it gets a key"
 printf '\n[added]\ntype   = static\nkey-id = ADDED_1\nkey    = hex:%s\n' \
 	"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >>"$work/reload.conf"
@@ -295,7 +288,7 @@ expect_rc 0 "kmstore reload"
 expect_match "reloaded .*reload.conf: 3 profiles" "$RUN_OUT" "... says what was loaded"
 run "$KMSTORE" --daemon "$SW" key added
 expect_rc 0 "the profile added is served"
-ask "key static"
+client_ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client goes on after the reload"
 good=$(cat "$work/reload.conf")
 echo "this line is not a setting" >>"$work/reload.conf"
@@ -317,7 +310,7 @@ expect_eq "2 2" "$(sed -n 's/^kmstore_config_reloads_total{result="ok"} //p' <<<
 	"kmstore_config_reloads_total counts both ways, ok and failed: kmstore reload's and SIGHUP's"
 run "$KMSTORE" --daemon "$SW" key renamed
 expect_rc 0 "... its profiles served"
-ask "key static"
+client_ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client still goes on"
 # A store cache of kmstored's store (the OpenSSL provider's): a profile a
 # reload adds is listed within a second, with no new cache.
@@ -361,14 +354,11 @@ for _ in $(seq 50); do [ -s "$work/hang.port" ] && break; sleep 0.1; done
 sed -n '/^\[qkd\]/,/^$/p' "$W" | sed "s/^\[qkd\]/[hang]/; s|^url .*|url          = https://127.0.0.1:$(cat "$work/hang.port")|" >>"$work/reload.conf"
 run "$KMSTORE" --daemon "$SW" reload
 expect_rc 0 "a profile whose KME never answers (timeout 2 s)"
-ask "key hang"
+client_ask "key hang"
 expect_match "^error 5 .*profile 'hang' is new in kmstored at .*west.sock since this process opened its store" "$ANSWER" \
 	"a profile added since the client opened its store: it is told to open it again"
-echo quit >&"${CLIENT[1]}"
-wait "$coproc_pid" 2>/dev/null || true
-coproc CLIENT { "$DAEMON_CLIENT" "$SW"; }
-coproc_pid=$CLIENT_PID
-read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER=
+client_stop
+client_start "$SW"
 expect_eq ready "$ANSWER" "a new long-lived client"
 t0=$(date +%s.%N)
 "$KMSTORE" --daemon "$SW" key hang >"$work/hang.out" 2>&1 &
@@ -382,34 +372,32 @@ t1=$(date +%s.%N)
 expect_in "no answer within the timeout of 2.0 s" "$(cat "$work/hang.out")" "the waiting client gets the KME's timeout, relayed"
 awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 3) }' && tap_ok "... within the profile's timeout" ||
 	tap_not_ok "... within the profile's timeout" "took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
-echo "key hang" >&"${CLIENT[1]}"
+client_send "key hang"
 sleep 0.5
 kill -9 "$(kmstored_pid "$SW")"
 t0=$(date +%s.%N)
-read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER="(no answer)"
+client_read 10
 t1=$(date +%s.%N)
 expect_match "^error 8 .*kmstored at .*west.sock closed the connection before it answered" "$ANSWER" "kmstored killed (-9) mid-request: the client is told"
 awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 0.5) }' && tap_ok "... at once ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s)" ||
 	tap_not_ok "... at once" "took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
-ask "key static"
+client_ask "key static"
 expect_match "^error 8 .*cannot connect" "$ANSWER" "while kmstored is down: 'cannot connect'"
 kmstored_start "$SW" "$work/reload.conf"
 expect_in "serving 5 profiles" "$(cat "$SW.log")" "kmstored restarts on the socket the killed one left"
-ask "key static"
+client_ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "the long-lived client recovers, not restarted"
 kmstored_stop "$SW"
 kmstored_start "$SW" "$work/reload.conf"
-ask "key static"
+client_ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "... and again after a clean restart (its idle connection was stale)"
 kill -STOP "$(kmstored_pid "$SW")"
-ask "key qkd"
+client_ask "key qkd"
 expect_match "^error 8 [34]\.[0-9]+ kmstored at .*west.sock did not answer within 3.0 s" "$ANSWER" "kmstored stopped (SIGSTOP): the profile's timeout and 1 s (and 0.5 s asking it again), then a clear error"
 kill -CONT "$(kmstored_pid "$SW")"
-ask "key qkd"
+client_ask "key qkd"
 expect_match "^ok " "$ANSWER" "... and served again once it runs"
-echo quit >&"${CLIENT[1]}"
-wait "$coproc_pid" 2>/dev/null || true
-coproc_pid=
+client_stop
 
 # --- the connections a client keeps -------------------------------------------
 # kmstored serves a user (but root) 16 connections at most. A process that
@@ -422,26 +410,22 @@ section() { awk -v s="[$1]" '/^\[/ { on = $0 == s } on' "$2"; }
 chmod 600 "$work/quota.conf"
 SQ=$work/quota.sock
 kmstored_start "$SQ" "$work/quota.conf"
-coproc CLIENT { as_nobody "$DAEMON_CLIENT" "$SQ"; }
-coproc_pid=$CLIENT_PID
-read -r -t 10 ANSWER <&"${CLIENT[0]}" || ANSWER=
+client_start "$SQ" as_nobody
 expect_eq ready "$ANSWER" "a long-lived client of user nobody"
-ask "burst hang 16" 30
+client_ask "burst hang 16" 30
 expect_eq "ok 0 16 8" "$ANSWER" \
 	"16 of its threads ask at once, from a KME that does not answer: each told so (8, unreachable)"
-ask sockets
+client_ask sockets
 expect_eq "ok 4" "$ANSWER" "... and the process keeps 4 of the 16 connections, not all"
 run as_nobody "$KMSTORE" --daemon "$SQ" key static
 expect_rc 0 "... so another process of the same user is served meanwhile"
 expect_not_in "too many connections" "$(cat "$SQ.log")" "... and kmstored refused no connection of nobody's"
 sleep 5.5
-ask "key static"
+client_ask "key static"
 expect_match "^ok STATIC_PPK_1 " "$ANSWER" "5 s later the client asks again"
-ask sockets
+client_ask sockets
 expect_eq "ok 1" "$ANSWER" "... and has closed the connections idle since the burst, keeping the one it used"
-echo quit >&"${CLIENT[1]}"
-wait "$coproc_pid" 2>/dev/null || true
-coproc_pid=
+client_stop
 kmstored_stop "$SQ"
 
 # --- fork() in a client ---------------------------------------------------------

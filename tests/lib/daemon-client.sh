@@ -8,6 +8,8 @@
 #                      ANSWER: "ready" once its store is open
 #   client_ask LINE [SECONDS]   a command to it; its answer (one line) in
 #                      ANSWER, "(no answer)" after SECONDS (20)
+#   client_send LINE, client_read [SECONDS]   the same in two steps, for a
+#                      test that acts while the client waits
 #   client_stop        "quit", and waits for it (killed after 10 s); from a
 #                      trap too
 
@@ -22,10 +24,21 @@ client_start() { # SOCKET [WRAPPER...]
 	read -r -t 10 ANSWER <&"${CLIENT[0]:-}" || true
 }
 
-client_ask() { # LINE [SECONDS]
+client_send() { # LINE
+	{ echo "$1" >&"${CLIENT[1]:-}"; } 2>/dev/null
+}
+
+client_read() { # [SECONDS]
 	ANSWER=
-	{ echo "$1" >&"${CLIENT[1]:-}" && read -r -t "${2:-20}" ANSWER <&"${CLIENT[0]:-}"; } 2>/dev/null ||
+	{ read -r -t "${1:-20}" ANSWER <&"${CLIENT[0]:-}"; } 2>/dev/null || ANSWER="(no answer)"
+}
+
+client_ask() { # LINE [SECONDS]
+	if client_send "$1"; then
+		client_read "${2:-20}"
+	else
 		ANSWER="(no answer)"
+	fi
 }
 
 client_stop() {
