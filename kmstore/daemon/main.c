@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -95,8 +96,24 @@ static void usage(FILE *f)
 		KMS_DEFAULT_CONF, KMS_DEFAULT_SOCKET);
 }
 
+/* path made absolute against the directory kmstored starts in (into buf,
+ * or as it is if it does not fit): a reload reads the configuration again
+ * and the exit removes the socket after a detached kmstored left that
+ * directory for /. */
+static const char *absolute(const char *path, char buf[PATH_MAX])
+{
+	char cwd[PATH_MAX];
+	int n;
+
+	if (path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+		return path;
+	n = snprintf(buf, PATH_MAX, "%s/%s", cwd, path);
+	return n > 0 && n < PATH_MAX ? buf : path;
+}
+
 static int parse_options(int argc, char **argv, struct options *o)
 {
+	static char config_path[PATH_MAX], socket_path[PATH_MAX];
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "socket", required_argument, NULL, 's' },
@@ -155,6 +172,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 			"Try 'kmstored --help'.\n", argv[optind]);
 		return 2;
 	}
+	o->config = absolute(o->config, config_path);
+	o->socket = absolute(o->socket, socket_path);
 	return 0;
 }
 

@@ -648,6 +648,24 @@ if [ -n "$dpid" ]; then
 else
 	tap_not_ok "the detached kmstored is found by its socket (ss -xlp)"
 fi
+# Relative paths, from the directory it was started in: a detached
+# kmstored moves to /, and still reloads its file and removes its socket.
+cp "$W" "$work/rel.conf"
+chmod 600 "$work/rel.conf"
+cd "$work"
+run "$KMSTORED" --config rel.conf --socket rel.sock
+cd - >/dev/null
+expect_rc 0 "kmstored detached with a relative --config and --socket"
+run "$KMSTORE" --daemon "$work/rel.sock" reload
+expect_rc 0 "... reloads its file by that path"
+dpid=$(ss -xlpn 2>/dev/null | grep -F "$work/rel.sock" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)
+if [ -n "$dpid" ]; then
+	kill "$dpid"
+	for _ in $(seq 50); do [ -e "$work/rel.sock" ] || break; sleep 0.1; done
+	expect_eq "" "$(ls "$work/rel.sock" 2>/dev/null)" "... and removes its socket when it stops"
+else
+	tap_not_ok "... and removes its socket when it stops" "no kmstored listens on $work/rel.sock"
+fi
 if ldd "$KMSTORED" | grep -q libsystemd; then
 	python3 - "$work/notify" >"$work/notify.out" 2>&1 <<'EOF' &
 import socket, sys
