@@ -104,9 +104,10 @@ static int lookup_id(int users, const char *name, unsigned *out)
 			  NULL, 0);
 }
 
-/* One setting: names separated by blanks or commas. */
+/* One setting: names separated by blanks or commas. *later is set when a
+ * lookup failed in a way that may pass (see kmsd_rule_load). */
 static kms_rc load_list(kms_profile *p, const char *setting, int users,
-			unsigned **out, size_t *n, kms_error *err)
+			unsigned **out, size_t *n, int *later, kms_error *err)
 {
 	const struct kms_setting *s = kms_profile_find(p, setting);
 	char *copy, *save = NULL;
@@ -130,6 +131,7 @@ static kms_rc load_list(kms_profile *p, const char *setting, int users,
 		}
 		*out = grown;
 		e = lookup_id(users, w, &id);
+		*later = e != 0 && e != ERANGE;
 		switch (e) {
 		case 0:
 			(*out)[(*n)++] = id;
@@ -159,15 +161,18 @@ static kms_rc load_list(kms_profile *p, const char *setting, int users,
 	return rc;
 }
 
-kms_rc kmsd_rule_load(kms_profile *p, struct kmsd_rule *r, kms_error *err)
+kms_rc kmsd_rule_load(kms_profile *p, struct kmsd_rule *r, int *later,
+		      kms_error *err)
 {
 	kms_rc rc;
 
 	memset(r, 0, sizeof(*r));
-	rc = load_list(p, "allow-users", 1, (unsigned **)&r->uids, &r->n_uids, err);
+	*later = 0;
+	rc = load_list(p, "allow-users", 1, (unsigned **)&r->uids, &r->n_uids,
+		       later, err);
 	if (rc == KMS_OK)
 		rc = load_list(p, "allow-groups", 0, (unsigned **)&r->gids,
-			       &r->n_gids, err);
+			       &r->n_gids, later, err);
 	if (rc != KMS_OK)
 		kmsd_rule_clear(r);
 	return rc;

@@ -36,14 +36,16 @@ static void conf_free(struct kmsd_conf *c)
 	free(c);
 }
 
-/* *by_lookup (may be NULL) is set when a user or group lookup failed:
- * the world's doing (sssd or LDAP not up yet), maybe, not the file's. */
+/* *by_lookup (may be NULL) is set when a user or group lookup failed in a
+ * way that may pass: the world's doing (sssd or LDAP not up yet), maybe,
+ * not the file's. */
 static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 			int *by_lookup, kms_error *err)
 {
 	struct kmsd_conf *c = calloc(1, sizeof(*c));
 	size_t n;
 	kms_rc rc;
+	int later;
 
 	*out = NULL;
 	if (c == NULL)
@@ -68,9 +70,10 @@ static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 		 * key file it cannot read would fail every key, after a reload
 		 * that said all was well. */
 		rc = kms_profile_check(p, err);
-		if (rc == KMS_OK && (rc = kmsd_rule_load(p, &c->rules[i], err)) !=
-					    KMS_OK && by_lookup != NULL)
-			*by_lookup = 1;
+		if (rc == KMS_OK &&
+		    (rc = kmsd_rule_load(p, &c->rules[i], &later, err)) != KMS_OK &&
+		    by_lookup != NULL)
+			*by_lookup = later;
 		if (rc == KMS_OK && (c->pools[i] = kmsd_pool_new(p)) == NULL &&
 		    strcmp(kms_profile_type(p), "qkd") == 0 &&
 		    kms_profile_setting(p, "prefetch") != NULL &&
@@ -129,6 +132,7 @@ kms_rc kmsd_conf_init(const char *path, int *by_lookup, kms_error *err)
 	kms_rc rc;
 
 	*by_lookup = 0;
+	free(conf_path); /* (called again while a lookup may pass) */
 	conf_path = strdup(path);
 	if (conf_path == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");

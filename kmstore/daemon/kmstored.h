@@ -64,7 +64,11 @@ struct kmsd_rule {
 	size_t n_gids;
 };
 
-kms_rc kmsd_rule_load(kms_profile *p, struct kmsd_rule *r, kms_error *err);
+/* On failure *later says whether the failed lookup may pass later: no such
+ * name (glibc says so of an sssd not up yet, too) or an error of the
+ * directory service, not an entry too large. */
+kms_rc kmsd_rule_load(kms_profile *p, struct kmsd_rule *r, int *later,
+		      kms_error *err);
 void kmsd_rule_clear(struct kmsd_rule *r);
 int kmsd_rule_allows(const struct kmsd_rule *r, const struct kmsd_client *c);
 
@@ -81,7 +85,7 @@ struct kmsd_conf {
 };
 
 /* Loads the configuration at start; on failure *by_lookup says whether a
- * user or group lookup failed (starting again later may pass). */
+ * user or group lookup failed in a way that may pass later. */
 kms_rc kmsd_conf_init(const char *path, int *by_lookup, kms_error *err);
 /* Starts the pools' refills, once kmstored can serve: a start that fails
  * after kmsd_conf_init leaves no thread to race exit's cleanup. */

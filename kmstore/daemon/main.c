@@ -532,6 +532,39 @@ static int start_status(const kms_error *err, int by_lookup)
 		       EX_CONFIG : 1;
 }
 
+/* How long a start waits for a user or group lookup that may pass: at
+ * boot sssd or LDAP may come up after kmstored, and pluto, ordered after
+ * kmstored, waits with it and gets its tokens (systemd's start timeout is
+ * 90 s). */
+#define LOOKUP_WAIT_MS 60000
+#define LOOKUP_RETRY_MS 2000
+
+/* The configuration, tried again every LOOKUP_RETRY_MS for LOOKUP_WAIT_MS
+ * while a failed lookup may pass; a signal (SIGTERM) ends the wait. The
+ * wait is logged once, and again only if the reason changes. */
+static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
+			kms_error *err)
+{
+	struct pollfd sig = { .fd = sfd, .events = POLLIN };
+	long until = kms_now_ms() + LOOKUP_WAIT_MS;
+	char said[KMS_ERROR_MAX] = "";
+	kms_rc rc;
+
+	while ((rc = kmsd_conf_init(path, by_lookup, err)) != KMS_OK &&
+	       *by_lookup && kms_now_ms() < until) {
+		if (strcmp(said, err->message) != 0) {
+			snprintf(said, sizeof(said), "%s", err->message);
+			kmsd_log(KMS_LOG_WARNING, "%s; trying again every %d s for "
+				 "%d s (sssd or LDAP not up yet?)", err->message,
+				 LOOKUP_RETRY_MS / 1000, LOOKUP_WAIT_MS / 1000);
+			kmsd_notify("STATUS=waiting for a user or group lookup");
+		}
+		if (poll(&sig, 1, LOOKUP_RETRY_MS) != 0)
+			break;
+	}
+	return rc;
+}
+
 static int start_failed(int ready_fd, const kms_error *err, int status)
 {
 	kmsd_log(KMS_LOG_ERROR, "%s", err->message);
@@ -574,7 +607,7 @@ int main(int argc, char **argv)
 		return start_failed(ready_fd, &err, 1);
 	}
 	kmsd_metrics_init();
-	if (kmsd_conf_init(o.config, &by_lookup, &err) != KMS_OK ||
+	if (load_conf(o.config, sfd, &by_lookup, &err) != KMS_OK ||
 	    listen_on(o.socket, &lfd, &err) != KMS_OK ||
 	    (o.metrics != NULL && kmsd_metrics_serve(o.metrics, &err) != KMS_OK))
 		return start_failed(ready_fd, &err, start_status(&err, by_lookup));

@@ -49,6 +49,7 @@ cleanup() {
 	[ -z "${hang_pid:-}" ] || kill "$hang_pid" 2>/dev/null
 	[ -z "${flood_pid:-}" ] || kill "$flood_pid" 2>/dev/null
 	[ -z "${hold_pid:-}" ] || kill "$hold_pid" 2>/dev/null
+	[ -z "${late_pid:-}" ] || kill "$late_pid" 2>/dev/null
 	kme_env_stop
 	[ -n "${DAEMON_KEEP:-}" ] || rm -rf "$work"
 }
@@ -177,9 +178,10 @@ run "$KMSTORE" --daemon "$SW" reload
 expect_rc 3 "allow-users naming a user that does not exist: the reload is refused"
 expect_match "acl.conf:[0-9]+: profile 'static': allow-users: no user 'no-such-user-kms' on this system" "$RUN_ERR" "... naming file, line, profile and user"
 expect_in "the configuration loaded at" "$RUN_ERR" "... and saying the running one stays"
-run timeout 30 "$KMSTORED" --config "$work/acl.conf" --socket "$work/acl-start.sock" --foreground
+# (it would try for 60 s: SIGTERM after 3 s ends the wait)
+run timeout --preserve-status 3 "$KMSTORED" --config "$work/acl.conf" --socket "$work/acl-start.sock" --foreground
 expect_rc 1 "kmstored started with it: exit 1, not 78 (a lookup may pass later, sssd not up yet: its unit starts it again)"
-expect_in "no user 'no-such-user-kms' on this system" "$RUN_ERR" "... for that lookup"
+expect_in "no user 'no-such-user-kms' on this system; trying again every 2 s" "$RUN_ERR" "... after trying again for that lookup"
 run as_nobody "$KMSTORE" --daemon "$SW" key static
 expect_rc 0 "the configuration in force is unchanged: nobody still gets static's key"
 kmstored_stop "$SW"
@@ -256,19 +258,46 @@ if "${in_nss[@]}" true 2>/dev/null; then
 	sed -i 's/^allow-groups = kmsbiggrp/allow-groups = kmshugegrp/' "$work/big.conf"
 	run timeout 60 "${in_nss[@]}" "$KMSTORED" --config "$work/big.conf" --socket "$SB" --foreground
 	expect_match "big.conf:[0-9]+: profile 'qkd': allow-groups: cannot look up group 'kmshugegrp': its entry is over 1 MiB \(give its number instead\)" \
-		"$RUN_ERR" "a group of over 1 MiB: kmstored does not start (exit $RUN_RC), saying why"
+		"$RUN_ERR" "a group of over 1 MiB: kmstored does not start, saying why"
+	expect_rc 78 "... at once, exit 78: waiting would not mend it"
 	# a lookup that fails: here /etc/group unreadable to kmstored's user
 	printf '[s]\ntype = static\nkey-id = S_1\nkey = hex:%s\nallow-groups = kmsbiggrp\n' \
 		"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >"$nss/fail.conf"
 	chown nobody "$nss/fail.conf"
 	chmod 600 "$nss/fail.conf"
 	chmod 000 "$nss/group"
-	run timeout 60 "${in_nss[@]}" setpriv --reuid=65534 --regid=65534 --clear-groups \
+	# (it would try for 60 s: SIGTERM after 3 s ends the wait)
+	run timeout --preserve-status 3 "${in_nss[@]}" setpriv --reuid=65534 --regid=65534 --clear-groups \
 		"$KMSTORED" --config "$nss/fail.conf" --socket "$nss/fail.sock" --foreground
 	chmod 644 "$nss/group"
 	expect_rc 1 "allow-groups when the group database cannot be read: kmstored does not start (1: its unit starts it again)"
 	expect_match "fail.conf:5: profile 's': allow-groups: cannot look up group 'kmsbiggrp': Permission denied" \
 		"$RUN_ERR" "... saying the lookup failed, not that there is no such group"
+	expect_in "trying again every 2 s for 60 s" "$RUN_ERR" "... after trying again until stopped"
+	# sssd up after kmstored at boot: a group that appears after the start
+	# (in files of its own, without the group of over 1 MiB, which fails
+	# every lookup behind it). kmstored waits for it (so does pluto,
+	# ordered after it).
+	late=$work/nss-late
+	mkdir -p "$late"
+	cp /etc/group /etc/passwd "$nss/nsswitch.conf" "$late/"
+	printf '[s]\ntype = static\nkey-id = S_1\nkey = hex:%s\nallow-groups = kmslategrp\n' \
+		"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >"$late/late.conf"
+	chmod 600 "$late/late.conf"
+	"${in_nss[@]:0:5}" "$late" "$KMSTORED" --config "$late/late.conf" --socket "$late/late.sock" \
+		--foreground >"$late/late.log" 2>&1 &
+	late_pid=$!
+	wait_for 10 grep -q "no group 'kmslategrp' on this system; trying again" "$late/late.log" || true
+	echo "kmslategrp:x:4250:nobody" >>"$late/group" # (the same file: bound inside)
+	if wait_for 10 grep -q "serving 1 profile" "$late/late.log"; then
+		tap_ok "allow-groups naming a group that appears after kmstored started: it waits, then serves"
+	else
+		tap_not_ok "allow-groups naming a group that appears after kmstored started: it waits, then serves" "$(tail -n 5 "$late/late.log")"
+	fi
+	run setpriv --reuid=65534 --regid=65534 --groups=4250 "$KMSTORE" --daemon "$late/late.sock" key s
+	expect_rc 0 "... and a member gets the key"
+	kill "$late_pid" 2>/dev/null
+	wait "$late_pid" 2>/dev/null || true
 else
 	tap_ok "# SKIP large groups and failed lookups: no private mount namespace (unshare -m)"
 fi
