@@ -97,9 +97,9 @@ static void usage(FILE *f)
 }
 
 /* path made absolute against the directory kmstored starts in (into buf,
- * or as it is if it does not fit): a reload reads the configuration again
- * and the exit removes the socket after a detached kmstored left that
- * directory for /. */
+ * or as it is if it does not fit), when it detaches: a reload reads the
+ * configuration again, and the exit removes the socket, after it left
+ * that directory for /. */
 static const char *absolute(const char *path, char buf[PATH_MAX])
 {
 	char cwd[PATH_MAX];
@@ -172,8 +172,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			"Try 'kmstored --help'.\n", argv[optind]);
 		return 2;
 	}
-	o->config = absolute(o->config, config_path);
-	o->socket = absolute(o->socket, socket_path);
+	if (!o->foreground) {
+		o->config = absolute(o->config, config_path);
+		o->socket = absolute(o->socket, socket_path);
+	}
 	return 0;
 }
 
@@ -539,19 +541,32 @@ static int start_status(const kms_error *err, int by_lookup)
 #define LOOKUP_WAIT_MS 60000
 #define LOOKUP_RETRY_MS 2000
 
-/* The configuration, tried again every LOOKUP_RETRY_MS for LOOKUP_WAIT_MS
- * while a failed lookup may pass; a signal (SIGTERM) ends the wait. The
- * wait is logged once, and again only if the reason changes. */
-static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
-			kms_error *err)
+/* Waits LOOKUP_RETRY_MS for a signal: 1 if SIGTERM or SIGINT came (stop),
+ * else 0 (SIGHUP: try again at once). */
+static int stop_in_wait(int sfd)
 {
 	struct pollfd sig = { .fd = sfd, .events = POLLIN };
+	struct signalfd_siginfo si;
+
+	if (poll(&sig, 1, LOOKUP_RETRY_MS) <= 0 ||
+	    read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+		return 0;
+	return si.ssi_signo != SIGHUP;
+}
+
+/* The configuration, tried again every LOOKUP_RETRY_MS for LOOKUP_WAIT_MS
+ * while a failed lookup may pass. SIGTERM ends the wait (*stopped), SIGHUP
+ * shortens it. The wait is logged once, and again if the reason changes. */
+static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
+			int *stopped, kms_error *err)
+{
 	long until = kms_now_ms() + LOOKUP_WAIT_MS;
 	char said[KMS_ERROR_MAX] = "";
 	kms_rc rc;
 
+	*stopped = 0;
 	while ((rc = kmsd_conf_init(path, by_lookup, err)) != KMS_OK &&
-	       *by_lookup && kms_now_ms() < until) {
+	       *by_lookup && kms_now_ms() + LOOKUP_RETRY_MS <= until) {
 		if (strcmp(said, err->message) != 0) {
 			snprintf(said, sizeof(said), "%s", err->message);
 			kmsd_log(KMS_LOG_WARNING, "%s; trying again every %d s for "
@@ -559,8 +574,10 @@ static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
 				 LOOKUP_RETRY_MS / 1000, LOOKUP_WAIT_MS / 1000);
 			kmsd_notify("STATUS=waiting for a user or group lookup");
 		}
-		if (poll(&sig, 1, LOOKUP_RETRY_MS) != 0)
+		if (stop_in_wait(sfd)) {
+			*stopped = 1;
 			break;
+		}
 	}
 	return rc;
 }
@@ -579,7 +596,7 @@ static int start_failed(int ready_fd, const kms_error *err, int status)
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
-	int lfd = -1, sfd, ready_fd = -1, rc, by_lookup;
+	int lfd = -1, sfd, ready_fd = -1, rc, by_lookup, stopped;
 	char status[KMS_ERROR_MAX];
 	kms_error err;
 	sigset_t sigs;
@@ -607,7 +624,12 @@ int main(int argc, char **argv)
 		return start_failed(ready_fd, &err, 1);
 	}
 	kmsd_metrics_init();
-	if (load_conf(o.config, sfd, &by_lookup, &err) != KMS_OK ||
+	rc = load_conf(o.config, sfd, &by_lookup, &stopped, &err);
+	if (rc != KMS_OK && stopped) {
+		kms_error_prefix(&err, "stopped before it served");
+		return start_failed(ready_fd, &err, 0);
+	}
+	if (rc != KMS_OK ||
 	    listen_on(o.socket, &lfd, &err) != KMS_OK ||
 	    (o.metrics != NULL && kmsd_metrics_serve(o.metrics, &err) != KMS_OK))
 		return start_failed(ready_fd, &err, start_status(&err, by_lookup));
