@@ -3,8 +3,9 @@
  *
  * A configuration that cannot be read does not fail C_Initialize: NSS
  * would retry without locking and then drop the module silently, so the
- * module loads with no tokens and logs why. A token that is missing is
- * then the visible symptom, and the log names the cause. */
+ * module loads with empty slots only and logs why. A token that is
+ * missing is then the visible symptom, and the log names the cause; the
+ * tokens come once the profiles can be read (profiles.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -30,27 +31,6 @@ static void forget_parent(void)
 	p11.params = params;
 	atomic_store(&p11.initialized, 0);
 	p11_lock_after_fork();
-}
-
-static void load_store(void)
-{
-	kms_error err;
-	kms_rc rc;
-
-	rc = p11.params.daemon != NULL ?
-		     kms_store_open_daemon(p11.params.daemon, &p11.store, &err) :
-		     kms_store_open(p11.params.config, &p11.store, &err);
-	if (rc != KMS_OK) {
-		p11_log(KMS_LOG_ERROR, "%s; the module has no tokens",
-			err.message);
-		p11.store = NULL;
-		return;
-	}
-	p11_log(KMS_LOG_INFO, "%s%s%s: %zu profile(s)",
-		p11.params.daemon != NULL ? "kmstored at " : "",
-		p11.params.daemon != NULL ? p11.params.daemon : "",
-		p11.params.daemon != NULL ? "" : kms_store_path(p11.store),
-		kms_store_profile_count(p11.store));
 }
 
 CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
@@ -79,11 +59,10 @@ CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
 		p11_log(KMS_LOG_ERROR,
 			"module parameters: %s; the module has no tokens", why);
 	else
-		load_store();
-	rv = p11_tokens_load();
-	if (rv != CKR_OK) {
-		kms_store_free(p11.store);
-		p11.store = NULL;
+		rv = p11_profiles_open();
+	if (rv == CKR_HOST_MEMORY) {
+		p11_tokens_free();
+		p11_profiles_close();
 		p11_params_clear(&p11.params);
 		p11_lock_teardown();
 		return rv;
@@ -106,8 +85,7 @@ CK_RV C_Finalize(CK_VOID_PTR pReserved)
 		return rv;
 	p11_sessions_free();
 	p11_tokens_free();
-	kms_store_free(p11.store);
-	p11.store = NULL;
+	p11_profiles_close();
 	p11_lock_teardown();
 	p11_params_clear(&p11.params);
 	kms_set_logger(NULL, NULL);

@@ -2,7 +2,8 @@
  * files that implement the PKCS#11 function groups.
  *
  * Model: each profile of the kmstore configuration is one slot with a
- * present token; keys are CKO_SECRET_KEY objects the module holds (a
+ * present token, and empty slots wait for profiles added later
+ * (profiles.c); keys are CKO_SECRET_KEY objects the module holds (a
  * bounded, LRU set per token). Every entry point takes the module lock for
  * its bookkeeping only: fetching a key (a KME round trip) runs unlocked,
  * so one slow KME does not stall the other threads. */
@@ -81,7 +82,7 @@ struct p11_object {
 
 struct p11_token {
 	CK_SLOT_ID id;
-	kms_profile *profile;
+	kms_profile *profile; /* NULL: an empty slot */
 	char serial[17];
 	struct p11_object **objects;
 	size_t n_objects;
@@ -113,9 +114,16 @@ struct p11_module {
 	atomic_int initialized;
 	pid_t pid;
 	struct p11_params params;
-	kms_store *store;
-	struct p11_token *tokens;
+	kms_store_cache *cache;    /* the profiles as they are now */
+	kms_store **stores;        /* those the tokens' profiles belong to */
+	size_t n_stores;
+	struct p11_token *tokens;  /* one per slot */
 	size_t n_tokens;
+	size_t n_fixed;            /* slots filled at C_Initialize */
+	long next_look_ms;         /* when an empty slot may look again */
+	int looking;
+	int slots_full_told;
+	char look_error[KMS_ERROR_MAX]; /* the last failed look's, told */
 	struct p11_session **sessions;
 	size_t n_sessions, cap_sessions;
 	CK_ULONG next_session;
@@ -156,9 +164,21 @@ CK_RV p11_rv_from_kms(kms_rc rc);
 void p11_pad(CK_UTF8CHAR *dst, size_t size, const char *src);
 
 /* slot_token.c */
+/* The token of a slot, or NULL (no such slot, or an empty one). */
 struct p11_token *p11_token_get(CK_SLOT_ID id);
-CK_RV p11_tokens_load(void);
+/* CKR_OK and *tp, CKR_SLOT_ID_INVALID or CKR_TOKEN_NOT_PRESENT. */
+CK_RV p11_slot_token(CK_SLOT_ID id, struct p11_token **tp);
 void p11_tokens_free(void);
+
+/* profiles.c */
+/* C_Initialize, after the parameters: the slots, the profiles found
+ * filling the first. CKR_OK even when none can be read (logged). */
+CK_RV p11_profiles_open(void);
+/* With the lock held: looks for new profiles for the empty slots, when it
+ * is time to. CKR_OK with the lock held, else the module was finalized
+ * meanwhile and the lock is not held. */
+CK_RV p11_profiles_look(void);
+void p11_profiles_close(void);
 
 /* session.c */
 struct p11_session *p11_session_get(CK_SESSION_HANDLE h);

@@ -59,6 +59,7 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
 		    CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
 {
 	struct p11_session *s;
+	struct p11_token *t;
 	CK_RV rv;
 
 	(void)pApplication;
@@ -70,9 +71,9 @@ CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
 	rv = p11_enter();
 	if (rv != CKR_OK)
 		return rv;
-	if (p11_token_get(slotID) == NULL) {
+	if ((rv = p11_slot_token(slotID, &t)) != CKR_OK) {
 		p11_leave();
-		return CKR_SLOT_ID_INVALID;
+		return rv;
 	}
 	s = calloc(1, sizeof(*s));
 	if (s == NULL || (rv = add_session(s)) != CKR_OK) {
@@ -107,13 +108,14 @@ CK_RV C_CloseSession(CK_SESSION_HANDLE hSession)
 
 CK_RV C_CloseAllSessions(CK_SLOT_ID slotID)
 {
+	struct p11_token *t;
 	CK_RV rv = p11_enter();
 
 	if (rv != CKR_OK)
 		return rv;
-	if (p11_token_get(slotID) == NULL) {
+	if ((rv = p11_slot_token(slotID, &t)) != CKR_OK) {
 		p11_leave();
-		return CKR_SLOT_ID_INVALID;
+		return rv;
 	}
 	for (size_t i = p11.n_sessions; i-- > 0;)
 		if (p11.sessions[i]->slot == slotID)

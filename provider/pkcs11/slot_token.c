@@ -1,5 +1,6 @@
 /* slot_token.c - PKCS#11 slot and token management: one slot with a
- * present token per kmstore profile. Token label = profile name (what
+ * present token per kmstore profile, and empty slots for profiles added
+ * later (profiles.c). Token label = profile name (what
  * `pkcs11:token=` matches), manufacturer "kmstore", model = profile type.
  * No login: the secrets are behind the kmstore configuration's file
  * permissions, not a PIN. */
@@ -25,41 +26,6 @@ static size_t token_mechanisms(const struct p11_token *t)
 	return kms_profile_local(t->profile) ? N_MECHANISMS : N_MECHANISMS - 1;
 }
 
-/* A stable serial number per profile name (FNV-1a), so a token keeps its
- * serial when profiles are added or reordered. */
-static void make_serial(const char *name, char out[17])
-{
-	unsigned long long h = 0xcbf29ce484222325ULL;
-
-	for (; *name != '\0'; name++) {
-		h ^= (unsigned char)*name;
-		h *= 0x100000001b3ULL;
-	}
-	snprintf(out, 17, "%016llx", h);
-}
-
-CK_RV p11_tokens_load(void)
-{
-	size_t n = p11.store != NULL ? kms_store_profile_count(p11.store) : 0;
-
-	p11.tokens = NULL;
-	p11.n_tokens = 0;
-	if (n == 0)
-		return CKR_OK;
-	p11.tokens = calloc(n, sizeof(*p11.tokens));
-	if (p11.tokens == NULL)
-		return CKR_HOST_MEMORY;
-	for (size_t i = 0; i < n; i++) {
-		struct p11_token *t = &p11.tokens[i];
-
-		t->id = (CK_SLOT_ID)i + 1;
-		t->profile = kms_store_profile_at(p11.store, i);
-		make_serial(kms_profile_name(t->profile), t->serial);
-	}
-	p11.n_tokens = n;
-	return CKR_OK;
-}
-
 void p11_tokens_free(void)
 {
 	for (size_t i = 0; i < p11.n_tokens; i++)
@@ -69,11 +35,26 @@ void p11_tokens_free(void)
 	p11.n_tokens = 0;
 }
 
-struct p11_token *p11_token_get(CK_SLOT_ID id)
+static struct p11_token *slot_get(CK_SLOT_ID id)
 {
 	if (id < 1 || id > p11.n_tokens)
 		return NULL;
 	return &p11.tokens[id - 1];
+}
+
+struct p11_token *p11_token_get(CK_SLOT_ID id)
+{
+	struct p11_token *t = slot_get(id);
+
+	return t != NULL && t->profile != NULL ? t : NULL;
+}
+
+CK_RV p11_slot_token(CK_SLOT_ID id, struct p11_token **tp)
+{
+	*tp = slot_get(id);
+	if (*tp == NULL)
+		return CKR_SLOT_ID_INVALID;
+	return (*tp)->profile != NULL ? CKR_OK : CKR_TOKEN_NOT_PRESENT;
 }
 
 /* The opening of the C_* functions that take a slot: enter the module
@@ -85,35 +66,44 @@ static CK_RV enter_slot(CK_SLOT_ID id, struct p11_token **tp)
 
 	if (rv != CKR_OK)
 		return rv;
-	*tp = p11_token_get(id);
-	if (*tp == NULL) {
+	rv = p11_slot_token(id, tp);
+	if (rv != CKR_OK)
 		p11_leave();
-		return CKR_SLOT_ID_INVALID;
-	}
-	return CKR_OK;
+	return rv;
 }
 
+/* The sizing call of a list of present tokens looks for new profiles:
+ * an application that lists again (p11-kit's proxy, a long-lived tool)
+ * then finds them. */
 CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
 		    CK_ULONG_PTR pulCount)
 {
+	CK_ULONG n = 0;
 	CK_RV rv;
 
-	(void)tokenPresent; /* every slot has its token */
 	if (pulCount == NULL)
 		return CKR_ARGUMENTS_BAD;
 	rv = p11_enter();
+	if (rv == CKR_OK && tokenPresent && pSlotList == NULL)
+		rv = p11_profiles_look();
 	if (rv != CKR_OK)
 		return rv;
-	if (pSlotList != NULL && *pulCount < p11.n_tokens)
+	for (size_t i = 0; i < p11.n_tokens; i++) {
+		if (tokenPresent && p11.tokens[i].profile == NULL)
+			continue;
+		if (pSlotList != NULL && n < *pulCount)
+			pSlotList[n] = p11.tokens[i].id;
+		n++;
+	}
+	if (pSlotList != NULL && *pulCount < n)
 		rv = CKR_BUFFER_TOO_SMALL;
-	else if (pSlotList != NULL)
-		for (size_t i = 0; i < p11.n_tokens; i++)
-			pSlotList[i] = p11.tokens[i].id;
-	*pulCount = p11.n_tokens;
+	*pulCount = n;
 	p11_leave();
 	return rv;
 }
 
+/* An empty slot (one left for a profile added later) is removable: NSS
+ * asks it again whether its token is there, and it looks then. */
 CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 {
 	struct p11_token *t;
@@ -122,15 +112,28 @@ CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 
 	if (pInfo == NULL)
 		return CKR_ARGUMENTS_BAD;
-	rv = enter_slot(slotID, &t);
+	rv = p11_enter();
+	if (rv != CKR_OK)
+		return rv;
+	rv = p11_slot_token(slotID, &t);
+	if (rv == CKR_TOKEN_NOT_PRESENT)
+		rv = p11_profiles_look(); /* t stays valid: slots never move */
+	else if (rv != CKR_OK)
+		p11_leave();
 	if (rv != CKR_OK)
 		return rv;
 	memset(pInfo, 0, sizeof(*pInfo));
-	snprintf(desc, sizeof(desc), "kmstore profile %s",
-		 kms_profile_name(t->profile));
+	if (t->profile != NULL)
+		snprintf(desc, sizeof(desc), "kmstore profile %s",
+			 kms_profile_name(t->profile));
+	else
+		snprintf(desc, sizeof(desc), "kmstore slot for a new profile");
 	p11_pad(pInfo->slotDescription, sizeof(pInfo->slotDescription), desc);
 	p11_pad(pInfo->manufacturerID, sizeof(pInfo->manufacturerID), "kmstore");
-	pInfo->flags = CKF_TOKEN_PRESENT;
+	if (t->profile != NULL)
+		pInfo->flags |= CKF_TOKEN_PRESENT;
+	if ((size_t)(t->id - 1) >= p11.n_fixed)
+		pInfo->flags |= CKF_REMOVABLE_DEVICE;
 	pInfo->hardwareVersion.major = KMS_P11_VERSION_MAJOR;
 	pInfo->hardwareVersion.minor = KMS_P11_VERSION_MINOR;
 	pInfo->firmwareVersion = pInfo->hardwareVersion;
@@ -241,7 +244,8 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type,
 	return CKR_OK;
 }
 
-/* Tokens never come or go while the module is initialized. */
+/* Tokens come (profiles.c) but are not announced: NSS and pluto ask the
+ * slots instead. */
 CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot,
 			 CK_VOID_PTR pReserved)
 {

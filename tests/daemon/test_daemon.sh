@@ -50,6 +50,7 @@ cleanup() {
 	[ -z "${flood_pid:-}" ] || kill "$flood_pid" 2>/dev/null
 	[ -z "${hold_pid:-}" ] || kill "$hold_pid" 2>/dev/null
 	[ -z "${late_pid:-}" ] || kill "$late_pid" 2>/dev/null
+	[ -z "${token_pid:-}" ] || kill "$token_pid" 2>/dev/null
 	kme_env_stop
 	[ -n "${DAEMON_KEEP:-}" ] || rm -rf "$work"
 }
@@ -840,6 +841,44 @@ if [[ -x ${NSS_CLIENT:-} && -f ${P11_MODULE:-} ]] && command -v modutil >/dev/nu
 		expect_in "mechtype-0xCB4D5301" "$RUN_OUT" "... kmstored's static token: CKM_KMSTORE_KEY_BY_ID"
 		expect_eq 0 "$(grep -c "0xCB4D5302" <<<"$RUN_OUT" || true)" "... but not CKM_KMSTORE_LOCAL_KEYS: asking waits on kmstored"
 	fi
+	# Tokens that come after NSS loaded the module: kmstored down as the
+	# application starts, then a profile added by a reload. The client
+	# looks its token up every 0.1 s, as pluto does at each IKE SA.
+	SL=$work/late.sock
+	cp "$W" "$work/late.conf"
+	mkdir -p "$work/nss-late"
+	tool certutil -N -d "sql:$work/nss-late" --empty-password
+	echo | tool modutil -dbdir "sql:$work/nss-late" -add kmstore -libfile "$(realpath "$P11_MODULE")" \
+		-string "daemon=$SL log=stderr" -force >/dev/null 2>&1
+	wait_token() { # TOKEN: in the background, output in $work/late.out
+		: >"$work/late.out"
+		"$NSS_CLIENT" "$work/nss-late" wait-token "pkcs11:token=$1" 40 >"$work/late.out" 2>"$work/late.err" &
+		token_pid=$!
+		for _ in $(seq 100); do grep -q '^missed' "$work/late.out" && break; sleep 0.1; done
+	}
+	waited() { # WHAT: the client's exit and output
+		local rc=0
+		wait "$token_pid" || rc=$?
+		token_pid=
+		RUN_RC=$rc RUN_OUT=$(cat "$work/late.out") RUN_ERR=$(cat "$work/late.err")
+	}
+	static_hex=$(od -An -tx1 -v "$work/lab/static.key" | tr -d ' \n')
+	wait_token static
+	expect_in "missed" "$(cat "$work/late.out")" "kmstored down as NSS loads the module: no token 'static' yet"
+	kmstored_start "$SL" "$work/late.conf"
+	waited
+	expect_rc 0 "... kmstored started: the token comes to the running application"
+	expect_eq "$static_hex" "$(sed -n 's/^key=//p' <<<"$RUN_OUT")" "... and gives kmstored's static key"
+	expect_in "kmstored at $SL: cannot connect" "$RUN_ERR" "... the module said why it had no tokens"
+	expect_in "profile 'static' is new in kmstored at $SL: its token is in slot" "$RUN_ERR" "... and where the token came"
+	wait_token added
+	printf '\n[added]\ntype = static\nkey-id = ADDED_1\nkey = file:%s\n' "$work/lab/static.key" >>"$work/late.conf"
+	run "$KMSTORE" --daemon "$SL" reload
+	expect_rc 0 "a profile added by a reload"
+	waited
+	expect_rc 0 "... is a token of the running application"
+	expect_eq "$static_hex" "$(sed -n 's/^key=//p' <<<"$RUN_OUT")" "... with its key"
+	kmstored_stop "$SL"
 	echo | tool modutil -dbdir "sql:$work/nss" -delete kmstore -force >/dev/null 2>&1 || true
 	echo | tool modutil -dbdir "sql:$work/nss" -add kmstore -libfile "$(realpath "$P11_MODULE")" \
 		-string "daemon=$SW config=$W log=stderr" -force >/dev/null 2>&1

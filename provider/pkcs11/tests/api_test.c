@@ -283,6 +283,32 @@ static void test_slots(void)
 		 "C_OpenSession without CKF_SERIAL_SESSION");
 }
 
+/* Slots beyond the profiles, empty until a profile is added (a token
+ * coming is provider/pkcs11/tests' and tests/daemon's, through NSS). */
+static void test_empty_slots(void)
+{
+	CK_SLOT_ID all[64];
+	CK_ULONG n = 64, h;
+	CK_TOKEN_INFO ti;
+	CK_SLOT_INFO si;
+
+	check_rv(f->C_GetSlotList(CK_FALSE, all, &n), CKR_OK,
+		 "C_GetSlotList of every slot");
+	check(n == 2 + 16, "two tokens and 16 empty slots (%lu slots)", n);
+	check_rv(f->C_GetSlotInfo(all[2], &si), CKR_OK,
+		 "C_GetSlotInfo of an empty slot");
+	check(si.flags == CKF_REMOVABLE_DEVICE,
+	      "... removable, no token present (NSS asks it again)");
+	check(memcmp(si.slotDescription, "kmstore slot for a new profile ", 31) == 0,
+	      "... described as waiting for a new profile");
+	check_rv(f->C_GetTokenInfo(all[2], &ti), CKR_TOKEN_NOT_PRESENT,
+		 "C_GetTokenInfo of an empty slot");
+	check_rv(f->C_OpenSession(all[2], CKF_SERIAL_SESSION, NULL, NULL, &h),
+		 CKR_TOKEN_NOT_PRESENT, "C_OpenSession on an empty slot");
+	check_rv(f->C_GetSlotInfo(all[17] + 1, &si), CKR_SLOT_ID_INVALID,
+		 "C_GetSlotInfo past the last slot");
+}
+
 static void test_find_classes(CK_SESSION_HANDLE h)
 {
 	CK_OBJECT_CLASS classes[] = { CKO_PROFILE_, CKO_NSS_TRUST_, CKO_CERTIFICATE,
@@ -715,6 +741,7 @@ static void run_rules(const char *dir)
 	snprintf(p, sizeof(p), "config=%s log=none", conf);
 	init_with(p);
 	test_slots();
+	test_empty_slots();
 	h = open_session(1, 0);
 	test_find_classes(h);
 	test_find_id(h);

@@ -2,6 +2,12 @@
  * to test the kmstore PKCS#11 module through NSS itself:
  *
  *   nss_client DBDIR tokens MODULE        tokens of a module: label, model
+ *   nss_client DBDIR wait-token URI SECONDS   look the token up, as pluto
+ *                                         does for each IKE SA, every
+ *                                         0.1 s until it is there; print
+ *                                         the tries before it was, and the
+ *                                         key it then generates. The first
+ *                                         miss prints "missed" at once.
  *   nss_client DBDIR key URI [token|generate]  resolve URI: generate (no
  *                                         id) or find (id), or with
  *                                         "generate" C_GenerateKey with
@@ -28,6 +34,7 @@
  * 5 malformed URI. Key bytes are printed: these are test keys. */
 #include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -383,6 +390,41 @@ static int cmd_fips_hmac(int argc, char **argv)
 	return rc;
 }
 
+static int cmd_wait_token(int argc, char **argv)
+{
+	struct timespec tick = { 0, 100 * 1000 * 1000 };
+	PK11SlotInfo *slot = NULL;
+	PK11SymKey *key;
+	long tries;
+
+	if (argc != 2)
+		return EX_USAGE;
+	for (tries = 0; tries <= atol(argv[1]) * 10; tries++) {
+		slot = PK11_FindSlotByName(argv[0]);
+		if (slot != NULL)
+			break;
+		if (tries == 0) {
+			printf("missed\n");
+			fflush(stdout);
+		}
+		nanosleep(&tick, NULL);
+	}
+	if (slot == NULL)
+		return fail(EX_NO_TOKEN, "PK11_FindSlotByName");
+	printf("tries-before=%ld\n", tries);
+	key = generate(slot, 0);
+	PK11_FreeSlot(slot);
+	if (key == NULL)
+		return fail(EX_NO_KEY, "PK11_KeyGen");
+	if (PK11_ExtractKeyValue(key) != SECSuccess) {
+		PK11_FreeSymKey(key);
+		return fail(EX_FAIL, "PK11_ExtractKeyValue");
+	}
+	print_hex("key", PK11_GetKeyData(key)->data, PK11_GetKeyData(key)->len);
+	PK11_FreeSymKey(key);
+	return EX_OK;
+}
+
 static int cmd_tokens(int argc, char **argv)
 {
 	SECMODModule *mod;
@@ -538,7 +580,7 @@ static const struct {
 	{ "tokens", cmd_tokens },   { "key", cmd_key },
 	{ "hmac", cmd_hmac },       { "prfplus", cmd_prfplus },
 	{ "fips-hmac", cmd_fips_hmac }, { "threads", cmd_threads },
-	{ "twice", cmd_twice },
+	{ "twice", cmd_twice }, { "wait-token", cmd_wait_token },
 };
 
 static int run(const char *name, int argc, char **argv)

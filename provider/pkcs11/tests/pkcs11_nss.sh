@@ -111,6 +111,23 @@ has "... and the log says chmod 600" "$err" "fix: chmod 600 $WORK/open.conf"
 nss_db "$WORK/typo" "conifg=$WORK/static.conf"
 err=$(client "$WORK/typo" tokens kmstore 2>&1)
 has "unknown module parameter: named in the log" "$err" "unknown parameter 'conifg'"
+# A configuration written while the application runs: its profiles come
+# as tokens, without a restart. The client looks every 0.1 s, as pluto
+# looks its token up at each IKE SA. (A profile added by a kmstored
+# reload: tests/daemon.)
+late=$WORK/late
+nss_db "$late" "config=$WORK/late.conf log=stderr"
+client "$late" wait-token pkcs11:token=second 40 >"$WORK/late.out" 2>"$WORK/late.err" &
+waiter=$!
+for _ in $(seq 100); do grep -q '^missed' "$WORK/late.out" && break; sleep 0.1; done
+cp -p "$WORK/static.conf" "$WORK/late.conf"
+wait "$waiter"
+same "a configuration written after C_Initialize: its tokens come" $? 0
+has "... with its key" "$(cat "$WORK/late.out")" "^key=$(hex_of "$WORK/second.key")$"
+err=$(cat "$WORK/late.err")
+has "... the module said why it had none at first" "$err" \
+	"cannot open configuration file $WORK/late.conf.*; the module has no tokens yet"
+has "... and where each went" "$err" "profile 'second' is new in $WORK/late.conf: its token is in slot 2"
 quiet=$WORK/quiet
 nss_db "$quiet" "config=$WORK/missing.conf log=none"
 err=$(client "$quiet" tokens kmstore 2>&1)
