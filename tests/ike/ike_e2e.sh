@@ -8,8 +8,8 @@
 #
 # IKE_LAB_DAEMON=1 (with KMSTORED and KMSTORE naming the programs) runs
 # every case in daemon mode: each side's module asks its own kmstored
-# (tests/lib/ike-lab.sh); the cases privsep (both modes) and daemon_faults
-# (daemon mode) are about that.
+# (tests/lib/ike-lab.sh); the cases privsep (both modes), daemon_faults
+# and late_token (daemon mode) are about that.
 #
 # PATCHED_PREFIX, STOCK_PREFIX: install prefixes of libreswan-patches/build.sh
 # (patched, and --stock: any release, the stock peer of the interop cases).
@@ -976,6 +976,37 @@ case_daemon_faults() {
 	ike_lab_stop
 }
 
+# pluto started while its kmstored is down (it failed to start, or is
+# restarting): the module has no token at first; once kmstored serves, the
+# token comes to the same pluto, and an IKE SA has its PPK without
+# ipsec restart. The module looks at most every 5 s: initiate until then.
+case_late_token() {
+	[ "${IKE_LAB_DAEMON:-0}" = 1 ] || return 0
+	echo "# pluto started before its kmstored"
+	local wpid i
+	ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=insist\nppk-uri=pkcs11:token=qkd' ''
+	ike_lab_start west --kmstored-later && ike_lab_start east || return
+	wpid=$(cat "$IKE_LAB_DIR/west/pid")
+	initiate
+	expect_not_in "established IKE SA" "$(ike_lab_log west)" "west's kmstored not started: no IKE SA (ppk=insist)"
+	expect_match "kmstored at [^ ]*west/kmstored.sock: cannot connect.*the module has no tokens yet" \
+		"$(ike_lab_log west)" "... the module said why it has no token"
+	ike_lab_kmstored_start west
+	for i in $(seq 10); do
+		ike_lab_whack west --terminate --name west-east >/dev/null 2>&1
+		initiate
+		[ "$INIT_RC" -eq 0 ] && break
+		sleep 1
+	done
+	expect_rc_init 0 "kmstored started: an IKE SA with the same pluto (try $i)"
+	expect_match "profile 'qkd' is new in kmstored at [^ ]*west/kmstored.sock: its token is in slot" \
+		"$(ike_lab_log west)" "... the token came to the running pluto"
+	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "... with its PPK"
+	expect_eq "$wpid" "$(cat "$IKE_LAB_DIR/west/pid")" "... and no restart"
+	ike_lab_stop
+}
+
 # A QKD key serves one IKE SA: an initiator that offers a PPK_ID the
 # responder has already used gets no PPK. West is a stock pluto whose
 # ipsec.secrets holds a QKD key taken by hand at west's KME (ID and bytes),
@@ -1093,7 +1124,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id no_token intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others far_kme near_kme privsep daemon_faults)
+ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id no_token intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others far_kme near_kme privsep daemon_faults late_token)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do

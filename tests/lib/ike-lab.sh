@@ -29,9 +29,11 @@
 #                      besides config= (or daemon=) [log=stderr log-level=info]
 #   ike_lab_version PREFIX          the libreswan release installed there
 #                      (5.2, 5.4, ...)
-#   ike_lab_start SIDE pluto, then every conn of its ipsec.conf added;
+#   ike_lab_start SIDE [--kmstored-later]
+#                      pluto, then every conn of its ipsec.conf added;
 #                      IKE_LAB_WRAPPER: a command to run pluto under
-#                      (e.g. valgrind with its options)
+#                      (e.g. valgrind with its options); --kmstored-later:
+#                      daemon mode without starting the side's kmstored
 #   ike_lab_whack SIDE ARGS...      whack for that pluto (30 s at most)
 #   ike_lab_initiate SIDE CONN [WHACK_OPTIONS...]
 #                      an IKE SA without a Child SA (this kernel has no ESP)
@@ -252,10 +254,10 @@ ike_lab_version() { # PREFIX
 	"$1/libexec/ipsec/pluto" --version 2>/dev/null | awk '$1 == "Libreswan" { print $2; exit }'
 }
 
-ike_lab_start() { # SIDE
+ike_lab_start() { # SIDE [--kmstored-later]
 	local side=$1 d=$IKE_LAB_DIR/$1 ns prefix i
 	ns=$(ike_lab_ns "$side") prefix=$(cat "$d/prefix")
-	ike_lab_kmstored_start "$side" || return 1
+	[ "${2:-}" = --kmstored-later ] || ike_lab_kmstored_start "$side" || return 1
 	rm -f "$d/run/pluto.ctl"
 	# --stderrlog: pluto's log and the module's messages (log=stderr) in
 	# one file, in order; but a side whose config names a logfile= gets it
