@@ -25,7 +25,8 @@ Usage: $prog [options]            register (or re-register) the module
   --max-keys N     keys held per token [64]
   --create         make the database (empty password) if there is none
   --force          register even if the module would have no tokens (its
-                   configuration does not load, kmstored does not answer)
+                   configuration does not load, kmstored does not answer):
+                   they come once it loads or kmstored answers
 
 The module first loads with the new parameters in a scratch database:
 values it refuses change nothing. A registration that does not come up
