@@ -139,12 +139,31 @@ static void set_next_look(long started)
 					       LOOK_EVERY_MS);
 }
 
+/* What a get gave (s, or rc and err): placed or told; and when to look
+ * again. */
+static void take(kms_store *s, kms_rc rc, const kms_error *err,
+		 int at_start, long started)
+{
+	char buf[160];
+
+	if (rc != KMS_OK) {
+		tell_failure(err, at_start);
+	} else {
+		if (at_start || p11.look_error[0] != '\0')
+			p11_log(at_start ? KMS_LOG_INFO : KMS_LOG_WARNING,
+				"%s: %zu profile(s)%s", source_name(s, buf, sizeof(buf)),
+				kms_store_profile_count(s), at_start ? "" : " now");
+		p11.look_error[0] = '\0';
+		place(s, at_start);
+	}
+	set_next_look(started);
+}
+
 CK_RV p11_profiles_open(void)
 {
 	long started = now_ms();
 	kms_store *s = NULL;
 	size_t found = 0;
-	char buf[160];
 	kms_error err;
 	kms_rc rc;
 
@@ -172,14 +191,7 @@ CK_RV p11_profiles_open(void)
 	p11.n_fixed = found;
 	for (size_t i = 0; i < p11.n_tokens; i++)
 		p11.tokens[i].id = (CK_SLOT_ID)i + 1;
-	if (rc == KMS_OK) {
-		p11_log(KMS_LOG_INFO, "%s: %zu profile(s)",
-			source_name(s, buf, sizeof(buf)), found);
-		place(s, 1);
-	} else {
-		tell_failure(&err, 1);
-	}
-	set_next_look(started);
+	take(s, rc, &err, 1, started);
 	return CKR_OK;
 }
 
@@ -187,7 +199,6 @@ CK_RV p11_profiles_look(void)
 {
 	long started = now_ms();
 	kms_store *s = NULL;
-	char buf[160];
 	kms_error err;
 	kms_rc rc;
 	CK_RV rv;
@@ -206,17 +217,7 @@ CK_RV p11_profiles_look(void)
 		return rv;
 	}
 	p11.looking = 0;
-	if (rc == KMS_OK) {
-		if (p11.look_error[0] != '\0')
-			p11_log(KMS_LOG_WARNING, "%s: %zu profile(s) now",
-				source_name(s, buf, sizeof(buf)),
-				kms_store_profile_count(s));
-		p11.look_error[0] = '\0';
-		place(s, 0);
-	} else {
-		tell_failure(&err, 0);
-	}
-	set_next_look(started);
+	take(s, rc, &err, 0, started);
 	return CKR_OK;
 }
 
