@@ -38,11 +38,14 @@ static void conf_free(struct kmsd_conf *c)
 
 /* *by_lookup (may be NULL) is set when a user or group lookup failed in a
  * way that may pass: the world's doing (sssd or LDAP not up yet), maybe,
- * not the file's. */
+ * not the file's. The profiles after it are checked still: an error of
+ * the file's is the one told, else a start would wait on the lookup and
+ * hide it. */
 static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 			int *by_lookup, kms_error *err)
 {
 	struct kmsd_conf *c = calloc(1, sizeof(*c));
+	kms_error waiting = { KMS_OK, "" }; /* the first lookup that may pass */
 	size_t n;
 	kms_rc rc;
 	int later;
@@ -69,16 +72,27 @@ static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 		/* Its files as kmstore check reads them, as kmstored's user: a
 		 * key file it cannot read would fail every key, after a reload
 		 * that said all was well. */
+		later = 0;
 		rc = kms_profile_check(p, err);
-		if (rc == KMS_OK &&
-		    (rc = kmsd_rule_load(p, &c->rules[i], &later, err)) != KMS_OK &&
-		    by_lookup != NULL)
-			*by_lookup = later;
+		if (rc == KMS_OK)
+			rc = kmsd_rule_load(p, &c->rules[i], &later, err);
+		if (rc != KMS_OK && later) {
+			if (waiting.code == KMS_OK)
+				waiting = *err;
+			rc = KMS_OK;
+			continue;
+		}
 		if (rc == KMS_OK && (c->pools[i] = kmsd_pool_new(p)) == NULL &&
 		    strcmp(kms_profile_type(p), "qkd") == 0 &&
 		    kms_profile_setting(p, "prefetch") != NULL &&
 		    strcmp(kms_profile_setting(p, "prefetch"), "0") != 0)
 			rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	}
+	if (rc == KMS_OK && waiting.code != KMS_OK) {
+		*err = waiting;
+		rc = waiting.code;
+		if (by_lookup != NULL)
+			*by_lookup = 1;
 	}
 	if (rc != KMS_OK) {
 		conf_free(c);

@@ -185,6 +185,14 @@ expect_in "no user 'no-such-user-kms' on this system; trying again every 2 s" "$
 	"kmstored started with it waits for the lookup (it may pass later: sssd not up yet), not 78 at once"
 expect_rc 0 "... SIGTERM ends the wait: exit 0, a stop, not a failure"
 expect_in "stopped before it served" "$RUN_ERR" "... and says so"
+# An error of the file's in a later profile is told at once, not hidden
+# behind the wait.
+cp -p "$work/acl.conf" "$work/acl-broken.conf"
+printf '\n[broken]\ntype = static\nkey-id = B\nkey = file:%s\n' "$work/no-such.key" >>"$work/acl-broken.conf"
+run timeout --preserve-status 20 "$KMSTORED" --config "$work/acl-broken.conf" --socket "$work/acl-start.sock" --foreground
+expect_rc 78 "the lookup that may pass, then a profile naming a missing key file: exit 78 at once"
+expect_in "no-such.key" "$RUN_ERR" "... telling the file's error"
+expect_not_in "trying again" "$RUN_ERR" "... without waiting on the lookup"
 run as_nobody "$KMSTORE" --daemon "$SW" key static
 expect_rc 0 "the configuration in force is unchanged: nobody still gets static's key"
 kmstored_stop "$SW"
