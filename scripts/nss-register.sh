@@ -97,8 +97,9 @@ if [ ! -f "$dbdir/cert9.db" ]; then
 	list) die "no NSS database in $dbdir" ;;
 	esac
 	[ "$create" = yes ] || die "no NSS database in $dbdir (libreswan: ipsec initnss; or --create)"
-	mkdir -p "$dbdir"
-	certutil -N -d "$db" --empty-password
+	# made once the module has taken the parameters (below): a refusal
+	# leaves no empty database behind
+	create=now
 fi
 
 # Whether the database has a module of that name. -rawlist reads the
@@ -223,6 +224,11 @@ if [ -n "$complaints" ]; then
 	echo "$prog: --force: registering although the module has no tokens (above)" >&2
 fi
 want_tokens=$tokens
+
+if [ "$create" = now ]; then
+	mkdir -p "$dbdir"
+	certutil -N -d "$db" --empty-password || die "certutil -N failed for $dbdir (see above)"
+fi
 
 # 2. The registration: replaced, then checked where it counts; if the
 # module does not come up there as it did in the scratch database, the

@@ -136,6 +136,10 @@ same "log=none: nothing on stderr" "$err" "" empty-ok
 # The registration helper (kmstore-nss-register), as for libreswan.
 register=$(dirname "$0")/../../../scripts/nss-register.sh
 reg=$WORK/reg
+tool bash "$register" --dbdir "$reg" --create --module "$MODULE" \
+	--config "$WORK/static.conf" --max-keys lots >/dev/null 2>&1
+same "--create with a value the module refuses: refused (exit 1)" $? 1
+same "... and no database made" "$(ls -A "$reg" 2>/dev/null || true)" "" empty-ok
 out=$(tool bash "$register" --dbdir "$reg" --create --module "$MODULE" \
 	--config "$WORK/static.conf" --log stderr --max-keys 8 2>&1)
 same "nss-register.sh --create registers the module" $? 0
