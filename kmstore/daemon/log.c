@@ -64,10 +64,46 @@ static void emit(kms_log_level level, const char *msg)
 		fprintf(stderr, "kmstored: %s: %s\n", levels[level].name, msg);
 }
 
+/* While a start waits for a lookup it loads the file again every 2 s:
+ * the library's lines about the file (a weak key) are told once, not 30
+ * times. A line is known by its hash (FNV-1a). */
+#define ONCE_MAX 64
+static struct {
+	pthread_mutex_t lock;
+	int on;
+	uint64_t told[ONCE_MAX];
+	size_t n;
+} once = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void kmsd_log_library_once(int on)
+{
+	pthread_mutex_lock(&once.lock);
+	once.on = on;
+	once.n = 0;
+	pthread_mutex_unlock(&once.lock);
+}
+
+static int told_before(const char *message)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	int seen = 0;
+
+	for (const char *c = message; *c != '\0'; c++)
+		h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+	pthread_mutex_lock(&once.lock);
+	for (size_t i = 0; once.on && !seen && i < once.n; i++)
+		seen = once.told[i] == h;
+	if (once.on && !seen && once.n < ONCE_MAX)
+		once.told[once.n++] = h;
+	pthread_mutex_unlock(&once.lock);
+	return seen;
+}
+
 static void from_library(void *ctx, kms_log_level level, const char *message)
 {
 	(void)ctx;
-	emit(level, message);
+	if (!told_before(message))
+		emit(level, message);
 }
 
 void kmsd_log_setup(enum kmsd_log_target t, kms_log_level max)

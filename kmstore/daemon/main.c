@@ -565,6 +565,7 @@ static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
 	kms_rc rc;
 
 	*stopped = 0;
+	kmsd_log_library_once(1);
 	while ((rc = kmsd_conf_init(path, by_lookup, err)) != KMS_OK &&
 	       *by_lookup && kms_now_ms() + LOOKUP_RETRY_MS <= until) {
 		if (strcmp(said, err->message) != 0) {
@@ -579,6 +580,7 @@ static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
 			break;
 		}
 	}
+	kmsd_log_library_once(0);
 	return rc;
 }
 
