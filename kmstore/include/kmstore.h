@@ -111,6 +111,10 @@ KMS_API kms_rc kms_store_cache_get(kms_store_cache *cache, kms_store **out,
 KMS_API kms_rc kms_store_cache_new_daemon(const char *socket_path,
 					  kms_store_cache **out,
 					  kms_error *err);
+/* How long a get waits for kmstored's listing, in ms (default, or 0:
+ * 5000): a caller on an event loop (pluto's PKCS#11 module, on pluto's
+ * main thread) gives it less; kmstored lists from memory. */
+KMS_API void kms_store_cache_set_list_wait(kms_store_cache *cache, long ms);
 KMS_API void kms_store_cache_free(kms_store_cache *cache);
 
 KMS_API size_t kms_store_profile_count(const kms_store *store);

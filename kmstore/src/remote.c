@@ -693,12 +693,12 @@ kms_rc kms_remote_miss(struct kms_remote *r, const char *name, kms_error *err)
 			name, r->path);
 }
 
-static kms_rc list_profiles(struct listing *l, kms_error *err)
+static kms_rc list_profiles(struct listing *l, long wait_ms, kms_error *err)
 {
 	struct reply rep = { 0 };
 	kms_rc rc;
 
-	rc = ask_profiles(l->r, NULL, DEFAULT_WAIT_MS, &rep, err);
+	rc = ask_profiles(l->r, NULL, wait_ms, &rep, err);
 	if (rc != KMS_OK)
 		return rc;
 	rc = kms_wire_parse_profiles(rep.body, rep.len, add_listed, l, err);
@@ -709,6 +709,12 @@ static kms_rc list_profiles(struct listing *l, kms_error *err)
 kms_rc kms_store_open_daemon(const char *socket_path, kms_store **out,
 			     kms_error *err)
 {
+	return kms_remote_open_store(socket_path, 0, out, err);
+}
+
+kms_rc kms_remote_open_store(const char *socket_path, long wait_ms,
+			     kms_store **out, kms_error *err)
+{
 	struct listing l = { 0 };
 	kms_rc rc;
 
@@ -716,7 +722,7 @@ kms_rc kms_store_open_daemon(const char *socket_path, kms_store **out,
 	rc = remote_new(socket_path, &l.r, err);
 	if (rc != KMS_OK)
 		return rc;
-	rc = list_profiles(&l, err);
+	rc = list_profiles(&l, wait_ms > 0 ? wait_ms : DEFAULT_WAIT_MS, err);
 	if (rc != KMS_OK) {
 		kms_store_free(l.store);
 		kms_remote_unref(l.r);

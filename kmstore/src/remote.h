@@ -19,6 +19,11 @@ void kms_remote_unref(struct kms_remote *r);
 kms_rc kms_remote_miss(struct kms_remote *r, const char *name,
 		       kms_error *err);
 
+/* kms_store_open_daemon, waiting wait_ms for the listing (0: as long as
+ * a request that names no profile, 5 s). */
+kms_rc kms_remote_open_store(const char *socket_path, long wait_ms,
+			     kms_store **out, kms_error *err);
+
 /* Sends a request without fields (KMS_WIRE_RELOAD, KMS_WIRE_METRICS) and
  * returns the text of the answer (malloc'ed): the reload's summary, the
  * metrics exposition. */

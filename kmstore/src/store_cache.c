@@ -33,6 +33,7 @@
 
 #include "error.h"
 #include "fileio.h"
+#include "remote.h"
 #include "store.h"
 
 #define DAEMON_KEEP_MS 1000
@@ -50,6 +51,7 @@ struct kms_store_cache {
 	kms_store *remote;   /* kmstored's store, for store's or daemon_only's socket */
 	char *remote_socket; /* the socket it was listed from */
 	struct timespec remote_at; /* when (monotonic) */
+	long list_wait_ms;   /* 0: kms_store_open_daemon's */
 };
 
 kms_rc kms_store_cache_new(const char *path, kms_store_cache **out,
@@ -80,6 +82,13 @@ kms_rc kms_store_cache_new_daemon(const char *socket_path,
 	pthread_mutex_init(&c->lock, NULL);
 	*out = c;
 	return KMS_OK;
+}
+
+void kms_store_cache_set_list_wait(kms_store_cache *c, long ms)
+{
+	pthread_mutex_lock(&c->lock);
+	c->list_wait_ms = ms > 0 ? ms : 0;
+	pthread_mutex_unlock(&c->lock);
 }
 
 void kms_store_cache_free(kms_store_cache *c)
@@ -183,7 +192,7 @@ static kms_rc remote_get(kms_store_cache *c, const char *socket,
 	}
 	*old = c->remote;
 	c->remote = NULL;
-	rc = kms_store_open_daemon(socket, &fresh, err);
+	rc = kms_remote_open_store(socket, c->list_wait_ms, &fresh, err);
 	if (rc != KMS_OK)
 		return rc;
 	copy = strdup(socket);
