@@ -23,6 +23,7 @@ Usage: $prog [options]            register (or re-register) the module
                    leads somewhere, else syslog]
   --log-level L    error, warning or info [warning]
   --max-keys N     keys held per token [64]
+  --empty-slots N  slots for profiles added while the application runs [16]
   --create         make the database (empty password) if there is none
   --force          register even if the module would have no tokens (its
                    configuration does not load, kmstored does not answer):
@@ -47,7 +48,7 @@ need_value() { # "$@" at an option that takes a value
 }
 
 dbdir=/var/lib/ipsec/nss name=kmstore module='' config='' daemon='' log=auto level=''
-max_keys='' action=add create=no force=no
+max_keys='' empty_slots='' action=add create=no force=no
 while [ $# -gt 0 ]; do
 	case $1 in
 	--dbdir) need_value "$@"; dbdir=$2; shift ;;
@@ -58,6 +59,7 @@ while [ $# -gt 0 ]; do
 	--log) need_value "$@"; log=$2; shift ;;
 	--log-level) need_value "$@"; level=$2; shift ;;
 	--max-keys) need_value "$@"; max_keys=$2; shift ;;
+	--empty-slots) need_value "$@"; empty_slots=$2; shift ;;
 	--create) create=yes ;;
 	--force) force=yes ;;
 	--remove) action=remove ;;
@@ -168,7 +170,8 @@ fi
 plain --log "$log"
 [ -z "$level" ] || plain --log-level "$level"
 [ -z "$max_keys" ] || plain --max-keys "$max_keys"
-tail_words="${level:+ log-level=$level}${max_keys:+ max-keys=$max_keys}"
+[ -z "$empty_slots" ] || plain --empty-slots "$empty_slots"
+tail_words="${level:+ log-level=$level}${max_keys:+ max-keys=$max_keys}${empty_slots:+ empty-slots=$empty_slots}"
 check_params="log=stderr${params:+ $params}$tail_words log=$log log=stderr"
 params="${params:+$params }log=$log$tail_words"
 
