@@ -25,7 +25,8 @@ static CK_FUNCTION_LIST function_list;
  * the child forgets the parent's state (leaking it) rather than touch it. */
 static void forget_parent(void)
 {
-	struct p11_params params = { NULL, NULL, LOG_TO_AUTO, KMS_LOG_WARNING, 0 };
+	struct p11_params params = { NULL, NULL, LOG_TO_AUTO, KMS_LOG_WARNING,
+				     0, 0 };
 
 	memset(&p11, 0, sizeof(p11));
 	p11.params = params;

@@ -44,6 +44,8 @@
 
 #define P11_MAX_KEYS_DEFAULT 64
 #define P11_MAX_KEYS_LIMIT 4096
+#define P11_EMPTY_SLOTS_DEFAULT 16
+#define P11_EMPTY_SLOTS_LIMIT 1024
 #define P11_LABEL_MAX 256
 
 /* Boolean attributes an object keeps as requested at generation. */
@@ -108,6 +110,7 @@ struct p11_params {
 	enum p11_log_target log;
 	kms_log_level log_level;    /* the most verbose level shown */
 	size_t max_keys;            /* held per token */
+	size_t empty_slots;         /* for profiles that come later */
 };
 
 struct p11_module {
@@ -120,9 +123,10 @@ struct p11_module {
 	struct p11_token *tokens;  /* one per slot */
 	size_t n_tokens;
 	size_t n_fixed;            /* slots filled at C_Initialize */
-	long next_look_ms;         /* when an empty slot may look again */
+	long long next_look_ms;    /* when an empty slot may look again */
+	long long refused_wait_ms; /* after a refusal, doubling */
 	int looking;
-	int slots_full_told;
+	unsigned long long left_out; /* a hash of the names last told left out */
 	char look_error[KMS_ERROR_MAX]; /* the last failed look's, told */
 	struct p11_session **sessions;
 	size_t n_sessions, cap_sessions;

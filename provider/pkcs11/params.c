@@ -3,7 +3,7 @@
  * x-init-reserved. Words separated by blanks:
  *
  *   config=PATH  daemon=SOCKET  log=auto|stderr|syslog|none
- *   log-level=error|warning|info  max-keys=N
+ *   log-level=error|warning|info  max-keys=N  empty-slots=N
  *
  * daemon= makes the tokens kmstored's profiles (the module then reads no
  * configuration, holds no SAE credentials and talks to no KME).
@@ -78,12 +78,12 @@ static int parse_target(const char *v, enum p11_log_target *out)
 	return 1;
 }
 
-static int parse_max_keys(const char *v, size_t *out)
+static int parse_count(const char *v, long min, long max, size_t *out)
 {
 	char *end;
 	long n = strtol(v, &end, 10);
 
-	if (end == v || *end != '\0' || n < 1 || n > P11_MAX_KEYS_LIMIT)
+	if (end == v || *end != '\0' || n < min || n > max)
 		return 0;
 	*out = (size_t)n;
 	return 1;
@@ -126,11 +126,13 @@ static CK_RV apply(struct p11_params *p, char *word, char *why, size_t size)
 	else if (strcmp(word, "log-level") == 0)
 		ok = parse_level(v, &p->log_level);
 	else if (strcmp(word, "max-keys") == 0)
-		ok = parse_max_keys(v, &p->max_keys);
+		ok = parse_count(v, 1, P11_MAX_KEYS_LIMIT, &p->max_keys);
+	else if (strcmp(word, "empty-slots") == 0)
+		ok = parse_count(v, 0, P11_EMPTY_SLOTS_LIMIT, &p->empty_slots);
 	else {
 		snprintf(why, size,
 			 "unknown parameter '%.32s' (known: config, daemon, "
-			 "log, log-level, max-keys)", word);
+			 "log, log-level, max-keys, empty-slots)", word);
 		return CKR_ARGUMENTS_BAD;
 	}
 	if (!ok) {
@@ -151,6 +153,7 @@ CK_RV p11_params_parse(const char *s, struct p11_params *out, char *why,
 	out->log = LOG_TO_AUTO;
 	out->log_level = KMS_LOG_WARNING;
 	out->max_keys = P11_MAX_KEYS_DEFAULT;
+	out->empty_slots = P11_EMPTY_SLOTS_DEFAULT;
 	if (s == NULL)
 		return CKR_OK;
 	if (strlen(s) > PARAMS_MAX) {

@@ -72,9 +72,8 @@ static CK_RV enter_slot(CK_SLOT_ID id, struct p11_token **tp)
 	return rv;
 }
 
-/* The sizing call of a list of present tokens looks for new profiles:
- * an application that lists again (p11-kit's proxy, a long-lived tool)
- * then finds them. */
+/* The sizing call of a list of the slots with a token looks for new
+ * profiles too: an application that counts them again finds them. */
 CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
 		    CK_ULONG_PTR pulCount)
 {
@@ -102,8 +101,9 @@ CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList,
 	return rv;
 }
 
-/* An empty slot (one left for a profile added later) is removable: NSS
- * asks it again whether its token is there, and it looks then. */
+/* A slot empty at C_Initialize (left for a profile added later) is
+ * removable: NSS asks it again whether its token is there, and the module
+ * looks for new profiles then. */
 CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 {
 	struct p11_token *t;
@@ -116,12 +116,13 @@ CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO_PTR pInfo)
 	if (rv != CKR_OK)
 		return rv;
 	rv = p11_slot_token(slotID, &t);
-	if (rv == CKR_TOKEN_NOT_PRESENT)
-		rv = p11_profiles_look(); /* t stays valid: slots never move */
-	else if (rv != CKR_OK)
+	if (rv == CKR_SLOT_ID_INVALID) {
 		p11_leave();
-	if (rv != CKR_OK)
 		return rv;
+	}
+	if ((size_t)(t->id - 1) >= p11.n_fixed &&
+	    (rv = p11_profiles_look()) != CKR_OK)
+		return rv; /* else t stays valid: slots never move */
 	memset(pInfo, 0, sizeof(*pInfo));
 	if (t->profile != NULL)
 		snprintf(desc, sizeof(desc), "kmstore profile %s",

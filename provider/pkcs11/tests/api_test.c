@@ -201,6 +201,18 @@ static void test_params(void)
 	try_params(p, 0, "unknown parameter");
 	snprintf(p, sizeof(p), "config=%s max-keys=0 log=none", conf);
 	try_params(p, 0, "max-keys out of range");
+	snprintf(p, sizeof(p), "config=%s empty-slots=1025 log=none", conf);
+	try_params(p, 0, "empty-slots out of range");
+	snprintf(p, sizeof(p), "config=%s empty-slots=3 log=none", conf);
+	if (init_with(p) == CKR_OK) {
+		CK_ULONG n = 0;
+
+		f->C_GetSlotList(CK_FALSE, NULL, &n);
+		check(n == 2 + 3, "empty-slots=3: two tokens, three empty slots (%lu)", n);
+		f->C_Finalize(NULL);
+	} else {
+		check(0, "empty-slots=3: C_Initialize succeeds");
+	}
 	try_params("config=\"/x log=none", 0, "unbalanced quote");
 }
 

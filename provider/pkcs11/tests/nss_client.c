@@ -6,8 +6,8 @@
  *                                         does for each IKE SA, every
  *                                         0.1 s until it is there; print
  *                                         the tries before it was, and the
- *                                         key it then generates. The first
- *                                         miss prints "missed" at once.
+ *                                         ID and key it then generates. The
+ *                                         first miss prints "missed" at once.
  *   nss_client DBDIR key URI [token|generate]  resolve URI: generate (no
  *                                         id) or find (id), or with
  *                                         "generate" C_GenerateKey with
@@ -416,7 +416,7 @@ static int cmd_wait_token(int argc, char **argv)
 	PK11_FreeSlot(slot);
 	if (key == NULL)
 		return fail(EX_NO_KEY, "PK11_KeyGen");
-	if (PK11_ExtractKeyValue(key) != SECSuccess) {
+	if (print_id(key) != EX_OK || PK11_ExtractKeyValue(key) != SECSuccess) {
 		PK11_FreeSymKey(key);
 		return fail(EX_FAIL, "PK11_ExtractKeyValue");
 	}

@@ -128,6 +128,42 @@ err=$(cat "$WORK/late.err")
 has "... the module said why it had none at first" "$err" \
 	"cannot open configuration file $WORK/late.conf.*; the module has no tokens yet"
 has "... and where each went" "$err" "profile 'second' is new in $WORK/late.conf: its token is in slot 2"
+# A file still being written: a profile is taken only once the file has
+# been left alone for 2 s. Here a writer keeps a profile with a cut
+# key-id in the file, rewriting it every 0.2 s for 7 s (the module's first
+# look is 5 s after its start), and then writes the whole.
+half=$WORK/half
+sed -n '/^\[west-static\]/,/^$/p' "$WORK/static.conf" >"$WORK/half.conf"
+chmod 600 "$WORK/half.conf"
+nss_db "$half" "config=$WORK/half.conf log=stderr"
+client "$half" wait-token pkcs11:token=second 40 >"$WORK/half.out" 2>"$WORK/half.err" &
+waiter=$!
+for _ in $(seq 100); do grep -q '^missed' "$WORK/half.out" && break; sleep 0.1; done
+for _ in $(seq 35); do
+	{ sed -n '/^\[west-static\]/,/^$/p' "$WORK/static.conf"
+	  printf '[second]\ntype = static\nkey = file:%s\nkey-id = PPK_I' "$WORK/second.key"; } >"$WORK/half.conf"
+	sleep 0.2
+done
+cat "$WORK/static.conf" >"$WORK/half.conf"
+wait "$waiter"
+same "a file written in pieces: the profile comes" $? 0
+same "... as the whole file has it, not as a piece had it" "$(sed -n 's/^id=//p' "$WORK/half.out")" PPK_ID_2
+# Slots run out: with one empty slot, of two profiles added the first is
+# a token, and the module says which is left out and why.
+full=$WORK/full
+sed -n '/^\[west-static\]/,/^$/p' "$WORK/static.conf" >"$WORK/full.conf"
+chmod 600 "$WORK/full.conf"
+nss_db "$full" "config=$WORK/full.conf log=stderr empty-slots=1"
+client "$full" wait-token pkcs11:token=second 40 >"$WORK/full.out" 2>"$WORK/full.err" &
+waiter=$!
+for _ in $(seq 100); do grep -q '^missed' "$WORK/full.out" && break; sleep 0.1; done
+{ cat "$WORK/static.conf"; printf '\n[third]\ntype = static\nkey-id = PPK_ID_3\nkey = file:%s\n' "$WORK/second.key"; } >"$WORK/full.conf"
+wait "$waiter"
+same "empty-slots=1, two profiles added: the first is a token" $? 0
+err=$(cat "$WORK/full.err")
+has "... the module says that was the last empty slot" "$err" "that was the last of the module's 1 empty slots"
+has "... and which profile is left out" "$err" \
+	"1 new profile\(s\) in $WORK/full.conf not made tokens: the module's 1 empty slots are taken \('third'\)"
 quiet=$WORK/quiet
 nss_db "$quiet" "config=$WORK/missing.conf log=none"
 err=$(client "$quiet" tokens kmstore 2>&1)
@@ -141,10 +177,11 @@ tool bash "$register" --dbdir "$reg" --create --module "$MODULE" \
 same "--create with a value the module refuses: refused (exit 1)" $? 1
 same "... and no database made" "$(ls -A "$reg" 2>/dev/null || true)" "" empty-ok
 out=$(tool bash "$register" --dbdir "$reg" --create --module "$MODULE" \
-	--config "$WORK/static.conf" --log stderr --max-keys 8 2>&1)
+	--config "$WORK/static.conf" --log stderr --max-keys 8 --empty-slots 4 2>&1)
 same "nss-register.sh --create registers the module" $? 0
 has "... with the parameter string" "$(cat "$reg/pkcs11.txt")" \
-	"^parameters=config=$WORK/static.conf log=stderr max-keys=8$"
+	"^parameters=config=$WORK/static.conf log=stderr max-keys=8 empty-slots=4$"
+has "... four empty slots" "$(tool modutil -dbdir "sql:$reg" -list kmstore 2>/dev/null | grep -c 'Slot: kmstore slot for a new profile')" "^4$"
 has "... and NSS sees the tokens" "$(client "$reg" tokens kmstore)" \
 	"^token=second model=static$"
 tool bash "$register" --dbdir "$reg" --module "$MODULE" \
@@ -185,6 +222,7 @@ refused "--log-level verbose" "refuses --log-level verbose" --config "$conf" --l
 refused "--log sylog" "refuses --log sylog" --config "$conf" --log sylog
 refused "--max-keys lots" "refuses --max-keys lots" --config "$conf" --max-keys lots
 refused "--max-keys 0" "refuses --max-keys 0" --config "$conf" --max-keys 0
+refused "--empty-slots 2000" "refuses --empty-slots 2000" --config "$conf" --empty-slots 2000
 refused "--log 'stderr config=/nonexistent' (a blank adds a parameter)" \
 	"--log 'stderr config=/nonexistent': no blanks" --config "$conf" --log 'stderr config=/nonexistent'
 refused "--log-level with a blank" "--log-level 'info log=none': no blanks" \
@@ -218,7 +256,7 @@ fi
 
 # Each option that takes a value, without one: a usage error (exit 2)
 # that names it, at the end of the line or before another option.
-for opt in --dbdir --name --module --config --daemon --log --log-level --max-keys; do
+for opt in --dbdir --name --module --config --daemon --log --log-level --max-keys --empty-slots; do
 	err=$(tool bash "$register" "$opt" 2>&1)
 	same "$opt without a value: exit 2" $? 2
 	has "... '$opt needs a value'" "$err" "^nss-register.sh: $opt needs a value"
