@@ -25,8 +25,8 @@
  *   is asked first again only after a back-off. Each KME has its own
  *   pool of handles (connections), TLS sessions and health. */
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,10 +76,10 @@ struct kme {
 	pthread_mutex_t health_lock;
 	int asked;      /* any request ended yet */
 	long failures;  /* in a row */
-	long retry_at_ms; /* monotonic; 0: up */
+	int64_t retry_at_ms; /* monotonic; 0: up */
 	char last_error[200];
 	char addrs[KMS_RESOLVE_MAX]; /* the host's, as the last lookup gave */
-	long addrs_until_ms; /* monotonic: addrs hold until then; 0: look up */
+	int64_t addrs_until_ms; /* monotonic: addrs hold until then; 0: look up */
 };
 
 enum op { OP_STATUS, OP_ENC_KEYS, OP_DEC_KEYS };
@@ -92,9 +92,9 @@ struct key_queue {
 	pthread_cond_t ended;   /* a request ended (CLOCK_MONOTONIC) */
 	struct key_wait *head;  /* oldest first */
 	unsigned in_flight;
-	long alone_until_ms;    /* one key per request until then */
+	int64_t alone_until_ms; /* one key per request until then */
 	size_t most;            /* keys per request the KME takes ... */
-	long most_until_ms;     /* ... until then; QUEUE_BATCH after */
+	int64_t most_until_ms;  /* ... until then; QUEUE_BATCH after */
 };
 
 struct kms_qkd_client {
@@ -130,8 +130,8 @@ struct call {
 	struct kme *kme;
 	enum op op;
 	const char *sae; /* the SAE ID in the path */
-	long deadline_ms; /* monotonic: this KME's share of the deadline */
-	long given_ms;    /* that share when it began */
+	int64_t deadline_ms; /* monotonic: this KME's share of the deadline */
+	int64_t given_ms;    /* that share when it began */
 	int timed_out;    /* the last attempt ran out of time */
 	int attempts;
 	int max_attempts; /* 0: as many as the deadline allows */
@@ -498,7 +498,7 @@ static int transient(CURLcode rc)
 static int backoff(struct call *k)
 {
 	long wait = BACKOFF_FIRST_MS << (k->attempts < 6 ? k->attempts - 1 : 5);
-	long left = k->deadline_ms - kms_now_ms();
+	int64_t left = k->deadline_ms - kms_now_ms();
 	struct timespec ts;
 
 	if (wait > BACKOFF_MAX_MS)
@@ -611,7 +611,7 @@ static const char *outcome(CURLcode rc, long status, const char *errbuf,
 	return "other";
 }
 
-static void observe(const struct call *k, long t0_us, const char *what)
+static void observe(const struct call *k, int64_t t0_us, const char *what)
 {
 	struct kms_kme_event ev = {
 		.profile = k->p->name, .url = k->kme->url, .op = op_names[k->op],
@@ -656,7 +656,8 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 		      struct body *b, int *again, kms_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	long status = 0, t0 = kms_now_us(), budget = k->deadline_ms - kms_now_ms();
+	long status = 0; /* curl's type */
+	int64_t t0 = kms_now_us(), budget = k->deadline_ms - kms_now_ms();
 	kms_rc out;
 	CURLcode rc;
 	CURL *h;
@@ -669,7 +670,7 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	k->timed_out = 0;
 	h = take_handle(k->kme);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
-				     errbuf, budget > 1 ? budget : 1) != 0) {
+				     errbuf, (long)(budget > 1 ? budget : 1)) != 0) {
 		give_back(k->kme, h);
 		return kms_fail(err, KMS_ERR_SYSTEM, "cannot set up libcurl");
 	}
@@ -799,9 +800,9 @@ static void kme_down(struct kme *e, const kms_error *err)
 	pthread_mutex_unlock(&e->health_lock);
 }
 
-static long kme_retry_at(struct kme *e)
+static int64_t kme_retry_at(struct kme *e)
 {
-	long t;
+	int64_t t;
 
 	pthread_mutex_lock(&e->health_lock);
 	t = e->retry_at_ms;
@@ -824,7 +825,7 @@ static int kme_failed(struct kme *e)
  * their back-off, soonest back first. */
 static size_t kme_order(struct kms_qkd_client *cl, size_t order[KMS_KMES_MAX])
 {
-	long now = kms_now_ms(), at[KMS_KMES_MAX];
+	int64_t now = kms_now_ms(), at[KMS_KMES_MAX];
 	size_t n = 0, down[KMS_KMES_MAX], n_down = 0, busy[KMS_KMES_MAX], n_busy = 0;
 
 	for (size_t i = 0; i < cl->n; i++) {
@@ -860,13 +861,13 @@ int kms_qkd_all_down(const kms_profile *p)
 	return 1;
 }
 
-long kms_qkd_back_at(const kms_profile *p)
+int64_t kms_qkd_back_at(const kms_profile *p)
 {
 	const struct kms_qkd_config *c = p->state;
-	long at = LONG_MAX;
+	int64_t at = INT64_MAX;
 
 	for (size_t i = 0; i < c->client->n; i++) {
-		long t = kme_retry_at(&c->client->kmes[i]);
+		int64_t t = kme_retry_at(&c->client->kmes[i]);
 
 		if (t < at)
 			at = t;
@@ -876,14 +877,15 @@ long kms_qkd_back_at(const kms_profile *p)
 
 static void health_of(struct kme *e, kms_kme_health *h)
 {
-	long now = kms_now_ms();
+	int64_t now = kms_now_ms();
 
 	pthread_mutex_lock(&e->health_lock);
 	snprintf(h->url, sizeof(h->url), "%.*s", (int)sizeof(h->url) - 1, e->url);
 	snprintf(h->state, sizeof(h->state), "%s",
 		 !e->asked ? "unknown" : e->failures == 0 ? "up" : "down");
 	h->failures = e->failures;
-	h->retry_in_ms = e->retry_at_ms > now ? e->retry_at_ms - now : 0;
+	/* A long in the API: DOWN_MAX_MS at most. */
+	h->retry_in_ms = e->retry_at_ms > now ? (long)(e->retry_at_ms - now) : 0;
 	snprintf(h->last_error, sizeof(h->last_error), "%.*s",
 		 (int)sizeof(h->last_error) - 1, e->last_error);
 	pthread_mutex_unlock(&e->health_lock);
@@ -933,7 +935,7 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
  * round, rounds separated by the usual back-off, until one answers or
  * the deadline passes. */
 static kms_rc run(kms_profile *p, enum op op, const char *sae,
-		  const char *request, size_t keys, long deadline,
+		  const char *request, size_t keys, int64_t deadline,
 		  struct body *b, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
@@ -950,11 +952,11 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 	n = kme_order(cl, order);
 	for (size_t turn = 0;; turn++) {
 		size_t i = turn % n;
-		long left = deadline - kms_now_ms();
+		int64_t left = deadline - kms_now_ms();
 		struct call k = { .p = p, .c = c, .kme = &cl->kmes[order[i]],
 				  .op = op, .sae = sae, .keys = keys,
-				  .deadline_ms = kms_now_ms() + left / (long)(n - i),
-				  .given_ms = left / (long)(n - i),
+				  .deadline_ms = kms_now_ms() + left / (int64_t)(n - i),
+				  .given_ms = left / (int64_t)(n - i),
 				  .max_attempts = n > 1 };
 
 		if (turn > 0 && left <= 10)
@@ -989,7 +991,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
  * out[], *got of them, by deadline; the HTTP status of the last answer
  * into *status (0: none), if status is not NULL. */
 static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
-			 size_t n, long deadline, kms_key **out, size_t *got,
+			 size_t n, int64_t deadline, kms_key **out, size_t *got,
 			 long *status, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
@@ -1051,13 +1053,13 @@ static kms_rc fetch_keys(kms_profile *p, enum op op, const char *want_id,
 	return rc;
 }
 
-static long deadline_of(const kms_profile *p)
+static int64_t deadline_of(const kms_profile *p)
 {
 	return kms_now_ms() + ((const struct kms_qkd_config *)p->state)->timeout_ms;
 }
 
 /* The KME's status, nothing else, by deadline. */
-static kms_rc ask_status(kms_profile *p, long deadline, kms_status *out,
+static kms_rc ask_status(kms_profile *p, int64_t deadline, kms_status *out,
 			 kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
@@ -1115,7 +1117,7 @@ enum wait_state { W_QUEUED, W_SENT, W_DONE, W_ALONE };
  * before the state says W_DONE, and read by the caller after. */
 struct key_wait {
 	const char *id; /* dec_keys: the key ID; enc_keys: NULL */
-	long deadline_ms;
+	int64_t deadline_ms;
 	struct key_wait *next; /* queued */
 	enum wait_state state;
 	enum wait_state ended;  /* the sender's verdict, W_DONE or W_ALONE */
@@ -1172,13 +1174,13 @@ static size_t queue_count(const struct key_queue *q)
 }
 
 /* Keys per request the KME takes, as far as is known; the lock is held. */
-static size_t queue_limit_of(const struct key_queue *q, long now)
+static size_t queue_limit_of(const struct key_queue *q, int64_t now)
 {
 	return now < q->most_until_ms ? q->most : QUEUE_BATCH;
 }
 
 /* Keys one request carries now; the lock is held. */
-static size_t queue_most(const struct key_queue *q, long now)
+static size_t queue_most(const struct key_queue *q, int64_t now)
 {
 	return now < q->alone_until_ms ? 1 : queue_limit_of(q, now);
 }
@@ -1223,7 +1225,7 @@ static int in_batch(struct key_wait *const *batch, size_t n, const char *id)
 static size_t queue_take(const kms_profile *p, struct key_queue *q,
 			 struct key_wait **batch)
 {
-	long now = kms_now_ms();
+	int64_t now = kms_now_ms();
 	size_t n = 0, max = queue_most(q, now);
 
 	for (struct key_wait *w = q->head, *next; w != NULL && n < max; w = next) {
@@ -1271,7 +1273,7 @@ static int refused_keys(long http_status)
  * request ends W_DONE (its key, or the error all share) or W_ALONE (to
  * ask again alone). */
 static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
-		      size_t n, long deadline)
+		      size_t n, int64_t deadline)
 {
 	struct kms_qkd_config *c = p->state;
 	size_t key_len = (size_t)c->key_bits / 8, taken = 0;
@@ -1346,7 +1348,7 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
  * that was more, else 0. */
 static size_t queue_limit(struct key_queue *q, long most)
 {
-	long now = kms_now_ms();
+	int64_t now = kms_now_ms();
 	size_t was;
 
 	if (most < 1)
@@ -1365,7 +1367,7 @@ static size_t queue_limit(struct key_queue *q, long most)
  * stored_key_count -1 if not told; not asked with less than half the
  * profile's timeout left, lest a KME that just answered be counted down
  * for a status cut short. */
-static void said_status(kms_profile *p, long deadline, kms_status *st)
+static void said_status(kms_profile *p, int64_t deadline, kms_status *st)
 {
 	const struct kms_qkd_config *c = p->state;
 	kms_error err;
@@ -1377,7 +1379,7 @@ static void said_status(kms_profile *p, long deadline, kms_status *st)
 		st->max_key_per_request = st->stored_key_count = -1;
 }
 
-static long said_most(kms_profile *p, long deadline)
+static long said_most(kms_profile *p, int64_t deadline)
 {
 	kms_status st;
 
@@ -1433,9 +1435,10 @@ static long fewer_keys(const struct key_retry *r, long said, char *why,
 /* A request of a refused one got its key alone (ok) or not; the last of
  * them tells why the KME refused: a key it lacks, or their number. */
 static void queue_learn(kms_profile *p, struct key_queue *q,
-			struct key_retry *r, int ok, long deadline)
+			struct key_retry *r, int ok, int64_t deadline)
 {
-	long now = kms_now_ms(), most;
+	int64_t now = kms_now_ms();
+	long most;
 	char why[96];
 	int last, known, cut;
 
@@ -1465,7 +1468,7 @@ static void queue_lead(kms_profile *p, struct key_queue *q)
 {
 	struct key_wait *batch[QUEUE_BATCH];
 	size_t n = queue_take(p, q, batch);
-	long deadline = LONG_MAX;
+	int64_t deadline = INT64_MAX;
 
 	for (size_t i = 0; i < n; i++)
 		if (batch[i]->deadline_ms < deadline)
@@ -1506,8 +1509,8 @@ static void queue_wait_turn(kms_profile *p, struct key_queue *q,
 		} else if (w->state == W_SENT) {
 			pthread_cond_wait(&q->ended, &q->lock);
 		} else {
-			struct timespec ts = { .tv_sec = w->deadline_ms / 1000,
-					       .tv_nsec = w->deadline_ms % 1000 * 1000000 };
+			struct timespec ts = { .tv_sec = (time_t)(w->deadline_ms / 1000),
+					       .tv_nsec = (long)(w->deadline_ms % 1000 * 1000000) };
 
 			pthread_cond_timedwait(&q->ended, &q->lock, &ts);
 		}
@@ -1552,7 +1555,8 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 			kms_error *err)
 {
 	struct key_queue *q = &((struct kms_qkd_config *)p->state)->client->enc;
-	long deadline = deadline_of(p), status = 0, most;
+	int64_t deadline = deadline_of(p);
+	long status = 0, most;
 	struct key_retry r = { 0 };
 	kms_status st;
 	char why[96];

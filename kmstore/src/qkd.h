@@ -3,6 +3,8 @@
 #ifndef KMS_QKD_H
 #define KMS_QKD_H
 
+#include <stdint.h>
+
 #include "profile.h"
 
 struct kms_qkd_client;
@@ -56,7 +58,7 @@ kms_rc kms_qkd_get_keys(kms_profile *p, size_t n, kms_key **out, size_t *got,
 int kms_qkd_all_down(const kms_profile *p);
 /* When the first of the profile's KMEs is back from its back-off
  * (monotonic ms; past if one is). */
-long kms_qkd_back_at(const kms_profile *p);
+int64_t kms_qkd_back_at(const kms_profile *p);
 /* Each KME's health into out (n_kmes, kmes), asking none of them. */
 void kms_qkd_health(const kms_profile *p, kms_status *out);
 
@@ -68,7 +70,7 @@ void kms_qkd_health(const kms_profile *p, kms_status *out);
  * before the first request. */
 struct kms_kme_event {
 	const char *profile, *url, *op, *outcome;
-	long us;          /* microseconds */
+	int64_t us;       /* microseconds */
 	long http_status; /* 0 if none */
 };
 typedef void kms_kme_observer(void *ctx, const struct kms_kme_event *ev);

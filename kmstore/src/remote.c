@@ -62,7 +62,7 @@ static struct idle {
 	char path[PATH_SIZE];
 	int fd;
 	pid_t pid;
-	long since; /* kms_now_ms() when given back */
+	int64_t since; /* kms_now_ms() when given back */
 } idle[IDLE_MAX];
 static size_t n_idle;
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -78,7 +78,8 @@ struct remote_profile {
  * profile's request, once (renewed), as long as kmstored says the
  * profile's timeout is now. */
 struct wait {
-	long deadline, wait_ms;
+	int64_t deadline;
+	long wait_ms;
 	const char *profile; /* NULL: no renewal */
 	atomic_long *shared; /* the profile's wait, for its other requests */
 	int renewed;
@@ -146,7 +147,8 @@ static kms_rc dial(struct kms_remote *r, const struct wait *w, int *fd_out,
 		   kms_error *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	long pause = CONNECT_RETRY_MIN_MS, left;
+	long pause = CONNECT_RETRY_MIN_MS;
+	int64_t left;
 	int fd, e;
 
 	strcpy(sa.sun_path, r->path);
@@ -219,7 +221,7 @@ static void register_atfork(void)
 
 /* Under idle_lock: takes out the entries idle for IDLE_MS, and those of
  * another process; the descriptors to close (after the lock) go to out. */
-static size_t take_stale(long now, pid_t me, int out[IDLE_MAX])
+static size_t take_stale(int64_t now, pid_t me, int out[IDLE_MAX])
 {
 	size_t kept = 0, n = 0;
 
@@ -278,7 +280,7 @@ static void give_back(struct kms_remote *r, int fd)
 	pid_t me = getpid();
 	int stale[IDLE_MAX];
 	size_t n_stale;
-	long now = kms_now_ms();
+	int64_t now = kms_now_ms();
 
 	pthread_mutex_lock(&idle_lock);
 	n_stale = take_stale(now, me, stale);
@@ -328,7 +330,7 @@ static int wait_fd(struct kms_remote *r, int fd, short events, struct wait *w,
 		   kms_error *err)
 {
 	struct pollfd pfd = { .fd = fd, .events = events };
-	long left;
+	int64_t left;
 	int n;
 
 	for (;;) {

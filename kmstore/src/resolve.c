@@ -81,13 +81,13 @@ static void on_result(void *arg, int status, int timeouts,
 
 /* One round: waits for c-ares's sockets or its next timeout, at most
  * until the deadline, and lets it process what happened. */
-static int step(ares_channel ch, long deadline)
+static int step(ares_channel ch, int64_t deadline)
 {
 	ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 	struct pollfd pfd[ARES_GETSOCK_MAXNUM];
-	long left = deadline - kms_now_ms();
-	struct timeval max = { .tv_sec = left / 1000,
-			       .tv_usec = (left % 1000) * 1000 };
+	int64_t left = deadline - kms_now_ms();
+	struct timeval max = { .tv_sec = (time_t)(left / 1000),
+			       .tv_usec = (suseconds_t)((left % 1000) * 1000) };
 	struct timeval tv, *t;
 	unsigned bits;
 	int n = 0, ready;
@@ -148,14 +148,14 @@ static const char *ares_reason(int status)
 	}
 }
 
-enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
+enum kms_resolve_result kms_resolve(const char *host, int64_t budget_ms,
 				    char *out, size_t out_size, long *ttl_s,
 				    const char **why)
 {
 	struct ares_addrinfo_hints hints = { .ai_family = AF_UNSPEC,
 					     .ai_socktype = SOCK_STREAM };
 	struct lookup l = { 0 };
-	long deadline = kms_now_ms() + budget_ms;
+	int64_t deadline = kms_now_ms() + budget_ms;
 	enum kms_resolve_result r = KMS_RESOLVED;
 	ares_channel ch;
 

@@ -11,6 +11,7 @@
 #define KMS_RESOLVE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum kms_resolve_result {
 	KMS_RESOLVED,
@@ -26,7 +27,7 @@ enum kms_resolve_result {
  * numeric host, IPv4 or IPv6) is not looked up: KMS_RESOLVE_ADDRESS, and
  * out is empty. On failure, *why says what went wrong (a static
  * string). */
-enum kms_resolve_result kms_resolve(const char *host, long budget_ms,
+enum kms_resolve_result kms_resolve(const char *host, int64_t budget_ms,
 				    char *out, size_t out_size, long *ttl_s,
 				    const char **why);
 
