@@ -253,13 +253,13 @@ kms_rc kmsd_client_peer(int fd, struct kmsd_client *c, kms_error *err)
 
 static struct name_slot {
 	uid_t uid;
-	long until; /* kms_now_ms(); 0: free */
+	int64_t until; /* kms_now_ms(); 0: free */
 	char name[sizeof(((struct kmsd_client *)0)->user)];
 } names[NAME_SLOTS];
 static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* 1 with uid's name in out if the cache has it fresh; under names_lock. */
-static int name_cached(uid_t uid, long now, char *out, size_t size)
+static int name_cached(uid_t uid, int64_t now, char *out, size_t size)
 {
 	for (size_t i = 0; i < NAME_SLOTS; i++)
 		if (names[i].until > now && names[i].uid == uid) {
@@ -271,7 +271,7 @@ static int name_cached(uid_t uid, long now, char *out, size_t size)
 
 /* Keeps uid's name in its own slot, else in the one that ends first (a
  * free or expired one before any in use); under names_lock. */
-static void name_keep(uid_t uid, long now, const char *name)
+static void name_keep(uid_t uid, int64_t now, const char *name)
 {
 	struct name_slot *s = &names[0];
 

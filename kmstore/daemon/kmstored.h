@@ -9,6 +9,7 @@
 #define KMSTORED_H
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -117,12 +118,12 @@ void kmsd_pool_free(struct kmsd_pool *pl);
 void kmsd_pool_adopt(struct kmsd_pool *to, struct kmsd_conf *to_conf,
 		     struct kmsd_pool *from);
 /* The oldest key and when the pool got it; NULL when empty. */
-kms_key *kmsd_pool_take(struct kmsd_pool *pl, long *born_ms);
+kms_key *kmsd_pool_take(struct kmsd_pool *pl, int64_t *born_ms);
 /* A key taken but not delivered, back in its place by age (in the pool
  * that adopted pl, after a reload); NULL, or why not (the key is then
  * dropped, and counted). Takes the key either way. */
 const char *kmsd_pool_put_back(struct kmsd_pool *pl, kms_key *key,
-			       long born_ms);
+			       int64_t born_ms);
 /* Every KME is down: the pool asks a status as the first is back from its
  * back-off, so that the outage ends when a KME answers. */
 void kmsd_pool_outage(struct kmsd_pool *pl);

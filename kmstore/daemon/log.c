@@ -11,6 +11,7 @@
  * journald's rate limit (10000 lines per 30 s per service by default)
  * would then drop the lines that matter: one per key served, which are
  * never limited. Root and kmstored's own user are not limited. */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -36,7 +37,7 @@ static int journal;
 static struct window {
 	uid_t uid;
 	int used;
-	long start;
+	int64_t start;
 	unsigned count;
 	unsigned long suppressed;
 } windows[CLIENT_SLOTS + 1];
@@ -130,10 +131,10 @@ void kmsd_log(kms_log_level level, const char *fmt, ...)
 }
 
 /* The summary of a window that ended; under windows_lock. */
-static void window_close(struct window *w, long now, char *line,
+static void window_close(struct window *w, int64_t now, char *line,
 			 size_t size)
 {
-	long s = (now - w->start + 999) / 1000;
+	int64_t s = (now - w->start + 999) / 1000;
 	char who[32];
 
 	if (w->suppressed > 0) {
@@ -142,8 +143,8 @@ static void window_close(struct window *w, long now, char *line,
 		else
 			snprintf(who, sizeof(who), "uid %u", (unsigned)w->uid);
 		snprintf(line, size, "%s: %lu more lines like those above not "
-			 "logged in %ld s (at most %d per user in %d s)", who,
-			 w->suppressed, s < 1 ? 1 : s, CLIENT_BURST,
+			 "logged in %" PRId64 " s (at most %d per user in "
+			 "%d s)", who, w->suppressed, s < 1 ? 1 : s, CLIENT_BURST,
 			 CLIENT_WINDOW_MS / 1000);
 	}
 	w->used = 0;
@@ -168,7 +169,7 @@ static int log_allowed(const struct kmsd_client *c, kms_log_level level)
 	uid_t uid = c->uid;
 	char summary[160] = "";
 	struct window *w = NULL, *free_slot = NULL;
-	long now;
+	int64_t now;
 	int ok;
 
 	if (level > max_level)
@@ -228,7 +229,7 @@ int kmsd_log_fd(void)
 int kmsd_log_tick(int all)
 {
 	uint64_t n;
-	long now = kms_now_ms(), next = -1;
+	int64_t now = kms_now_ms(), next = -1;
 	ssize_t got;
 
 	if (wake_fd >= 0) {
@@ -237,7 +238,7 @@ int kmsd_log_tick(int all)
 	}
 	for (size_t i = 0; i <= CLIENT_SLOTS; i++) {
 		char summary[160] = "";
-		long left;
+		int64_t left;
 
 		pthread_mutex_lock(&windows_lock);
 		left = windows[i].start + CLIENT_WINDOW_MS - now;

@@ -353,15 +353,15 @@ static void start_conn(int fd)
 #define ACCEPT_REST_MS 100
 #define ACCEPT_LOG_MS 60000
 
-static long rest_until;    /* no accept before (monotonic ms), or 0 */
-static long rest_logged;   /* when the last line about it was */
+static int64_t rest_until;  /* no accept before (monotonic ms), or 0 */
+static int64_t rest_logged; /* when the last line about it was */
 static unsigned long rests; /* since then */
 
 static void accept_all(int lfd)
 {
 	for (;;) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		long now;
+		int64_t now;
 
 		if (fd >= 0) {
 			start_conn(fd);
@@ -437,7 +437,7 @@ static void serve(int lfd, int sfd)
 
 		pfd[0].fd = lfd;
 		if (rest_until != 0) {
-			long left = rest_until - kms_now_ms();
+			int64_t left = rest_until - kms_now_ms();
 
 			if (left > 0) {
 				pfd[0].fd = -1;
@@ -560,7 +560,7 @@ static int stop_in_wait(int sfd)
 static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
 			int *stopped, kms_error *err)
 {
-	long until = kms_now_ms() + LOOKUP_WAIT_MS;
+	int64_t until = kms_now_ms() + LOOKUP_WAIT_MS;
 	char said[KMS_ERROR_MAX] = "";
 	kms_rc rc;
 

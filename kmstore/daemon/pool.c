@@ -35,7 +35,7 @@
 
 struct pooled {
 	kms_key *key;
-	long born_ms;
+	int64_t born_ms;
 };
 
 struct kmsd_pool {
@@ -47,8 +47,9 @@ struct kmsd_pool {
 	size_t n;
 	int stopping, running;
 	int filling;         /* below prefetch-low: refill up to prefetch */
-	long failures, retry_at_ms, failure_logged_ms;
-	long probe_at_ms;    /* every KME down: ask a status then; 0: none */
+	long failures;
+	int64_t retry_at_ms, failure_logged_ms;
+	int64_t probe_at_ms; /* every KME down: ask a status then; 0: none */
 	struct kmsd_conf *conf; /* held while the thread runs */
 	size_t in_flight;       /* keys the refill under way asked for */
 	long incoming;          /* keys a predecessor's refill brings */
@@ -109,7 +110,7 @@ void kmsd_pool_free(struct kmsd_pool *pl)
 /* Puts a key in its place by age, the keys staying oldest first (as
  * expire() needs): ahead of those as old as it (a key put back), or after
  * them (a key fetched). The lock is held and there is room. */
-static void place(struct kmsd_pool *pl, kms_key *key, long born_ms, int ahead)
+static void place(struct kmsd_pool *pl, kms_key *key, int64_t born_ms, int ahead)
 {
 	size_t at = pl->n;
 
@@ -124,7 +125,7 @@ static void place(struct kmsd_pool *pl, kms_key *key, long born_ms, int ahead)
 
 /* Fetched keys into the pool, as many as there is room for; the rest are
  * dropped, counted and logged. The lock is held. */
-static void keep(struct kmsd_pool *pl, kms_key **fresh, size_t got, long t)
+static void keep(struct kmsd_pool *pl, kms_key **fresh, size_t got, int64_t t)
 {
 	size_t i = 0, gone;
 
@@ -169,7 +170,7 @@ static size_t coming(const struct kmsd_pool *pl)
  * not held): to the pool that adopted pl, which counted want of them as
  * coming; dropped, counted and logged when there is none. */
 static void hand_over(struct kmsd_pool *pl, struct kmsd_pool *heir,
-		      size_t want, kms_key **fresh, size_t got, long t)
+		      size_t want, kms_key **fresh, size_t got, int64_t t)
 {
 	struct kmsd_pool *to = heir != NULL ? lock_heir(heir) : NULL;
 	const char *name = kms_profile_name(pl->p);
@@ -200,7 +201,7 @@ static void hand_over(struct kmsd_pool *pl, struct kmsd_pool *heir,
 }
 
 /* Drops the keys past their age; the lock is held. */
-static void expire(struct kmsd_pool *pl, long now)
+static void expire(struct kmsd_pool *pl, int64_t now)
 {
 	size_t gone = 0;
 
@@ -225,7 +226,7 @@ static void refill(struct kmsd_pool *pl, size_t want)
 	kms_key **fresh = calloc(want, sizeof(*fresh));
 	struct kmsd_pool *heir;
 	kms_error err;
-	long t;
+	int64_t t;
 	kms_rc rc;
 
 	if (fresh == NULL)
@@ -274,9 +275,9 @@ static void refill(struct kmsd_pool *pl, size_t want)
  * the watcher, every 30 s. So a status as the first is back from its
  * back-off, and the outage (its policy) ends when a KME answers. 1 when
  * the lock was let go meanwhile (what it guards may have changed). */
-static int probe(struct kmsd_pool *pl, long now)
+static int probe(struct kmsd_pool *pl, int64_t now)
 {
-	long at;
+	int64_t at;
 	kms_status st;
 	kms_error err;
 
@@ -304,7 +305,7 @@ static int probe(struct kmsd_pool *pl, long now)
 /* The time to wake up next: the oldest key's expiry, a retry, a probe. */
 static void next_wake(const struct kmsd_pool *pl, struct timespec *ts)
 {
-	long at = -1;
+	int64_t at = -1;
 
 	if (pl->n > 0)
 		at = pl->keys[0].born_ms + pl->c->prefetch_max_age_ms;
@@ -320,8 +321,8 @@ static void next_wake(const struct kmsd_pool *pl, struct timespec *ts)
 	at -= kms_now_ms();
 	if (at < 1)
 		at = 1;
-	ts->tv_sec += at / 1000;
-	ts->tv_nsec += (at % 1000) * 1000000;
+	ts->tv_sec += (time_t)(at / 1000);
+	ts->tv_nsec += (long)((at % 1000) * 1000000);
 	if (ts->tv_nsec >= 1000000000) {
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000;
@@ -335,7 +336,7 @@ static void *pool_main(void *arg)
 
 	pthread_mutex_lock(&pl->lock);
 	while (!pl->stopping) {
-		long t = kms_now_ms();
+		int64_t t = kms_now_ms();
 		size_t target = (size_t)pl->c->prefetch, have;
 		struct timespec ts;
 
@@ -495,7 +496,7 @@ void kmsd_pool_outage(struct kmsd_pool *pl)
 	pthread_mutex_unlock(&pl->lock);
 }
 
-kms_key *kmsd_pool_take(struct kmsd_pool *pl, long *born_ms)
+kms_key *kmsd_pool_take(struct kmsd_pool *pl, int64_t *born_ms)
 {
 	kms_key *key = NULL;
 
@@ -514,7 +515,7 @@ kms_key *kmsd_pool_take(struct kmsd_pool *pl, long *born_ms)
 }
 
 const char *kmsd_pool_put_back(struct kmsd_pool *pl, kms_key *key,
-			       long born_ms)
+			       int64_t born_ms)
 {
 	struct kmsd_pool *to = lock_heir(pl);
 	const char *why = NULL;

@@ -32,13 +32,13 @@ static const char *const shown[] = {
  * IO_TIMEOUT_MS after that byte: one deadline for a whole request, header
  * and body, from its first byte. 0, or -1 when the client went away or
  * stalled. */
-static int read_full(int fd, uint8_t *p, size_t len, long *deadline)
+static int read_full(int fd, uint8_t *p, size_t len, int64_t *deadline)
 {
 	int forever = *deadline == 0;
 
 	while (len > 0) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		long left = *deadline - kms_now_ms();
+		int64_t left = *deadline - kms_now_ms();
 		ssize_t n;
 
 		if (!forever && left <= 0)
@@ -70,12 +70,12 @@ static int read_full(int fd, uint8_t *p, size_t len, long *deadline)
  * IO_TIMEOUT_MS); *sent says how many bytes went out either way. */
 static int write_full(int fd, const uint8_t *p, size_t len, size_t *sent)
 {
-	long deadline = kms_now_ms() + IO_TIMEOUT_MS;
+	int64_t deadline = kms_now_ms() + IO_TIMEOUT_MS;
 
 	*sent = 0;
 	while (len > 0) {
 		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-		long left = deadline - kms_now_ms();
+		int64_t left = deadline - kms_now_ms();
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n > 0) {
@@ -199,7 +199,7 @@ static void log_key(struct kmsd_client *c, const kms_key *key,
 /* "A key for use now" from the profile's pool, if it has one, following
  * its outage policy; *key NULL when the KME must be asked. */
 static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
-			long *born_ms, int *in_outage, kms_error *err)
+			int64_t *born_ms, int *in_outage, kms_error *err)
 {
 	const struct kms_qkd_config *qc = p->state;
 	int down = kms_qkd_all_down(p);
@@ -228,7 +228,7 @@ struct key_out {
 	kms_key *key;           /* NULL: no key in the reply */
 	struct kmsd_conf *conf; /* held until then: the pool's snapshot */
 	struct kmsd_pool *pool; /* the key's pool; NULL: from the KME */
-	long born_ms;           /* when the pool got it */
+	int64_t born_ms;        /* when the pool got it */
 	int by_id;
 	int in_outage;          /* from the pool, every KME down */
 };
@@ -241,7 +241,7 @@ static kms_rc do_key(struct kmsd_client *c,
 	kms_key *key = NULL;
 	kms_profile *p = NULL;
 	size_t i = 0;
-	long born = 0;
+	int64_t born = 0;
 	kms_rc rc;
 
 	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
@@ -469,7 +469,7 @@ static int serve_one(int fd, struct kmsd_client *c)
 	kms_error err;
 	uint32_t len;
 	size_t sent = 0;
-	long deadline = 0; /* set by the request's first byte */
+	int64_t deadline = 0; /* set by the request's first byte */
 	int kind, rc;
 
 	if (read_full(fd, h, sizeof(h), &deadline) != 0)
