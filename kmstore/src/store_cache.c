@@ -23,6 +23,7 @@
  * sees a reload within that time; its connections belong to the process
  * (remote.c) and outlive any one store. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -166,12 +167,13 @@ static kms_rc refresh(kms_store_cache *c, const char *path, kms_store **old,
 	return KMS_OK;
 }
 
-static long ms_since(const struct timespec *t)
+/* In int64_t: seconds * 1000 in a 32-bit time_t overflow after 24.8 days. */
+static int64_t ms_since(const struct timespec *t)
 {
 	struct timespec now;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t->tv_sec) * 1000 +
+	return (int64_t)(now.tv_sec - t->tv_sec) * 1000 +
 	       (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
