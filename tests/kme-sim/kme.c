@@ -279,8 +279,9 @@ static void new_key_id(struct kme_model *m, char out[KME_UUID_LEN])
 		return;
 	}
 	n = atomic_fetch_add(&m->n_ids, 1) + 1;
-	snprintf(out, KME_UUID_LEN, "00000000-0000-4000-8000-%012lx",
-		 n & 0xffffffffffffUL);
+	/* 48 bits do not fit in a 32-bit long (i386, armhf). */
+	snprintf(out, KME_UUID_LEN, "00000000-0000-4000-8000-%012llx",
+		 (unsigned long long)n & 0xffffffffffffULL);
 }
 
 /* Make `number` keys and their pending copies, before taking the lock. */
