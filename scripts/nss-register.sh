@@ -228,7 +228,9 @@ if [ -n "$complaints" ]; then
 fi
 want_tokens=$tokens
 
+made_dir=no
 if [ "$create" = now ]; then
+	[ -d "$dbdir" ] || made_dir=yes
 	mkdir -p "$dbdir"
 	certutil -N -d "$db" --empty-password || die "certutil -N failed for $dbdir (see above)"
 fi
@@ -245,6 +247,14 @@ else
 	restore_previous() { quietly modutil -dbdir "$db" -delete "$name" -force || true; }
 fi
 before="nothing is registered as '$name'"
+if [ "$create" = now ]; then
+	# what was there before is no database: none is left behind
+	restore_previous() {
+		rm -f "$dbdir/cert9.db" "$dbdir/key4.db" "$dbdir/pkcs11.txt"
+		[ "$made_dir" = no ] || rmdir "$dbdir" 2>/dev/null || true
+	}
+	before="the database made for it is removed again"
+fi
 restore=yes
 if registered; then
 	before="the previous registration is back"
