@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <p11-kit/pkcs11.h>
@@ -127,6 +128,8 @@ struct p11_module {
 	long long refused_wait_ms; /* after a refusal, doubling */
 	int looking;
 	unsigned long long left_out; /* a hash of the names last told left out */
+	struct stat seen;          /* the configuration file as a look saw it */
+	long long seen_ms;         /* since when */
 	char look_error[KMS_ERROR_MAX]; /* the last failed look's, told */
 	struct p11_session **sessions;
 	size_t n_sessions, cap_sessions;

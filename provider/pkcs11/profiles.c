@@ -19,8 +19,9 @@
  * LOOK_BACKOFF times as long, so looking never takes more than a sixtieth
  * of the caller's time; nor is one that kmstored refused (it logs each
  * refusal) repeated soon. A profile, once a token, keeps the settings it
- * had, so one is taken from a file only once the file has been left alone
- * for SETTLE_S: not half-written by an editor or a script. Once no slot
+ * had, so one is taken from a file only once two looks SETTLE_S apart or
+ * more (on this process's clock: a file's times may be in the future)
+ * saw the file unchanged: not half-written by an editor or a script. Once no slot
  * is empty, looks go on every FULL_LOOK_MS, asked by the slots filled
  * late, to tell which profiles are left out. */
 #include <stdio.h>
@@ -84,21 +85,28 @@ static struct p11_token *first_empty(void)
 	return NULL;
 }
 
-/* Whether the file the profiles come from has been left alone for
- * SETTLE_S (kmstored's listing is whole: always). Asked after the get, so
- * a write since would show. */
+/* Whether the file the profiles come from is the same as SETTLE_S ago or
+ * more (kmstored's listing is whole: always). Asked after the get, so a
+ * write since would show; a change starts the wait again. */
 static int settled(void)
 {
 	const char *path = p11.params.config != NULL ? p11.params.config :
 						       kms_default_config_path();
-	struct timespec now;
 	struct stat st;
 
 	if (p11.params.daemon != NULL || stat(path, &st) != 0)
 		return 1;
-	clock_gettime(CLOCK_REALTIME, &now);
-	return st.st_mtim.tv_sec + SETTLE_S < now.tv_sec &&
-	       st.st_ctim.tv_sec + SETTLE_S < now.tv_sec;
+	if (st.st_ino != p11.seen.st_ino || st.st_dev != p11.seen.st_dev ||
+	    st.st_size != p11.seen.st_size ||
+	    st.st_mtim.tv_sec != p11.seen.st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != p11.seen.st_mtim.tv_nsec ||
+	    st.st_ctim.tv_sec != p11.seen.st_ctim.tv_sec ||
+	    st.st_ctim.tv_nsec != p11.seen.st_ctim.tv_nsec) {
+		p11.seen = st;
+		p11.seen_ms = now_ms();
+		return 0;
+	}
+	return now_ms() - p11.seen_ms >= SETTLE_S * 1000;
 }
 
 static void tell_left_out(const kms_store *s, size_t left, const char *names,
@@ -108,9 +116,9 @@ static void tell_left_out(const kms_store *s, size_t left, const char *names,
 
 	if (left > 0 && h != p11.left_out)
 		p11_log(KMS_LOG_WARNING,
-			"%zu new profile(s) in %s not made tokens: the module's "
-			"%zu empty slots are taken (%s); restart the application "
-			"(pluto: ipsec restart), with more (empty-slots=) if needed",
+			"%zu new profile(s) in %s not made tokens: no empty slot "
+			"is left (empty-slots=%zu) for %s; restart the application "
+			"(pluto: ipsec restart), with more empty slots if needed",
 			left, source_name(s, buf, sizeof(buf)),
 			p11.params.empty_slots, names);
 	p11.left_out = left > 0 ? h : 0;
@@ -120,7 +128,7 @@ static void tell_left_out(const kms_store *s, size_t left, const char *names,
  * (which owns those profiles) if it gave any. */
 static void place(kms_store *s, int at_start)
 {
-	unsigned long long h = FNV_START;
+	unsigned long long h = 0; /* of the names left out, in any order */
 	size_t placed = 0, left = 0, used = 0;
 	char buf[160], names[200] = "";
 
@@ -133,10 +141,13 @@ static void place(kms_store *s, int at_start)
 			continue;
 		t = first_empty();
 		if (t == NULL) {
-			h = fnv(fnv(h, name), "\n");
-			if (used < sizeof(names))
-				used += (size_t)snprintf(names + used, sizeof(names) - used,
-							 "%s'%s'", left ? ", " : "", name);
+			h += fnv(FNV_START, name);
+			used = strlen(names);
+			if (used + strlen(name) + 4 + 5 < sizeof(names))
+				snprintf(names + used, sizeof(names) - used, "%s'%s'",
+					 left ? ", " : "", name);
+			else if (strstr(names, ", ...") == NULL)
+				snprintf(names + used, sizeof(names) - used, ", ...");
 			left++;
 			continue;
 		}
@@ -167,6 +178,7 @@ static void tell_failure(const kms_error *err, int at_start)
 	if (!at_start && strcmp(err->message, p11.look_error) == 0)
 		return;
 	p11_log(KMS_LOG_ERROR, "%s; %s", err->message,
+		p11.n_tokens == 0 ? "the module has no tokens (and no empty slots)" :
 		p11.n_stores == 0 ?
 			"the module has no tokens yet (it looks again when asked)" :
 			"no new profile can be found");
@@ -181,7 +193,9 @@ static void take(kms_store *s, kms_rc rc, const kms_error *err,
 	long long took = now_ms() - started, wait = LOOK_EVERY_MS;
 	char buf[160];
 
-	if (rc == KMS_ERR_PERMISSION && p11.params.daemon != NULL)
+	/* kmstored's refusals say "kmstored:"; a file refused for its
+	 * permissions is mended by chmod, and looked at again soon. */
+	if (rc == KMS_ERR_PERMISSION && strncmp(err->message, "kmstored:", 9) == 0)
 		p11.refused_wait_ms = p11.refused_wait_ms == 0 ? LOOK_EVERY_MS :
 				      p11.refused_wait_ms * 2 > REFUSED_MAX_MS ?
 							       REFUSED_MAX_MS :
@@ -205,7 +219,7 @@ static void take(kms_store *s, kms_rc rc, const kms_error *err,
 	}
 	if (first_empty() == NULL && wait < FULL_LOOK_MS)
 		wait = FULL_LOOK_MS; /* only to tell what is left out */
-	if (took * LOOK_BACKOFF > wait)
+	if (!at_start && took * LOOK_BACKOFF > wait)
 		wait = took * LOOK_BACKOFF;
 	p11.next_look_ms = now_ms() + wait;
 }
@@ -222,9 +236,13 @@ CK_RV p11_profiles_open(void)
 	p11.left_out = 0;
 	p11.refused_wait_ms = 0;
 	p11.look_error[0] = '\0';
+	memset(&p11.seen, 0, sizeof(p11.seen));
 	rc = p11.params.daemon != NULL ?
 		     kms_store_cache_new_daemon(p11.params.daemon, &p11.cache, &err) :
 		     kms_store_cache_new(p11.params.config, &p11.cache, &err);
+	/* Asked from pluto's main thread: kmstored lists from memory. */
+	if (rc == KMS_OK)
+		kms_store_cache_set_list_wait(p11.cache, LIST_WAIT_MS);
 	if (rc == KMS_OK)
 		rc = kms_store_cache_get(p11.cache, &s, &err);
 	if (rc == KMS_OK)
@@ -233,8 +251,6 @@ CK_RV p11_profiles_open(void)
 		p11_log(KMS_LOG_ERROR, "%s; the module has no tokens", err.message);
 		return CKR_OK;
 	}
-	/* Asked again from pluto's main thread: kmstored lists from memory. */
-	kms_store_cache_set_list_wait(p11.cache, LIST_WAIT_MS);
 	n = found + p11.params.empty_slots;
 	p11.tokens = n > 0 ? calloc(n, sizeof(*p11.tokens)) : NULL;
 	p11.stores = n > 0 ? calloc(n, sizeof(*p11.stores)) : NULL;

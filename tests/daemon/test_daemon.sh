@@ -893,6 +893,14 @@ if [[ -x ${NSS_CLIENT:-} && -f ${P11_MODULE:-} ]] && command -v modutil >/dev/nu
 	waited
 	expect_rc 0 "... is a token of the running application"
 	expect_eq "$static_hex" "$(sed -n 's/^key=//p' <<<"$RUN_OUT")" "... with its key"
+	# kmstored stopped (SIGSTOP) as the application starts: its start is
+	# held 0.5 s, not 5, and the token comes soon after kmstored goes on.
+	kill -STOP "$(kmstored_pid "$SL")"
+	wait_token qkd
+	kill -CONT "$(kmstored_pid "$SL")"
+	waited
+	expect_rc 0 "kmstored stopped as NSS loads the module, then going on: the token comes"
+	expect_in "did not answer within 0.5 s" "$RUN_ERR" "... the module gave it 0.5 s at its start"
 	kmstored_stop "$SL"
 	echo | tool modutil -dbdir "sql:$work/nss" -delete kmstore -force >/dev/null 2>&1 || true
 	echo | tool modutil -dbdir "sql:$work/nss" -add kmstore -libfile "$(realpath "$P11_MODULE")" \

@@ -111,8 +111,8 @@ has "... and the log says chmod 600" "$err" "fix: chmod 600 $WORK/open.conf"
 nss_db "$WORK/typo" "conifg=$WORK/static.conf"
 err=$(client "$WORK/typo" tokens kmstore 2>&1)
 has "unknown module parameter: named in the log" "$err" "unknown parameter 'conifg'"
-# A configuration written while the application runs: its profiles come
-# as tokens, without a restart. The client looks every 0.1 s, as pluto
+# A configuration written while the application runs (its time an hour
+# ahead): its profiles come as tokens, without a restart. The client looks every 0.1 s, as pluto
 # looks its token up at each IKE SA. (A profile added by a kmstored
 # reload: tests/daemon.)
 late=$WORK/late
@@ -121,6 +121,7 @@ client "$late" wait-token pkcs11:token=second 40 >"$WORK/late.out" 2>"$WORK/late
 waiter=$!
 for _ in $(seq 100); do grep -q '^missed' "$WORK/late.out" && break; sleep 0.1; done
 cp -p "$WORK/static.conf" "$WORK/late.conf"
+touch -m -d '+1 hour' "$WORK/late.conf" # copied from a host whose clock is ahead
 wait "$waiter"
 same "a configuration written after C_Initialize: its tokens come" $? 0
 has "... with its key" "$(cat "$WORK/late.out")" "^key=$(hex_of "$WORK/second.key")$"
@@ -163,7 +164,7 @@ same "empty-slots=1, two profiles added: the first is a token" $? 0
 err=$(cat "$WORK/full.err")
 has "... the module says that was the last empty slot" "$err" "that was the last of the module's 1 empty slots"
 has "... and which profile is left out" "$err" \
-	"1 new profile\(s\) in $WORK/full.conf not made tokens: the module's 1 empty slots are taken \('third'\)"
+	"1 new profile\(s\) in $WORK/full.conf not made tokens: no empty slot is left \(empty-slots=1\) for 'third'"
 quiet=$WORK/quiet
 nss_db "$quiet" "config=$WORK/missing.conf log=none"
 err=$(client "$quiet" tokens kmstore 2>&1)
@@ -176,6 +177,20 @@ tool bash "$register" --dbdir "$reg" --create --module "$MODULE" \
 	--config "$WORK/static.conf" --max-keys lots >/dev/null 2>&1
 same "--create with a value the module refuses: refused (exit 1)" $? 1
 same "... and no database made" "$(ls -A "$reg" 2>/dev/null || true)" "" empty-ok
+# ... nor when the registration fails after the database is made (here a
+# modutil that refuses to add the module to it).
+mkdir -p "$WORK/failing-bin"
+cat >"$WORK/failing-bin/modutil" <<EOF
+#!/bin/sh
+case " \$* " in *" -dbdir sql:$WORK/reg2 -add "*) echo "modutil: refused here" >&2; exit 1 ;; esac
+exec $(command -v modutil) "\$@"
+EOF
+chmod 755 "$WORK/failing-bin/modutil"
+err=$(PATH="$WORK/failing-bin:$PATH" tool bash "$register" --dbdir "$WORK/reg2" --create \
+	--module "$MODULE" --config "$WORK/static.conf" 2>&1)
+same "--create, then modutil -add fails: refused (exit 1)" $? 1
+has "... saying the database made is removed again" "$err" "the database made for it is removed again"
+same "... and it is" "$(ls -A "$WORK/reg2" 2>/dev/null || true)" "" empty-ok
 out=$(tool bash "$register" --dbdir "$reg" --create --module "$MODULE" \
 	--config "$WORK/static.conf" --log stderr --max-keys 8 --empty-slots 4 2>&1)
 same "nss-register.sh --create registers the module" $? 0
