@@ -111,15 +111,21 @@ has "... and the log says chmod 600" "$err" "fix: chmod 600 $WORK/open.conf"
 nss_db "$WORK/typo" "conifg=$WORK/static.conf"
 err=$(client "$WORK/typo" tokens kmstore 2>&1)
 has "unknown module parameter: named in the log" "$err" "unknown parameter 'conifg'"
+# start_waiter DB TOKEN: in the background, the client looks the token
+# up every 0.1 s, as pluto does at each IKE SA, until it is there (40 s at
+# most; output in DB.out and DB.err); returns once it has missed it.
+start_waiter() {
+	client "$1" wait-token "pkcs11:token=$2" 40 >"$1.out" 2>"$1.err" &
+	waiter=$!
+	for _ in $(seq 100); do grep -q '^missed' "$1.out" && break; sleep 0.1; done
+}
+
 # A configuration written while the application runs (its time an hour
-# ahead): its profiles come as tokens, without a restart. The client looks every 0.1 s, as pluto
-# looks its token up at each IKE SA. (A profile added by a kmstored
-# reload: tests/daemon.)
+# ahead): its profiles come as tokens, without a restart. (A profile
+# added by a kmstored reload: tests/daemon.)
 late=$WORK/late
 nss_db "$late" "config=$WORK/late.conf log=stderr"
-client "$late" wait-token pkcs11:token=second 40 >"$WORK/late.out" 2>"$WORK/late.err" &
-waiter=$!
-for _ in $(seq 100); do grep -q '^missed' "$WORK/late.out" && break; sleep 0.1; done
+start_waiter "$late" second
 cp -p "$WORK/static.conf" "$WORK/late.conf"
 touch -m -d '+1 hour' "$WORK/late.conf" # copied from a host whose clock is ahead
 wait "$waiter"
@@ -129,17 +135,15 @@ err=$(cat "$WORK/late.err")
 has "... the module said why it had none at first" "$err" \
 	"cannot open configuration file $WORK/late.conf.*; the module has no tokens yet"
 has "... and where each went" "$err" "profile 'second' is new in $WORK/late.conf: its token is in slot 2"
-# A file still being written: a profile is taken only once the file has
-# been left alone for 2 s. Here a writer keeps a profile with a cut
+# A file still being written: a profile is taken only once two looks 2 s
+# apart saw the file unchanged. Here a writer keeps a profile with a cut
 # key-id in the file, rewriting it every 0.2 s for 7 s (the module's first
 # look is 5 s after its start), and then writes the whole.
 half=$WORK/half
 sed -n '/^\[west-static\]/,/^$/p' "$WORK/static.conf" >"$WORK/half.conf"
 chmod 600 "$WORK/half.conf"
 nss_db "$half" "config=$WORK/half.conf log=stderr"
-client "$half" wait-token pkcs11:token=second 40 >"$WORK/half.out" 2>"$WORK/half.err" &
-waiter=$!
-for _ in $(seq 100); do grep -q '^missed' "$WORK/half.out" && break; sleep 0.1; done
+start_waiter "$half" second
 for _ in $(seq 35); do
 	{ sed -n '/^\[west-static\]/,/^$/p' "$WORK/static.conf"
 	  printf '[second]\ntype = static\nkey = file:%s\nkey-id = PPK_I' "$WORK/second.key"; } >"$WORK/half.conf"
@@ -155,9 +159,7 @@ full=$WORK/full
 sed -n '/^\[west-static\]/,/^$/p' "$WORK/static.conf" >"$WORK/full.conf"
 chmod 600 "$WORK/full.conf"
 nss_db "$full" "config=$WORK/full.conf log=stderr empty-slots=1"
-client "$full" wait-token pkcs11:token=second 40 >"$WORK/full.out" 2>"$WORK/full.err" &
-waiter=$!
-for _ in $(seq 100); do grep -q '^missed' "$WORK/full.out" && break; sleep 0.1; done
+start_waiter "$full" second
 { cat "$WORK/static.conf"; printf '\n[third]\ntype = static\nkey-id = PPK_ID_3\nkey = file:%s\n' "$WORK/second.key"; } >"$WORK/full.conf"
 wait "$waiter"
 same "empty-slots=1, two profiles added: the first is a token" $? 0
