@@ -500,14 +500,18 @@ static int detach(int *ready_fd)
 	return 0;
 }
 
-static void say_ready(int ready_fd, const char *msg)
+/* Tells the starting command that kmstored serves: 0 if it is gone
+ * (interrupted: its caller saw a failed start, so kmstored stops). */
+static int say_ready(int ready_fd, const char *msg)
 {
-	int null;
+	int null, told;
 
 	if (ready_fd < 0)
-		return;
-	if (write(ready_fd, msg, strlen(msg)) < 0)
-		kmsd_log(KMS_LOG_WARNING, "cannot tell the starting command");
+		return 1;
+	told = write(ready_fd, msg, strlen(msg)) >= 0 || errno != EPIPE;
+	if (!told)
+		kmsd_log(KMS_LOG_WARNING, "the starting command is gone "
+			 "(interrupted?) before kmstored served");
 	close(ready_fd);
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null >= 0) {
@@ -516,6 +520,7 @@ static void say_ready(int ready_fd, const char *msg)
 		dup2(null, 2);
 		close(null);
 	}
+	return told;
 }
 
 /* The exit status of a start that failed: 2 when the command line is
@@ -541,30 +546,40 @@ static int start_status(const kms_error *err, int by_lookup)
 #define LOOKUP_WAIT_MS 60000
 #define LOOKUP_RETRY_MS 2000
 
-/* Waits LOOKUP_RETRY_MS for a signal: 1 if SIGTERM or SIGINT came (stop),
- * else 0 (SIGHUP: try again at once). */
-static int stop_in_wait(int sfd)
+/* Why a start's wait stopped. */
+enum wait_end { WAIT_ON, WAIT_SIGNAL, WAIT_STARTER_GONE };
+
+/* Waits LOOKUP_RETRY_MS for a signal, or for the starting command to go
+ * (ready_fd, the pipe it reads, when detached): a start interrupted with
+ * Ctrl-C leaves no kmstored behind, though setsid() took it out of the
+ * terminal's reach. WAIT_ON after SIGHUP too: try again at once. */
+static enum wait_end stop_in_wait(int sfd, int ready_fd)
 {
-	struct pollfd sig = { .fd = sfd, .events = POLLIN };
+	struct pollfd fds[2] = { { .fd = sfd, .events = POLLIN },
+				 { .fd = ready_fd } }; /* POLLERR: no reader */
 	struct signalfd_siginfo si;
 
-	if (poll(&sig, 1, LOOKUP_RETRY_MS) <= 0 ||
-	    read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
-		return 0;
-	return si.ssi_signo != SIGHUP;
+	if (poll(fds, ready_fd >= 0 ? 2 : 1, LOOKUP_RETRY_MS) <= 0)
+		return WAIT_ON;
+	if (fds[1].revents & POLLERR)
+		return WAIT_STARTER_GONE;
+	if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+		return WAIT_ON;
+	return si.ssi_signo != SIGHUP ? WAIT_SIGNAL : WAIT_ON;
 }
 
 /* The configuration, tried again every LOOKUP_RETRY_MS for LOOKUP_WAIT_MS
- * while a failed lookup may pass. SIGTERM ends the wait (*stopped), SIGHUP
- * shortens it. The wait is logged once, and again if the reason changes. */
-static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
-			int *stopped, kms_error *err)
+ * while a failed lookup may pass. SIGTERM, or the starting command gone,
+ * ends the wait (*stopped), SIGHUP shortens it. The wait is logged once,
+ * and again if the reason changes. */
+static kms_rc load_conf(const char *path, int sfd, int ready_fd,
+			int *by_lookup, enum wait_end *stopped, kms_error *err)
 {
 	int64_t until = kms_now_ms() + LOOKUP_WAIT_MS;
 	char said[KMS_ERROR_MAX] = "";
 	kms_rc rc;
 
-	*stopped = 0;
+	*stopped = WAIT_ON;
 	kmsd_log_library_once(1);
 	while ((rc = kmsd_conf_init(path, by_lookup, err)) != KMS_OK &&
 	       *by_lookup && kms_now_ms() + LOOKUP_RETRY_MS <= until) {
@@ -575,10 +590,8 @@ static kms_rc load_conf(const char *path, int sfd, int *by_lookup,
 				 LOOKUP_RETRY_MS / 1000, LOOKUP_WAIT_MS / 1000);
 			kmsd_notify("STATUS=waiting for a user or group lookup");
 		}
-		if (stop_in_wait(sfd)) {
-			*stopped = 1;
+		if ((*stopped = stop_in_wait(sfd, ready_fd)) != WAIT_ON)
 			break;
-		}
 	}
 	kmsd_log_library_once(0);
 	return rc;
@@ -598,7 +611,8 @@ static int start_failed(int ready_fd, const kms_error *err, int status)
 int main(int argc, char **argv)
 {
 	struct options o = { 0 };
-	int lfd = -1, sfd, ready_fd = -1, rc, by_lookup, stopped;
+	int lfd = -1, sfd, ready_fd = -1, rc, by_lookup;
+	enum wait_end stopped;
 	char status[KMS_ERROR_MAX];
 	kms_error err;
 	sigset_t sigs;
@@ -626,8 +640,14 @@ int main(int argc, char **argv)
 		return start_failed(ready_fd, &err, 1);
 	}
 	kmsd_metrics_init();
-	rc = load_conf(o.config, sfd, &by_lookup, &stopped, &err);
-	if (rc != KMS_OK && stopped) {
+	rc = load_conf(o.config, sfd, ready_fd, &by_lookup, &stopped, &err);
+	if (rc != KMS_OK && stopped == WAIT_STARTER_GONE) {
+		kms_error_prefix(&err, "the starting command is gone "
+				 "(interrupted?): stopped before it served");
+		close(ready_fd);
+		return start_failed(-1, &err, 1);
+	}
+	if (rc != KMS_OK && stopped == WAIT_SIGNAL) {
 		kms_error_prefix(&err, "stopped before it served");
 		return start_failed(ready_fd, &err, 0);
 	}
@@ -647,14 +667,13 @@ int main(int argc, char **argv)
 		kmsd_conf_put(c);
 	}
 	kmsd_log(KMS_LOG_INFO, "%s", status);
-	say_ready(ready_fd, "ok");
-	{
+	if (say_ready(ready_fd, "ok")) {
 		char state[KMS_ERROR_MAX + 16];
 
 		snprintf(state, sizeof(state), "READY=1\nSTATUS=%s", status);
 		kmsd_notify(state);
+		serve(lfd, sfd);
 	}
-	serve(lfd, sfd);
 	kmsd_notify("STOPPING=1");
 	kmsd_log_tick(1);
 	kmsd_log(KMS_LOG_INFO, "stopping");

@@ -717,6 +717,27 @@ if [ -n "$dpid" ]; then
 else
 	tap_not_ok "... and removes its socket when it stops" "no kmstored listens on $work/rel.sock"
 fi
+# A detached start interrupted while kmstored waits for a lookup (Ctrl-C;
+# here SIGTERM: a background job ignores SIGINT) leaves no kmstored
+# behind, though setsid() took it out of the terminal's reach: its caller
+# saw the start fail.
+printf '[gone]\ntype = static\nkey-id = G\nkey = hex:%s\nallow-users = no-such-user-kms\n' \
+	00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff >"$work/gone.conf"
+chmod 600 "$work/gone.conf"
+env SYSLOG_CAPTURE="$work/gone.log" LD_PRELOAD="${KMSTORE_TEST_PRELOAD:+$KMSTORE_TEST_PRELOAD }${SYSLOG_CAPTURE_LIB:?}" \
+	"$KMSTORED" --config "$work/gone.conf" --socket "$work/gone.sock" 2>/dev/null &
+starter=$!
+for _ in $(seq 100); do grep -q "trying again" "$work/gone.log" 2>/dev/null && break; sleep 0.1; done
+expect_in "no user 'no-such-user-kms' on this system; trying again" "$(cat "$work/gone.log" 2>/dev/null)" \
+	"a detached start waits for a lookup (syslog)"
+kill -TERM "$starter"
+wait "$starter" 2>/dev/null || true
+for _ in $(seq 50); do pgrep -f -- "--socket $work/gone.sock" >/dev/null || break; sleep 0.1; done
+expect_eq "" "$(pgrep -f -- "--socket $work/gone.sock")" \
+	"... its starting command interrupted: the detached kmstored stops too (not after the 60 s wait)"
+expect_in "the starting command is gone (interrupted?): stopped before it served" "$(cat "$work/gone.log")" \
+	"... and says why"
+pkill -f -- "--socket $work/gone.sock" || true
 if ldd "$KMSTORED" | grep -q libsystemd; then
 	python3 - "$work/notify" >"$work/notify.out" 2>&1 <<'EOF' &
 import socket, sys
