@@ -449,6 +449,9 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	/* The key that perform() read through the checked descriptor: a path
 	 * would be opened again, by name. */
 	SET(CURLOPT_SSLKEY_BLOB, &k->tls_key);
+	/* never a prompt, nor libcurl 7.88's crash, for a key whose
+	 * encryption kms_qkd_tls_key_plain() did not see */
+	SET(CURLOPT_KEYPASSWD, "");
 	SET(CURLOPT_TIMEOUT_MS, budget_ms);
 	SET(CURLOPT_CONNECTTIMEOUT_MS, budget_ms);
 	SET(CURLOPT_HTTPHEADER, headers);
@@ -714,6 +717,11 @@ static kms_rc perform(struct call *k, const char *url, const char *request,
 	rc = kms_kept_file_get(k->c->client->tls_key, &pem, err);
 	if (rc != KMS_OK)
 		return call_fail(k, err, rc, "%s", err != NULL ? err->message : "");
+	rc = kms_qkd_tls_key_plain(k->c, pem->data, pem->len, err);
+	if (rc != KMS_OK) {
+		kms_file_copy_put(pem);
+		return call_fail(k, err, rc, "%s", err != NULL ? err->message : "");
+	}
 	k->tls_key = (struct curl_blob){ .data = (void *)pem->data, .len = pem->len,
 					 .flags = CURL_BLOB_NOCOPY };
 	headers = curl_slist_append(NULL, "Accept: application/json");

@@ -253,6 +253,35 @@ kms_rc kms_qkd_read_tls_key(const struct kms_qkd_config *c, uint8_t **pem,
 				KMS_TLS_KEY_MAX, 1, pem, len, err);
 }
 
+/* PKCS#8's encrypted form, or the traditional one's header. Asked for a
+ * passphrase, OpenSSL would prompt on the terminal, and libcurl 7.88
+ * crashes (strlen of its missing password). */
+kms_rc kms_qkd_tls_key_plain(const struct kms_qkd_config *c, const uint8_t *pem,
+			     size_t len, kms_error *err)
+{
+	static const char pkcs8[] = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+	static const char legacy[] = "Proc-Type: 4,ENCRYPTED";
+
+	if (memmem(pem, len, pkcs8, sizeof(pkcs8) - 1) == NULL &&
+	    memmem(pem, len, legacy, sizeof(legacy) - 1) == NULL)
+		return KMS_OK;
+	return kms_fail(err, KMS_ERR_CONFIG,
+			"TLS private key %s is encrypted: kmstore has no "
+			"passphrase to give; store it unencrypted, readable "
+			"only by its user (openssl pkey -in KEY -out NEW)",
+			c->private_key);
+}
+
+/* No prompt on the terminal for a passphrase. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 static kms_rc check_private_key(const kms_profile *p,
 				const struct kms_qkd_config *c, X509 *cert,
 				kms_error *err)
@@ -267,9 +296,13 @@ static kms_rc check_private_key(const kms_profile *p,
 
 	if (kms_qkd_read_tls_key(c, &pem, &len, &why) != KMS_OK)
 		return kms_setting_fail(p, s, err, why.code, "%s", why.message);
+	if (kms_qkd_tls_key_plain(c, pem, len, &why) != KMS_OK) {
+		kms_secmem_free(pem, KMS_TLS_KEY_MAX + 1);
+		return kms_setting_fail(p, s, err, why.code, "%s", why.message);
+	}
 	bio = BIO_new_mem_buf(pem, (int)len);
 	if (bio != NULL)
-		pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+		pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
 	BIO_free(bio);
 	kms_secmem_free(pem, KMS_TLS_KEY_MAX + 1);
 	if (pkey == NULL)

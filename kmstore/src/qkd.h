@@ -39,6 +39,10 @@ struct kms_qkd_config {
 #define KMS_TLS_KEY_MAX 16384
 kms_rc kms_qkd_read_tls_key(const struct kms_qkd_config *c, uint8_t **pem,
 			    size_t *len, kms_error *err);
+/* KMS_ERR_CONFIG, naming the file, if that key is encrypted: kmstore has
+ * no passphrase to give it. */
+kms_rc kms_qkd_tls_key_plain(const struct kms_qkd_config *c, const uint8_t *pem,
+			     size_t len, kms_error *err);
 
 /* The client of a profile: created by configure (no I/O), freed with the
  * profile. */

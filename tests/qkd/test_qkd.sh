@@ -184,6 +184,29 @@ expect_rc 3 "this SAE's key not matching its certificate: a configuration error"
 expect_in "this SAE's TLS credentials cannot be used" "$RUN_ERR" "... saying whose credentials"
 run "$kmstore" -c "$c" key qkd
 expect_faster 1 "... at once, without retries or failover"
+# This SAE's key encrypted with a passphrase (PKCS#8, and the traditional
+# form's Proc-Type header): kmstore has none to give. A configuration
+# error naming the file, with no prompt (OpenSSL's, on the terminal) and
+# no crash (libcurl 7.88 took the length of its missing password).
+openssl pkey -in "$work/lab/pki/sae-a.key" -aes256 -passout pass:secret -out "$work/lab/enc8.key"
+openssl pkey -in "$work/lab/pki/sae-a.key" -traditional -aes256 -passout pass:secret -out "$work/lab/enc1.key"
+expect_in "Proc-Type: 4,ENCRYPTED" "$(cat "$work/lab/enc1.key")" "(the traditional form made here has the header)"
+for k in enc8 enc1; do
+	chmod 600 "$work/lab/$k.key"
+	c=$(conf_with "$W" private-key "$work/lab/$k.key")
+	run "$kmstore" -c "$c" check </dev/null
+	expect_rc 1 "$k: an encrypted TLS private key: kmstore check fails"
+	expect_match "(^|\n)FAILED +qkd " "$RUN_OUT" "... on the QKD profile"
+	expect_in "TLS private key $work/lab/$k.key is encrypted" "$RUN_ERR" "... naming the file"
+	expect_not_in "pass phrase" "$RUN_ERR" "... asking for no passphrase"
+	for cmd in "key qkd" "status qkd"; do
+		# shellcheck disable=SC2086 # the command's words
+		run "$kmstore" -c "$c" $cmd </dev/null
+		expect_rc 3 "$k: kmstore $cmd fails as a configuration error"
+		expect_in "TLS private key $work/lab/$k.key is encrypted" "$RUN_ERR" "... naming the file"
+		expect_not_in "pass phrase" "$RUN_ERR" "... asking for no passphrase"
+	done
+done
 port=${KME_A_URL##*:}
 c=$(conf_with "$W" url "https://localhost:$port")
 run "$kmstore" -c "$c" key qkd
