@@ -36,6 +36,17 @@ static void conf_free(struct kmsd_conf *c)
 	free(c);
 }
 
+/* A certificate that expired fails the profile's requests, not the
+ * others': time, not an edit, broke it, so a start or reload goes on. */
+static void warn_dates(kms_profile *p)
+{
+	kms_error e;
+
+	if (kms_profile_check_dates(p, &e) != KMS_OK)
+		kmsd_log(KMS_LOG_WARNING, "%s; its requests fail until then",
+			 e.message);
+}
+
 /* *by_lookup (may be NULL) is set when a user or group lookup failed in a
  * way that may pass: the world's doing (sssd or LDAP not up yet), maybe,
  * not the file's. The profiles after it are checked still: an error of
@@ -74,6 +85,8 @@ static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 		 * that said all was well. */
 		later = 0;
 		rc = kms_profile_check(p, err);
+		if (rc == KMS_OK)
+			warn_dates(p);
 		if (rc == KMS_OK)
 			rc = kmsd_rule_load(p, &c->rules[i], &later, err);
 		if (rc != KMS_OK && later) {

@@ -374,6 +374,8 @@ static kms_rc do_check(struct kmsd_client *c,
 	rc = kmsd_conf_profile(conf, c, q->profile, &p, NULL, err);
 	if (rc == KMS_OK)
 		rc = kms_profile_check(p, err);
+	if (rc == KMS_OK)
+		rc = kms_profile_check_dates(p, err);
 	kmsd_conf_put(conf);
 	return rc == KMS_OK ? ok_reply(b, KMS_WIRE_HEADER, 0, err) : rc;
 }

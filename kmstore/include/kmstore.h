@@ -139,6 +139,12 @@ KMS_API const char *kms_profile_setting(const kms_profile *p, const char *name);
 
 /* Deep validation: reads key files, checks certificate and key paths. */
 KMS_API kms_rc kms_profile_check(kms_profile *p, kms_error *err);
+/* Whether the profile's certificates (QKD: the SAE's and the CA) are valid
+ * now: KMS_ERR_CONFIG naming one that expired or is not valid yet; a
+ * warning (kms_log) for one that expires within 30 days. Apart from
+ * kms_profile_check because time, not an edit, breaks it: "kmstore check"
+ * fails on it, a running service only warns. */
+KMS_API kms_rc kms_profile_check_dates(kms_profile *p, kms_error *err);
 
 /* "A key for use now". For a QKD profile every call consumes a new key. */
 KMS_API kms_rc kms_profile_get_key(kms_profile *p, kms_key **out, kms_error *err);

@@ -30,6 +30,8 @@ struct kms_profile_type {
 	kms_rc (*configure)(kms_profile *p, kms_error *err);
 	/* Deep checks for "kmstore check": key files, certificates. */
 	kms_rc (*check)(kms_profile *p, kms_error *err);
+	/* Its certificates' validity now; NULL: it has none. */
+	kms_rc (*check_dates)(kms_profile *p, kms_error *err);
 	kms_rc (*get_key)(kms_profile *p, kms_key **out, kms_error *err);
 	kms_rc (*get_key_by_id)(kms_profile *p, const char *id, kms_key **out,
 				kms_error *err);

@@ -354,6 +354,66 @@ static kms_rc qkd_check(kms_profile *p, kms_error *err)
 	return rc;
 }
 
+/* A certificate this close to its end is warned of at each check. */
+#define CERT_WARN_DAYS 30
+
+/* "Jan  1 00:00:00 2021 GMT", as openssl x509 -dates prints it. */
+static void time_text(const ASN1_TIME *t, char *buf, int size)
+{
+	BIO *out = BIO_new(BIO_s_mem());
+	int n = out != NULL && ASN1_TIME_print(out, t) ?
+			BIO_read(out, buf, size - 1) : -1;
+
+	BIO_free(out);
+	snprintf(buf + (n > 0 ? n : 0), (size_t)size - (size_t)(n > 0 ? n : 0),
+		 "%s", n > 0 ? "" : "(a date OpenSSL cannot print)");
+}
+
+/* notBefore and notAfter of the certificate in setting against now. */
+static kms_rc check_cert_dates(const kms_profile *p, const char *setting,
+			       const char *path, kms_error *err)
+{
+	const struct kms_setting *s = kms_profile_find(p, setting);
+	const ASN1_TIME *end;
+	char when[64];
+	int days, secs;
+	kms_rc rc;
+	X509 *cert;
+
+	rc = read_pem_cert(p, setting, path, &cert, err);
+	if (rc != KMS_OK)
+		return rc;
+	end = X509_get0_notAfter(cert);
+	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+		time_text(X509_get0_notBefore(cert), when, sizeof(when));
+		rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+				      "%s is not valid before %s (is this "
+				      "host's clock right?)", path, when);
+	} else if (X509_cmp_current_time(end) <= 0) {
+		time_text(end, when, sizeof(when));
+		rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+				      "%s expired on %s: the KME refuses it; "
+				      "renew it", path, when);
+	} else if (ASN1_TIME_diff(&days, &secs, NULL, end) &&
+		   days < CERT_WARN_DAYS) {
+		time_text(end, when, sizeof(when));
+		kms_log(KMS_LOG_WARNING, "%s:%u: profile '%s': %s: %s expires "
+			"on %s, in %d day%s: renew it before then", p->file,
+			s != NULL ? s->line : p->line, p->name, setting, path,
+			when, days, days == 1 ? "" : "s");
+	}
+	X509_free(cert);
+	return rc;
+}
+
+static kms_rc qkd_check_dates(kms_profile *p, kms_error *err)
+{
+	struct kms_qkd_config *c = p->state;
+	kms_rc rc = check_cert_dates(p, "certificate", c->certificate, err);
+
+	return rc == KMS_OK ? check_cert_dates(p, "ca", c->ca, err) : rc;
+}
+
 static void qkd_release(kms_profile *p)
 {
 	struct kms_qkd_config *c = p->state;
@@ -373,6 +433,7 @@ const struct kms_profile_type kms_qkd_type = {
 	.fields = qkd_fields,
 	.configure = qkd_configure,
 	.check = qkd_check,
+	.check_dates = qkd_check_dates,
 	.get_key = kms_qkd_get_key,
 	.get_key_by_id = kms_qkd_get_key_by_id,
 	.status = kms_qkd_status,

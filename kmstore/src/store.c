@@ -687,6 +687,11 @@ kms_rc kms_profile_check(kms_profile *p, kms_error *err)
 	return p->type->check(p, err);
 }
 
+kms_rc kms_profile_check_dates(kms_profile *p, kms_error *err)
+{
+	return p->type->check_dates != NULL ? p->type->check_dates(p, err) : KMS_OK;
+}
+
 kms_rc kms_profile_get_key(kms_profile *p, kms_key **out, kms_error *err)
 {
 	*out = NULL;

@@ -216,6 +216,8 @@ static int cmd_check(const struct options *o, struct output *out)
 		kms_profile *p = kms_store_profile_at(store, i);
 		kms_rc rc = kms_profile_check(p, &e);
 
+		if (rc == KMS_OK)
+			rc = kms_profile_check_dates(p, &e);
 		output_check(out, p, rc == KMS_OK ? NULL : &e);
 		if (rc != KMS_OK)
 			status = EXIT_CHECK_FAILED;

@@ -738,6 +738,21 @@ expect_eq "" "$(pgrep -f -- "--socket $work/gone.sock")" \
 expect_in "the starting command is gone (interrupted?): stopped before it served" "$(cat "$work/gone.log")" \
 	"... and says why"
 pkill -f -- "--socket $work/gone.sock" || true
+# A certificate that expired breaks its profile, not the others': time,
+# not an edit, broke it. kmstored starts, serves the rest and says so;
+# check through it fails as kmstore check does.
+kme_env_dated_cert "$work/expired.crt" 20200101000000Z 20210101000000Z
+sed "s|^certificate .*|certificate = $work/expired.crt|" "$W" >"$work/expired.conf"
+chmod 600 "$work/expired.conf"
+kmstored_start "$work/exp.sock" "$work/expired.conf"
+run "$KMSTORE" --daemon "$work/exp.sock" key static
+expect_rc 0 "kmstored with an expired SAE certificate in one profile serves the others"
+expect_in "expired.crt expired on Jan  1 00:00:00 2021 GMT: the KME refuses it; renew it; its requests fail until then" \
+	"$(cat "$work/exp.sock.log")" "... and its log says which certificate expired when"
+run "$KMSTORE" --daemon "$work/exp.sock" check
+expect_rc 1 "kmstore --daemon check fails on it"
+expect_match "(^|\n)FAILED +qkd " "$RUN_OUT" "... on the QKD profile"
+kmstored_stop "$work/exp.sock"
 if ldd "$KMSTORED" | grep -q libsystemd; then
 	python3 - "$work/notify" >"$work/notify.out" 2>&1 <<'EOF' &
 import socket, sys

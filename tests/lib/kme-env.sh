@@ -22,6 +22,20 @@
 # the secret scanner).
 kme_env_hex() { od -An -v -tx1 "$1" | tr -d ' \n'; }
 
+# kme_env_dated_cert OUT START END: SAE_A's certificate again (its key,
+# the lab's CA) valid from START to END (openssl ca's YYYYMMDDHHMMSSZ), for
+# expiry checks: openssl x509 cannot date a certificate in the past.
+kme_env_dated_cert() {
+	local ca=$KME_DIR/dated-ca
+	rm -rf "$ca" && mkdir -p "$ca" && : >"$ca/index.txt" && echo 1000 >"$ca/serial"
+	printf '[ca]\ndefault_ca = d\n[d]\ndatabase = %s/index.txt\nserial = %s/serial\nnew_certs_dir = %s\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n' \
+		"$ca" "$ca" "$ca" >"$ca/ca.cnf"
+	openssl req -new -key "$KME_DIR/pki/sae-a.key" -subj "/CN=SAE_A" -out "$ca/sae.csr"
+	openssl ca -batch -notext -config "$ca/ca.cnf" -cert "$KME_DIR/pki/ca.crt" \
+		-keyfile "$KME_DIR/pki/ca.key" -startdate "$2" -enddate "$3" \
+		-in "$ca/sae.csr" -out "$1" 2>/dev/null
+}
+
 # kme_env_both_sites FILE [static]: one configuration (mode 600) with both
 # sites' QKD profiles, named west and east, and with "static" the static
 # profile too: what one process that plays both sites reads.

@@ -207,6 +207,21 @@ for k in enc8 enc1; do
 		expect_not_in "pass phrase" "$RUN_ERR" "... asking for no passphrase"
 	done
 done
+# Certificates out of their dates fail check, naming the date; one near
+# its end is warned of.
+kme_env_dated_cert "$work/lab/expired.crt" 20200101000000Z 20210101000000Z
+run "$kmstore" -c "$(conf_with "$W" certificate "$work/lab/expired.crt")" check
+expect_rc 1 "an expired SAE certificate: check fails"
+expect_match "(^|\n)FAILED +qkd " "$RUN_OUT" "... on the QKD profile"
+expect_in "certificate: $work/lab/expired.crt expired on Jan  1 00:00:00 2021 GMT: the KME refuses it" "$RUN_ERR" "... saying when"
+kme_env_dated_cert "$work/lab/later.crt" 20900101000000Z 20910101000000Z
+run "$kmstore" -c "$(conf_with "$W" certificate "$work/lab/later.crt")" check
+expect_rc 1 "a certificate not valid yet: check fails"
+expect_in "later.crt is not valid before Jan  1 00:00:00 2090 GMT (is this host's clock right?)" "$RUN_ERR" "... saying from when"
+kme_env_dated_cert "$work/lab/ending.crt" "$(date -u +%Y%m%d%H%M%SZ)" "$(date -u -d '+10 days' +%Y%m%d%H%M%SZ)"
+run "$kmstore" -c "$(conf_with "$W" certificate "$work/lab/ending.crt")" check
+expect_rc 0 "a certificate that ends in 10 days: check passes"
+expect_match "certificate: $work/lab/ending.crt expires on .*, in (9|10) days: renew it before then" "$RUN_ERR" "... with a warning"
 port=${KME_A_URL##*:}
 c=$(conf_with "$W" url "https://localhost:$port")
 run "$kmstore" -c "$c" key qkd
