@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -75,49 +76,75 @@ static void release(uint8_t *buf, size_t max, int secret)
 	}
 }
 
-kms_rc kms_read_private(const char *path, const char *what, size_t max,
-			int secret, uint8_t **out, size_t *len, kms_error *err)
+/* Reads the open file whole into buf (max + 1 bytes); *torn when what was
+ * read may be a writer's work in progress: the file changed within
+ * KMS_FILE_RECENT_S and read empty, or not as long as it is now. */
+static kms_rc read_whole(int fd, const char *path, const char *what,
+			 size_t max, uint8_t *buf, size_t *len, int *torn,
+			 kms_error *err)
 {
-	uint8_t *buf;
+	struct timespec now;
+	struct stat st;
 	size_t n = 0;
-	int fd;
-	kms_rc rc = kms_open_private(path, what, &fd, err);
 
-	if (rc != KMS_OK)
-		return rc;
-	buf = secret ? kms_secmem_alloc(max + 1) : calloc(1, max + 1);
-	if (buf == NULL) {
-		close(fd);
-		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory reading %s %s",
-				what, path);
-	}
 	/* Read one byte past max to tell "exactly max" from "too large". */
 	while (n <= max) {
 		ssize_t r = read(fd, buf + n, max + 1 - n);
 
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0) {
-			int e = errno;
-
-			close(fd);
-			release(buf, max, secret);
+		if (r < 0)
 			return kms_fail(err, KMS_ERR_SYSTEM, "cannot read %s %s: %s",
-					what, path, strerror(e));
-		}
+					what, path, strerror(errno));
 		if (r == 0)
 			break;
 		n += (size_t)r;
 	}
-	close(fd);
-	if (n > max) {
-		release(buf, max, secret);
-		return kms_fail(err, KMS_ERR_CONFIG,
-				"%s %s is larger than %zu bytes", what, path, max);
-	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	*torn = n <= max && fstat(fd, &st) == 0 && !kms_file_quiet(&st, &now) &&
+		(n == 0 || (off_t)n != st.st_size);
+	if (n > max)
+		return kms_fail(err, KMS_ERR_CONFIG, "%s %s is larger than %zu bytes",
+				what, path, max);
 	buf[n] = '\0';
-	*out = buf;
 	*len = n;
+	return KMS_OK;
+}
+
+/* How long a reader waits for a file rewritten in place (truncated, then
+ * written: head -c 32 /dev/urandom > key) to be whole again, and how
+ * often it looks. A rename is atomic and never waits. */
+#define REWRITE_WAIT_MS 250
+#define REWRITE_STEP_MS 10
+
+kms_rc kms_read_private(const char *path, const char *what, size_t max,
+			int secret, uint8_t **out, size_t *len, kms_error *err)
+{
+	uint8_t *buf;
+	int fd, torn = 0;
+	kms_rc rc;
+
+	for (int waited = 0;; waited += REWRITE_STEP_MS) {
+		rc = kms_open_private(path, what, &fd, err);
+		if (rc != KMS_OK)
+			return rc;
+		buf = secret ? kms_secmem_alloc(max + 1) : calloc(1, max + 1);
+		if (buf == NULL) {
+			close(fd);
+			return kms_fail(err, KMS_ERR_SYSTEM,
+					"out of memory reading %s %s", what, path);
+		}
+		rc = read_whole(fd, path, what, max, buf, len, &torn, err);
+		close(fd);
+		if (rc == KMS_OK && !(torn && waited < REWRITE_WAIT_MS))
+			break;
+		release(buf, max, secret);
+		if (rc != KMS_OK)
+			return rc;
+		nanosleep(&(struct timespec){ .tv_nsec = REWRITE_STEP_MS * 1000000L },
+			  NULL);
+	}
+	*out = buf;
 	return KMS_OK;
 }
 

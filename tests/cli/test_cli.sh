@@ -218,6 +218,23 @@ run -c "$BROKEN" --json check
 expect_json 'd["profiles"][0]["ok"] is True and d["profiles"][1]["ok"] is False and ":9:" in d["profiles"][1]["error"]' \
 	"check --json marks the broken profile"
 
+# A key file rewritten in place, as kmstore.conf(5) shows (truncated, then
+# written), is read whole: a reader that finds it empty just after a change
+# waits for the writer, up to 250 ms. (The old reader failed: "0 bytes".)
+printf '[rot]\ntype = static\nkey-id = r\nkey = file:rot.key\n' >"$T/rot.conf"
+: >"$T/rot.key"
+(set +e; "$KMSTORE" -c "$T/rot.conf" --json key rot >"$T/out" 2>"$T/rot.err"; echo $? >"$T/rot.rc") &
+sleep 0.1
+head -c 32 /dev/urandom >"$T/rot.key"
+wait
+rc=$(cat "$T/rot.rc") err=$(cat "$T/rot.err")
+expect_rc 0 "a key read while its file is rewritten in place waits for the writer"
+expect_json "d[\"check_value\"] == \"$(kcv_of "$T/rot.key")\"" "... and gets the whole new key"
+: >"$T/rot.key"
+run -c "$T/rot.conf" key rot
+expect_rc 3 "a key file left empty still fails once the wait is over"
+expect_in "0 bytes" "$err" "... saying so"
+
 printf '[p]\ntype = static\nkey-id = x\nkey = hex:00\n' >"$T/badkey.conf"
 chmod 600 "$T/badkey.conf"
 run -c "$T/badkey.conf" profiles
