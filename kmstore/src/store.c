@@ -520,6 +520,35 @@ kms_rc kms_store_load(const char *path, kms_store **out, kms_error *err)
 	return rc;
 }
 
+kms_rc kms_store_client_socket(const char *path, char **socket,
+			       kms_error *err)
+{
+	char resolved[PATH_MAX];
+	struct parser ps = { .err = err };
+	uint8_t *text;
+	size_t len;
+	kms_rc rc;
+
+	*socket = NULL;
+	rc = kms_store_read(path, resolved, &text, &len, err);
+	if (rc != KMS_OK)
+		return rc;
+	rc = store_new(resolved, &ps.store, err);
+	if (rc == KMS_OK) {
+		ps.file = ps.store->path;
+		/* The syntax only: the profiles of a file that has them are
+		 * not wanted, so their key files and certificates are not
+		 * read, nor their warnings given. */
+		rc = parse_text(&ps, (const char *)text, len);
+		if (rc == KMS_OK && ps.store->daemon != NULL &&
+		    (*socket = strdup(ps.store->daemon)) == NULL)
+			rc = kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+		kms_store_free(ps.store);
+	}
+	kms_store_text_free(text, len);
+	return rc;
+}
+
 kms_rc kms_store_open(const char *path, kms_store **out, kms_error *err)
 {
 	kms_store *client;

@@ -20,6 +20,12 @@ kms_rc kms_store_parse(const char *text, size_t len, const char *path,
 kms_rc kms_store_load(const char *path, kms_store **out, kms_error *err);
 /* The socket a client configuration names, or NULL. */
 const char *kms_store_daemon(const kms_store *store);
+/* The socket the configuration file at path (NULL: the default) names
+ * if it is a client configuration, malloc'ed; *socket is NULL for a file
+ * of profiles (or of nothing). Its syntax is checked, its profiles are
+ * not configured. */
+kms_rc kms_store_client_socket(const char *path, char **socket,
+			       kms_error *err);
 
 /* Building a store by hand (remote.c: the profiles kmstored lists). */
 kms_rc kms_store_new(const char *path, kms_store **out, kms_error *err);

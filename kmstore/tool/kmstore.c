@@ -9,7 +9,9 @@
 
 #include "kmstore.h"
 #include "output.h"
+#include "error.h"
 #include "remote.h"
+#include "store.h"
 
 #define EXIT_CHECK_FAILED 1
 
@@ -48,7 +50,8 @@ static void usage(FILE *f)
 "  -c, --config FILE     configuration file (default: $KMSTORE_CONF if set,\n"
 "                        else %s)\n"
 "  -d, --daemon SOCKET   ask kmstored listening on SOCKET instead of reading\n"
-"                        a configuration (reload, metrics: default %s)\n"
+"                        a configuration (reload, metrics: default the\n"
+"                        client configuration's socket, else %s)\n"
 "  -k, --key-id ID       with key: the key with this ID (QKD: dec_keys)\n"
 "  -r, --reveal [FORMAT] with key: also print the key itself, as hex\n"
 "                        (the default) or base64\n"
@@ -231,15 +234,51 @@ static int cmd_check(const struct options *o, struct output *out)
 	return finish(out, status);
 }
 
+/* Where reload and metrics go: --daemon's socket; else a client
+ * configuration's (daemon = SOCKET), which every other command asks too;
+ * else kmstored's default one. A file given with --config must be a
+ * client configuration: a file of profiles names no kmstored. The file
+ * found without it ($KMSTORE_CONF, the default path) is only looked at:
+ * it is most often kmstored's own, which root may not read (owned by
+ * kmstored's user) or which is broken (the reload says why), and the
+ * request must go all the same. */
+static kms_rc daemon_socket(const struct options *o, const char *cmd,
+			    char **socket, kms_error *e)
+{
+	kms_rc rc;
+
+	if (o->daemon != NULL) {
+		*socket = strdup(o->daemon);
+	} else {
+		rc = kms_store_client_socket(o->config, socket, e);
+		if (o->config != NULL && rc != KMS_OK)
+			return rc;
+		if (o->config != NULL && *socket == NULL)
+			return kms_fail(e, KMS_ERR_USAGE,
+					"'%s' goes to kmstored, and %s is not a client "
+					"configuration (daemon = SOCKET): give --daemon "
+					"SOCKET", cmd, o->config);
+		if (*socket == NULL)
+			*socket = strdup(KMS_DEFAULT_SOCKET);
+	}
+	if (*socket == NULL)
+		return kms_fail(e, KMS_ERR_SYSTEM, "out of memory");
+	return KMS_OK;
+}
+
 /* reload and metrics: a request to kmstored and the text it answers. */
 static int cmd_daemon_text(const struct options *o, struct output *out,
-			   enum kms_wire_kind kind)
+			   const char *cmd, enum kms_wire_kind kind)
 {
-	char *text;
+	char *socket, *text;
 	kms_error e;
+	kms_rc rc;
 
-	if (kms_daemon_text(o->daemon != NULL ? o->daemon : KMS_DEFAULT_SOCKET,
-			    kind, &text, &e) != KMS_OK)
+	if (daemon_socket(o, cmd, &socket, &e) != KMS_OK)
+		return fail(out, &e);
+	rc = kms_daemon_text(socket, kind, &text, &e);
+	free(socket);
+	if (rc != KMS_OK)
 		return fail(out, &e);
 	output_text(out, kind == KMS_WIRE_RELOAD ? "message" : "metrics", text);
 	free(text);
@@ -340,9 +379,6 @@ int main(int argc, char **argv)
 	    strcmp(cmd, "key") != 0 && strcmp(cmd, "check") != 0 &&
 	    strcmp(cmd, "reload") != 0 && strcmp(cmd, "metrics") != 0)
 		return usage_error("unknown command '%s'", cmd);
-	if ((strcmp(cmd, "reload") == 0 || strcmp(cmd, "metrics") == 0) &&
-	    o.config != NULL)
-		return usage_error("'%s' goes to kmstored: --daemon, not --config", cmd);
 	rc = check_arguments(cmd, argc - optind, &o);
 	if (rc != 0)
 		return rc;
@@ -358,8 +394,8 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "key") == 0)
 		return cmd_key(&o, out, argv[optind]);
 	if (strcmp(cmd, "reload") == 0)
-		return cmd_daemon_text(&o, out, KMS_WIRE_RELOAD);
+		return cmd_daemon_text(&o, out, cmd, KMS_WIRE_RELOAD);
 	if (strcmp(cmd, "metrics") == 0)
-		return cmd_daemon_text(&o, out, KMS_WIRE_METRICS);
+		return cmd_daemon_text(&o, out, cmd, KMS_WIRE_METRICS);
 	return cmd_check(&o, out);
 }

@@ -282,6 +282,31 @@ else
 	echo "# not root: the set-ID case of KMSTORE_CONF is not checked"
 fi
 
+# --- reload and metrics: the kmstored of a client configuration
+# (tests/daemon has one running; here none listens, and the error names
+# the socket asked).
+printf 'daemon = %s\n' "$T/none.sock" >"$T/client.conf"
+chmod 600 "$T/client.conf"
+run -c "$T/client.conf" reload
+expect_rc 8 "reload -c CLIENT.conf asks the kmstored it names (none: exit 8)"
+expect_in "kmstored at $T/none.sock: cannot connect" "$err" "... at the socket it names"
+KMSTORE_CONF=$T/client.conf run metrics
+expect_in "kmstored at $T/none.sock: cannot connect" "$err" \
+	"metrics with KMSTORE_CONF naming a client configuration: its socket"
+KMSTORE_CONF=$CONF run -d "$T/other.sock" reload
+expect_in "kmstored at $T/other.sock: cannot connect" "$err" "reload --daemon: that socket"
+run -c "$CONF" reload
+expect_rc 2 "reload -c FILE of profiles: a usage error"
+expect_in "$CONF is not a client configuration (daemon = SOCKET)" "$err" "... saying the file names no kmstored"
+run -c "$CONF" --json metrics
+expect_json 'd["error"]["code"] == "usage" and "not a client configuration" in d["error"]["message"]' \
+	"metrics --json -c FILE of profiles: an error object"
+printf 'daemon = none.sock\n' >"$T/relative.conf"
+chmod 600 "$T/relative.conf"
+run -c "$T/relative.conf" reload
+expect_rc 3 "reload -c CLIENT.conf with a relative socket: its error (exit 3)"
+expect_in "relative.conf:1: daemon: the socket must be an absolute path" "$err" "... naming file and line"
+
 # --- usage
 run --help
 expect_rc 0 "--help exits 0"

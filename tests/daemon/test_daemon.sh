@@ -124,6 +124,16 @@ KMSTORE_CONF=$work/client.conf run "$KMSTORE" profiles
 expect_eq "$want" "$RUN_OUT" "KMSTORE_CONF naming a client configuration (daemon = PATH): kmstored's profiles"
 run "$KMSTORE" -c "$work/client.conf" key static
 expect_rc 0 "kmstore -c CLIENT.conf key static: through kmstored"
+# reload and metrics too: with such a file every command asks kmstored.
+KMSTORE_CONF=$work/client.conf run "$KMSTORE" metrics
+expect_rc 0 "KMSTORE_CONF naming a client configuration: kmstore metrics asks its kmstored"
+expect_in "# TYPE kmstore_profiles gauge" "$RUN_OUT" "... and prints its metrics"
+run "$KMSTORE" -c "$work/client.conf" reload
+expect_rc 0 "kmstore -c CLIENT.conf reload: its kmstored reloads"
+expect_match "reloaded .*west.conf: [0-9]+ profiles" "$RUN_OUT" "... and says what it loaded"
+run "$KMSTORE" -c "$W" reload
+expect_rc 2 "kmstore -c FILE-OF-PROFILES reload: a usage error"
+expect_in "is not a client configuration (daemon = SOCKET): give --daemon SOCKET" "$RUN_ERR" "... saying why"
 printf 'daemon = %s\n[x]\ntype = static\n' "$SW" >"$work/mixed.conf"
 chmod 600 "$work/mixed.conf"
 run "$KMSTORE" -c "$work/mixed.conf" profiles
