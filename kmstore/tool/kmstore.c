@@ -211,6 +211,7 @@ static int cmd_check(const struct options *o, struct output *out)
 	int status = 0;
 	kms_error e;
 
+	output_check_begin(out);
 	if (open_store(o, &store, &e) != KMS_OK) {
 		fail(out, &e);
 		return EXIT_CHECK_FAILED;
@@ -226,8 +227,10 @@ static int cmd_check(const struct options *o, struct output *out)
 			status = EXIT_CHECK_FAILED;
 	}
 	if (kms_store_profile_count(store) == 0) {
-		fprintf(stderr, "kmstore: %s defines no profile\n",
-			kms_store_path(store));
+		/* An error like any other, so --json says why it failed. */
+		kms_fail(&e, KMS_ERR_CONFIG, "%s defines no profile",
+			 kms_store_path(store));
+		output_error(out, &e);
 		status = EXIT_CHECK_FAILED;
 	}
 	kms_store_free(store);

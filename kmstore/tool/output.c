@@ -253,15 +253,30 @@ int output_key(struct output *out, const kms_key *key, enum reveal reveal)
 	return reveal == REVEAL_NONE ? 0 : print_secret(out, key, reveal);
 }
 
+/* check's array, there even when no profile is checked, so that a
+ * program reading it finds the same shape whatever went wrong. */
+static json_object *check_list(struct output *out)
+{
+	json_object *list;
+
+	if (!json_object_object_get_ex(out->doc, "profiles", &list)) {
+		list = json_object_new_array();
+		json_object_object_add(out->doc, "profiles", list);
+	}
+	return list;
+}
+
+void output_check_begin(struct output *out)
+{
+	if (out->json)
+		check_list(out);
+}
+
 void output_check(struct output *out, const kms_profile *p, const kms_error *e)
 {
 	if (out->json) {
-		json_object *list, *o = json_object_new_object();
+		json_object *list = check_list(out), *o = json_object_new_object();
 
-		if (!json_object_object_get_ex(out->doc, "profiles", &list)) {
-			list = json_object_new_array();
-			json_object_object_add(out->doc, "profiles", list);
-		}
 		put_str(o, "name", kms_profile_name(p));
 		put_str(o, "type", kms_profile_type(p));
 		json_object_object_add(o, "ok", json_object_new_boolean(e == NULL));

@@ -19,6 +19,8 @@ void output_profiles(struct output *out, const kms_store *store);
 void output_status(struct output *out, const kms_profile *p,
 		   const kms_status *st);
 int output_key(struct output *out, const kms_key *key, enum reveal reveal);
+/* check's document: its "profiles" array, empty until output_check. */
+void output_check_begin(struct output *out);
 void output_check(struct output *out, const kms_profile *p, const kms_error *e);
 void output_error(struct output *out, const kms_error *e);
 /* One line of text, or one string member of the JSON document. */

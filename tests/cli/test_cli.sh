@@ -240,6 +240,20 @@ chmod 600 "$T/badkey.conf"
 run -c "$T/badkey.conf" profiles
 expect_rc 3 "a config error exits 3"
 expect_in "badkey.conf:4: profile 'p': key:" "$err" "a config error names file:line"
+run -c "$T/badkey.conf" --json check
+expect_rc 1 "check --json of a file that does not load exits 1"
+expect_json 'd["profiles"] == [] and d["error"]["code"] == "config" and "badkey.conf:4:" in d["error"]["message"]' \
+	"check --json of a file that does not load: no profiles and an error object"
+
+printf '# no profile yet\n' >"$T/empty.conf"
+chmod 600 "$T/empty.conf"
+run -c "$T/empty.conf" check
+expect_rc 1 "check of a file without profiles exits 1"
+expect_in "empty.conf defines no profile" "$err" "... saying it defines none"
+run -c "$T/empty.conf" --json check
+expect_rc 1 "check --json of a file without profiles exits 1"
+expect_json 'd["profiles"] == [] and d["error"]["code"] == "config" and d["error"]["message"].endswith("empty.conf defines no profile")' \
+	"check --json of a file without profiles: no profiles and an error object"
 
 # --- permissions
 cp "$CONF" "$T/open.conf"
