@@ -57,10 +57,82 @@ int output_finish(struct output *out)
 	return rc;
 }
 
+/* The length of the UTF-8 sequence at s, or 0 if it is not valid UTF-8
+ * (RFC 3629: no overlong form, surrogate or code point past U+10FFFF). */
+static size_t utf8_len(const unsigned char *s)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;
+	else if (s[0] == 0xed)
+		hi = 0x9f;
+	else if (s[0] == 0xf0)
+		lo = 0x90;
+	else if (s[0] == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+/* A JSON string of s, which must be UTF-8: json-c copies bytes as they
+ * are, and a file name or a message quoting one may hold any byte but
+ * NUL. Each byte that is not part of valid UTF-8 becomes U+FFFD. A valid
+ * s (a revealed key is ASCII) is not copied here, so no copy of a key is
+ * left unwiped. */
+static json_object *json_text(const char *s)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t bad = 0, n;
+	json_object *o;
+	char *fixed, *w;
+
+	for (size_t i = 0; u[i] != '\0'; i += n ? n : 1) {
+		n = utf8_len(u + i);
+		bad += n == 0;
+	}
+	if (bad == 0)
+		return json_object_new_string(s);
+	fixed = malloc(strlen(s) + 2 * bad + 1);
+	if (fixed == NULL)
+		return NULL;
+	w = fixed;
+	for (size_t i = 0; u[i] != '\0'; i += n ? n : 1) {
+		n = utf8_len(u + i);
+		if (n == 0) {
+			memcpy(w, "\xef\xbf\xbd", 3);
+			w += 3;
+		} else {
+			memcpy(w, s + i, n);
+			w += n;
+		}
+	}
+	*w = '\0';
+	o = json_object_new_string(fixed);
+	free(fixed);
+	return o;
+}
+
+/* Every string of the document goes through here (json_text). */
 static void put_str(json_object *o, const char *name, const char *value)
 {
 	if (value != NULL)
-		json_object_object_add(o, name, json_object_new_string(value));
+		json_object_object_add(o, name, json_text(value));
 }
 
 static void put_int(json_object *o, const char *name, long value)

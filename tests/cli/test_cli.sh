@@ -57,12 +57,12 @@ expect_not_in() { # expect_not_in NEEDLE HAYSTACK WHAT
 }
 
 # expect_json PYTHON-EXPRESSION WHAT: the expression, on d = the JSON
-# document kmstore printed, must be true.
+# document kmstore printed (valid UTF-8, as JSON must be), must be true.
 expect_json() {
 	local why
 	if why=$(python3 -c '
 import json, sys
-d = json.load(open(sys.argv[1]))
+d = json.loads(open(sys.argv[1], "rb").read().decode("utf-8"))
 if not eval(sys.argv[2]):
     print(json.dumps(d)[:300])
     sys.exit(1)
@@ -132,6 +132,20 @@ expect_json 'd["profiles"][0] == {"name": "west-east-static", "type": "static", 
 expect_json 'd["profiles"][2]["type"] == "qkd" and d["profiles"][2]["key_bits"] == 512 and d["profiles"][2]["url"] == "https://kme-a.example:8443" and d["profiles"][2]["local_sae_id"] == "SAE_A" and d["profiles"][2]["peer_sae_id"] == "SAE_B"' \
 	"profiles --json: qkd profile fields"
 expect_json 'd["config"].endswith("/kmstore.conf")' "profiles --json names the config file"
+
+# A file name that is not UTF-8: JSON's strings must be. Each byte that
+# is not part of valid UTF-8 is shown as U+FFFD: an overlong form, a
+# surrogate, a cut sequence and a code point past U+10FFFF, but not the
+# valid two- and four-byte sequences between them.
+cp "$CONF" "$T/"$'bad\xff.conf'
+run -c "$T/"$'bad\xff.conf' --json profiles
+expect_rc 0 "profiles --json of a file whose name is not UTF-8 exits 0"
+expect_json 'd["config"].endswith("/bad\ufffd.conf") and len(d["profiles"]) == 3' \
+	"profiles --json: the name's byte 0xff is U+FFFD"
+run -c "$T/"$'no\xc0\xaf-\xed\xa0\x80-\xe2\x82-\xc3\xa9-\xf0\x9f\x98\x80-\xf4\x90\x80\x80.conf' --json profiles
+expect_rc 3 "profiles --json of a missing file whose name is not UTF-8 exits 3"
+expect_json 'd["error"]["code"] == "config" and "/no\ufffd\ufffd-\ufffd\ufffd\ufffd-\ufffd\ufffd-\u00e9-\U0001f600-\ufffd\ufffd\ufffd\ufffd.conf: " in d["error"]["message"]' \
+	"--json error quoting a name that is not UTF-8: U+FFFD for each bad byte"
 
 # --- key
 run -c "$CONF" key west-east-static
