@@ -10,6 +10,7 @@
 #     names exist (paths are moved under a temporary directory; key files
 #     get random bytes, certificates come from kme-sim-pki);
 #   - man page references and local Markdown links lead somewhere;
+#   - kmstore(1)'s check value by hand prints kmstore's;
 #   - every kmstore command line the documents show parses and runs.
 # Usage: test_docs.sh KMSTORE KME_SIM SOURCE_DIR   (KMSTORED: kmstored)
 set -euo pipefail
@@ -252,6 +253,30 @@ while :; do
 done
 if [ "$count" -gt 0 ]; then tap_ok "kmstore.conf.5 has $count examples"
 else tap_not_ok "kmstore.conf.5 has examples"; fi
+
+# --- the check value by hand (kmstore(1), "Key check value") ---
+# The block runs as printed (roff escapes undone, KEYFILE a key file) and
+# must print what kmstore prints, for the smallest and largest keys.
+awk '/^\.SS +"?Key check value/ { on = 1; next }
+	on && /^\.S[HS] / { exit }
+	on && /^\.nf/ { blk = 1; next }
+	blk && /^\.fi/ { exit }
+	blk { print }' "$MAN/kmstore.1" | sed -E 's/\\-/-/g; s/\\e/\\/g' >"$T/kcv.sh"
+if ! grep -q KEYFILE "$T/kcv.sh"; then
+	tap_not_ok "kmstore(1) shows the check value by hand" "no block naming KEYFILE under Key check value"
+elif ! command -v xxd >/dev/null || ! command -v openssl >/dev/null; then
+	tap_ok "# SKIP the check value by hand: xxd or openssl is not installed"
+else
+	for size in 16 256; do
+		head -c "$size" /dev/urandom >"$T/kcv-$size.key"
+		printf '[kcv]\ntype = static\nkey-id = KCV\nkey = file:%s\n' "$T/kcv-$size.key" >"$T/kcv.conf"
+		chmod 600 "$T/kcv.conf"
+		want=$("$KMSTORE" -c "$T/kcv.conf" --json key kcv 2>/dev/null |
+			python3 -c 'import json,sys; print(json.load(sys.stdin)["check_value"])')
+		got=$(KEYFILE=$T/kcv-$size.key bash -c "$(sed 's/KEYFILE/"$KEYFILE"/g' "$T/kcv.sh")" 2>&1) || true
+		expect_eq "$want" "$got" "kmstore(1)'s check value by hand = kmstore's ($size-byte key)"
+	done
+fi
 
 # --- every kmstore command line the documents show runs ---
 # (tests/docs/command_lines.py finds them.) Each runs as shown against a
