@@ -19,6 +19,7 @@
 #include "remote.h"
 #include "secmem.h"
 #include "store.h"
+#include "validate.h"
 
 #ifndef KMS_DEFAULT_CONF
 #define KMS_DEFAULT_CONF "/etc/kmstore/kmstore.conf"
@@ -355,6 +356,10 @@ static kms_rc parse_text(struct parser *ps, const char *text, size_t len)
 			ps->line += *c == '\n';
 		return parse_fail(ps, KMS_ERR_CONFIG, "a NUL byte in the file");
 	}
+	/* A byte-order mark says nothing in UTF-8, but some editors write
+	 * one: skipped, so line 1 reads as the editor shows it. */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
 	while (pos < len && rc == KMS_OK) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t n = (nl != NULL ? (size_t)(nl - text) : len) - pos;
@@ -658,11 +663,14 @@ char *kms_profile_path(const kms_profile *p, const char *value)
 kms_rc kms_setting_long(const kms_profile *p, const struct kms_setting *s,
 			long min, long max, long *out, kms_error *err)
 {
-	char *end;
 	long v;
 
-	v = strtol(s->value, &end, 10);
-	if (end == s->value || *end != '\0' || v < min || v > max)
+	if (!kms_is_decimal(s->value, 0))
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"'%.32s' is not a whole number in decimal "
+					"digits (from %ld to %ld)", s->value, min, max);
+	v = strtol(s->value, NULL, 10);
+	if (v < min || v > max)
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					"'%.32s' is not a whole number from %ld to %ld",
 					s->value, min, max);

@@ -57,3 +57,20 @@ kms_rc kms_check_profile_name(const char *name, kms_error *err)
 	}
 	return KMS_OK;
 }
+
+int kms_is_decimal(const char *s, int fraction)
+{
+	const char *c = s, *f;
+
+	while (*c >= '0' && *c <= '9')
+		c++;
+	if (c == s)
+		return 0;
+	if (fraction && *c == '.') {
+		for (f = ++c; *c >= '0' && *c <= '9'; c++)
+			;
+		if (c == f)
+			return 0;
+	}
+	return *c == '\0';
+}

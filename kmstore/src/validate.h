@@ -9,4 +9,9 @@
 kms_rc kms_check_token(const char *what, const char *s, size_t len,
 		       size_t max, kms_error *err);
 
+/* Whether s is a number as the manual writes them: decimal digits, and
+ * with fraction a '.' and more digits. strtol and strtod also take a sign,
+ * blanks, "0x10", "1e2" and "inf", which a setting must not mean. */
+int kms_is_decimal(const char *s, int fraction);
+
 #endif

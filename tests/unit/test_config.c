@@ -144,6 +144,27 @@ static void test_valid_crlf(void **state)
 	free(text);
 }
 
+/* A UTF-8 byte-order mark at the start, as some editors write: skipped,
+ * so the first line is read (and its columns counted) as shown. */
+static void test_valid_bom(void **state)
+{
+	char *text = malloc(sizeof(valid_conf) + 3);
+	kms_store *st;
+	kms_error err;
+
+	(void)state;
+	assert_non_null(text);
+	memcpy(text, "\xef\xbb\xbf", 3);
+	memcpy(text + 3, valid_conf, sizeof(valid_conf));
+	assert_int_equal(test_parse(text, &st, &err), KMS_OK);
+	check_valid_store(st);
+	kms_store_free(st);
+	assert_int_equal(test_parse("\xef\xbb\xbf" "Key = x\n", &st, &err),
+			 KMS_ERR_CONFIG);
+	assert_contains(err.message, ":1: the text before '=' is not a setting name: column 1 ");
+	free(text);
+}
+
 static void quiet(void *ctx, kms_log_level level, const char *message)
 {
 	(void)ctx;
@@ -366,6 +387,19 @@ static struct bad key_size_large = {
 	QKD_HEAD "key-size = 2056\n", 9, { "profile 'q': key-size:", "from 128 to 2048" }, NULL };
 static struct bad key_size_text = {
 	QKD_HEAD "key-size = 256bits\n", 9, { "profile 'q': key-size:", "'256bits'" }, NULL };
+/* strtol's leniency: a sign, a base prefix, blanks. */
+static struct bad key_size_plus = {
+	QKD_HEAD "key-size = +256\n", 9,
+	{ "profile 'q': key-size:", "'+256' is not a whole number in decimal digits" }, NULL };
+static struct bad key_size_hex = {
+	QKD_HEAD "key-size = 0x100\n", 9,
+	{ "profile 'q': key-size:", "'0x100' is not a whole number in decimal digits" }, NULL };
+static struct bad prefetch_minus = {
+	QKD_HEAD "prefetch = -0\n", 9,
+	{ "profile 'q': prefetch:", "'-0' is not a whole number in decimal digits" }, NULL };
+/* A mark further on is not skipped. */
+static struct bad bom_later = {
+	"# c\n\xef\xbb\xbf[a]\n", 2, { "expected \"name = value\"", NULL }, NULL };
 static struct bad timeout_zero = {
 	QKD_HEAD "timeout = 0\n", 9, { "profile 'q': timeout:", "0.1 to 300" }, NULL };
 static struct bad timeout_large = {
@@ -470,6 +504,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_valid_crlf),
+		cmocka_unit_test(test_valid_bom),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_empty_and_comments_only),
 		cmocka_unit_test(test_line_length),
@@ -492,7 +527,8 @@ int main(void)
 		BAD(url_not_url), BAD(same_sae), BAD(sae_space),
 		BAD(key_size_not_bytes), BAD(key_size_small), BAD(key_size_large),
 		BAD(key_size_text), BAD(timeout_zero), BAD(timeout_large),
-		BAD(timeout_text),
+		BAD(timeout_text), BAD(key_size_plus), BAD(key_size_hex),
+		BAD(prefetch_minus), BAD(bom_later),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
