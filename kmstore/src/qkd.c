@@ -121,6 +121,12 @@ static kms_rc pool_settings(kms_profile *p, struct kms_qkd_config *c,
 		return rc;
 	c->prefetch_low = (c->prefetch + 1) / 2;
 	s = kms_profile_find(p, "prefetch-low");
+	/* (0 was always taken, and still is: a file that loaded still does) */
+	if (s != NULL && c->prefetch == 0 && strcmp(s->value, "0") != 0)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"needs prefetch: it is when the pool of "
+					"prefetch keys is refilled, and without "
+					"prefetch there is no pool");
 	if (s != NULL &&
 	    (rc = kms_setting_long(p, s, 0, c->prefetch > 0 ? c->prefetch - 1 : 0,
 				   &c->prefetch_low, err)) != KMS_OK)
@@ -156,10 +162,16 @@ static kms_rc check_sae(const kms_profile *p, const struct kms_setting *s,
 static kms_rc parse_timeout(const kms_profile *p, const struct kms_setting *s,
 			    long *ms, kms_error *err)
 {
-	char *end;
-	double v = strtod(s->value, &end);
+	double v;
 
-	if (end == s->value || *end != '\0' || !(v >= 0.1 && v <= 300))
+	/* strtod also takes "0x10", "1e1" and a sign. */
+	if (!kms_is_decimal(s->value, 1))
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"'%.32s' is not a number of seconds in decimal "
+					"digits, with a fraction after a '.' (from 0.1 "
+					"to 300)", s->value);
+	v = strtod(s->value, NULL);
+	if (!(v >= 0.1 && v <= 300))
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					"'%.32s' is not a number of seconds from "
 					"0.1 to 300", s->value);

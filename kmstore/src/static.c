@@ -34,6 +34,28 @@ static kms_rc check_size(const kms_profile *p, const struct kms_setting *s,
 	return KMS_OK;
 }
 
+/* The first character of a hex: value that is not a hex digit, before
+ * its length is looked at: "00:11:..." is most often a key copied with
+ * its separators. Not key material, so it is named. */
+static kms_rc check_hex_digits(const kms_profile *p, const struct kms_setting *s,
+			       const char *text, kms_error *err)
+{
+	for (size_t i = 0; text[i] != '\0'; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (kms_hex_digit(text[i]) >= 0)
+			continue;
+		if (c > 0x20 && c < 0x7f)
+			return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+						"character %zu after 'hex:' is '%c', "
+						"not a hex digit", i + 1, c);
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"character %zu after 'hex:' is byte 0x%02x, "
+					"not a hex digit", i + 1, c);
+	}
+	return KMS_OK;
+}
+
 static kms_rc decode_inline(kms_profile *p, const struct kms_setting *s,
 			    struct static_state *st, kms_error *err)
 {
@@ -42,6 +64,8 @@ static kms_rc decode_inline(kms_profile *p, const struct kms_setting *s,
 	size_t len = strlen(text), where = 0, n;
 	int bad;
 
+	if (is_hex && check_hex_digits(p, s, text, err) != KMS_OK)
+		return KMS_ERR_CONFIG;
 	n = is_hex ? kms_hex_decoded_len(len) : kms_base64_decoded_len(text, len);
 	if (n == SIZE_MAX)
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,

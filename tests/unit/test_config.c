@@ -165,6 +165,22 @@ static void test_valid_bom(void **state)
 	free(text);
 }
 
+/* prefetch-low = 0 without a pool was always taken: a file that loaded
+ * before still does. */
+static void test_prefetch_low_zero_alone(void **state)
+{
+	kms_store *st;
+	kms_error err;
+
+	(void)state;
+	assert_int_equal(test_parse(QKD_HEAD "prefetch = 0\nprefetch-low = 0\n",
+				    &st, &err), KMS_OK);
+	kms_store_free(st);
+	assert_int_equal(test_parse(QKD_HEAD "prefetch-low = 0\n", &st, &err),
+			 KMS_OK);
+	kms_store_free(st);
+}
+
 static void quiet(void *ctx, kms_log_level level, const char *message)
 {
 	(void)ctx;
@@ -329,7 +345,17 @@ static struct bad hex_odd = {
 	{ "profile 'a': key:", "length (65)" }, HEX32 };
 static struct bad hex_bad_char = {
 	STATIC_HEAD "key = hex:000102030g0405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e\n", 4,
-	{ "profile 'a': key:", "invalid hex at character 10" }, "000102030g04" };
+	{ "profile 'a': key:", "character 10 after 'hex:' is 'g', not a hex digit" }, "000102030g04" };
+/* A key copied with its separators: named, not taken for a bad length. */
+static struct bad hex_colons = {
+	STATIC_HEAD "key = hex:00:01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:"
+	"10:11:12:13:14:15:16:17:18:19:1a:1b:1c:1d:1e:1f\n", 4,
+	{ "profile 'a': key:", "character 3 after 'hex:' is ':', not a hex digit" },
+	"00:01:02" };
+static struct bad hex_control = {
+	STATIC_HEAD "key = hex:" HEX32 "\x01\n", 4,
+	{ "profile 'a': key:", "character 65 after 'hex:' is byte 0x01, not a hex digit" },
+	HEX32 };
 static struct bad b64_bad_char = {
 	STATIC_HEAD "key = base64:AAECAwQFBgcICQoLDA0O*xAREhMUFRYXGBkaGxwdHh8=\n", 4,
 	{ "profile 'a': key:", "invalid base64 at character 21" }, "AAECAwQFBgcICQoLDA0O" };
@@ -397,6 +423,19 @@ static struct bad key_size_hex = {
 static struct bad prefetch_minus = {
 	QKD_HEAD "prefetch = -0\n", 9,
 	{ "profile 'q': prefetch:", "'-0' is not a whole number in decimal digits" }, NULL };
+/* strtod's leniency, and a prefetch-low without a pool to refill. */
+static struct bad timeout_hex = {
+	QKD_HEAD "timeout = 0x10\n", 9,
+	{ "profile 'q': timeout:", "'0x10' is not a number of seconds in decimal digits" }, NULL };
+static struct bad timeout_exponent = {
+	QKD_HEAD "timeout = 1e1\n", 9,
+	{ "profile 'q': timeout:", "'1e1' is not a number of seconds in decimal digits" }, NULL };
+static struct bad timeout_no_fraction = {
+	QKD_HEAD "timeout = 2.\n", 9,
+	{ "profile 'q': timeout:", "'2.' is not a number of seconds in decimal digits" }, NULL };
+static struct bad prefetch_low_alone = {
+	QKD_HEAD "prefetch-low = 3\n", 9,
+	{ "profile 'q': prefetch-low:", "needs prefetch" }, NULL };
 /* A mark further on is not skipped. */
 static struct bad bom_later = {
 	"# c\n\xef\xbb\xbf[a]\n", 2, { "expected \"name = value\"", NULL }, NULL };
@@ -505,6 +544,7 @@ int main(void)
 		cmocka_unit_test(test_valid),
 		cmocka_unit_test(test_valid_crlf),
 		cmocka_unit_test(test_valid_bom),
+		cmocka_unit_test(test_prefetch_low_zero_alone),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_empty_and_comments_only),
 		cmocka_unit_test(test_line_length),
@@ -528,7 +568,9 @@ int main(void)
 		BAD(key_size_not_bytes), BAD(key_size_small), BAD(key_size_large),
 		BAD(key_size_text), BAD(timeout_zero), BAD(timeout_large),
 		BAD(timeout_text), BAD(key_size_plus), BAD(key_size_hex),
-		BAD(prefetch_minus), BAD(bom_later),
+		BAD(prefetch_minus), BAD(bom_later), BAD(hex_colons),
+		BAD(hex_control), BAD(timeout_hex), BAD(timeout_exponent),
+		BAD(timeout_no_fraction), BAD(prefetch_low_alone),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
