@@ -49,6 +49,13 @@ cmake_version=$(sed -n 's/^project(kmstore VERSION \([0-9.]*\).*/\1/p' CMakeList
 [ "${version%-*}" = "$cmake_version" ] ||
 	die "debian/changelog is at ${version%-*}, CMakeLists.txt at $cmake_version: add a changelog entry"
 
+# /etc/kmstore/kmstore.conf is a conffile that every gateway rewrites
+# (guide section 4): any change to the shipped text, a comment too, stops
+# each upgrade at dpkg's conffile prompt (and a non-interactive one fails).
+conf_sha=$(sha256sum debian/kmstore.conf | cut -d ' ' -f 1)
+[ "$conf_sha" = f3a7583c5c0f30d72cde5c4d0add44b825a21731ec485762e90b58125bdbd7f3 ] ||
+	die "debian/kmstore.conf is not the text 0.1.0-1 shipped: a change makes dpkg ask at every gateway's upgrade; say it in the docs instead"
+
 # This script's results from an earlier run go; nothing else in OUTDIR.
 rm -rf "$out/dbgsym" "$out/source"
 rm -f "$out"/*.deb "$out/lintian.txt" "$out/libreswan-build.txt"
