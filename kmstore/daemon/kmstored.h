@@ -110,6 +110,8 @@ kms_rc kmsd_conf_profile(const struct kmsd_conf *c, struct kmsd_client *cl,
 /* pool.c: prefetched keys of a QKD profile with prefetch = N. */
 struct kmsd_pool *kmsd_pool_new(kms_profile *p); /* NULL: no pool wanted */
 int kmsd_pool_start(struct kmsd_pool *pl, struct kmsd_conf *c);
+/* Stops the refills; the keys no pool adopted (kmsd_pool_adopt) are
+ * dropped, logged and counted now, not wiped unseen with the snapshot. */
 void kmsd_pool_stop(struct kmsd_pool *pl);
 void kmsd_pool_free(struct kmsd_pool *pl);
 /* At a reload, if from and to take keys from the same KMEs: moves the keys

@@ -10,7 +10,10 @@
  * profile still names the same KMEs, SAEs and key size, and stops the old
  * thread. A refill under way then brings its keys to the heir, which
  * counts them as coming and asks for no more meanwhile; the old pool holds
- * a reference to the heir's snapshot for as long as it exists.
+ * a reference to the heir's snapshot for as long as it exists. A pool
+ * stopped without an heir (its profile removed or changed, kmstored
+ * stopping) drops its keys, logged and counted: each waits unused at the
+ * peer's KME.
  * Keys stay in locked memory (kms_key); none is ever written anywhere.
  *
  * Locks: only a reload holds two pool locks, the old pool's, then its
@@ -406,12 +409,33 @@ int kmsd_pool_start(struct kmsd_pool *pl, struct kmsd_conf *conf)
 	return 0;
 }
 
+/* The keys of a pool that stops with no heir. Each was taken from the KME
+ * and waits, unused, at the peer's KME: told and counted, as the keys of
+ * its refill under way are (hand_over). The lock is held. */
+static void drop_all(struct kmsd_pool *pl)
+{
+	size_t gone = pl->n;
+
+	for (size_t i = 0; i < pl->n; i++)
+		kms_key_free(pl->keys[i].key);
+	pl->n = 0;
+	if (gone == 0)
+		return;
+	kmsd_metric_pool_dropped(kms_profile_name(pl->p), (long)gone);
+	kmsd_log(KMS_LOG_INFO, "profile '%s': %zu prefetched key%s dropped unused: %s",
+		 kms_profile_name(pl->p), gone, gone == 1 ? "" : "s",
+		 atomic_load(&kmsd_stopping) ? "kmstored stops" :
+		 "the reload removed or changed the profile");
+}
+
 void kmsd_pool_stop(struct kmsd_pool *pl)
 {
 	if (pl == NULL)
 		return;
 	pthread_mutex_lock(&pl->lock);
 	pl->stopping = 1;
+	if (pl->heir == NULL)
+		drop_all(pl);
 	pthread_cond_signal(&pl->wake);
 	pthread_mutex_unlock(&pl->lock);
 }

@@ -12,6 +12,8 @@
 #     the pool, first in line;
 #   - a reload during a refill: its keys go to the new pool, which asks
 #     for none meanwhile; with the pool removed, dropped (logged, counted);
+#   - a reload that changes a full pool's url or removes the pool, and a
+#     stop: its keys dropped, logged and counted, never silently;
 #   - failover with the first KME down (nothing listening), black-holed,
 #     answering 503, for enc_keys and dec_keys; a failed KME is skipped
 #     during its back-off; every KME down: a clear error in bounded time;
@@ -278,9 +280,38 @@ conf "$work/west.conf" west "$A1"
 sed -i 's/^timeout .*/timeout      = 10/' "$work/west.conf"
 run "$KMSTORE" --daemon "$SW" reload
 expect_rc 0 "reload without prefetch while the pool refills (3 keys)"
+expect_logged 5 "... the pool's 2 keys are dropped, logged" -F "profile 'qkd': 2 prefetched keys dropped unused: the reload removed or changed the profile"
 expect_logged 15 "... the refill's keys are dropped, logged" "3 keys fetched for profile 'qkd' after it was removed or changed by a reload, dropped"
-expect_in 'kmstore_pool_dropped_total{profile="qkd"} 3' "$("$KMSTORE" --daemon "$SW" metrics)" "... and counted in kmstore_pool_dropped_total"
+expect_in 'kmstore_pool_dropped_total{profile="qkd"} 5' "$("$KMSTORE" --daemon "$SW" metrics)" "... and all 5 counted in kmstore_pool_dropped_total"
 kmstored_stop "$SW"
+
+# --- a reload that changes or removes a full pool -------------------------------
+# Prefetched keys were taken from the KME and wait unused at the peer's
+# KME: dropped by a reload that changes the profile's KMEs or removes its
+# pool, or by a stop, they are logged and counted, never wiped unseen.
+sim
+conf "$work/west.conf" west "$A1" 'prefetch = 8'
+kmstored_start "$SW" "$work/west.conf"
+wait_for 10 pool_is "$SW" 8 || true
+conf "$work/west.conf" west "$A2" 'prefetch = 8'
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "a full pool of 8, then a reload that changes the profile's url"
+expect_logged 5 "... its 8 keys are dropped, logged" -F "profile 'qkd': 8 prefetched keys dropped unused: the reload removed or changed the profile"
+expect_in 'kmstore_pool_dropped_total{profile="qkd"} 8' "$("$KMSTORE" --daemon "$SW" metrics)" "... and counted in kmstore_pool_dropped_total"
+if wait_for 10 pool_is "$SW" 8; then tap_ok "... the new pool fills from the new url"; else
+	tap_not_ok "... the new pool fills from the new url" "pool_keys $(pool_keys "$SW")"; fi
+conf "$work/west.conf" west "$A2" 'prefetch = 0'
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "then a reload with prefetch = 0"
+twice() { [ "$(grep -c "profile 'qkd': 8 prefetched keys dropped unused: the reload removed or changed the profile" "$SW.log")" -eq 2 ]; }
+if wait_for 5 twice; then tap_ok "... the pool's 8 keys are dropped, logged"; else
+	tap_not_ok "... the pool's 8 keys are dropped, logged" "$(tail -n 3 "$SW.log")"; fi
+expect_in 'kmstore_pool_dropped_total{profile="qkd"} 16' "$("$KMSTORE" --daemon "$SW" metrics)" "... and counted: 16 in all"
+conf "$work/west.conf" west "$A2" 'prefetch = 8'
+"$KMSTORE" --daemon "$SW" reload >/dev/null
+wait_for 10 pool_is "$SW" 8 || true
+kmstored_stop "$SW"
+expect_in "profile 'qkd': 8 prefetched keys dropped unused: kmstored stops" "$(cat "$SW.log")" "a stop with a full pool logs its keys dropped too"
 
 # --- a KME that gives at most 2 keys per request, its status hidden -----------
 # libkmstore halves the pool's refused request, and keeps the number given
