@@ -145,7 +145,9 @@ void kmsd_metric_pool_expired(const char *profile, long n);
 void kmsd_metric_pool_dropped(const char *profile, long n);
 void kmsd_metric_pool_outage(const char *profile);
 void kmsd_metric_stored(const char *profile, const char *kme_id, long count);
-char *kmsd_metrics_text(void); /* malloc'ed; NULL when out of memory */
+/* malloc'ed; NULL when out of memory or over KMSD_METRICS_MAX, err
+ * saying which. */
+char *kmsd_metrics_text(kms_error *err);
 kms_rc kmsd_metrics_serve(const char *addr, kms_error *err);
 /* The status poller: every 30 s, each QKD profile with a pool (every QKD
  * profile when the metrics are served over HTTP). */

@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "clock.h"
 #include "kmstored.h"
 #include "qkd.h"
 
@@ -291,11 +292,12 @@ void kmsd_metrics_init(void)
 	kms_qkd_set_observer(on_kme, NULL);
 }
 
-/* A growing text buffer. */
+/* A growing text buffer, of KMSD_METRICS_MAX bytes at most (what one
+ * reply to `kmstore metrics` holds). */
 struct text {
 	char *s;
 	size_t len, cap;
-	int failed;
+	int failed; /* EFBIG: past KMSD_METRICS_MAX; ENOMEM */
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -314,18 +316,22 @@ static void put(struct text *t, const char *fmt, ...)
 			t->len += (size_t)n;
 			return;
 		}
-		if (t->cap * 2 > KMSD_METRICS_MAX) {
-			t->failed = 1;
+		if (t->cap >= KMSD_METRICS_MAX) {
+			t->failed = EFBIG;
 			return;
 		}
-		char *grown = realloc(t->s, t->cap * 2);
+		/* Doubled, but the last step only up to the limit itself: a
+		 * text of 600 KiB is served, not refused at half of it. */
+		size_t want = t->cap < KMSD_METRICS_MAX / 2 ? t->cap * 2 :
+			      KMSD_METRICS_MAX;
+		char *grown = realloc(t->s, want);
 
 		if (grown == NULL) {
-			t->failed = 1;
+			t->failed = ENOMEM;
 			return;
 		}
 		t->s = grown;
-		t->cap *= 2;
+		t->cap = want;
 	}
 }
 
@@ -436,18 +442,48 @@ static void current(struct text *t)
 	kmsd_conf_put(c);
 }
 
-char *kmsd_metrics_text(void)
+/* The exposition over the limit is no passing shortage: every scrape
+ * fails until the configuration shrinks. Said in the log too (a scraper
+ * shows only "HTTP 500"), once in 10 minutes. */
+static kms_rc too_big(kms_error *err)
+{
+	static pthread_mutex_t told_lock = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t told_ms;
+	int64_t now = kms_now_ms();
+	int tell;
+
+	pthread_mutex_lock(&told_lock);
+	tell = told_ms == 0 || now - told_ms >= 600000;
+	if (tell)
+		told_ms = now;
+	pthread_mutex_unlock(&told_lock);
+	if (tell)
+		kmsd_log(KMS_LOG_WARNING, "the metrics exceed %d bytes, the most "
+			 "kmstored serves: every scrape fails (HTTP 500) until the "
+			 "configuration has fewer profiles or KMEs", KMSD_METRICS_MAX);
+	return kms_fail(err, KMS_ERR_SYSTEM, "kmstored: the metrics exceed %d "
+			"bytes, the most it serves (fewer profiles or KMEs would "
+			"fit)", KMSD_METRICS_MAX);
+}
+
+char *kmsd_metrics_text(kms_error *err)
 {
 	struct text t = { .cap = 8192 };
 
 	t.s = malloc(t.cap);
-	if (t.s == NULL)
+	if (t.s == NULL) {
+		kms_fail(err, KMS_ERR_SYSTEM, "kmstored: out of memory");
 		return NULL;
+	}
 	t.s[0] = '\0';
 	current(&t);
 	recorded(&t);
 	if (t.failed) {
 		free(t.s);
+		if (t.failed == EFBIG)
+			too_big(err);
+		else
+			kms_fail(err, KMS_ERR_SYSTEM, "kmstored: out of memory");
 		return NULL;
 	}
 	return t.s;
@@ -465,6 +501,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn,
 	unsigned status = MHD_HTTP_OK;
 	char *text = NULL;
 	const char *body;
+	kms_error err;
 
 	(void)cls;
 	(void)version;
@@ -477,9 +514,12 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *conn,
 	} else if (strcmp(url, "/metrics") != 0) {
 		status = MHD_HTTP_NOT_FOUND;
 		body = "kmstored serves /metrics only\n";
-	} else if ((text = kmsd_metrics_text()) == NULL) {
+	} else if ((text = kmsd_metrics_text(&err)) == NULL) {
 		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-		body = "out of memory\n";
+		/* why, for whoever reads the answer with curl */
+		if (asprintf(&text, "%s\n", err.message) < 0)
+			text = NULL;
+		body = text != NULL ? text : "kmstored: out of memory\n";
 	} else {
 		body = text;
 	}

@@ -403,9 +403,9 @@ static kms_rc do_metrics(struct kmsd_client *c, struct kms_wire_buf *b,
 
 	if (rc != KMS_OK)
 		return rc;
-	text = kmsd_metrics_text();
+	text = kmsd_metrics_text(err);
 	if (text == NULL)
-		return kms_fail(err, KMS_ERR_SYSTEM, "kmstored: out of memory");
+		return err->code;
 	rc = ok_reply(b, KMS_WIRE_REPLY_MAX, 0, err);
 	if (rc == KMS_OK)
 		kms_wire_put_str(b, KMS_T_TEXT, text);

@@ -27,7 +27,8 @@
 #     counters expected, in a well-formed exposition; --metrics refuses a
 #     non-loopback address; the KME's stored_key_count, polled at a
 #     reload, has no line once its KME stops answering or a reload removes
-#     its profile (nor have that profile's pool and KME gauges).
+#     its profile (nor have that profile's pool and KME gauges); metrics
+#     past 512 KiB are served, and past the limit, say so.
 # Environment: KMSTORE, KMSTORED, KME_SIM, KME_SIM_PKI, DAEMON_CLIENT.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -659,6 +660,56 @@ run curl -sS --max-time 5 --unix-socket "$work/metrics.sock" http://kmstored/met
 expect_in "kmstore_profiles 1" "$RUN_OUT" "metrics over a UNIX socket (curl --unix-socket)"
 kmstored_stop "$SW"
 expect_eq "" "$(ls "$work/metrics.sock" 2>/dev/null)" "... removed when kmstored stops"
+# Metrics past 512 KiB: served whole up to kmstored's limit (1 MiB less a
+# reply's header), not refused at half of it; past the limit, the answer
+# says so, not "out of memory". Profiles of 8 KMEs where nothing listens,
+# each asked its status by the poller (timeout 0.5 s): some 19 KB of
+# series each, 40 of them over 512 KiB, 80 over 1 MiB.
+urls=$(python3 -c '
+import socket
+held = [socket.socket() for _ in range(8)]
+for s in held: s.bind(("127.0.0.1", 0))
+print(" ".join("https://127.0.0.1:%d" % s.getsockname()[1] for s in held))')
+many() { # N: a configuration of N such profiles
+	local i
+	for i in $(seq -w 1 "$1"); do
+		conf "$work/one.conf" west "$urls" 'timeout = 0.5'
+		sed "s/^\[qkd\]$/[many-$i]/; /^timeout .*= 2$/d" "$work/one.conf"
+		echo
+	done >"$work/many.conf"
+	chmod 600 "$work/many.conf"
+}
+many 40
+"$KMSTORED" --config "$work/many.conf" --socket "$SW" --foreground --metrics "127.0.0.1:$port" >"$SW.log" 2>&1 &
+echo $! >"$SW.pid"
+wait_for 10 grep -q 'serving' "$SW.log" || true
+polled() { "$KMSTORE" --daemon "$SW" metrics 2>/dev/null | grep -qF "kmstore_kme_request_duration_seconds_count{profile=\"many-$1\""; }
+wait_for 60 polled 40 || true
+run curl -sS --max-time 5 -o "$work/big.prom" -w '%{http_code}' "http://127.0.0.1:$port/metrics"
+size=$(wc -c <"$work/big.prom")
+if [ "$RUN_OUT" = 200 ] && [ "$size" -gt 524288 ]; then
+	tap_ok "40 profiles of 8 KMEs: a scrape of $size bytes (over 512 KiB) served"
+else
+	tap_not_ok "40 profiles of 8 KMEs: a scrape of over 512 KiB served" "HTTP $RUN_OUT, $size bytes: $(head -c 200 "$work/big.prom")"
+fi
+run python3 "$here/check_exposition.py" <"$work/big.prom"
+expect_rc 0 "... a well-formed exposition"
+run "$KMSTORE" --daemon "$SW" metrics
+expect_rc 0 "... and kmstore metrics gives it too"
+many 80
+run "$KMSTORE" --daemon "$SW" reload
+expect_rc 0 "a reload to 80 such profiles"
+scrape_code_is() { [ "$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/metrics")" = "$1" ]; }
+wait_for 60 scrape_code_is 500 || true
+run curl -sS --max-time 5 -o "$work/big.prom" -w '%{http_code}' "http://127.0.0.1:$port/metrics"
+expect_eq "500 kmstored: the metrics exceed 1048512 bytes, the most it serves (fewer profiles or KMEs would fit)" \
+	"$RUN_OUT $(head -c 300 "$work/big.prom" | tr -d '\n')" "... over 1 MiB: HTTP 500, saying so (not 'out of memory')"
+run "$KMSTORE" --daemon "$SW" metrics
+expect_rc 10 "... kmstore metrics fails (10)"
+expect_in "kmstored: the metrics exceed 1048512 bytes" "$RUN_ERR" "... saying so"
+expect_eq 1 "$(grep -c 'the metrics exceed 1048512 bytes, the most kmstored serves: every scrape fails' "$SW.log" || true)" \
+	"... and kmstored logs it, once for both"
+kmstored_stop "$SW"
 # Stopping while the pool's refill waits on a black-holed KME (up to the
 # 2 s timeout): the metrics go first, before the configuration a scrape
 # reads, so a scrape then finds none instead of crashing kmstored.
