@@ -154,7 +154,11 @@ kms_rc kmsd_metrics_serve(const char *addr, kms_error *err);
 void kmsd_watch_start(int all_profiles);
 /* A poll now (a reload: the gauges follow the new profiles at once). */
 void kmsd_watch_now(void);
+/* Asks the poller to stop: it ends once its status in flight, if any, is
+ * answered or times out. kmsd_watch_wait: until it has ended (1), or
+ * seconds (0: it is still in a KME request). */
 void kmsd_watch_stop(void);
+int kmsd_watch_wait(int seconds);
 /* Stops serving the metrics (before the configuration goes: a scrape
  * reads it); kmsd_metrics_fini also frees the series. */
 void kmsd_metrics_stop(void);

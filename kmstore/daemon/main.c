@@ -679,13 +679,18 @@ int main(int argc, char **argv)
 	kmsd_log(KMS_LOG_INFO, "stopping");
 	close(lfd);
 	unlink(o.socket);
+	/* The poller's status in flight ends while the connections' do:
+	 * one wait for both, not one after the other. */
 	kmsd_watch_stop();
 	kmsd_metrics_stop();
-	if (stop_conns()) {
+	if (!stop_conns()) {
+		kmsd_log(KMS_LOG_WARNING, "stopped with requests still in flight");
+	} else if (!kmsd_watch_wait(STOP_WAIT_S)) {
+		kmsd_log(KMS_LOG_WARNING, "stopped with the status poller still in "
+			 "a KME request");
+	} else {
 		kmsd_conf_fini();
 		kmsd_metrics_fini();
-	} else {
-		kmsd_log(KMS_LOG_WARNING, "stopped with requests still in flight");
 	}
 	close(sfd);
 	return 0;

@@ -663,19 +663,32 @@ static int watching, watch_all, watch_stop, watch_now;
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t watch_wake = PTHREAD_COND_INITIALIZER;
 
+static int stop_asked(void)
+{
+	int stop;
+
+	pthread_mutex_lock(&watch_lock);
+	stop = watch_stop;
+	pthread_mutex_unlock(&watch_lock);
+	return stop;
+}
+
 /* Each QKD profile's status (no key is consumed): the KME's
  * stored_key_count for the metrics; as side effects, each KME's health
  * and (libkmstore) its max_key_per_request for the requests. The gauge
  * holds what this poll got and nothing older: a profile whose status
  * fails, or that a reload removed (or left without a pool, when only
  * pools are polled), loses its series rather than showing a count no KME
- * vouches for any more. */
+ * vouches for any more. A stop ends the poll after the status in flight:
+ * each may take its profile's whole timeout (a KME that does not answer),
+ * and kmstored, its socket gone, would wait for them all. */
 static void poll_once(void)
 {
 	struct kmsd_conf *c = kmsd_conf_get();
 
 	mark(F_KME_STORED);
-	for (size_t i = 0; i < kms_store_profile_count(c->store); i++) {
+	for (size_t i = 0; i < kms_store_profile_count(c->store) && !stop_asked();
+	     i++) {
 		kms_profile *p = kms_store_profile_at(c->store, i);
 		kms_status st;
 		kms_error err;
@@ -735,12 +748,22 @@ void kmsd_watch_now(void)
 
 void kmsd_watch_stop(void)
 {
-	if (!watching)
-		return;
 	pthread_mutex_lock(&watch_lock);
 	watch_stop = 1;
 	pthread_cond_signal(&watch_wake);
 	pthread_mutex_unlock(&watch_lock);
-	pthread_join(watcher, NULL);
+}
+
+int kmsd_watch_wait(int seconds)
+{
+	struct timespec until;
+
+	if (!watching)
+		return 1;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	if (pthread_timedjoin_np(watcher, NULL, &until) != 0)
+		return 0;
 	watching = 0;
+	return 1;
 }

@@ -28,7 +28,8 @@
 #     non-loopback address; the KME's stored_key_count, polled at a
 #     reload, has no line once its KME stops answering or a reload removes
 #     its profile (nor have that profile's pool and KME gauges); metrics
-#     past 512 KiB are served, and past the limit, say so.
+#     past 512 KiB are served, and past the limit, say so; SIGTERM
+#     during the status poller's pass ends it after the status in flight.
 # Environment: KMSTORE, KMSTORED, KME_SIM, KME_SIM_PKI, DAEMON_CLIENT.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -710,6 +711,34 @@ expect_in "kmstored: the metrics exceed 1048512 bytes" "$RUN_ERR" "... saying so
 expect_eq 1 "$(grep -c 'the metrics exceed 1048512 bytes, the most kmstored serves: every scrape fails' "$SW.log" || true)" \
 	"... and kmstored logs it, once for both"
 kmstored_stop "$SW"
+# SIGTERM while the status poller (every QKD profile's, with --metrics)
+# waits on a KME that takes requests and never answers, 6 profiles of
+# timeout 5 s: kmstored stops once the status in flight times out, not
+# after the whole pass (some 28 s, its socket long gone).
+sim --fault blackhole
+for i in 1 2 3 4 5 6; do
+	conf "$work/one.conf" west "$A1"
+	sed "s/^\[qkd\]$/[slow-$i]/; s/^timeout .*/timeout      = 5/" "$work/one.conf"
+	echo
+done >"$work/slow.conf"
+chmod 600 "$work/slow.conf"
+"$KMSTORED" --config "$work/slow.conf" --socket "$SW" --foreground --metrics "127.0.0.1:$port" >"$SW.log" 2>&1 &
+pid=$!
+wait_for 10 grep -q 'serving' "$SW.log" || true
+sleep 2
+t0=$(date +%s%N)
+kill -TERM "$pid"
+rc=0
+wait "$pid" || rc=$?
+took=$((($(date +%s%N) - t0) / 1000000))
+# (5 s at most, the status in flight; 10 with room for a loaded machine)
+if [ "$rc" -eq 0 ] && [ "$took" -lt 10000 ]; then
+	tap_ok "SIGTERM while the status poller waits on a silent KME (6 profiles, 5 s each): stopped in $took ms"
+else
+	tap_not_ok "SIGTERM while the status poller waits on a silent KME: stopped within a request's timeout" \
+		"exit $rc after $took ms" "$(tail -n 3 "$SW.log")"
+fi
+expect_not_in "still in" "$(cat "$SW.log")" "... having waited for the poller, not left it running"
 # Stopping while the pool's refill waits on a black-holed KME (up to the
 # 2 s timeout): the metrics go first, before the configuration a scrape
 # reads, so a scrape then finds none instead of crashing kmstored.
