@@ -242,9 +242,14 @@ static kms_rc do_key(struct kmsd_client *c,
 	kms_profile *p = NULL;
 	size_t i = 0;
 	int64_t born = 0;
+	int refused;
 	kms_rc rc;
 
 	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
+	/* A refusal by the access rules, logged and counted there; the
+	 * library's KMS_ERR_PERMISSION (a key file or the SAE's TLS key of a
+	 * loose mode or another owner) fails every request: told below. */
+	refused = rc == KMS_ERR_PERMISSION;
 	if (rc == KMS_OK && !q->has_key_id && conf->pools[i] != NULL) {
 		rc = from_pool(p, conf->pools[i], &key, &born, &out->in_outage,
 			       err);
@@ -255,7 +260,7 @@ static kms_rc do_key(struct kmsd_client *c,
 		rc = q->has_key_id ? kms_profile_get_key_by_id(p, q->key_id, &key, err) :
 				     kms_profile_get_key(p, &key, err);
 	}
-	if (rc != KMS_OK && rc != KMS_ERR_PERMISSION) { /* refusals: logged */
+	if (rc != KMS_OK && !refused) {
 		/* a name from the configuration, not one a client made up:
 		 * each would be a series of its own */
 		kmsd_metric_failed(p != NULL ? kms_profile_name(p) : "", rc);

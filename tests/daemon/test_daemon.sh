@@ -7,6 +7,8 @@
 #   - access rules by SO_PEERCRED: root only by default; allow-users and
 #     allow-groups (primary and supplementary groups); refusals logged;
 #     a client sees only the profiles open to it;
+#   - a key file whose mode changed under kmstored: every request fails,
+#     logged and counted (not taken for an access refusal);
 #   - reload (kmstore reload, SIGHUP): new profiles served, a bad file
 #     refused with the reason and the running configuration kept, clients
 #     kept connected;
@@ -459,6 +461,42 @@ kill -CONT "$(kmstored_pid "$SW")"
 client_ask "key qkd"
 expect_match "^ok " "$ANSWER" "... and served again once it runs"
 client_stop
+
+# --- a key file whose mode changed -------------------------------------------
+# The library's result for a key file others may read (or of another owner)
+# is the code of an access refusal, "permission"; but no access rule
+# refused anything: every request fails until the file is mended. kmstored
+# logs it, naming the file, and counts it, as any other failure.
+SK=$work/perm.sock
+head -c 32 /dev/urandom >"$work/perm.key"
+chmod 600 "$work/perm.key"
+printf '[perm]\ntype   = static\nkey-id = PERM_1\nkey    = file:%s\nallow-users = nobody\n' "$work/perm.key" >"$work/perm.conf"
+chmod 600 "$work/perm.conf"
+kmstored_start "$SK" "$work/perm.conf"
+run "$KMSTORE" --daemon "$SK" key perm
+expect_rc 0 "a static profile whose key is a file: served"
+chmod 640 "$work/perm.key"
+run "$KMSTORE" --daemon "$SK" key perm
+expect_rc 4 "its key file made mode 0640: the request fails (4, permission)"
+expect_in "$work/perm.key is accessible by group or others" "$RUN_ERR" "... saying why"
+if wait_for 5 grep -q "error: root (uid 0, pid [0-9]*): key for use now: .*$work/perm.key is accessible by group or others" "$SK.log"; then
+	tap_ok "... and kmstored logs it, naming the file"
+else
+	tap_not_ok "... and kmstored logs it, naming the file" "$(tail -n 3 "$SK.log")"
+fi
+expect_in 'kmstore_requests_failed_total{profile="perm",cause="permission"} 1' "$("$KMSTORE" --daemon "$SK" metrics)" \
+	"... and counts it in kmstore_requests_failed_total"
+run as_nobody "$KMSTORE" --daemon "$SK" key perm
+expect_rc 4 "... for nobody, allowed, too"
+expect_eq 2 "$(grep -c "key for use now: .*$work/perm.key is accessible" "$SK.log" || true)" "... logged again"
+chmod 600 "$work/perm.key"
+run as_nobody "$KMSTORE" --daemon "$SK" key other
+expect_rc 4 "a profile not open to nobody: refused (4, permission)"
+m=$("$KMSTORE" --daemon "$SK" metrics)
+expect_in 'kmstore_requests_failed_total{profile="perm",cause="permission"} 2' "$m" \
+	"... counted among the clients refused, not the failed requests"
+expect_in 'kmstore_clients_refused_total 1' "$m" "... (kmstore_clients_refused_total 1)"
+kmstored_stop "$SK"
 
 # --- the connections a client keeps -------------------------------------------
 # kmstored serves a user (but root) 16 connections at most. A process that
