@@ -163,7 +163,7 @@ typedef struct kms_kme_health {
 	char state[16];              /* "up", "down" or "unknown" (not asked yet) */
 	long failures;               /* in a row */
 	long retry_in_ms;            /* down: until it is asked first again; 0 */
-	char last_error[200];        /* the last failure's message, or "" */
+	char last_error[200];        /* down: its last failure's message; "" */
 } kms_kme_health;
 
 typedef struct kms_status {

@@ -768,12 +768,15 @@ static int cut_short(const struct call *k)
 	       k->given_ms < k->c->timeout_ms / (long)k->c->client->n / 2;
 }
 
+/* It answers: its last error is past, and beside "up" in a status it
+ * would read as the KME's trouble now. */
 static void kme_up(struct kme *e)
 {
 	pthread_mutex_lock(&e->health_lock);
 	e->asked = 1;
 	e->failures = 0;
 	e->retry_at_ms = 0;
+	e->last_error[0] = '\0';
 	pthread_mutex_unlock(&e->health_lock);
 }
 
@@ -786,6 +789,7 @@ static void kme_busy(struct kme *e)
 	e->asked = 1;
 	e->failures = 0;
 	e->retry_at_ms = kms_now_ms() + BUSY_MS;
+	e->last_error[0] = '\0';
 	pthread_mutex_unlock(&e->health_lock);
 }
 

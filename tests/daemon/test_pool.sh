@@ -54,7 +54,8 @@ trap cleanup EXIT
 "$KME_SIM_PKI" "$work/pki" >"$work/pki.log" 2>&1
 unset KMSTORE_CONF
 
-# sim [kme-sim options...]: kme-sim afresh; A1 A2 B1 B2 its URLs.
+# sim [kme-sim options...]: kme-sim afresh; A1 A2 B1 B2 its URLs
+# (SIM_A1_LISTEN=ADDR:PORT: A1 there, as a KME restarted).
 sim() {
 	local i
 	if [ -n "$sim_pid" ]; then
@@ -63,7 +64,7 @@ sim() {
 	fi
 	rm -f "$work/ready"
 	"$KME_SIM" --ca "$work/pki/ca.crt" \
-		--kme "id=KME_A,listen=127.0.0.1:0,listen=127.0.0.1:0,cert=$work/pki/kme-a.crt,key=$work/pki/kme-a.key,sae=SAE_A" \
+		--kme "id=KME_A,listen=${SIM_A1_LISTEN:-127.0.0.1:0},listen=127.0.0.1:0,cert=$work/pki/kme-a.crt,key=$work/pki/kme-a.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=127.0.0.1:0,listen=127.0.0.1:0,cert=$work/pki/kme-b.crt,key=$work/pki/kme-b.key,sae=SAE_B" \
 		--ready-file "$work/ready" "$@" >/dev/null 2>>"$work/sim.log" &
 	sim_pid=$!
@@ -357,6 +358,27 @@ expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... a key the peer's K
 run "$KMSTORE" --daemon "$SW" --json status qkd
 expect_eq "down up" "$(json "$RUN_OUT" '" ".join(k["state"] for k in d["kmes"])')" "status: the first KME down, the second up"
 expect_match "cannot connect" "$(json "$RUN_OUT" 'd["kmes"][0]["last_error"]')" "... with its last error"
+kmstored_stop "$SW"
+# A KME back up is up, its old error not shown beside it as if current
+# (kmstored logged it at the time): killed, a request fails; restarted on
+# its address, a request gets a key.
+sim
+conf "$work/west.conf" west "$A1"
+kmstored_start "$SW" "$work/west.conf"
+kill "$sim_pid"
+wait "$sim_pid" 2>/dev/null || true
+sim_pid=
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 8 "the KME killed: a request fails (8)"
+expect_match "cannot connect" "$RUN_ERR" "... it cannot connect"
+SIM_A1_LISTEN=${A1#https://} sim
+if wait_for 10 "$KMSTORE" --daemon "$SW" key qkd; then tap_ok "the KME restarted: a request gets a key"; else
+	tap_not_ok "the KME restarted: a request gets a key" "$(tail -n 3 "$SW.log")"; fi
+run "$KMSTORE" --daemon "$SW" --json status qkd
+expect_eq "up, no last_error" "$(json "$RUN_OUT" 'd["kmes"][0]["state"] + ", " + d["kmes"][0].get("last_error", "no last_error")')" \
+	"... status --json: up, its old error gone"
+run "$KMSTORE" --daemon "$SW" status qkd
+expect_match $'(^|\n)kme +https://[^ ]+ up($|\n)' "$RUN_OUT" "... status: 'up', and nothing after it"
 kmstored_stop "$SW"
 sim --fault "blackhole,kme=KME_A/1"
 conf "$work/west.conf" west "$A1 $A2"
