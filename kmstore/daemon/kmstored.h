@@ -136,8 +136,10 @@ int kmsd_pools_wait(int seconds);
 /* metrics.c */
 #define KMSD_METRICS_MAX (1024 * 1024 - 64)
 void kmsd_metrics_init(void);
-void kmsd_metric_key(const char *profile, int by_id, int from_pool);
-void kmsd_metric_undelivered(const char *profile, int by_id, int from_pool);
+/* source: "pool", "kme" (a QKD profile's), or the profile's type
+ * ("static"). */
+void kmsd_metric_key(const char *profile, int by_id, const char *source);
+void kmsd_metric_undelivered(const char *profile, int by_id, const char *source);
 void kmsd_metric_failed(const char *profile, kms_rc rc);
 void kmsd_metric_refused(void);
 void kmsd_metric_reload(int ok);

@@ -45,7 +45,8 @@ static const struct {
 } families[F_N] = {
 	[F_KEYS] = { "kmstore_keys_served_total", "counter",
 		     "Keys served to clients, by profile, kind (new: a key for use "
-		     "now; by_id: the key with an ID) and source (pool or kme)." },
+		     "now; by_id: the key with an ID) and source (pool, kme, or "
+		     "static: a static profile's key)." },
 	[F_UNDELIVERED] = { "kmstore_keys_undelivered_total", "counter",
 			    "Keys taken for clients that had gone when the reply "
 			    "was written (not counted as served), by profile, kind "
@@ -212,16 +213,16 @@ static void sweep(enum family f)
 	pthread_mutex_unlock(&lock);
 }
 
-void kmsd_metric_key(const char *profile, int by_id, int from_pool)
+void kmsd_metric_key(const char *profile, int by_id, const char *source)
 {
 	add(F_KEYS, 1, "profile", profile, "kind", by_id ? "by_id" : "new",
-	    "source", from_pool ? "pool" : "kme", NULL);
+	    "source", source, NULL);
 }
 
-void kmsd_metric_undelivered(const char *profile, int by_id, int from_pool)
+void kmsd_metric_undelivered(const char *profile, int by_id, const char *source)
 {
 	add(F_UNDELIVERED, 1, "profile", profile, "kind", by_id ? "by_id" : "new",
-	    "source", from_pool ? "pool" : "kme", NULL);
+	    "source", source, NULL);
 }
 
 void kmsd_metric_failed(const char *profile, kms_rc rc)

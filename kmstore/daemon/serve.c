@@ -227,7 +227,8 @@ static kms_rc from_pool(kms_profile *p, struct kmsd_pool *pool, kms_key **key,
 struct key_out {
 	kms_key *key;           /* NULL: no key in the reply */
 	struct kmsd_conf *conf; /* held until then: the pool's snapshot */
-	struct kmsd_pool *pool; /* the key's pool; NULL: from the KME */
+	struct kmsd_pool *pool; /* the key's pool; NULL: from its profile */
+	const char *source;     /* the metrics' label: pool, kme, static */
 	int64_t born_ms;        /* when the pool got it */
 	int by_id;
 	int in_outage;          /* from the pool, every KME down */
@@ -277,6 +278,10 @@ static kms_rc do_key(struct kmsd_client *c,
 	}
 	out->key = key;
 	out->conf = conf;
+	/* A static key is no KME's: counted under its type's name. */
+	out->source = out->pool != NULL ? "pool" :
+		      strcmp(kms_profile_type(p), "qkd") == 0 ? "kme" :
+		      kms_profile_type(p);
 	out->born_ms = born;
 	out->by_id = q->has_key_id;
 	rc = ok_reply(b, KMS_WIRE_KEY_REPLY_MAX, 1, err);
@@ -310,7 +315,7 @@ static void key_sent(struct kmsd_client *c, struct key_out *o,
 				 "key %s served from the pool, %ld left",
 				 kms_key_profile(o->key), kms_key_id(o->key), left);
 		}
-		kmsd_metric_key(kms_key_profile(o->key), o->by_id, o->pool != NULL);
+		kmsd_metric_key(kms_key_profile(o->key), o->by_id, o->source);
 		log_key(c, o->key, o->by_id ? "found" : o->pool != NULL ?
 			"for use now, from the pool" : "for use now");
 		kms_key_free(o->key);
@@ -321,8 +326,12 @@ static void key_sent(struct kmsd_client *c, struct key_out *o,
 	kms_key_check_value(o->key, kcv);
 	snprintf(id, sizeof(id), "%s", kms_key_id(o->key));
 	snprintf(profile, sizeof(profile), "%s", kms_key_profile(o->key));
-	kmsd_metric_undelivered(profile, o->by_id, o->pool != NULL);
-	if (o->pool == NULL) {
+	kmsd_metric_undelivered(profile, o->by_id, o->source);
+	if (o->pool == NULL && strcmp(o->source, "kme") != 0) {
+		kms_key_free(o->key);
+		level = KMS_LOG_INFO;
+		snprintf(fate, sizeof(fate), "nothing lost (a %s key)", o->source);
+	} else if (o->pool == NULL) {
 		kms_key_free(o->key);
 		snprintf(fate, sizeof(fate), "consumed at the KME, lost");
 	} else if (sent > 0) {

@@ -549,6 +549,8 @@ kmstored_stop "$SW"
 # --- outage policy and metrics -------------------------------------------------
 sim
 conf "$work/west.conf" west "$A1 $A2" $'prefetch = 4\nprefetch-low = 1\nprefetch-max-age = 600'
+printf '\n[static]\ntype   = static\nkey-id = STATIC_1\nkey    = hex:%s\n' \
+	"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >>"$work/west.conf"
 port=$(closed_port)
 run "$KMSTORED" --config "$work/west.conf" --socket "$work/x.sock" --metrics 192.0.2.1:9999
 expect_rc 2 "--metrics on a non-loopback address: refused (2, an option: not restarted by its unit)"
@@ -577,8 +579,9 @@ echo $! >"$SW.pid"
 wait_for 10 grep -q 'serving' "$SW.log"
 wait_for 10 pool_is "$SW" 4
 # The known sequence: 2 keys from the pool, 1 by its ID (made at east),
-# 1 unknown ID, 1 client refused.
+# 1 unknown ID, 1 client refused, 1 static key.
 for i in 1 2; do "$KMSTORE" --daemon "$SW" key qkd >/dev/null; done
+"$KMSTORE" --daemon "$SW" key static >/dev/null
 id=$("$KMSTORE" -c "$work/east.conf" --json key qkd | python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
 "$KMSTORE" --daemon "$SW" key qkd --key-id "$id" >/dev/null
 "$KMSTORE" --daemon "$SW" key qkd --key-id 00000000-0000-0000-0000-000000000000 >/dev/null 2>&1 || true
@@ -589,6 +592,7 @@ expect_rc 0 "curl scrapes http://127.0.0.1:$port/metrics"
 m=$RUN_OUT
 expect_in 'kmstore_keys_served_total{profile="qkd",kind="new",source="pool"} 2' "$m" "2 keys served from the pool"
 expect_in 'kmstore_keys_served_total{profile="qkd",kind="by_id",source="kme"} 1' "$m" "1 key served by its ID"
+expect_in 'kmstore_keys_served_total{profile="static",kind="new",source="static"} 1' "$m" "1 static key, its source static (no KME's)"
 expect_in 'kmstore_requests_failed_total{profile="qkd",cause="not-found"} 1' "$m" "1 failure: an unknown key ID (not-found)"
 expect_in 'kmstore_clients_refused_total 1' "$m" "1 client refused"
 expect_match 'kmstore_pool_keys\{profile="qkd"\} [0-9]' "$m" "the pool level"
