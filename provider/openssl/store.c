@@ -13,7 +13,8 @@
  * `openssl storeutl` prints the error and "Total found: 0" alike for all.
  * The store comes from the provider's cache (kms_store_cache): parsed once,
  * again when the file changes; an open keeps the store it started with
- * until it is closed, so a listing stays whole across a reload.
+ * until it is closed, so a listing stays whole across a reload. There is
+ * nothing to search (OSSL_STORE_find): the URI names the key.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,11 +67,46 @@ static const OSSL_PARAM *store_settable_ctx_params(void *provctx)
 	return params;
 }
 
+/* The search OSSL_STORE_find asked for, by the parameter that carries
+ * it, or NULL for none. */
+static const char *search_asked(const OSSL_PARAM params[])
+{
+	static const struct {
+		const char *param, *search;
+	} searches[] = {
+		{ OSSL_STORE_PARAM_SUBJECT, "subject" },
+		{ OSSL_STORE_PARAM_ISSUER, "issuer and serial" },
+		{ OSSL_STORE_PARAM_SERIAL, "issuer and serial" },
+		{ OSSL_STORE_PARAM_FINGERPRINT, "key fingerprint" },
+		{ OSSL_STORE_PARAM_DIGEST, "key fingerprint" },
+		{ OSSL_STORE_PARAM_ALIAS, "alias" },
+	};
+
+	for (size_t i = 0; i < sizeof(searches) / sizeof(searches[0]); i++)
+		if (OSSL_PARAM_locate_const(params, searches[i].param) != NULL)
+			return searches[i].search;
+	return NULL;
+}
+
 static int store_set_ctx_params(void *vctx, const OSSL_PARAM params[])
 {
 	store_ctx *ctx = vctx;
+	const char *search = search_asked(params);
 	const OSSL_PARAM *p;
 
+	/* A URI names one key, or the whole store; there is nothing to search.
+	 * Ignoring the search would hand out what the URI names instead of
+	 * what matches (nothing), and for a QKD profile consume a key at the
+	 * KME: the open loads nothing more, even for a caller that goes on
+	 * after the failed OSSL_STORE_find. */
+	if (search != NULL) {
+		ctx->state = DONE;
+		KMSP_RAISE(ctx->pc, KMS_ERR_UNSUPPORTED,
+			   "search by %s is not supported: a kmstore: URI names its "
+			   "key (kmstore:profile=P;key-id=K); nothing is loaded",
+			   search);
+		return 0;
+	}
 	p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_EXPECT);
 	if (p != NULL && !OSSL_PARAM_get_int(p, &ctx->expect))
 		return 0;
