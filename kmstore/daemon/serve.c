@@ -185,12 +185,24 @@ static kms_rc do_profiles(struct kmsd_client *c,
 	return rc;
 }
 
+/* The key's check value for a log line; "none" (with the reason logged)
+ * when libcrypto cannot compute it: nothing to compare with the peer's. */
+static const char *check_value(const kms_key *key, char kcv[KMS_KCV_LEN + 1])
+{
+	kms_error err;
+
+	if (kms_key_check_value(key, kcv, &err) == KMS_OK)
+		return kcv;
+	kmsd_log(KMS_LOG_WARNING, "key %s: %s", kms_key_id(key), err.message);
+	return "none";
+}
+
 static void log_key(struct kmsd_client *c, const kms_key *key,
 		    const char *how)
 {
-	char kcv[KMS_KCV_LEN + 1];
+	char buf[KMS_KCV_LEN + 1];
+	const char *kcv = check_value(key, buf);
 
-	kms_key_check_value(key, kcv);
 	kmsd_log(KMS_LOG_INFO, "%s (uid %u, pid %d): profile '%s': key %s %s "
 		 "(check value %s)", kmsd_client_user(c), (unsigned)c->uid,
 		 (int)c->pid, kms_key_profile(key), kms_key_id(key), how, kcv);
@@ -300,9 +312,9 @@ static kms_rc do_key(struct kmsd_client *c,
 static void key_sent(struct kmsd_client *c, struct key_out *o,
 		     size_t sent, const char *why)
 {
-	char kcv[KMS_KCV_LEN + 1], id[KMS_KEY_ID_MAX + 1];
+	char kcv_buf[KMS_KCV_LEN + 1], id[KMS_KEY_ID_MAX + 1];
 	char profile[KMS_PROFILE_NAME_MAX + 1], fate[96];
-	const char *not_back = NULL;
+	const char *not_back = NULL, *kcv;
 	kms_log_level level = KMS_LOG_WARNING;
 
 	if (why == NULL) {
@@ -323,7 +335,7 @@ static void key_sent(struct kmsd_client *c, struct key_out *o,
 		return;
 	}
 	/* Copied first: once back in the pool, another client may take it. */
-	kms_key_check_value(o->key, kcv);
+	kcv = check_value(o->key, kcv_buf);
 	snprintf(id, sizeof(id), "%s", kms_key_id(o->key));
 	snprintf(profile, sizeof(profile), "%s", kms_key_profile(o->key));
 	kmsd_metric_undelivered(profile, o->by_id, o->source);

@@ -191,8 +191,13 @@ KMS_API const uint8_t *kms_key_bytes(const kms_key *key);
 KMS_API size_t kms_key_size(const kms_key *key);
 KMS_API const char *kms_key_profile(const kms_key *key);
 /* Non-secret fingerprint: the first KMS_KCV_LEN hex digits of
- * HMAC-SHA256(key, "kmstore-kcv"), so two sites can compare keys. */
-KMS_API void kms_key_check_value(const kms_key *key, char out[KMS_KCV_LEN + 1]);
+ * HMAC-SHA256(key, "kmstore-kcv"), so two sites can compare keys. It is
+ * computed by libcrypto's default library context: where that has no
+ * HMAC-SHA256 (a program that loaded other providers but not "default")
+ * it fails with KMS_ERR_UNSUPPORTED, out is "" and err says why; a later
+ * call tries again. */
+KMS_API kms_rc kms_key_check_value(const kms_key *key, char out[KMS_KCV_LEN + 1],
+				   kms_error *err);
 KMS_API kms_rc kms_key_new(const char *profile, const char *key_id,
 		   const uint8_t *bytes, size_t len, kms_key **out,
 		   kms_error *err);

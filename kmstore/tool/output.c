@@ -309,18 +309,23 @@ int output_key(struct output *out, const kms_key *key, enum reveal reveal)
 {
 	char kcv[KMS_KCV_LEN + 1];
 	size_t len = kms_key_size(key);
+	kms_error err;
+	bool have_kcv = kms_key_check_value(key, kcv, &err) == KMS_OK;
 
-	kms_key_check_value(key, kcv);
+	/* The key is shown without it (a QKD key is consumed already), and
+	 * "none" cannot be compared with another site's value. */
+	if (!have_kcv)
+		fprintf(stderr, "kmstore: %s\n", err.message);
 	if (out->json) {
 		put_str(out->doc, "profile", kms_key_profile(key));
 		put_str(out->doc, "key_id", kms_key_id(key));
 		put_int(out->doc, "bytes", (long)len);
 		put_int(out->doc, "bits", (long)len * 8);
-		put_str(out->doc, "check_value", kcv);
+		put_str(out->doc, "check_value", have_kcv ? kcv : NULL);
 	} else {
 		printf("%-12s %s\n%-12s %s\n%-12s %zu bytes (%zu bits)\n%-12s %s\n",
 		       "profile", kms_key_profile(key), "key-id", kms_key_id(key),
-		       "size", len, len * 8, "check-value", kcv);
+		       "size", len, len * 8, "check-value", have_kcv ? kcv : "none");
 	}
 	return reveal == REVEAL_NONE ? 0 : print_secret(out, key, reveal);
 }

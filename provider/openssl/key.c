@@ -28,6 +28,7 @@ struct kmsp_key {
 	size_t raw_len;
 	char kcv[KMS_KCV_LEN + 1];  /* computed when first asked for */
 	atomic_int kcv_ready;
+	const kmsp_provctx *pc;   /* raises its errors; NULL if imported */
 	char source[SOURCE_MAX];  /* where it came from; never the secret */
 };
 
@@ -64,7 +65,8 @@ void kmsp_key_free(kmsp_key *k)
 	free(k);
 }
 
-kmsp_key *kmsp_key_wrap(kms_key *key, const char *source)
+kmsp_key *kmsp_key_wrap(const kmsp_provctx *pc, kms_key *key,
+			const char *source)
 {
 	kmsp_key *k = kmsp_key_new();
 
@@ -72,6 +74,7 @@ kmsp_key *kmsp_key_wrap(kms_key *key, const char *source)
 		kms_key_free(key);
 		return NULL;
 	}
+	k->pc = pc;
 	k->key = key;
 	snprintf(k->source, sizeof(k->source), "%s", source);
 	return k;
@@ -110,6 +113,7 @@ kmsp_key *kmsp_key_dup(const kmsp_key *k)
 		atomic_store(&d->kcv_ready, 1);
 	}
 	memcpy(d->source, k->source, sizeof(d->source));
+	d->pc = k->pc;
 	return d;
 }
 
@@ -144,20 +148,27 @@ const char *kmsp_key_profile(const kmsp_key *k)
 }
 
 /* An HMAC with its method fetches costs a third of a load: only when
- * asked for (the text encoder, the kmstore-check-value parameter). */
+ * asked for (the text encoder, the kmstore-check-value parameter). Only a
+ * value is kept: a failure (no default provider yet) is asked again. */
 const char *kmsp_key_check_value(const kmsp_key *k)
 {
 	kmsp_key *m = (kmsp_key *)k; /* the value is cached, not changed */
+	kms_error err = { 0 };
+	kms_rc rc = KMS_OK;
 
 	if (k->key == NULL)
 		return NULL;
 	if (!atomic_load(&m->kcv_ready)) {
 		pthread_mutex_lock(&kcv_lock);
 		if (!atomic_load(&m->kcv_ready)) {
-			kms_key_check_value(k->key, m->kcv);
-			atomic_store(&m->kcv_ready, 1);
+			rc = kms_key_check_value(k->key, m->kcv, &err);
+			atomic_store(&m->kcv_ready, rc == KMS_OK);
 		}
 		pthread_mutex_unlock(&kcv_lock);
+	}
+	if (rc != KMS_OK) {
+		KMSP_RAISE_KMS(k->pc, &err);
+		return NULL;
 	}
 	return k->kcv;
 }
@@ -211,7 +222,7 @@ kmsp_key *kmsp_key_fetch(const kmsp_provctx *pc, const kms_store *store,
 		return NULL;
 	}
 	describe_source(source, sizeof(source), store, p, key_id);
-	k = kmsp_key_wrap(key, source);
+	k = kmsp_key_wrap(pc, key, source);
 	if (k == NULL)
 		KMSP_RAISE(pc, KMS_ERR_SYSTEM, "out of memory");
 	return k;
@@ -264,16 +275,23 @@ out:
 int kmsp_key_print(OSSL_CORE_BIO *out, const kmsp_key *k)
 {
 	size_t bits = 8 * kmsp_key_size(k);
+	const char *kcv;
 
 	if (!kmsp_key_has_secret(k))
 		return kmsp_bio_printf(out, "HMAC key without key material\n");
 	if (k->key == NULL)
 		return kmsp_bio_printf(out, "HMAC key (%zu bits), %s\n", bits,
 				       k->source);
+	/* Without a value the line says so (the raised error says why), in
+	 * words no one could compare as a value; the rest still describes
+	 * the key. */
+	kcv = kmsp_key_check_value(k);
+	if (kcv == NULL)
+		kcv = "none (HMAC-SHA256 unavailable: load the default provider)";
 	return kmsp_bio_printf(out, "kmstore key (HMAC, %zu bits)\n", bits) &&
 	       kmsp_bio_printf(out, "profile:     %s\n", kmsp_key_profile(k)) &&
 	       kmsp_bio_printf(out, "key-id:      %s\n", kmsp_key_id(k)) &&
 	       kmsp_bio_printf(out, "bits:        %zu\n", bits) &&
-	       kmsp_bio_printf(out, "check-value: %s\n", kmsp_key_check_value(k)) &&
+	       kmsp_bio_printf(out, "check-value: %s\n", kcv) &&
 	       kmsp_bio_printf(out, "source:      %s\n", k->source);
 }

@@ -79,8 +79,10 @@ typedef struct kmsp_key kmsp_key;
 kmsp_key *kmsp_key_new(void);
 void kmsp_key_free(kmsp_key *k);
 kmsp_key *kmsp_key_dup(const kmsp_key *k);
-/* Takes ownership of key; source says where it came from. */
-kmsp_key *kmsp_key_wrap(kms_key *key, const char *source);
+/* Takes ownership of key; source says where it came from; pc raises the
+ * key's errors. */
+kmsp_key *kmsp_key_wrap(const kmsp_provctx *pc, kms_key *key,
+			const char *source);
 int kmsp_key_set_bytes(kmsp_key *k, const unsigned char *bytes, size_t len);
 int kmsp_key_is_valid(const kmsp_key *k);
 int kmsp_key_has_secret(const kmsp_key *k);
@@ -89,6 +91,8 @@ size_t kmsp_key_size(const kmsp_key *k);
 /* NULL for imported keys. */
 const char *kmsp_key_id(const kmsp_key *k);
 const char *kmsp_key_profile(const kmsp_key *k);
+/* NULL for an imported key, and when libkmstore cannot compute it (no
+ * HMAC-SHA256 in the default library context): that error is raised. */
 const char *kmsp_key_check_value(const kmsp_key *k);
 const char *kmsp_key_source(const kmsp_key *k);
 int kmsp_key_equal(const kmsp_key *a, const kmsp_key *b);

@@ -10,12 +10,19 @@ static void log_served(const kms_profile *p, const kms_key *key,
 		       const char *how)
 {
 	char kcv[KMS_KCV_LEN + 1];
+	const char *shown = kcv;
+	kms_error err;
 
 	if (!p11_log_enabled(KMS_LOG_INFO))
 		return; /* no HMAC for a line nobody reads */
-	kms_key_check_value(key, kcv);
+	if (kms_key_check_value(key, kcv, &err) != KMS_OK) {
+		/* "none": nothing the peer's log could seem to agree with */
+		p11_log(KMS_LOG_WARNING, "token %s: key %s: %s",
+			kms_profile_name(p), kms_key_id(key), err.message);
+		shown = "none";
+	}
 	p11_log(KMS_LOG_INFO, "token %s: key %s %s (check value %s)",
-		kms_profile_name(p), kms_key_id(key), how, kcv);
+		kms_profile_name(p), kms_key_id(key), how, shown);
 }
 
 CK_RV p11_fetch_now(kms_profile *p, kms_key **out, CK_ULONG *kms_code)

@@ -178,6 +178,16 @@ expect_eq "$KCV" "$(awk '$1 == "check-value" { print $2 }' "$T/out")" "inline he
 run -c "$CONF" key 'kmstore:profile=west-east-static;key-id=PPK_ID_1'
 expect_rc 0 "key by kmstore: URI with key-id exits 0"
 expect_eq "$KCV" "$(awk '$1 == "check-value" { print $2 }' "$T/out")" "key by URI: same check value"
+
+# libcrypto without HMAC-SHA256 (an openssl.cnf that activates only the
+# base provider): no value that two sites could compare, and why.
+printf 'openssl_conf = init\n[init]\nproviders = p\n[p]\nbase = b\n[b]\nactivate = 1\n' >"$T/base.cnf"
+OPENSSL_CONF=$T/base.cnf run -c "$CONF" key west-east-static
+expect_rc 0 "no HMAC-SHA256: key still exits 0 (the key was fetched)"
+expect_eq "none" "$(awk '$1 == "check-value" { print $2 }' "$T/out")" "no HMAC-SHA256: check value none"
+expect_in "HMAC-SHA256 is not available" "$err" "no HMAC-SHA256: stderr says why"
+OPENSSL_CONF=$T/base.cnf run -c "$CONF" --json key west-east-static
+expect_json '"check_value" not in d and d["key_id"] == "PPK_ID_1"' "no HMAC-SHA256: --json has no check_value"
 run -c "$CONF" key 'KMSTORE:profile=inline;key-id=a%2Fb%3Bc'
 expect_rc 0 "key by URI with a percent-encoded key ID"
 expect_in "a/b;c" "$out" "key by URI: decoded key ID printed"
