@@ -191,7 +191,7 @@ static const char *check_value(const kms_key *key, char kcv[KMS_KCV_LEN + 1])
 {
 	kms_error err;
 
-	if (kms_key_check_value(key, kcv, &err) == KMS_OK)
+	if (kms_key_check_value_ex(key, kcv, &err) == KMS_OK)
 		return kcv;
 	kmsd_log(KMS_LOG_WARNING, "key %s: %s", kms_key_id(key), err.message);
 	return "none";

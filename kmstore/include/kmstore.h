@@ -196,8 +196,11 @@ KMS_API const char *kms_key_profile(const kms_key *key);
  * HMAC-SHA256 (a program that loaded other providers but not "default")
  * it fails with KMS_ERR_UNSUPPORTED, out is "" and err says why; a later
  * call tries again. */
-KMS_API kms_rc kms_key_check_value(const kms_key *key, char out[KMS_KCV_LEN + 1],
-				   kms_error *err);
+KMS_API kms_rc kms_key_check_value_ex(const kms_key *key,
+				      char out[KMS_KCV_LEN + 1], kms_error *err);
+/* The same without the reason (out "" on failure): 0.1.0's signature,
+ * kept for programs built against it. */
+KMS_API void kms_key_check_value(const kms_key *key, char out[KMS_KCV_LEN + 1]);
 KMS_API kms_rc kms_key_new(const char *profile, const char *key_id,
 		   const uint8_t *bytes, size_t len, kms_key **out,
 		   kms_error *err);

@@ -310,7 +310,7 @@ int output_key(struct output *out, const kms_key *key, enum reveal reveal)
 	char kcv[KMS_KCV_LEN + 1];
 	size_t len = kms_key_size(key);
 	kms_error err;
-	bool have_kcv = kms_key_check_value(key, kcv, &err) == KMS_OK;
+	bool have_kcv = kms_key_check_value_ex(key, kcv, &err) == KMS_OK;
 
 	/* The key is shown without it (a QKD key is consumed already), and
 	 * "none" cannot be compared with another site's value. */

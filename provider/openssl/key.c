@@ -161,7 +161,7 @@ const char *kmsp_key_check_value(const kmsp_key *k)
 	if (!atomic_load(&m->kcv_ready)) {
 		pthread_mutex_lock(&kcv_lock);
 		if (!atomic_load(&m->kcv_ready)) {
-			rc = kms_key_check_value(k->key, m->kcv, &err);
+			rc = kms_key_check_value_ex(k->key, m->kcv, &err);
 			atomic_store(&m->kcv_ready, rc == KMS_OK);
 		}
 		pthread_mutex_unlock(&kcv_lock);

@@ -5,7 +5,7 @@
 #include "module.h"
 
 /* The check value lets the two peers' logs be compared: the same key ID
- * must show the same value (non-secret, see kms_key_check_value). */
+ * must show the same value (non-secret, see kms_key_check_value_ex). */
 static void log_served(const kms_profile *p, const kms_key *key,
 		       const char *how)
 {
@@ -15,7 +15,7 @@ static void log_served(const kms_profile *p, const kms_key *key,
 
 	if (!p11_log_enabled(KMS_LOG_INFO))
 		return; /* no HMAC for a line nobody reads */
-	if (kms_key_check_value(key, kcv, &err) != KMS_OK) {
+	if (kms_key_check_value_ex(key, kcv, &err) != KMS_OK) {
 		/* "none": nothing the peer's log could seem to agree with */
 		p11_log(KMS_LOG_WARNING, "token %s: key %s: %s",
 			kms_profile_name(p), kms_key_id(key), err.message);

@@ -90,7 +90,7 @@ static void one(kms_store *st, const char *cmd, const char *name,
 		rc = id != NULL ? kms_profile_get_key_by_id(p, id, &k, &e) :
 				  kms_profile_get_key(p, &k, &e);
 		if (rc == KMS_OK) {
-			if (kms_key_check_value(k, kcv, &e) != KMS_OK)
+			if (kms_key_check_value_ex(k, kcv, &e) != KMS_OK)
 				snprintf(kcv, sizeof(kcv), "none");
 			printf("ok %s %s %.3f\n", kms_key_id(k), kcv, now() - t0);
 			kms_key_free(k);
