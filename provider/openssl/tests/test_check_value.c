@@ -30,22 +30,6 @@ static EVP_PKEY *load_key(const char *uri)
 	return pkey;
 }
 
-/* Whether OpenSSL's error queue holds an error containing text; the queue
- * is left as it was. */
-static int error_names(const char *text)
-{
-	unsigned long e;
-	const char *data;
-	int flags, found = 0;
-
-	ERR_set_mark();
-	while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0)
-		if ((flags & ERR_TXT_STRING) != 0 && strstr(data, text) != NULL)
-			found = 1;
-	ERR_pop_to_mark();
-	return found;
-}
-
 /* The parameter, or "" with the error queue kept when it fails. */
 static int check_value(EVP_PKEY *pkey, char *buf, size_t size)
 {

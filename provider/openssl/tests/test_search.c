@@ -20,22 +20,6 @@
 
 #include "check.h"
 
-/* Whether OpenSSL's error queue holds a kmstore error containing text;
- * the queue is left as it was. */
-static int error_names(const char *text)
-{
-	unsigned long e;
-	const char *data;
-	int flags, found = 0;
-
-	ERR_set_mark();
-	while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0)
-		if ((flags & ERR_TXT_STRING) != 0 && strstr(data, text) != NULL)
-			found = 1;
-	ERR_pop_to_mark();
-	return found;
-}
-
 static void try_search(OSSL_LIB_CTX *libctx, const char *uri,
 		       OSSL_STORE_SEARCH *search, const char *what)
 {
