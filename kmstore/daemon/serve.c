@@ -113,14 +113,12 @@ static int send_reply(int fd, struct kms_wire_buf *b, size_t *sent)
 static int send_error(int fd, const kms_error *e)
 {
 	struct kms_wire_buf b;
-	uint8_t code = (uint8_t)e->code;
 	size_t sent;
 
 	if (kms_wire_init(&b, KMS_WIRE_HEADER + 32 + KMS_ERROR_MAX, 0,
 			  KMS_WIRE_ERROR) != 0)
 		return -1;
-	kms_wire_put(&b, KMS_T_CODE, &code, 1);
-	kms_wire_put_str(&b, KMS_T_MESSAGE, e->message);
+	kms_wire_put_error(&b, e);
 	return send_reply(fd, &b, &sent);
 }
 
@@ -366,6 +364,9 @@ static void key_sent(struct kmsd_client *c, struct key_out *o,
 	kmsd_conf_put(o->conf);
 }
 
+/* A status that failed (every KME down) still says what an operator
+ * needs then: each KME's health and what the pool holds; an ERROR reply
+ * carrying them. */
 static kms_rc do_status(struct kmsd_client *c,
 			const struct kms_wire_request *q, struct kms_wire_buf *b,
 			kms_error *err)
@@ -374,19 +375,26 @@ static kms_rc do_status(struct kmsd_client *c,
 	kms_profile *p;
 	kms_status st;
 	size_t i = 0;
-	kms_rc rc;
+	kms_rc rc, asked;
 
 	rc = kmsd_conf_profile(conf, c, q->profile, &p, &i, err);
-	if (rc == KMS_OK)
-		rc = kms_profile_status(p, &st, err);
-	if (rc == KMS_OK && conf->pools[i] != NULL)
+	if (rc != KMS_OK) {
+		kmsd_conf_put(conf);
+		return rc;
+	}
+	asked = kms_profile_status(p, &st, err);
+	if (conf->pools[i] != NULL)
 		kmsd_pool_figures(conf->pools[i], &st.pool_keys, &st.pool_target);
 	kmsd_conf_put(conf);
-	if (rc == KMS_OK)
-		rc = ok_reply(b, KMS_WIRE_REPLY_MAX, 0, err);
-	if (rc == KMS_OK)
-		kms_wire_put_status(b, &st);
-	return rc;
+	if (asked != KMS_OK && st.n_kmes == 0 && st.pool_target < 0)
+		return asked;
+	if (kms_wire_init(b, KMS_WIRE_REPLY_MAX, 0,
+			  asked == KMS_OK ? KMS_WIRE_OK : KMS_WIRE_ERROR) != 0)
+		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
+	if (asked != KMS_OK)
+		kms_wire_put_error(b, err);
+	kms_wire_put_status(b, &st);
+	return KMS_OK;
 }
 
 static kms_rc do_check(struct kmsd_client *c,

@@ -1630,10 +1630,13 @@ kms_rc kms_qkd_status(kms_profile *p, kms_status *out, kms_error *err)
 	struct kms_qkd_client *cl = ((struct kms_qkd_config *)p->state)->client;
 	kms_rc rc = ask_status(p, deadline_of(p), out, err);
 
-	/* Each KME's health after this request too. */
+	/* Each KME's health after this request too: in an outage, what
+	 * status shows besides the error. */
 	kms_qkd_health(p, out);
-	if (rc != KMS_OK)
+	if (rc != KMS_OK) {
+		strcpy(out->state, "failed");
 		return rc;
+	}
 	queue_limit(&cl->enc, out->max_key_per_request);
 	queue_limit(&cl->dec, out->max_key_per_request);
 	strcpy(out->state, "ready");

@@ -405,6 +405,7 @@ struct reply {
 	uint8_t *body;
 	size_t len, cap;
 	int secret;
+	int keep_error; /* an ERROR reply's body is the caller's too */
 };
 
 static void reply_free(struct reply *rep)
@@ -463,7 +464,7 @@ static kms_rc exchange(struct kms_remote *r, struct kms_wire_buf *req,
 	}
 	give_back(r, fd);
 	rc = kms_wire_parse_error(rep->kind, rep->body, rep->len, err);
-	if (rc != KMS_OK)
+	if (rc != KMS_OK && !(rep->keep_error && rep->kind == KMS_WIRE_ERROR))
 		reply_free(rep);
 	return rc;
 }
@@ -523,14 +524,19 @@ static kms_rc remote_get_key_by_id(kms_profile *p, const char *id,
 	return remote_key(p, id, out, err);
 }
 
+/* A failed status may carry the KMEs' health and the pool (an outage):
+ * into out beside the error, if whole. */
 static kms_rc remote_status(kms_profile *p, kms_status *out, kms_error *err)
 {
-	struct reply rep = { 0 };
+	struct reply rep = { .keep_error = 1 };
 	kms_rc rc = profile_request(p, KMS_WIRE_STATUS, NULL, &rep, err);
+	kms_status partial = *out;
 
-	if (rc != KMS_OK)
-		return rc;
-	rc = kms_wire_parse_status(rep.body, rep.len, out, err);
+	if (rc == KMS_OK)
+		rc = kms_wire_parse_status(rep.body, rep.len, out, err);
+	else if (rep.body != NULL &&
+		 kms_wire_parse_status(rep.body, rep.len, &partial, NULL) == KMS_OK)
+		*out = partial;
 	reply_free(&rep);
 	return rc;
 }

@@ -286,6 +286,22 @@ static kms_rc bad_reply(kms_error *err, const char *what)
 			what);
 }
 
+/* The fields kms_wire_put_status puts. */
+static int status_field(int tag)
+{
+	return tag == KMS_T_STATE || tag == KMS_T_SOURCE_KME ||
+	       tag == KMS_T_TARGET_KME || tag == KMS_T_COUNTS ||
+	       tag == KMS_T_POOL || tag == KMS_T_KME;
+}
+
+void kms_wire_put_error(struct kms_wire_buf *b, const kms_error *e)
+{
+	uint8_t code = (uint8_t)e->code;
+
+	kms_wire_put(b, KMS_T_CODE, &code, 1);
+	kms_wire_put_str(b, KMS_T_MESSAGE, e->message);
+}
+
 kms_rc kms_wire_parse_error(int kind, const uint8_t *body, size_t len,
 			    kms_error *err)
 {
@@ -300,14 +316,14 @@ kms_rc kms_wire_parse_error(int kind, const uint8_t *body, size_t len,
 	if (kind != KMS_WIRE_ERROR)
 		return bad_reply(err, "not an answer");
 	while ((more = next_field(&r, &tag, &v, &n)) == 1) {
-		if (repeated(&r, tag))
+		if (tag != KMS_T_KME && repeated(&r, tag)) /* one per KME */
 			return bad_reply(err, "a field given twice");
 		if (tag == KMS_T_CODE && n == 1 && v[0] >= KMS_ERR_USAGE &&
 		    v[0] <= KMS_ERR_SYSTEM)
 			code = v[0];
 		else if (tag == KMS_T_MESSAGE && n > 0)
 			take_message(v, n, msg, sizeof(msg));
-		else
+		else if (!status_field(tag))
 			return bad_reply(err, "an error with an unknown field");
 	}
 	if (more < 0 || code < 0 || msg[0] == '\0')
@@ -452,7 +468,9 @@ kms_rc kms_wire_parse_status(const uint8_t *body, size_t len,
 		}
 		if (repeated(&r, tag))
 			return bad_reply(err, "a field given twice");
-		if (tag == KMS_T_POOL && n == 16) {
+		if (tag == KMS_T_CODE || tag == KMS_T_MESSAGE) {
+			continue; /* an ERROR reply's: kms_wire_parse_error's */
+		} else if (tag == KMS_T_POOL && n == 16) {
 			out->pool_keys = (long)get_be64(v);
 			out->pool_target = (long)get_be64(v + 8);
 			if (out->pool_keys < 0 || out->pool_target < 0)

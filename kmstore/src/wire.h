@@ -115,9 +115,14 @@ struct kms_wire_key {
 
 /* An ERROR reply into err (the daemon's code and message, made printable);
  * KMS_OK for an OK reply. Any other kind, or a malformed body, is
- * KMS_ERR_SYSTEM naming what was wrong. */
+ * KMS_ERR_SYSTEM naming what was wrong. A STATUS request's ERROR reply
+ * may carry the status's fields too (the KMEs' health and the pool in an
+ * outage): they are passed over here, and kms_wire_parse_status reads
+ * them, passing over the code and message. */
 kms_rc kms_wire_parse_error(int kind, const uint8_t *body, size_t len,
 			    kms_error *err);
+/* Puts an ERROR reply's code and message. */
+void kms_wire_put_error(struct kms_wire_buf *b, const kms_error *e);
 kms_rc kms_wire_parse_key(const uint8_t *body, size_t len,
 			  struct kms_wire_key *out, kms_error *err);
 kms_rc kms_wire_parse_status(const uint8_t *body, size_t len,

@@ -156,6 +156,10 @@ static int cmd_status(const struct options *o, struct output *out,
 	if (open_profile(o, name, &store, &p, &e) != KMS_OK)
 		return fail(out, &e);
 	if (kms_profile_status(p, &st, &e) != KMS_OK) {
+		/* In an outage, what there is to know: each KME's health,
+		 * kmstored's pool. */
+		if (st.n_kmes > 0 || st.pool_target >= 0)
+			output_status(out, p, &st);
 		kms_store_free(store);
 		return fail(out, &e);
 	}

@@ -619,7 +619,16 @@ expect_eq 404 "$RUN_OUT" "anything but /metrics: 404"
 kill "$sim_pid"
 wait "$sim_pid" 2>/dev/null || true
 sim_pid=
-"$KMSTORE" --daemon "$SW" status qkd >/dev/null 2>&1 || true
+run "$KMSTORE" --daemon "$SW" status qkd
+expect_rc 8 "every KME down: status fails (exit 8)"
+expect_match $'(^|\n)state +failed\n' "$RUN_OUT" "... yet says what there is to know: the state"
+expect_match $'(^|\n)pool_keys +[1-9][0-9]*\npool_target +[0-9]+' "$RUN_OUT" "... the pool's level"
+expect_match $'(^|\n)kme +https://[^ ]+ down' "$RUN_OUT" "... and each KME's health"
+expect_in "cannot connect" "$RUN_ERR" "... then the error"
+run "$KMSTORE" --daemon "$SW" --json status qkd
+expect_eq "failed down unreachable" \
+	"$(json "$RUN_OUT" 'd["state"], d["kmes"][0]["state"], d["error"]["code"]' | tr -d "(),'")" \
+	"... status --json: the state, each KME and the error together"
 left=$(pool_keys "$SW")
 run "$KMSTORE" --daemon "$SW" key qkd
 expect_rc 0 "every KME down, outage = drain: a key from the pool"

@@ -260,6 +260,9 @@ run "$kmstore" -c "$W" key qkd
 expect_rc 8 "KME down: unreachable"
 expect_in "cannot connect" "$RUN_ERR" "... says it cannot connect"
 expect_faster 1.0 "... at once (connection refused is not retried)"
+run "$kmstore" -c "$W" status qkd
+expect_rc 8 "KME down: status fails too"
+expect_match $'(^|\n)kme +https://[^ ]+ down' "$RUN_OUT" "... showing the KME's health"
 
 # --- faults injected by kme-sim ------------------------------------------
 lab --fault latency=3000
