@@ -217,6 +217,13 @@ static struct json_object *parse_object(const char *body, size_t len,
 	return obj;
 }
 
+/* A member's value as the error details show it. json-c holds a JSON null
+ * as a NULL object, whose string is NULL, not "null". */
+static const char *value_text(struct json_object *v)
+{
+	return v != NULL ? json_object_get_string(v) : "null";
+}
+
 static int get_uint(struct json_object *o, const char *name, unsigned *out,
 		    struct kme_result *res)
 {
@@ -226,11 +233,11 @@ static int get_uint(struct json_object *o, const char *name, unsigned *out,
 	if (!json_object_object_get_ex(o, name, &v))
 		return 0;
 	if (!json_object_is_type(v, json_type_int))
-		return bad_request(res, name, json_object_get_string(v),
+		return bad_request(res, name, value_text(v),
 				   "'%s' must be an integer", name);
 	n = json_object_get_int64(v);
 	if (n < 0 || n > UINT_MAX)
-		return bad_request(res, name, json_object_get_string(v),
+		return bad_request(res, name, value_text(v),
 				   "'%s' is out of range", name);
 	*out = (unsigned)n;
 	return 0;

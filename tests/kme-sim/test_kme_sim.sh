@@ -251,6 +251,8 @@ post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '[1]'
 check "JSON that is not an object: 400" "400" "$CODE"
 post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{"number":"1"}'
 check "number as a string: 400" "400" "$CODE"
+post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{"number":null}'
+check "number null: 400, and the details say null" "400 null" "$CODE $(jq -r '.details[0].number' <<<"$BODY")"
 post sae-b "$B/api/v1/keys/SAE_A/dec_keys" '{"key_IDs":"x"}'
 check "dec_keys with key_IDs not an array: 400" "400" "$CODE"
 req sae-a "$A/api/v1/keys/SAE_B/keys"
