@@ -209,10 +209,14 @@ static void reply_errorf(struct reply *rp, const struct api_server *srv,
 	reply_error(rp, srv, &res);
 }
 
+/* Only here does a fault that alters keys fire (and count, and show in
+ * the log): a request refused before has no keys for it to alter. */
 static void reply_keys(struct reply *rp, const struct api_server *srv,
-		       struct kme_keys *keys, const struct fault_choice *fc)
+		       struct kme_keys *keys, struct fault_choice *fc)
 {
-	if (fc->rule != NULL && fault_alter_keys(fc->rule, keys) != 0) {
+	const struct fault_rule *r = fault_keys_answered(srv->faults, fc);
+
+	if (r != NULL && fault_alter_keys(r, keys) != 0) {
 		reply_errorf(rp, srv, 500, "", "", "out of memory");
 		return;
 	}
@@ -353,7 +357,7 @@ static void do_status(struct reply *rp, const struct api_server *srv,
 static void do_enc_keys(struct reply *rp, const struct api_server *srv,
 			struct MHD_Connection *c, const char *method,
 			const struct request *rq, const struct route *rt,
-			const struct fault_choice *fc)
+			struct fault_choice *fc)
 {
 	unsigned number = 1, size = srv->model->set.key_size;
 	struct kme_result res = { 0 };
@@ -412,7 +416,7 @@ static int dec_key_ids(struct MHD_Connection *c, const char *method,
 static void do_dec_keys(struct reply *rp, const struct api_server *srv,
 			struct MHD_Connection *c, const char *method,
 			const struct request *rq, const struct route *rt,
-			const struct fault_choice *fc)
+			struct fault_choice *fc)
 {
 	struct kme_result res = { 0 };
 	struct kme_keys keys;
@@ -445,7 +449,7 @@ static bool method_allowed(const char *method, unsigned ep)
 static void serve(struct reply *rp, const struct api_server *srv,
 		  struct MHD_Connection *c, const char *method,
 		  const struct request *rq, const struct route *rt,
-		  const struct fault_choice *fc)
+		  struct fault_choice *fc)
 {
 	const struct kme *kme = &srv->model->kmes[srv->kme];
 

@@ -321,28 +321,48 @@ static void describe(struct fault_choice *out, const char *text)
 		 len ? "+" : "", text);
 }
 
+static bool alters_keys(const struct fault_rule *r)
+{
+	return r->kind == FAULT_WRONG_LENGTH || r->kind == FAULT_WRONG_ID ||
+	       r->kind == FAULT_EXTRA_KEY;
+}
+
+static bool applies_to(const struct fault_rule *r, const struct fault_choice *fc)
+{
+	return (r->kme == NULL || strcmp(r->kme, fc->kme_id) == 0 ||
+		strcmp(r->kme, fc->listener) == 0) &&
+	       (r->endpoints & fc->endpoint) && r->remaining != 0;
+}
+
 void fault_pick(struct fault_set *fs, const char *kme_id, const char *listener,
 		unsigned endpoint, struct fault_choice *out)
 {
 	memset(out, 0, sizeof(*out));
 	strcpy(out->desc, "-");
+	out->kme_id = kme_id;
+	out->listener = listener;
+	out->endpoint = endpoint;
 	pthread_mutex_lock(&fs->lock);
 	for (size_t i = 0; i < fs->n; i++) {
 		struct fault_rule *r = &fs->v[i];
 
-		if ((r->kme != NULL && strcmp(r->kme, kme_id) != 0 &&
-		     strcmp(r->kme, listener) != 0) ||
-		    !(r->endpoints & endpoint) || r->remaining == 0 ||
+		if (!applies_to(r, out) ||
 		    (r->kind != FAULT_LATENCY && out->rule != NULL))
 			continue;
 		/* after=N: the KME serves N such requests well first (a
-		 * fault that starts mid-burst, at a known request) */
+		 * fault that starts mid-burst, at a known request). Those
+		 * of a rule that alters keys are counted once answered. */
 		if (r->after > 0) {
-			r->after--;
+			if (!alters_keys(r))
+				r->after--;
 			continue;
 		}
 		if (!roll(r->pct))
 			continue;
+		if (alters_keys(r)) { /* fires once there are keys to alter */
+			out->rule = r;
+			continue;
+		}
 		if (r->remaining > 0)
 			r->remaining--;
 		if (r->kind == FAULT_LATENCY)
@@ -354,12 +374,41 @@ void fault_pick(struct fault_set *fs, const char *kme_id, const char *listener,
 	pthread_mutex_unlock(&fs->lock);
 }
 
+/* The rules fault_pick() went through for this request are walked again:
+ * those it let pass by after= now count the request, up to the chosen
+ * one. Another request may have used up the chosen rule's count= since. */
+const struct fault_rule *fault_keys_answered(struct fault_set *fs,
+					     struct fault_choice *fc)
+{
+	const struct fault_rule *fired = NULL;
+
+	pthread_mutex_lock(&fs->lock);
+	for (size_t i = 0; i < fs->n; i++) {
+		struct fault_rule *r = &fs->v[i];
+
+		if (r == fc->rule) {
+			if (r->remaining != 0)
+				fired = r;
+			if (r->remaining > 0)
+				r->remaining--;
+			break;
+		}
+		if (!alters_keys(r) || !applies_to(r, fc))
+			continue;
+		if (r->after > 0)
+			r->after--;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	if (fired != NULL)
+		describe(fc, fired->text);
+	return fired;
+}
+
 /* ---- what the faults send ---- */
 
 bool fault_replaces_answer(const struct fault_rule *r)
 {
-	return r->kind != FAULT_WRONG_LENGTH && r->kind != FAULT_WRONG_ID &&
-	       r->kind != FAULT_EXTRA_KEY && r->kind != FAULT_LATENCY;
+	return !alters_keys(r) && r->kind != FAULT_LATENCY;
 }
 
 static struct MHD_Response *text_response(const char *body, const char *type)

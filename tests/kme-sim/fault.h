@@ -60,8 +60,13 @@ struct fault_set {
 /* What to do with one request. */
 struct fault_choice {
 	unsigned long latency_ms;
-	const struct fault_rule *rule; /* NULL: answer normally */
+	/* NULL: answer normally. A rule that alters keys is only chosen:
+	 * fault_keys_answered() says whether it fires. */
+	const struct fault_rule *rule;
 	char desc[160];                /* for the log: "-" when none fired */
+	/* the request, for fault_keys_answered() */
+	const char *kme_id, *listener;
+	unsigned endpoint;
 };
 
 void fault_set_init(struct fault_set *fs);
@@ -72,6 +77,13 @@ int fault_add(struct fault_set *fs, const char *spec, char *err,
 /* For a request at listener `listener` (ID/N, N from 1) of KME kme_id. */
 void fault_pick(struct fault_set *fs, const char *kme_id, const char *listener,
 		unsigned endpoint, struct fault_choice *out);
+
+/* The request is answered with keys: the rule of fc that alters them,
+ * if it fires, counted (count=, after=) and added to fc->desc; NULL: the
+ * keys go as they are. The rules that alter keys count only such answers:
+ * a request refused with 400 or 503 is not one they applied to. */
+const struct fault_rule *fault_keys_answered(struct fault_set *fs,
+					     struct fault_choice *fc);
 
 /* Faults that replace the whole answer, rather than alter the keys. */
 bool fault_replaces_answer(const struct fault_rule *r);

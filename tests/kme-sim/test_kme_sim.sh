@@ -397,6 +397,28 @@ post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{"number":1}'
 check "extra-key: two keys when one was asked for" "200 2" "$CODE $(jq '.keys | length' <<<"$BODY")"
 stop_sim
 
+# A fault that alters keys fires on an answer with keys only: a request
+# refused before (400) neither uses up its count= or after= nor shows it.
+start_sim keycount --fault wrong-length,path=enc_keys,count=1 \
+	--fault extra-key,path=dec_keys,after=1,count=1
+codes=
+for body in '{"size":12}' '{"number":2}' '{}'; do
+	post sae-a "$A/api/v1/keys/SAE_B/enc_keys" "$body"
+	codes+="$CODE $([[ $CODE != 200 ]] || key_bytes "$(jq -r '.keys[0].key' <<<"$BODY")") "
+	[[ $body != '{"number":2}' ]] || ids=$(jq -r '.keys[].key_ID' <<<"$BODY")
+done
+check "wrong-length,count=1: a 400 first does not use it up" "400  200 16 200 32 " "$codes"
+codes=
+for id in no-such-key $ids; do
+	post sae-b "$B/api/v1/keys/SAE_A/dec_keys" "{\"key_IDs\":[{\"key_ID\":\"$id\"}]}"
+	codes+="$CODE $(jq '.keys | length' <<<"$BODY" 2>/dev/null) "
+done
+check "extra-key,after=1,count=1: a 400 first does not count for after=" "400 0 200 1 200 2 " "$codes"
+check_re "the log names a key fault only on the answer it altered" \
+	"enc_keys HTTP/1\.1\" 400 fault=- .*enc_keys HTTP/1\.1\" 200 fault=wrong-length,path=enc_keys,count=1 .*enc_keys HTTP/1\.1\" 200 fault=- .*dec_keys HTTP/1\.1\" 400 fault=- .*dec_keys HTTP/1\.1\" 200 fault=- .*dec_keys HTTP/1\.1\" 200 fault=extra-key" \
+	"$(tr '\n' ' ' <"$tmp/keycount.log")"
+stop_sim
+
 start_sim seq --sequential-ids
 ids=''
 for n in 1 2; do
