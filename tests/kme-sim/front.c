@@ -6,17 +6,35 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kme.h"
 #include "tls.h"
 
+/* After a failed accept() for want of descriptors or memory: they come
+ * back as connections end, and the pending connection stays queued. */
+#define ACCEPT_PAUSE_MS 100
+/* A listener short of descriptors fails every accept(): one line a
+ * minute tells the lab, without filling its disk. */
+#define LOG_EVERY_S 60
+
+struct said {
+	bool ever;
+	time_t at; /* CLOCK_MONOTONIC */
+};
+
 struct front {
+	const char *name; /* the listener's, for the log */
 	int fd;
+	atomic_bool stopping; /* front_stop() was called */
+	struct said said_accept, said_limit;
 	gnutls_certificate_credentials_t cred;
 	gnutls_priority_t prio;
 	struct MHD_Daemon *daemon;
@@ -28,12 +46,15 @@ struct front {
 	size_t n_conns, cap_conns;
 };
 
+/* 0; 1: FRONT_MAX_CONNECTIONS are being served; -1: out of memory. */
 static int conn_add(struct front *f, int fd)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&f->lock);
-	if (f->n_conns == f->cap_conns) {
+	if (f->n_conns >= FRONT_MAX_CONNECTIONS)
+		rc = 1;
+	else if (f->n_conns == f->cap_conns) {
 		size_t cap = f->cap_conns ? 2 * f->cap_conns : 16;
 		int *grown = realloc(f->conns, cap * sizeof(*grown));
 
@@ -260,42 +281,102 @@ out:
 	return NULL;
 }
 
+__attribute__((format(printf, 3, 4)))
+static void log_limited(const struct front *f, struct said *last,
+			const char *fmt, ...)
+{
+	struct timespec now;
+	va_list ap;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (last->ever && now.tv_sec - last->at < LOG_EVERY_S)
+		return;
+	*last = (struct said){ true, now.tv_sec };
+	fprintf(stderr, "kme-sim %s: ", f->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (said at most once a minute)\n");
+}
+
+/* Errors of the new connection that Linux hands to accept(): the next
+ * one may be fine. */
+static bool connection_error(int e)
+{
+	return e == EINTR || e == ECONNABORTED || e == EPROTO ||
+	       e == ENETDOWN || e == ENOPROTOOPT || e == EHOSTDOWN ||
+	       e == EHOSTUNREACH || e == EOPNOTSUPP || e == ENETUNREACH ||
+	       e == EPERM;
+}
+
+static void pause_accepting(void)
+{
+	struct timespec ts = { 0, ACCEPT_PAUSE_MS * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* Serves fd in a thread of its own; closes it if it cannot. */
+static void start_serving(struct front *f, int fd,
+			  const struct sockaddr_storage *peer,
+			  socklen_t peer_len)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	pthread_t t;
+	int rc = c == NULL ? -1 : conn_add(f, fd);
+
+	if (rc == 1)
+		log_limited(f, &f->said_limit, "%d connections being served; "
+			    "closing new ones", FRONT_MAX_CONNECTIONS);
+	else if (rc != 0)
+		log_limited(f, &f->said_accept, "cannot serve a connection: "
+			    "out of memory");
+	if (rc != 0) {
+		free(c);
+		close(fd);
+		return;
+	}
+	*c = (struct conn){ .f = f, .fd = fd, .peer = *peer,
+			    .peer_len = peer_len };
+	if ((rc = pthread_create(&t, NULL, serve, c)) != 0) {
+		log_limited(f, &f->said_accept, "cannot serve a connection: "
+			    "%s", strerror(rc));
+		conn_done(f, fd);
+		close(fd);
+		free(c);
+		return;
+	}
+	pthread_detach(t);
+}
+
+/* Only front_stop() ends the loop: a listener that stopped on a failed
+ * accept() would leave a process that looks healthy and never answers. */
 static void *accept_loop(void *arg)
 {
 	struct front *f = arg;
 
-	for (;;) {
-		struct conn *c = calloc(1, sizeof(*c));
-		pthread_t t;
+	while (!atomic_load(&f->stopping)) {
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		int fd = accept4(f->fd, (struct sockaddr *)&peer, &peer_len,
+				 SOCK_CLOEXEC);
 
-		if (c == NULL)
-			return NULL;
-		c->f = f;
-		c->peer_len = sizeof(c->peer);
-		c->fd = accept4(f->fd, (struct sockaddr *)&c->peer, &c->peer_len,
-				SOCK_CLOEXEC);
-		if (c->fd < 0) {
-			free(c);
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			return NULL; /* the listener was shut down */
+		if (fd >= 0) {
+			start_serving(f, fd, &peer, peer_len);
+		} else if (!atomic_load(&f->stopping) &&
+			   !connection_error(errno)) {
+			/* EMFILE, ENFILE, ENOBUFS, ENOMEM */
+			log_limited(f, &f->said_accept, "cannot accept a "
+				    "connection: %s; retrying", strerror(errno));
+			pause_accepting();
 		}
-		if (conn_add(f, c->fd) != 0) {
-			close(c->fd);
-			free(c);
-			continue;
-		}
-		if (pthread_create(&t, NULL, serve, c) != 0) {
-			conn_done(f, c->fd);
-			close(c->fd);
-			free(c);
-			continue;
-		}
-		pthread_detach(t);
 	}
+	return NULL;
 }
 
-struct front *front_start(int fd, const char *cert_pem, const char *key_pem,
+struct front *front_start(const char *name, int fd, const char *cert_pem,
+			  const char *key_pem,
 			  const char *ca_pem, struct MHD_Daemon *daemon,
 			  char *err, size_t errlen)
 {
@@ -309,6 +390,7 @@ struct front *front_start(int fd, const char *cert_pem, const char *key_pem,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
+	f->name = name;
 	f->fd = fd;
 	f->daemon = daemon;
 	pthread_mutex_init(&f->lock, NULL);
@@ -337,6 +419,7 @@ void front_stop(struct front *f)
 {
 	if (f == NULL)
 		return;
+	atomic_store(&f->stopping, true);
 	shutdown(f->fd, SHUT_RDWR); /* accept() returns */
 	pthread_join(f->thread, NULL);
 	close(f->fd);

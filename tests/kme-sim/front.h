@@ -27,10 +27,15 @@
 
 struct front;
 
-/* Serves the bound, listening socket fd. NULL with a reason in err. */
-struct front *front_start(int fd, const char *cert_pem, const char *key_pem,
-			  const char *ca_pem, struct MHD_Daemon *daemon,
-			  char *err, size_t errlen);
+/* Connections served at once by a listener, by libmicrohttpd or by the
+ * front; beyond it a new connection is closed at once. */
+#define FRONT_MAX_CONNECTIONS 256
+
+/* Serves the bound, listening socket fd of listener name (kept, for the
+ * log). NULL with a reason in err. */
+struct front *front_start(const char *name, int fd, const char *cert_pem,
+			  const char *key_pem, const char *ca_pem,
+			  struct MHD_Daemon *daemon, char *err, size_t errlen);
 void front_stop(struct front *f);
 
 /* The client of a socket the front gave the daemon: its certificate's CN

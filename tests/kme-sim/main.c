@@ -551,7 +551,8 @@ static void start_listener(struct options *o, struct kme_model *m, size_t li)
 			MHD_OPTION_NOTIFY_CONNECTION, api_connection_event, &l->srv,
 			MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
 			MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-			MHD_OPTION_CONNECTION_LIMIT, 256u,
+			MHD_OPTION_CONNECTION_LIMIT,
+			(unsigned)FRONT_MAX_CONNECTIONS,
 			MHD_OPTION_END);
 	}
 	if (l->daemon == NULL)
@@ -561,8 +562,8 @@ static void start_listener(struct options *o, struct kme_model *m, size_t li)
 	if (o->http2) {
 		char err[256];
 
-		l->front = front_start(l->fd, l->cert_pem, l->key_pem, o->ca_pem,
-				       l->daemon, err, sizeof(err));
+		l->front = front_start(l->name, l->fd, l->cert_pem, l->key_pem,
+				       o->ca_pem, l->daemon, err, sizeof(err));
 		if (l->front == NULL)
 			die("%s: cannot serve TLS on %s (certificate %s, key %s): %s",
 			    l->name, l->listen, l->cert_file, l->key_file, err);

@@ -11,7 +11,7 @@ set -euo pipefail
 
 KMESIM=${1:?usage: test_kme_sim.sh KME_SIM KME_SIM_PKI}
 PKI=${2:?usage: test_kme_sim.sh KME_SIM KME_SIM_PKI}
-for tool in curl jq openssl timeout base64 awk; do
+for tool in curl jq openssl timeout base64 awk python3; do
 	command -v "$tool" >/dev/null || { echo "skip: $tool not found"; exit 77; }
 done
 
@@ -53,18 +53,20 @@ at_least() {
 
 # ---- running kme-sim ----
 
-SIM= SIM_NAME= A= B= C= D= bad_exits=
+SIM= SIM_NAME= A= B= C= D= bad_exits= SIM_NOFILE=
 # start_sim NAME [kme-sim options]: KME_A (SAE_A) and KME_B (SAE_B, SAE_C)
 # on ephemeral ports, plus KME_C (wrong-name cert) and KME_D (rogue cert).
+# SIM_NOFILE=N: kme-sim may open N descriptors (ulimit -n).
 start_sim() {
 	local name=$1; shift
 	local ready=$tmp/$name.ready
-	timeout -k 5 240 "$KMESIM" --ca "$pki/ca.crt" \
+	( [[ -z $SIM_NOFILE ]] || ulimit -n "$SIM_NOFILE"
+	exec timeout -k 5 240 "$KMESIM" --ca "$pki/ca.crt" \
 		--kme "id=KME_A,listen=127.0.0.1:0,cert=$pki/kme-a.crt,key=$pki/kme-a.key,sae=SAE_A" \
 		--kme "id=KME_B,listen=127.0.0.1:0,cert=$pki/kme-b.crt,key=$pki/kme-b.key,sae=SAE_B+SAE_C" \
 		--kme "id=KME_C,listen=127.0.0.1:0,cert=$pki/wrong-name.crt,key=$pki/wrong-name.key,sae=SAE_X" \
 		--kme "id=KME_D,listen=127.0.0.1:0,cert=$pki/rogue-kme.crt,key=$pki/rogue-kme.key,sae=SAE_Y" \
-		--ready-file "$ready" "$@" >"$tmp/$name.out" 2>"$tmp/$name.log" &
+		--ready-file "$ready" "$@" ) >"$tmp/$name.out" 2>"$tmp/$name.log" &
 	SIM=$! SIM_NAME=$name
 	sim_pids+=("$SIM")
 	if ! timeout 10 bash -c "until [[ -s '$ready' ]]; do kill -0 $SIM || exit 1; sleep 0.05; done"; then
@@ -111,6 +113,20 @@ req() {
 	rm -f "$tmp/body"
 }
 post() { local cert=$1 url=$2 data=$3; shift 3; req "$cert" "$url" -H 'Content-Type: application/json' --data-binary "$data" "$@"; }
+# hold_conns PORT N SECONDS: N idle TCP connections (as many as connect)
+hold_conns() {
+	python3 - "$@" <<'PY'
+import socket, sys, time
+port, n, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+held = []
+for _ in range(n):
+    try:
+        held.append(socket.create_connection(("127.0.0.1", port), timeout=1))
+    except OSError:
+        pass
+time.sleep(secs)
+PY
+}
 key_bytes() { printf '%s' "$1" | base64 -d | wc -c | tr -d ' '; }
 stored() { req sae-a "$A/api/v1/keys/SAE_B/status"; jq -r .stored_key_count <<<"$BODY"; }
 
@@ -471,6 +487,22 @@ check_re "--http2: the log says HTTP/2 or HTTP/1.1" \
 	"SAE_A \"POST /api/v1/keys/SAE_B/enc_keys HTTP/2\" 200 .*SAE_B \"POST /api/v1/keys/SAE_A/dec_keys HTTP/1\.1\" 200" \
 	"$(tr '\n' ' ' <"$tmp/http2.log")"
 check "--http2: no key material in the log" "" "$(grep -F -- "$h2_key" "$tmp/http2.log" || true)"
+out=$(python3 - "${A##*:}" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(256)]
+time.sleep(0.5)
+extra = socket.create_connection(("127.0.0.1", port), timeout=3)
+try:
+    print("closed" if extra.recv(1) == b"" else "data")
+except socket.timeout:
+    print("open")
+except OSError:
+    print("closed")
+PY
+)
+check "--http2: beyond 256 connections a new one is closed at once" "closed" "$out"
+check_re "--http2: ... and that is logged" "KME_A: 256 connections being served; closing new ones" "$(cat "$tmp/http2.log")"
 stop_sim
 start_sim http2-faults --http2 --fault 503,path=status --fault drop,path=dec_keys --fault truncated,path=enc_keys
 req sae-a "$A/api/v1/keys/SAE_B/status" --http2
@@ -479,6 +511,16 @@ post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{}' --http2
 check_re "--http2, truncated: the stream is reset (curl 92, or 18)" "^(92|18)$" "$RC"
 req sae-b "$B/api/v1/keys/SAE_A/dec_keys?key_ID=x" --http2
 check_re "--http2, drop: the stream is reset (curl 92, or 16, 52, 56)" "^(92|16|52|56)$" "$RC"
+stop_sim
+
+# Out of descriptors, the front's accept() fails (EMFILE): it must try
+# again once connections end, as libmicrohttpd does, not stop listening.
+SIM_NOFILE=64 start_sim http2-nofile --http2
+hold_conns "${A##*:}" 100 1
+req sae-a "$A/api/v1/keys/SAE_B/status" --http2 --max-time 5
+check "--http2: out of descriptors for a while, then served again" "0 200 2" "$RC $CODE $VER"
+check "--http2: ... and the failed accept() is logged, once" "1" \
+	"$(grep -c 'KME_A: cannot accept a connection: Too many open files; retrying' "$tmp/http2-nofile.log")"
 stop_sim
 
 check "every kme-sim exited 0 on SIGTERM" "" "$bad_exits"
