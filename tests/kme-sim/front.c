@@ -38,6 +38,7 @@ struct front {
 	gnutls_certificate_credentials_t cred;
 	gnutls_priority_t prio;
 	struct MHD_Daemon *daemon;
+	unsigned timeout_s; /* --connection-timeout */
 	pthread_t thread;
 	/* the connections being served, so that front_stop() can end them */
 	pthread_mutex_t lock;
@@ -251,7 +252,7 @@ static void *serve(void *arg)
 	gnutls_alpn_set_protocols(s, alpn, 2, GNUTLS_ALPN_SERVER_PRECEDENCE);
 	gnutls_transport_set_int(s, c->fd);
 	gnutls_handshake_set_timeout(s, 10000);
-	gnutls_record_set_timeout(s, 60000);
+	gnutls_record_set_timeout(s, c->f->timeout_s * 1000);
 	do
 		rc = gnutls_handshake(s);
 	while (rc < 0 && !gnutls_error_is_fatal(rc));
@@ -376,8 +377,8 @@ static void *accept_loop(void *arg)
 }
 
 struct front *front_start(const char *name, int fd, const char *cert_pem,
-			  const char *key_pem,
-			  const char *ca_pem, struct MHD_Daemon *daemon,
+			  const char *key_pem, const char *ca_pem,
+			  struct MHD_Daemon *daemon, unsigned timeout_s,
 			  char *err, size_t errlen)
 {
 	struct front *f = calloc(1, sizeof(*f));
@@ -393,6 +394,7 @@ struct front *front_start(const char *name, int fd, const char *cert_pem,
 	f->name = name;
 	f->fd = fd;
 	f->daemon = daemon;
+	f->timeout_s = timeout_s;
 	pthread_mutex_init(&f->lock, NULL);
 	pthread_cond_init(&f->idle, NULL);
 	if ((rc = gnutls_certificate_allocate_credentials(&f->cred)) < 0 ||

@@ -32,10 +32,12 @@ struct front;
 #define FRONT_MAX_CONNECTIONS 256
 
 /* Serves the bound, listening socket fd of listener name (kept, for the
- * log). NULL with a reason in err. */
+ * log), closing a connection idle for timeout_s seconds (the daemon's
+ * connection timeout). NULL with a reason in err. */
 struct front *front_start(const char *name, int fd, const char *cert_pem,
 			  const char *key_pem, const char *ca_pem,
-			  struct MHD_Daemon *daemon, char *err, size_t errlen);
+			  struct MHD_Daemon *daemon, unsigned timeout_s,
+			  char *err, size_t errlen);
 void front_stop(struct front *f);
 
 /* The client of a socket the front gave the daemon: its certificate's CN

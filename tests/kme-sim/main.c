@@ -59,6 +59,7 @@ struct options {
 	struct kme_settings set;
 	struct fault_set faults;
 	const char *ready_file;
+	unsigned conn_timeout;   /* seconds */
 	bool verbose, quiet, http2;
 };
 
@@ -130,6 +131,7 @@ static void usage(FILE *f)
 "                            PCT: chance in percent [100]\n"
 "  --http2                   offer HTTP/2 too (ALPN h2, then http/1.1), as\n"
 "                            KMEs behind an HTTP/2 server do\n"
+"  --connection-timeout S    close a connection idle for S seconds [60]\n"
 "  --ready-file FILE         when listening, write the 'ID URL' lines here\n"
 "                            (atomically) as well as to stdout\n"
 "  -v, --verbose             also log TLS/connection problems, and\n"
@@ -354,7 +356,7 @@ static void add_kme(struct options *o, const char *spec)
 
 enum {
 	OPT_POOL = 256, OPT_RATE, OPT_KEY_SIZE, OPT_MIN, OPT_MAX, OPT_PER_REQ,
-	OPT_PENDING, OPT_SEQ, OPT_READY, OPT_VERSION, OPT_HTTP2,
+	OPT_PENDING, OPT_SEQ, OPT_READY, OPT_VERSION, OPT_HTTP2, OPT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -371,6 +373,7 @@ static const struct option long_opts[] = {
 	{ "fault", required_argument, NULL, 'f' },
 	{ "ready-file", required_argument, NULL, OPT_READY },
 	{ "http2", no_argument, NULL, OPT_HTTP2 },
+	{ "connection-timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
@@ -424,6 +427,10 @@ static void parse_option(struct options *o, int c, const char *arg)
 		break;
 	case OPT_READY: o->ready_file = arg; break;
 	case OPT_HTTP2: o->http2 = true; break;
+	case OPT_TIMEOUT:
+		o->conn_timeout = (unsigned)parse_num("--connection-timeout",
+						      arg, 1, 86400);
+		break;
 	case 'v': o->verbose = true; break;
 	case 'q': o->quiet = true; break;
 	case 'h': usage(stdout); exit(0);
@@ -476,6 +483,7 @@ static void parse_args(struct options *o, int argc, char **argv)
 
 	memset(o, 0, sizeof(*o));
 	fault_set_init(&o->faults);
+	o->conn_timeout = 60;
 	o->set = (struct kme_settings){
 		.pool_size = 1000, .key_rate = INFINITY, .key_size = 256,
 		.min_key_size = 64, .max_key_size = 4096,
@@ -550,7 +558,7 @@ static void start_listener(struct options *o, struct kme_model *m, size_t li)
 			MHD_OPTION_NOTIFY_COMPLETED, api_request_done, &l->srv,
 			MHD_OPTION_NOTIFY_CONNECTION, api_connection_event, &l->srv,
 			MHD_OPTION_UNESCAPE_CALLBACK, api_unescape, NULL,
-			MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+			MHD_OPTION_CONNECTION_TIMEOUT, o->conn_timeout,
 			MHD_OPTION_CONNECTION_LIMIT,
 			(unsigned)FRONT_MAX_CONNECTIONS,
 			MHD_OPTION_END);
@@ -563,7 +571,8 @@ static void start_listener(struct options *o, struct kme_model *m, size_t li)
 		char err[256];
 
 		l->front = front_start(l->name, l->fd, l->cert_pem, l->key_pem,
-				       o->ca_pem, l->daemon, err, sizeof(err));
+				       o->ca_pem, l->daemon, o->conn_timeout,
+				       err, sizeof(err));
 		if (l->front == NULL)
 			die("%s: cannot serve TLS on %s (certificate %s, key %s): %s",
 			    l->name, l->listen, l->cert_file, l->key_file, err);

@@ -127,6 +127,44 @@ for _ in range(n):
 time.sleep(secs)
 PY
 }
+# tls_client MODE PORT SECONDS: a TLS connection as SAE_A that sends
+# nothing (MODE idle), or GET enc_keys over HTTP/1.1 or HTTP/2 (h1, h2)
+# and reads nothing of the answer; after SECONDS, whether the server's end
+# of it is still open (/proc/net/tcp): prints "open" or "closed".
+tls_client() {
+	python3 - "$@" "$pki" <<'PY'
+import socket, ssl, struct, sys, time
+mode, port, secs, pki = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+ctx = ssl.create_default_context(cafile=pki + "/ca.crt")
+ctx.load_cert_chain(pki + "/sae-a.crt", pki + "/sae-a.key")
+ctx.set_alpn_protocols(["h2"] if mode == "h2" else ["http/1.1"])
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # the answer stays in the server
+raw.connect(("127.0.0.1", port))
+s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+path = b"/api/v1/keys/SAE_B/enc_keys"
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+def literal(name, value):  # HPACK, without indexing or Huffman
+    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+if mode == "h1":
+    s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: kme\r\n\r\n")
+elif mode == "h2":  # windows as large as they go: only TCP holds the answer back
+    big = 2**31 - 1
+    head = b"".join(literal(n, v) for n, v in ((b":method", b"GET"), (b":scheme", b"https"),
+                                               (b":path", path), (b":authority", b"kme")))
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, struct.pack(">HI", 4, big)) +
+              frame(8, 0, 0, struct.pack(">I", big - 65535)) + frame(1, 5, 1, head))
+time.sleep(secs)
+me, state = s.getsockname()[1], None
+with open("/proc/net/tcp") as f:
+    for line in f.readlines()[1:]:
+        local, remote, st = line.split()[1:4]
+        if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == me:
+            state = st
+print("open" if state == "01" else "closed")  # 01: ESTABLISHED
+PY
+}
 key_bytes() { printf '%s' "$1" | base64 -d | wc -c | tr -d ' '; }
 stored() { req sae-a "$A/api/v1/keys/SAE_B/status"; jq -r .stored_key_count <<<"$BODY"; }
 
@@ -383,6 +421,13 @@ post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{}'
 at_least "oversized: a 200 body of several MB" 4000000 "$SIZE"
 check "oversized: status 200" "200" "$CODE"
 stop_sim
+
+start_sim timeout --connection-timeout 1 --fault oversized=12000000,path=enc_keys
+check "--connection-timeout 1: an idle connection is closed" "closed" "$(tls_client idle "${A##*:}" 2.5)"
+check "--connection-timeout 1: so is one whose client reads no answer" "closed" "$(tls_client h1 "${A##*:}" 2.5)"
+stop_sim
+rc=0; out=$(timeout 10 "$KMESIM" --connection-timeout 0 2>&1) || rc=$?
+check_re "--connection-timeout 0 is refused" "^1 kme-sim: --connection-timeout: '0' is not a number from 1 to 86400" "$rc $out"
 
 start_sim html --fault html-error=502
 req sae-a "$A/api/v1/keys/SAE_B/status"
