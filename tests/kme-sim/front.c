@@ -211,9 +211,9 @@ static void relay(gnutls_session_t s, int tls_fd, int daemon_fd)
 			for (ssize_t off = 0; off < n;) {
 				ssize_t w = gnutls_record_send(s, buf + off, (size_t)(n - off));
 
-				if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED)
+				if (w == GNUTLS_E_INTERRUPTED)
 					continue;
-				if (w < 0)
+				if (w < 0) /* GNUTLS_E_AGAIN: SO_SNDTIMEO */
 					return;
 				off += w;
 			}
@@ -235,6 +235,26 @@ static const gnutls_datum_t alpn[] = {
 	{ (unsigned char *)"http/1.1", 8 },
 };
 
+/* Blocking sends without a timeout would let a client that stops reading
+ * hold its connection and thread for ever; libmicrohttpd closes such a
+ * connection after its connection timeout, and so does the front. A send
+ * that times out then fails with GNUTLS_E_AGAIN. */
+static void set_send_timeout(int fd, unsigned seconds)
+{
+	struct timeval tv = { .tv_sec = (time_t)seconds };
+
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Room to send: the client still reads. One that stopped would hold
+ * gnutls_bye() for another timeout, for a close_notify it never reads. */
+static bool can_send(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
+}
+
 static void *serve(void *arg)
 {
 	struct conn *c = arg;
@@ -251,6 +271,7 @@ static void *serve(void *arg)
 	tls_session_require_client_cert(s);
 	gnutls_alpn_set_protocols(s, alpn, 2, GNUTLS_ALPN_SERVER_PRECEDENCE);
 	gnutls_transport_set_int(s, c->fd);
+	set_send_timeout(c->fd, c->f->timeout_s);
 	gnutls_handshake_set_timeout(s, 10000);
 	gnutls_record_set_timeout(s, c->f->timeout_s * 1000);
 	do
@@ -272,7 +293,8 @@ static void *serve(void *arg)
 			close(dfd);
 		}
 	}
-	gnutls_bye(s, GNUTLS_SHUT_WR);
+	if (can_send(c->fd))
+		gnutls_bye(s, GNUTLS_SHUT_WR);
 out:
 	if (s != NULL)
 		gnutls_deinit(s);

@@ -32,8 +32,8 @@ struct front;
 #define FRONT_MAX_CONNECTIONS 256
 
 /* Serves the bound, listening socket fd of listener name (kept, for the
- * log), closing a connection idle for timeout_s seconds (the daemon's
- * connection timeout). NULL with a reason in err. */
+ * log), closing a connection idle, or whose client reads nothing of an
+ * answer, for timeout_s seconds (the daemon's connection timeout). NULL with a reason in err. */
 struct front *front_start(const char *name, int fd, const char *cert_pem,
 			  const char *key_pem, const char *ca_pem,
 			  struct MHD_Daemon *daemon, unsigned timeout_s,

@@ -70,9 +70,11 @@ static ssize_t on_send(nghttp2_session *ns, const uint8_t *data, size_t len,
 
 	(void)ns;
 	(void)flags;
+	/* GNUTLS_E_AGAIN: the client read nothing for the connection
+	 * timeout (SO_SNDTIMEO, front.c); the connection ends. */
 	do
 		n = gnutls_record_send(h->s, data, len);
-	while (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED);
+	while (n == GNUTLS_E_INTERRUPTED);
 	return n < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : n;
 }
 

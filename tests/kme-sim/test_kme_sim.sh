@@ -568,6 +568,21 @@ check "--http2: ... and the failed accept() is logged, once" "1" \
 	"$(grep -c 'KME_A: cannot accept a connection: Too many open files; retrying' "$tmp/http2-nofile.log")"
 stop_sim
 
+# A client that stops reading an answer must not hold its connection (and
+# a thread) for ever: the front closes it after --connection-timeout, as
+# libmicrohttpd does.
+start_sim http2-stall --http2 --connection-timeout 1 --fault oversized=12000000,path=enc_keys
+tls_client h1 "${A##*:}" 3 >"$tmp/stall-h1" &
+stall=$!
+check "--http2: a client that reads no answer over HTTP/2 loses its connection" "closed" \
+	"$(tls_client h2 "${A##*:}" 3)"
+wait "$stall" || true
+check "--http2: ... over HTTP/1.1 too" "closed" "$(cat "$tmp/stall-h1")"
+req sae-a "$A/api/v1/keys/SAE_B/enc_keys" --http2
+check "--http2: a client that reads gets the answer" "200 2" "$CODE $VER"
+at_least "--http2: ... all 12 MB of it" 11999990 "$SIZE"
+stop_sim
+
 check "every kme-sim exited 0 on SIGTERM" "" "$bad_exits"
 # Under -fsanitize=address,undefined (or valgrind) reports land in the logs.
 check "no sanitizer or valgrind report in the kme-sim logs" "" \
