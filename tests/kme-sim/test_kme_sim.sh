@@ -188,6 +188,27 @@ cp "$pki/ca.crt" "$tmp/old-ca.crt"
 rc=0; "$PKI" "$pki" --sae SAE_A --sae SAE_B --sae SAE_C --force >/dev/null 2>&1 || rc=$?
 check "kme-sim-pki --force makes a new PKI" "0 differ" \
 	"$rc $(cmp -s "$pki/ca.crt" "$tmp/old-ca.crt" && echo same || echo differ)"
+"$PKI" "$tmp/pki2" --sae SAE_A --sae SAE_B --sae SAE_C >/dev/null
+echo "not a certificate" >"$tmp/pki2/mine.crt"
+rc=0; out=$("$PKI" "$tmp/pki2" --sae SAE_A --sae SAE_B --force 2>&1) || rc=$?
+check_re "kme-sim-pki --force removes, and names, the earlier PKI's files it does not make" \
+	"^0 kme-sim-pki: removed the earlier PKI's sae-c\.crt sae-c\.key " "$rc $(tr '\n' ' ' <<<"$out")"
+bad=
+for f in "$tmp/pki2"/*.crt; do
+	case ${f##*/} in rogue-*|mine.crt) ;;
+	*) openssl verify -CAfile "$tmp/pki2/ca.crt" "$f" >/dev/null 2>&1 || bad+=" ${f##*/}" ;;
+	esac
+done
+check "kme-sim-pki --force: every certificate left (but the rogue ones) is from the new CA" "" "$bad"
+check "kme-sim-pki --force leaves a file not its own" "not a certificate" "$(cat "$tmp/pki2/mine.crt")"
+rc=0; out=$("$PKI" "$tmp/pki3" --sae 'SAE A' --sae SAE_A 2>&1) || rc=$?
+check "kme-sim-pki refuses two SAE IDs of one file name" \
+	"1 kme-sim-pki: --sae 'SAE_A' and --sae 'SAE A' would both write sae-a.crt and sae-a.key" "$rc $out"
+cp "$tmp/pki2/ca.key" "$tmp/old-ca.key"
+rc=0; out=$("$PKI" "$tmp/pki2" --sae CA --force 2>&1) || rc=$?
+check "kme-sim-pki refuses an SAE ID whose file is the CA's, and says so" \
+	"1 kme-sim-pki: --sae 'CA' and the CA would both write ca.crt and ca.key same" \
+	"$rc $out $(cmp -s "$tmp/pki2/ca.key" "$tmp/old-ca.key" && echo same || echo differ)"
 
 # ---- command line ----
 
