@@ -67,15 +67,28 @@ struct options {
  * failed start), afterwards only with --verbose (TLS noise of clients). */
 static atomic_bool mhd_log_all = true;
 
+/* With --http2 the daemon's connections are socket pairs from the front,
+ * on which libmicrohttpd's TCP options fail for every answer: three lines
+ * of noise per request that say nothing about the client. */
+static bool socket_pair_noise(const char *msg)
+{
+	return strncmp(msg, "Setting TCP_NODELAY option", 26) == 0 ||
+	       strncmp(msg, "Setting TCP_CORK option", 23) == 0 ||
+	       strncmp(msg, "Failed to push the data from buffers", 36) == 0;
+}
+
 __attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	const struct options *o = cls;
+	char msg[1024];
 
 	if (!o->verbose && !atomic_load(&mhd_log_all))
 		return;
-	fputs("kme-sim: libmicrohttpd: ", stderr);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (o->http2 && socket_pair_noise(msg))
+		return;
+	fprintf(stderr, "kme-sim: libmicrohttpd: %s", msg);
 }
 
 __attribute__((format(printf, 1, 2), noreturn))

@@ -592,7 +592,7 @@ stop_sim
 # A client that stops reading an answer must not hold its connection (and
 # a thread) for ever: the front closes it after --connection-timeout, as
 # libmicrohttpd does.
-start_sim http2-stall --http2 --connection-timeout 1 --fault oversized=12000000,path=enc_keys
+start_sim http2-stall --http2 -v --connection-timeout 1 --fault oversized=12000000,path=enc_keys
 tls_client h1 "${A##*:}" 3 >"$tmp/stall-h1" &
 stall=$!
 check "--http2: a client that reads no answer over HTTP/2 loses its connection" "closed" \
@@ -603,6 +603,8 @@ req sae-a "$A/api/v1/keys/SAE_B/enc_keys" --http2
 check "--http2: a client that reads gets the answer" "200 2" "$CODE $VER"
 at_least "--http2: ... all 12 MB of it" 11999990 "$SIZE"
 stop_sim
+check "--http2 -v: no TCP option noise from the daemon's socket pairs" "" \
+	"$(grep -E 'TCP_NODELAY|TCP_CORK|Failed to push' "$tmp/http2-stall.log" || true)"
 
 check "every kme-sim exited 0 on SIGTERM" "" "$bad_exits"
 # Under -fsanitize=address,undefined (or valgrind) reports land in the logs.
