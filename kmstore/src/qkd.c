@@ -162,19 +162,24 @@ static kms_rc check_sae(const kms_profile *p, const struct kms_setting *s,
 static kms_rc parse_timeout(const kms_profile *p, const struct kms_setting *s,
 			    long *ms, kms_error *err)
 {
-	double v;
+	char *end;
+	double v = strtod(s->value, &end);
 
-	/* strtod also takes "0x10", "1e1" and a sign. */
-	if (!kms_is_decimal(s->value, 1))
+	if (end == s->value || *end != '\0')
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					"'%.32s' is not a number of seconds in decimal "
 					"digits, with a fraction after a '.' (from 0.1 "
 					"to 300)", s->value);
-	v = strtod(s->value, NULL);
 	if (!(v >= 0.1 && v <= 300))
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					"'%.32s' is not a number of seconds from "
 					"0.1 to 300", s->value);
+	/* strtod also takes "0x10", "1e1" and a sign: a file that loaded
+	 * before still does, told how it was read. */
+	if (!kms_is_decimal(s->value, 1))
+		kms_log(KMS_LOG_WARNING, "%s:%u: profile '%s': timeout: '%.32s' "
+			"is read as %g s; write plain decimal digits", p->file,
+			s->line, p->name, s->value, v);
 	*ms = (long)(v * 1000 + 0.5);
 	return KMS_OK;
 }

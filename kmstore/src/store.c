@@ -663,17 +663,21 @@ char *kms_profile_path(const kms_profile *p, const char *value)
 kms_rc kms_setting_long(const kms_profile *p, const struct kms_setting *s,
 			long min, long max, long *out, kms_error *err)
 {
-	long v;
+	char *end;
+	long v = strtol(s->value, &end, 10);
 
-	if (!kms_is_decimal(s->value, 0))
+	if (end == s->value || *end != '\0')
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					"'%.32s' is not a whole number in decimal "
 					"digits (from %ld to %ld)", s->value, min, max);
-	v = strtol(s->value, NULL, 10);
 	if (v < min || v > max)
 		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
 					"'%.32s' is not a whole number from %ld to %ld",
 					s->value, min, max);
+	if (!kms_is_decimal(s->value, 0))
+		kms_log(KMS_LOG_WARNING, "%s:%u: profile '%s': %s: '%.32s' is "
+			"read as %ld; write plain decimal digits", p->file,
+			s->line, p->name, s->name, s->value, v);
 	*out = v;
 	return KMS_OK;
 }

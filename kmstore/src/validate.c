@@ -60,17 +60,10 @@ kms_rc kms_check_profile_name(const char *name, kms_error *err)
 
 int kms_is_decimal(const char *s, int fraction)
 {
-	const char *c = s, *f;
+	size_t whole = strspn(s, "0123456789"), part = 0;
 
-	while (*c >= '0' && *c <= '9')
-		c++;
-	if (c == s)
-		return 0;
-	if (fraction && *c == '.') {
-		for (f = ++c; *c >= '0' && *c <= '9'; c++)
-			;
-		if (c == f)
-			return 0;
-	}
-	return *c == '\0';
+	if (fraction && s[whole] == '.')
+		part = 1 + strspn(s + whole + 1, "0123456789");
+	/* a digit on one side of the '.' at least: ".5" and "2." */
+	return whole + part > (part > 0 ? 1u : 0u) && s[whole + part] == '\0';
 }

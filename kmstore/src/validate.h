@@ -10,8 +10,9 @@ kms_rc kms_check_token(const char *what, const char *s, size_t len,
 		       size_t max, kms_error *err);
 
 /* Whether s is a number as the manual writes them: decimal digits, and
- * with fraction a '.' and more digits. strtol and strtod also take a sign,
- * blanks, "0x10", "1e2" and "inf", which a setting must not mean. */
+ * with fraction a '.' with digits on one side of it at least. strtol and
+ * strtod also take a sign, "0x10" (strtod) and "1e2", which a file that
+ * loaded before 0.1.0-3 may hold: such a value is taken with a warning. */
 int kms_is_decimal(const char *s, int fraction);
 
 #endif
