@@ -43,7 +43,7 @@ static void warn_dates(kms_profile *p)
 	kms_error e;
 
 	if (kms_profile_check_dates(p, &e) != KMS_OK)
-		kmsd_log(KMS_LOG_WARNING, "%s; its requests fail until then",
+		kmsd_log(KMS_LOG_WARNING, "%s (the other profiles are served)",
 			 e.message);
 }
 

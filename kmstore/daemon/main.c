@@ -691,7 +691,10 @@ int main(int argc, char **argv)
 	} else {
 		kmsd_conf_fini();
 		kmsd_metrics_fini();
+		close(sfd);
+		return 0;
 	}
-	close(sfd);
-	return 0;
+	/* Threads still in libcurl and libcrypto: exit() would run
+	 * libcrypto's atexit cleanup under them. */
+	_exit(0);
 }

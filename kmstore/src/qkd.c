@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -386,49 +387,99 @@ static void time_text(const ASN1_TIME *t, char *buf, int size)
 		 "%s", n > 0 ? "" : "(a date OpenSSL cannot print)");
 }
 
-/* notBefore and notAfter of the certificate in setting against now. */
-static kms_rc check_cert_dates(const kms_profile *p, const char *setting,
-			       const char *path, kms_error *err)
+/* Where a certificate is in its dates now: 0 valid, else -1 not yet, 1
+ * ended; when, the date that says so (or its end, for a valid one). A
+ * valid one that ends within CERT_WARN_DAYS is warned of. */
+static int cert_dates(const kms_profile *p, const struct kms_setting *s,
+		      const char *path, X509 *cert, char *when, int size)
 {
-	const struct kms_setting *s = kms_profile_find(p, setting);
-	const ASN1_TIME *end;
-	char when[64];
+	const ASN1_TIME *end = X509_get0_notAfter(cert);
 	int days, secs;
-	kms_rc rc;
-	X509 *cert;
 
-	rc = read_pem_cert(p, setting, path, &cert, err);
-	if (rc != KMS_OK)
-		return rc;
-	end = X509_get0_notAfter(cert);
 	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
-		time_text(X509_get0_notBefore(cert), when, sizeof(when));
-		rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
-				      "%s is not valid before %s (is this "
-				      "host's clock right?)", path, when);
-	} else if (X509_cmp_current_time(end) <= 0) {
-		time_text(end, when, sizeof(when));
-		rc = kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
-				      "%s expired on %s: the KME refuses it; "
-				      "renew it", path, when);
-	} else if (ASN1_TIME_diff(&days, &secs, NULL, end) &&
-		   days < CERT_WARN_DAYS) {
-		time_text(end, when, sizeof(when));
+		time_text(X509_get0_notBefore(cert), when, size);
+		return -1;
+	}
+	time_text(end, when, size);
+	if (X509_cmp_current_time(end) <= 0)
+		return 1;
+	if (ASN1_TIME_diff(&days, &secs, NULL, end) && days < CERT_WARN_DAYS)
 		kms_log(KMS_LOG_WARNING, "%s:%u: profile '%s': %s: %s expires "
 			"on %s, in %d day%s: renew it before then", p->file,
-			s != NULL ? s->line : p->line, p->name, setting, path,
+			s != NULL ? s->line : p->line, p->name, s->name, path,
 			when, days, days == 1 ? "" : "s");
-	}
+	return 0;
+}
+
+/* The SAE's certificate: the KME refuses it out of its dates. */
+static kms_rc check_own_dates(const kms_profile *p, const char *path,
+			      kms_error *err)
+{
+	const struct kms_setting *s = kms_profile_find(p, "certificate");
+	char when[64];
+	X509 *cert;
+	kms_rc rc = read_pem_cert(p, "certificate", path, &cert, err);
+	int where;
+
+	if (rc != KMS_OK)
+		return rc;
+	where = cert_dates(p, s, path, cert, when, sizeof(when));
 	X509_free(cert);
-	return rc;
+	if (where < 0)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"%s is not valid before %s (is this "
+					"host's clock right?)", path, when);
+	if (where > 0)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"%s expired on %s: the KME refuses it; "
+					"renew it", path, when);
+	return KMS_OK;
+}
+
+/* The CA file may hold several (a rollover keeps the old CA beside the
+ * new): one valid now is enough to trust a KME. */
+static kms_rc check_ca_dates(const kms_profile *p, const char *path,
+			     kms_error *err)
+{
+	const struct kms_setting *s = kms_profile_find(p, "ca");
+	FILE *f = fopen(path, "re");
+	char when[64] = "", last[96] = "";
+	int n = 0, valid = 0, where;
+	X509 *cert;
+
+	if (f == NULL)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"cannot open %s: %m", path);
+	while ((cert = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+		n++;
+		where = cert_dates(p, s, path, cert, when, sizeof(when));
+		if (where == 0)
+			valid++;
+		else
+			snprintf(last, sizeof(last), "%s %s", where > 0 ?
+				 "ended on" : "is not valid before", when);
+		X509_free(cert);
+	}
+	ERR_clear_error(); /* the end of the file, as PEM reads it */
+	fclose(f);
+	if (n == 0)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"%s holds no PEM certificate", path);
+	if (valid == 0)
+		return kms_setting_fail(p, s, err, KMS_ERR_CONFIG,
+					"no CA certificate in %s is valid now (the "
+					"last one %s; is this host's clock right?): "
+					"kmstore cannot trust the KME; renew it",
+					path, last);
+	return KMS_OK;
 }
 
 static kms_rc qkd_check_dates(kms_profile *p, kms_error *err)
 {
 	struct kms_qkd_config *c = p->state;
-	kms_rc rc = check_cert_dates(p, "certificate", c->certificate, err);
+	kms_rc rc = check_own_dates(p, c->certificate, err);
 
-	return rc == KMS_OK ? check_cert_dates(p, "ca", c->ca, err) : rc;
+	return rc == KMS_OK ? check_ca_dates(p, c->ca, err) : rc;
 }
 
 static void qkd_release(kms_profile *p)

@@ -214,6 +214,15 @@ run "$kmstore" -c "$(conf_with "$W" certificate "$work/lab/expired.crt")" check
 expect_rc 1 "an expired SAE certificate: check fails"
 expect_match "(^|\n)FAILED +qkd " "$RUN_OUT" "... on the QKD profile"
 expect_in "certificate: $work/lab/expired.crt expired on Jan  1 00:00:00 2021 GMT: the KME refuses it" "$RUN_ERR" "... saying when"
+# A CA file may hold an ended CA beside the one in use (a rollover): one
+# valid now is enough. One with none valid fails.
+cat "$work/lab/expired.crt" "$work/lab/pki/ca.crt" >"$work/lab/bundle.crt"
+run "$kmstore" -c "$(conf_with "$W" ca "$work/lab/bundle.crt")" check
+expect_rc 0 "a CA file with an ended certificate before the valid one: check passes"
+run "$kmstore" -c "$(conf_with "$W" ca "$work/lab/expired.crt")" check
+expect_rc 1 "a CA file whose every certificate ended: check fails"
+expect_in "ca: no CA certificate in $work/lab/expired.crt is valid now (the last one ended on Jan  1 00:00:00 2021 GMT" \
+	"$RUN_ERR" "... saying so"
 kme_env_dated_cert "$work/lab/later.crt" 20900101000000Z 20910101000000Z
 run "$kmstore" -c "$(conf_with "$W" certificate "$work/lab/later.crt")" check
 expect_rc 1 "a certificate not valid yet: check fails"
