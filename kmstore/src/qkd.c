@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -394,14 +395,18 @@ static int cert_dates(const kms_profile *p, const struct kms_setting *s,
 		      const char *path, X509 *cert, char *when, int size)
 {
 	const ASN1_TIME *end = X509_get0_notAfter(cert);
-	int days, secs;
+	time_t now = time(NULL);
+	int begun, days, secs;
 
-	if (X509_cmp_current_time(X509_get0_notBefore(cert)) >= 0) {
+	/* 1: after now, -2: unreadable; a time equal to now has passed, as
+	 * for X509_cmp_current_time (deprecated in 4.0) */
+	begun = ASN1_TIME_cmp_time_t(X509_get0_notBefore(cert), now);
+	if (begun == 1 || begun == -2) {
 		time_text(X509_get0_notBefore(cert), when, size);
 		return -1;
 	}
 	time_text(end, when, size);
-	if (X509_cmp_current_time(end) <= 0)
+	if (ASN1_TIME_cmp_time_t(end, now) != 1)
 		return 1;
 	if (ASN1_TIME_diff(&days, &secs, NULL, end) && days < CERT_WARN_DAYS)
 		kms_log(KMS_LOG_WARNING, "%s:%u: profile '%s': %s: %s expires "
