@@ -21,9 +21,9 @@
 enum kmsd_log_target { KMSD_LOG_STDERR, KMSD_LOG_SYSLOG };
 void kmsd_log_setup(enum kmsd_log_target target, kms_log_level max);
 void kmsd_log(kms_log_level level, const char *fmt, ...) KMS_PRINTF(2, 3);
-/* While on, a line of the library's that was logged already (since it was
- * turned on) is not logged again. */
-void kmsd_log_library_once(int on);
+/* While on, a line (kmstored's or the library's) that was logged already
+ * since it was turned on is not logged again. */
+void kmsd_log_once(int on);
 /* A line a client's own act causes (a refusal, a bad request): at most a
  * few per user in a window, then one line with the count left out; not
  * limited for root and kmstored's own user (c->admin). */

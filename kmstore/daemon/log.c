@@ -66,8 +66,9 @@ static void emit(kms_log_level level, const char *msg)
 }
 
 /* While a start waits for a lookup it loads the file again every 2 s:
- * the library's lines about the file (a weak key) are told once, not 30
- * times. A line is known by its hash (FNV-1a). */
+ * the lines about the file (the library's of a weak key, kmstored's of an
+ * expired certificate) are told once, not 30 times. A line is known by
+ * its hash (FNV-1a). */
 #define ONCE_MAX 64
 static struct {
 	pthread_mutex_t lock;
@@ -76,7 +77,7 @@ static struct {
 	size_t n;
 } once = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-void kmsd_log_library_once(int on)
+void kmsd_log_once(int on)
 {
 	pthread_mutex_lock(&once.lock);
 	once.on = on;
@@ -89,13 +90,15 @@ static int told_before(const char *message)
 	uint64_t h = 0xcbf29ce484222325ULL;
 	int seen = 0;
 
-	for (const char *c = message; *c != '\0'; c++)
-		h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
 	pthread_mutex_lock(&once.lock);
-	for (size_t i = 0; once.on && !seen && i < once.n; i++)
-		seen = once.told[i] == h;
-	if (once.on && !seen && once.n < ONCE_MAX)
-		once.told[once.n++] = h;
+	if (once.on) { /* only at start: every line passes here */
+		for (const char *c = message; *c != '\0'; c++)
+			h = (h ^ (unsigned char)*c) * 0x100000001b3ULL;
+		for (size_t i = 0; !seen && i < once.n; i++)
+			seen = once.told[i] == h;
+		if (!seen && once.n < ONCE_MAX)
+			once.told[once.n++] = h;
+	}
 	pthread_mutex_unlock(&once.lock);
 	return seen;
 }
@@ -127,7 +130,8 @@ void kmsd_log(kms_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	emit(level, msg);
+	if (!told_before(msg))
+		emit(level, msg);
 }
 
 /* The summary of a window that ended; under windows_lock. */
@@ -218,7 +222,8 @@ void kmsd_log_client(const struct kmsd_client *c, kms_log_level level,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	emit(level, msg);
+	if (!told_before(msg))
+		emit(level, msg);
 }
 
 int kmsd_log_fd(void)

@@ -580,7 +580,7 @@ static kms_rc load_conf(const char *path, int sfd, int ready_fd,
 	kms_rc rc;
 
 	*stopped = WAIT_ON;
-	kmsd_log_library_once(1);
+	kmsd_log_once(1);
 	while ((rc = kmsd_conf_init(path, by_lookup, err)) != KMS_OK &&
 	       *by_lookup && kms_now_ms() + LOOKUP_RETRY_MS <= until) {
 		if (strcmp(said, err->message) != 0) {
@@ -593,7 +593,7 @@ static kms_rc load_conf(const char *path, int sfd, int ready_fd,
 		if ((*stopped = stop_in_wait(sfd, ready_fd)) != WAIT_ON)
 			break;
 	}
-	kmsd_log_library_once(0);
+	kmsd_log_once(0);
 	return rc;
 }
 

@@ -197,13 +197,18 @@ expect_in "no user 'no-such-user-kms' on this system; trying again every 2 s" "$
 	"kmstored started with it waits for the lookup (it may pass later: sssd not up yet), not 78 at once"
 expect_rc 0 "... SIGTERM ends the wait: exit 0, a stop, not a failure"
 expect_in "stopped before it served" "$RUN_ERR" "... and says so"
-# The library's warnings about the file (a weak key) are told once, not at
-# each try of the wait (tries at 0, 2 and 4 s).
-cp -p "$work/acl.conf" "$work/acl-weak.conf"
+# The warnings about the file (the library's of a weak key, kmstored's of
+# an expired certificate) are told once, not at each try of the wait
+# (tries at 0, 2 and 4 s).
+kme_env_dated_cert "$work/expired.crt" 20200101000000Z 20210101000000Z
+sed "s|^certificate .*|certificate = $work/expired.crt|" "$work/acl.conf" >"$work/acl-weak.conf"
+chmod 600 "$work/acl-weak.conf"
 printf '\n[weak]\ntype = static\nkey-id = W\nkey = hex:00112233445566778899aabbccddeeff\n' >>"$work/acl-weak.conf"
 run timeout --preserve-status 5 "$KMSTORED" --config "$work/acl-weak.conf" --socket "$work/acl-start.sock" --foreground
 expect_eq 1 "$(grep -c "profile 'weak': the key is only 128 bits" <<<"$RUN_ERR" || true)" \
 	"a weak key's warning, once in a start that waits for a lookup"
+expect_eq 1 "$(grep -c "expired.crt expired on" <<<"$RUN_ERR" || true)" \
+	"... and an expired certificate's, once too"
 # An error of the file's in a later profile is told at once, not hidden
 # behind the wait.
 cp -p "$work/acl.conf" "$work/acl-broken.conf"
@@ -789,7 +794,6 @@ pkill -f -- "--socket $work/gone.sock" || true
 # A certificate that expired breaks its profile, not the others': time,
 # not an edit, broke it. kmstored starts, serves the rest and says so;
 # check through it fails as kmstore check does.
-kme_env_dated_cert "$work/expired.crt" 20200101000000Z 20210101000000Z
 sed "s|^certificate .*|certificate = $work/expired.crt|" "$W" >"$work/expired.conf"
 chmod 600 "$work/expired.conf"
 kmstored_start "$work/exp.sock" "$work/expired.conf"
