@@ -159,6 +159,11 @@ on_gw "openssl loads the provider and the engine by name, from OpenSSL's own dir
 on_gw "man pages: kmstore(1), kmstore.conf(5), kmstore-pkcs11(8), kmstore-nss-register(8), kmstore-provider(7)" \
 	sh -c 'for p in 1:kmstore 5:kmstore.conf 8:kmstore-pkcs11 8:kmstore-nss-register 7:kmstore-provider; do
 		man -w "${p%%:*}" "${p#*:}" >/dev/null || exit 1; done'
+# The guides name each other by file: each one an installed guide links is
+# beside it (kme-sim.md is the lab package's own).
+on_gw "every guide the installed guides link is in /usr/share/doc/kmstore" \
+	sh -c 'cd /usr/share/doc/kmstore && n=0 && for f in $(zcat -f ./*.md* | grep -o "\](\([a-z0-9-]*\.md\)" | sed "s/^](//" | sort -u); do
+		[ "$f" = kme-sim.md ] && continue; n=$((n + 1)); [ -e "$f" ] || [ -e "$f.gz" ] || { echo "missing $f"; exit 1; }; done; [ "$n" -ge 4 ]'
 on_gw "no kme-sim on a gateway" sh -c '! command -v kme-sim && ! command -v kme-sim-pki && ! dpkg -s kme-sim 2>/dev/null'
 on_gw "the ipsec service is not enabled by the installation" sh -c '! systemctl is-enabled ipsec'
 if out=$(machine kme sh -c 'command -v kme-sim && command -v kme-sim-pki && man -w kme-sim >/dev/null && ! dpkg -s kmstore 2>/dev/null' 2>&1); then
