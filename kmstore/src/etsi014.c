@@ -1227,7 +1227,7 @@ static void queue_expire(const kms_profile *p, struct key_queue *q,
 static int in_batch(struct key_wait *const *batch, size_t n, const char *id)
 {
 	for (size_t i = 0; i < n; i++)
-		if (strcmp(batch[i]->id, id) == 0)
+		if (kms_etsi_same_key_id(batch[i]->id, id))
 			return 1;
 	return 0;
 }
@@ -1265,7 +1265,7 @@ static size_t answer_for(const struct key_wait *w, size_t i,
 
 	if (w->id == NULL)
 		return i < taken ? i : taken;
-	while (k < taken && strcmp(ids[k], w->id) != 0)
+	while (k < taken && !kms_etsi_same_key_id(ids[k], w->id))
 		k++;
 	return k;
 }
@@ -1328,7 +1328,9 @@ static void queue_ask(kms_profile *p, enum op op, struct key_wait **batch,
 
 		w->ended = W_DONE;
 		if (rc == KMS_OK && k < taken) {
-			w->rc = kms_key_new(p->name, ids[k], keys + k * key_len,
+			/* by ID: the ID as the caller asked (see answer_for) */
+			w->rc = kms_key_new(p->name, w->id != NULL ? w->id : ids[k],
+					    keys + k * key_len,
 					    key_len, &w->key, &w->err);
 		} else if (again) {
 			w->ended = W_ALONE;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <json-c/json.h>
 
@@ -641,6 +642,22 @@ static void wipe_string(json_object *s)
 		 (size_t)json_object_get_string_len(s));
 }
 
+static int is_uuid(const char *w, size_t n);
+
+/* RFC 9562: a UUID's hex digits are case insensitive on input, and a KME
+ * that stores key_IDs as UUIDs may write one back in another case than
+ * its peer KME made it (or than the peer SAE sent it in IKE). Any other
+ * key_ID is an opaque string, compared byte for byte. */
+int kms_etsi_same_key_id(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	if (strcmp(a, b) == 0)
+		return 1;
+	return n == strlen(b) && is_uuid(a, n) && is_uuid(b, n) &&
+	       strcasecmp(a, b) == 0;
+}
+
 static kms_rc take_key(json_object *entry, const char *want_id,
 		       size_t key_len, char *id, uint8_t *key, kms_error *err)
 {
@@ -660,7 +677,7 @@ static kms_rc take_key(json_object *entry, const char *want_id,
 		return kms_fail(err, KMS_ERR_KME, "the KME's key_ID is unusable: %s",
 				strlen(sid) != id_len ? "it holds a NUL byte"
 						      : why.message);
-	if (want_id != NULL && strcmp(sid, want_id) != 0)
+	if (want_id != NULL && !kms_etsi_same_key_id(sid, want_id))
 		return kms_fail(err, KMS_ERR_KME,
 				"the KME answered with key_ID '%s', not the '%s' "
 				"asked for", sid, want_id);
@@ -684,7 +701,11 @@ static kms_rc take_key(json_object *entry, const char *want_id,
 				"character %zu)", sid, where + 1);
 	}
 	wipe_string(jkey);
-	memcpy(id, sid, id_len + 1);
+	/* The ID asked for, as asked: the PPK_ID both peers use. */
+	if (want_id != NULL)
+		memcpy(id, want_id, strlen(want_id) + 1);
+	else
+		memcpy(id, sid, id_len + 1);
 	return KMS_OK;
 }
 
@@ -695,7 +716,7 @@ static kms_rc check_distinct(char (*ids)[KMS_KEY_ID_MAX + 1], size_t n,
 {
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < i; j++)
-			if (strcmp(ids[i], ids[j]) == 0)
+			if (kms_etsi_same_key_id(ids[i], ids[j]))
 				return kms_fail(err, KMS_ERR_KME,
 						"the KME sent key_ID '%s' twice",
 						ids[i]);

@@ -31,6 +31,10 @@ kms_rc kms_etsi_parse_key_batch(const char *body, size_t len, size_t max,
 				size_t key_len, char (*ids)[KMS_KEY_ID_MAX + 1],
 				uint8_t *keys, size_t *n, kms_error *err);
 
+/* Whether two key_IDs name the same key: equal, or both UUIDs that differ
+ * only in the case of their hex digits. */
+int kms_etsi_same_key_id(const char *a, const char *b);
+
 /* Parses a Status object into st (fields left as they are if absent). */
 kms_rc kms_etsi_parse_status(const char *body, size_t len, kms_status *st,
 			     kms_error *err);

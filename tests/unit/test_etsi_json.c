@@ -731,6 +731,42 @@ static void test_batch(void **state)
 	}
 }
 
+/* A KME that keeps key_IDs as UUIDs may write one back in another case
+ * than it was made (RFC 9562: case insensitive on input): still the key
+ * asked for, under the ID as asked, which both peers use as the PPK_ID.
+ * Other key_IDs are opaque: byte for byte. */
+static void test_key_id_case(void **state)
+{
+	struct parsed r;
+
+	(void)state;
+	r = parse_keys("{\"keys\":[{\"key_ID\":\"BC490419-7D60-487F-ADC1-4DDCC177C139\","
+		       "\"key\":\"" KEY32 "\"}]}", "bc490419-7d60-487f-adc1-4ddcc177c139", 32);
+	assert_int_equal(r.rc, KMS_OK);
+	assert_string_equal(r.id, "bc490419-7d60-487f-adc1-4ddcc177c139");
+	r = parse_keys("{\"keys\":[{\"key_ID\":\"bc490419-7d60-487f-adc1-4ddcc177c139\","
+		       "\"key\":\"" KEY32 "\"}]}", "BC490419-7D60-487F-ADC1-4DDCC177C139", 32);
+	assert_int_equal(r.rc, KMS_OK);
+	assert_string_equal(r.id, "BC490419-7D60-487F-ADC1-4DDCC177C139");
+	assert_refused("{\"keys\":[{\"key_ID\":\"K-1\",\"key\":\"" KEY32 "\"}]}",
+		       "k-1", "not the 'k-1' asked for");
+	/* One UUID in two cases is one key, twice. */
+	{
+		const char *twice = "{\"keys\":[{\"key_ID\":\"bc490419-7d60-487f-adc1-4ddcc177c139\","
+				    "\"key\":\"" KEY32 "\"},{\"key_ID\":"
+				    "\"BC490419-7D60-487F-ADC1-4DDCC177C139\",\"key\":\"" KEY32 "\"}]}";
+		char ids[2][KMS_KEY_ID_MAX + 1];
+		uint8_t keys[64];
+		kms_error err;
+		size_t n;
+
+		assert_int_equal(kms_etsi_parse_key_batch(twice, strlen(twice), 2, 32,
+							  ids, keys, &n, &err),
+				 KMS_ERR_KME);
+		assert_non_null(strstr(err.message, "twice"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -746,6 +782,7 @@ int main(void)
 		cmocka_unit_test(test_error_text_secrets),
 		cmocka_unit_test(test_error_text_key_material),
 		cmocka_unit_test(test_error_text_long),
+		cmocka_unit_test(test_key_id_case),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
