@@ -31,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -68,7 +70,9 @@ struct kme {
 	pthread_mutex_t locks[CURL_LOCK_DATA_LAST];
 	pthread_mutex_t idle_lock;
 	CURL *idle[IDLE_MAX]; /* handles not in use, each with its connection */
+	curl_socket_t idle_fd[IDLE_MAX]; /* its socket, CURL_SOCKET_BAD if none */
 	size_t n_idle;
+	pid_t pid;      /* the process the idle handles belong to */
 	const char *url; /* the profile's copy */
 	char *host;     /* as in the URL, without brackets */
 	long port;
@@ -137,6 +141,9 @@ struct call {
 	int max_attempts; /* 0: as many as the deadline allows */
 	long http_status; /* of the last attempt, 0 if none */
 	size_t keys;      /* asked for: 0 for a status */
+	char lost[160];   /* an earlier attempt's answer lost on the way: how */
+	char location[160]; /* a 3xx answer's Location, cleaned */
+	int big;          /* the last answer's body was beyond BODY_MAX, not read */
 	struct curl_blob tls_key; /* the SAE's PEM key, in locked memory */
 };
 
@@ -217,6 +224,7 @@ static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 		pthread_mutex_init(&k->locks[i], NULL);
 	pthread_mutex_init(&k->idle_lock, NULL);
 	pthread_mutex_init(&k->health_lock, NULL);
+	k->pid = getpid();
 	k->url = url;
 	k->share = curl_share_init();
 	if (k->share == NULL)
@@ -230,6 +238,7 @@ static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 
 static void queue_init(struct key_queue *q, enum op op);
 static void queue_destroy(struct key_queue *q);
+static void idle_after_fork(struct kme *cl);
 
 kms_rc kms_qkd_client_new(kms_profile *p, kms_error *err)
 {
@@ -261,7 +270,9 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 	for (size_t k = 0; k < cl->n; k++) {
 		struct kme *e = &cl->kmes[k];
 
-		/* The handles first: they use the share. */
+		/* The handles first: they use the share. A child of fork()
+		 * that never asked leaves the parent's connections alone. */
+		idle_after_fork(e);
 		for (size_t i = 0; i < e->n_idle; i++)
 			curl_easy_cleanup(e->idle[i]);
 		if (e->share != NULL)
@@ -414,6 +425,19 @@ static CURLcode tune_ssl_ctx(CURL *h, void *ssl_ctx, void *arg)
 	return CURLE_OK;
 }
 
+/* The KME connection's socket, closed on exec: libcurl 7.88 makes its
+ * sockets without SOCK_CLOEXEC, so every program the host process runs
+ * (pluto's updown scripts, a shell of an application) would inherit the
+ * SAE's open TLS connection to the KME and keep it up as long as it
+ * lives. */
+static curl_socket_t open_socket(void *ctx, curlsocktype purpose,
+				 struct curl_sockaddr *a)
+{
+	(void)ctx;
+	(void)purpose;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 /* The callback gets the backend's context: an SSL_CTX only with OpenSSL. */
 static int curl_uses_openssl(void)
 {
@@ -460,6 +484,7 @@ static int set_options(CURL *h, const struct call *k, const char *url,
 	SET(CURLOPT_ERRORBUFFER, errbuf);
 	SET(CURLOPT_USERAGENT, "kmstore/" KMS_VERSION);
 	SET(CURLOPT_SSL_CTX_FUNCTION, tune_ssl_ctx);
+	SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	if (request != NULL) {
 		SET(CURLOPT_POSTFIELDS, request);
 	}
@@ -539,11 +564,31 @@ static kms_rc http_failure(struct call *k, long status, const struct body *b,
 	 * a body it does not quote)". */
 	int quoted = kms_etsi_error_text(b->data, b->len, text, sizeof(text));
 
+	char more[400] = "";
+	size_t m = 0;
+
 	if (k->op == OP_DEC_KEYS && (status == 400 || status == 404))
 		code = KMS_ERR_NOT_FOUND;
-	return call_fail(k, err, code, "HTTP %ld%s%s%s", status,
+	if (k->big)
+		snprintf(text, sizeof(text), "(its body is larger than %d bytes; "
+			 "not read)", BODY_MAX);
+	if (status >= 300 && status < 400)
+		m += (size_t)snprintf(more + m, sizeof(more) - m,
+				      " (a redirect%s%s: kmstore follows none; "
+				      "set url to where the KME answers)",
+				      k->location[0] ? " to " : "", k->location);
+	/* The request may have been served before: its answer was lost. A
+	 * KME gives a key once, so "no such key" now may mean that the
+	 * answer that carried it was cut off, not that the peer asked for
+	 * a key it never had. */
+	if (k->lost[0] && m < sizeof(more))
+		snprintf(more + m, sizeof(more) - m, " (after an earlier "
+			 "attempt whose answer was lost: %s%s)", k->lost,
+			 k->op == OP_DEC_KEYS ? "; the KME may have given the key "
+			 "then, and gives a key once" : "");
+	return call_fail(k, err, code, "HTTP %ld%s%s%s%s", status,
 			 !text[0] ? "" : quoted ? ": " : " ", text,
-			 status == 401 ? likely_401(k->op) : "");
+			 status == 401 ? likely_401(k->op) : "", more);
 }
 
 static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
@@ -625,12 +670,52 @@ static void observe(const struct call *k, int64_t t0_us, const char *what)
 		observer(observer_ctx, &ev);
 }
 
+/* In a child of fork() the idle handles are the parent's: their TLS
+ * connections are the parent's too, with the parent's keys and record
+ * sequence numbers. A request of the child on one would reach the KME
+ * in the parent's session (the next request of the parent on it then
+ * fails as a bad record MAC, or reads the child's answer), and a
+ * curl_easy_cleanup() would send the parent's close_notify. So the child
+ * closes its copies of their sockets and forgets them, handles and all
+ * (their memory is the parent's pages, copied on write). The lock is
+ * held. */
+static void idle_after_fork(struct kme *cl)
+{
+	pid_t me = getpid();
+
+	if (cl->pid == me)
+		return;
+	for (size_t i = 0; i < cl->n_idle; i++)
+		if (cl->idle_fd[i] != CURL_SOCKET_BAD)
+			close(cl->idle_fd[i]);
+	cl->n_idle = 0;
+	cl->pid = me;
+}
+
+/* Where a 3xx answer points, as printable ASCII (it is the KME's text). */
+static void redirect_to(CURL *h, char *out, size_t size)
+{
+	char *loc = NULL;
+	size_t o = 0;
+
+	out[0] = '\0';
+	if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK ||
+	    loc == NULL)
+		return;
+	for (; *loc != '\0' && o + 4 < size; loc++)
+		out[o++] = *loc > 0x20 && *loc < 0x7f ? *loc : '?';
+	if (*loc != '\0')
+		memcpy(out + o, "...", 3), o += 3;
+	out[o] = '\0';
+}
+
 /* An easy handle for one call: an idle one, with its connection, or new. */
 static CURL *take_handle(struct kme *cl)
 {
 	CURL *h = NULL;
 
 	pthread_mutex_lock(&cl->idle_lock);
+	idle_after_fork(cl);
 	if (cl->n_idle > 0)
 		h = cl->idle[--cl->n_idle];
 	pthread_mutex_unlock(&cl->idle_lock);
@@ -639,13 +724,19 @@ static CURL *take_handle(struct kme *cl)
 
 static void give_back(struct kme *cl, CURL *h)
 {
+	curl_socket_t fd = CURL_SOCKET_BAD;
+
 	if (h == NULL)
 		return;
+	if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK)
+		fd = CURL_SOCKET_BAD;
 	/* The options (pointers into the call's memory) go; the connection
 	 * stays. */
 	curl_easy_reset(h);
 	pthread_mutex_lock(&cl->idle_lock);
+	idle_after_fork(cl);
 	if (cl->n_idle < IDLE_MAX) {
+		cl->idle_fd[cl->n_idle] = fd;
 		cl->idle[cl->n_idle++] = h;
 		h = NULL;
 	}
@@ -671,6 +762,8 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	k->attempts++;
 	k->http_status = 0;
 	k->timed_out = 0;
+	k->big = 0;
+	k->location[0] = '\0';
 	h = take_handle(k->kme);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, (long)(budget > 1 ? budget : 1)) != 0) {
@@ -679,11 +772,25 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	if (status >= 300 && status < 400)
+		redirect_to(h, k->location, sizeof(k->location));
 	give_back(k->kme, h);
 	k->http_status = status;
+	/* An error status whose body is too large to read (a proxy's or a
+	 * web server's HTML page): an answer still, which its status tells. */
+	if (rc == CURLE_WRITE_ERROR && b->overflow && status >= 300) {
+		rc = CURLE_OK;
+		b->overflow = 0;
+		b->len = 0;
+		k->big = 1;
+	}
 	if (rc != CURLE_OK) {
 		*again = transient(rc) && !tls_failure(rc, errbuf) && !b->overflow;
 		out = transfer_failure(k, rc, errbuf, b, err);
+		if (*again && k->lost[0] == '\0')
+			snprintf(k->lost, sizeof(k->lost), "%.*s",
+				 (int)sizeof(k->lost) - 1,
+				 errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	} else if (status == 200) {
 		out = KMS_OK;
 	} else {

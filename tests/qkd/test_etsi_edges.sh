@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# test_etsi_edges.sh - the ETSI GS QKD 014 client against answers kme-sim
+# does not give (fake_kme.py: other servers' ways), and across fork():
+#   - a dec_keys answer lost on the way, then "no such key": the error says
+#     the key may have been given to the lost answer, not only "not found"
+#   - a redirect: the error names where to
+#   - an error page larger than any answer read: the HTTP status, not "too
+#     large"
+#   - fork(): the child asks on a connection of its own, never the
+#     parent's TLS session; a program the process runs inherits no KME
+#     connection
+# Usage: test_etsi_edges.sh KMSTORE KME_SIM_PKI FORK_CLIENT
+set -euo pipefail
+kmstore=$1 pki=$2 fork_client=$3
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../lib/tap.sh"
+work=$(mktemp -d /tmp/test-etsi-edges.XXXXXX)
+kme_pid=
+stop() { [ -z "$kme_pid" ] || { kill "$kme_pid" 2>/dev/null; wait "$kme_pid" 2>/dev/null || true; }; kme_pid=; }
+trap 'stop; rm -rf "$work"' EXIT
+"$pki" "$work/pki" >/dev/null
+
+# kme MODE: (re)starts fake_kme.py; $conf names it in profile "qkd".
+kme() {
+	stop
+	rm -f "$work/port" "$work/port.log"
+	python3 "$here/fake_kme.py" "$work/pki" "$work/port" "$1" &
+	kme_pid=$!
+	wait_for 10 test -s "$work/port"
+	conf=$work/kmstore.conf
+	cat >"$conf" <<CONF
+[qkd]
+type         = qkd
+url          = https://127.0.0.1:$(cat "$work/port")
+local-sae-id = SAE_A
+peer-sae-id  = SAE_B
+certificate  = $work/pki/sae-a.crt
+private-key  = $work/pki/sae-a.key
+ca           = $work/pki/ca.crt
+timeout      = 3
+CONF
+	chmod 600 "$conf"
+}
+id=3f2504e0-4f89-11d3-9a0c-0305e82c3301
+
+kme dec-lost
+run "$kmstore" -c "$conf" key qkd --key-id "$id"
+expect_rc 5 "dec_keys whose answer was cut off, then refused as no such key"
+expect_in "HTTP 400: key not found or already retrieved" "$RUN_ERR" "... the KME's last word is quoted"
+expect_in "after an earlier attempt whose answer was lost: transfer closed" "$RUN_ERR" \
+	"... and the lost answer before it, which may have carried the key"
+expect_eq 2 "$(grep -c "^req .*dec_keys" "$work/port.log")" "... two requests reached the KME"
+
+kme redirect
+run "$kmstore" -c "$conf" key qkd
+expect_rc 7 "a redirect is not followed"
+expect_in "HTTP 307 (a redirect to https://kme-2.example:8443/api/v1/keys/SAE_B/enc_keys: kmstore follows none" \
+	"$RUN_ERR" "... and the error says where it points"
+
+kme big-503
+run "$kmstore" -c "$conf" key qkd
+expect_rc 7 "HTTP 503 with a 25 kB HTML page"
+expect_in "HTTP 503 (its body is larger than 16384 bytes; not read)" "$RUN_ERR" \
+	"... the error is the status, not a body too large"
+
+kme ok
+run "$fork_client" "$conf" qkd fork
+expect_rc 0 "a key in the parent, in a child of fork(), and in the parent again"
+[ "$RUN_RC" -eq 0 ] || echo "$RUN_OUT" | sed 's/^/#   /'
+expect_eq 0 "$(grep -c '^error' "$work/port.log" || true)" "... the KME saw no TLS or record error"
+expect_eq "conn 1,req 1,conn 2,req 2,req 1" \
+	"$(grep -E '^(conn|req)' "$work/port.log" | cut -d' ' -f1,2 | paste -sd,)" \
+	"... the child asked on a connection of its own; the parent's stayed the parent's"
+
+# A program run by the process (pluto's updown, a shell) inherits no TCP
+# socket: the SAE's connection to the KME is not kept up by it.
+run "$fork_client" "$conf" qkd exec sh -c 'n=0
+for f in /proc/$$/fd/*; do
+	l=$(readlink "$f") || continue
+	case $l in socket:*) i=${l#socket:[}; i=${i%]}
+		grep -qs " $i " /proc/net/tcp /proc/net/tcp6 && n=$((n + 1)) ;; esac
+done
+echo "tcp sockets: $n"'
+expect_rc 0 "a key, then fork and exec a shell"
+expect_in "tcp sockets: 0" "$RUN_OUT" "... which inherits no TCP socket (the KME connection is close-on-exec)"
+tap_done
