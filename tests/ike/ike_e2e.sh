@@ -525,6 +525,27 @@ case_checkconfig() {
 	run "$PATCHED/libexec/ipsec/addconn" --checkconfig --config "$d/bad.conf"
 	expect_rc 3 "checkconfig: a bad ppk-uri is refused"
 	expect_in "ppk-uri=pkcs11:id=%zz invalid" "$RUN_OUT$RUN_ERR" "checkconfig: the error names the URI"
+	# pluto checks ppk-uri= amid the other conn keywords: it must not
+	# hide their errors (5.4's extract_connection() had its diag_t
+	# overwritten by the ppk-uri= check: the connection was added, with
+	# fake-strongswan=yes and send-vendorid=yes, and the diag leaked);
+	# 5.2's addconn checks such values itself, ignoring them with a warning
+	local opt
+	for opt in initial-contact=bogus send-vendorid=bogus; do
+		ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri=pkcs11:token=static\n'"$opt" ''
+		if [ "$V_PATCHED" = 5.2 ]; then
+			ike_lab_start west
+			expect_in "invalid boolean, keyword ignored: $opt" "$(cat "$IKE_LAB_DIR/west/addconn.out")" \
+				"checkconfig: addconn ignores $opt beside a ppk-uri=, with a warning"
+		elif ike_lab_start west; then
+			tap_not_ok "checkconfig: pluto refuses $opt beside a ppk-uri=" \
+				"$(cat "$IKE_LAB_DIR/west/addconn.out")"
+		else
+			expect_in "\"$opt\" is invalid" "$(cat "$IKE_LAB_DIR/west/addconn.out")" \
+				"checkconfig: pluto refuses $opt beside a ppk-uri="
+		fi
+		ike_lab_stop west
+	done
 }
 
 # N connections far1..farN between the same plutos, QKD, IDs of their own;
