@@ -525,6 +525,12 @@ case_checkconfig() {
 	run "$PATCHED/libexec/ipsec/addconn" --checkconfig --config "$d/bad.conf"
 	expect_rc 3 "checkconfig: a bad ppk-uri is refused"
 	expect_in "ppk-uri=pkcs11:id=%zz invalid" "$RUN_OUT$RUN_ERR" "checkconfig: the error names the URI"
+	# a PIN in the URI: pluto never logs in to the token, and would log
+	# the URI, PIN and all, on every IKE SA and in "ipsec status"
+	printf 'conn a\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tppk=insist\n\tppk-uri=pkcs11:token=static?pin-value=s3cret-PIN\n' >"$d/pin.conf"
+	run "$PATCHED/libexec/ipsec/addconn" --checkconfig --config "$d/pin.conf"
+	expect_rc 3 "checkconfig: a ppk-uri with a pin-value= is refused"
+	expect_not_in "s3cret-PIN" "$RUN_OUT$RUN_ERR" "checkconfig: ... without echoing the PIN"
 	# pluto checks ppk-uri= amid the other conn keywords: it must not
 	# hide their errors (5.4's extract_connection() had its diag_t
 	# overwritten by the ppk-uri= check: the connection was added, with
