@@ -144,6 +144,16 @@ case_static() {
 	expect_in "PPK AUTH calculated as responder" "$(ike_lab_log east)" "static: east used the PPK"
 	expect_in "ppk-uri=pkcs11:token=static: using PPK_ID STATIC_PPK_1 (256-bit PPK)" "$(ike_lab_log west)" "static: west logs the key ID"
 	expect_in "ppk-uri=pkcs11:token=static: using received PPK_ID STATIC_PPK_1" "$(ike_lab_log east)" "static: east logs the key ID"
+	# The PPK went into SK_d and SK_p*: an established IKE SA keeps no
+	# copy (the module reads the static key from its file for each
+	# fetch, so pluto's memory held it only through the IKE SA)
+	local sec=$IKE_LAB_DIR/static-keys out
+	mkdir -p "$sec"
+	kme_env_hex "$IKE_LAB_DIR/kme/static.key" >"$sec/static"
+	for side in west east; do
+		out=$(python3 "$here/../hygiene/scan_secrets.py" "$sec" --pid "$(cat "$IKE_LAB_DIR/$side/pid")" 2>&1) || true
+		expect_eq "" "$(grep LEAK <<<"$out" || true)" "static: $side's pluto holds no copy of the PPK once the IKE SA is up"
+	done
 	echo "# a second IKE SA (SPEC 9, new IKE SA, static): the same key ID and key"
 	ike_lab_whack west --deletestate 1 >/dev/null 2>&1
 	sleep 0.5
