@@ -142,6 +142,7 @@ struct call {
 	long http_status; /* of the last attempt, 0 if none */
 	size_t keys;      /* asked for: 0 for a status */
 	char lost[160];   /* an earlier attempt's answer lost on the way: how */
+	int n_lost;       /* answers lost, in this call and the ones before it */
 	char location[160]; /* a 3xx answer's Location, cleaned */
 	int big;          /* the last answer's body was beyond BODY_MAX, not read */
 	struct curl_blob tls_key; /* the SAE's PEM key, in locked memory */
@@ -522,6 +523,19 @@ static int transient(CURLcode rc)
 	       rc == CURLE_PARTIAL_FILE;
 }
 
+/* Each enc_keys answer lost on the way may have taken keys at the KME,
+ * and the peer's KME keeps them for a dec_keys that never comes: after
+ * this many, a request for keys is not sent again (the KME's key store
+ * is scarce; a KME that cuts every answer would otherwise lose a batch
+ * at each retry until the deadline). */
+#define ENC_LOST_MAX 2
+
+/* Whether k may not be sent again, its answers lost too often. */
+static int lost_enough(const struct call *k)
+{
+	return k->op == OP_ENC_KEYS && k->n_lost >= ENC_LOST_MAX;
+}
+
 /* Waits before the next attempt; 0 if the deadline leaves no room. */
 static int backoff(struct call *k)
 {
@@ -791,6 +805,15 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 			snprintf(k->lost, sizeof(k->lost), "%.*s",
 				 (int)sizeof(k->lost) - 1,
 				 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		if (*again && ++k->n_lost >= ENC_LOST_MAX && lost_enough(k)) {
+			size_t l = err != NULL ? strlen(err->message) : 0;
+
+			*again = 0;
+			if (err != NULL)
+				snprintf(err->message + l, sizeof(err->message) - l,
+					 "; %d answers lost, not asked again: each "
+					 "may have taken keys at the KME", k->n_lost);
+		}
 	} else if (status == 200) {
 		out = KMS_OK;
 	} else {
@@ -1062,6 +1085,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 	char path_sae[3 * 64 + 1], tail[3 * 64 + 32];
 	size_t order[KMS_KMES_MAX], n, tried = 0;
 	kms_rc rc = KMS_ERR_UNREACHABLE;
+	int lost = 0;
 
 	kms_percent_encode(path_sae, sizeof(path_sae), sae);
 	snprintf(tail, sizeof(tail), "%s/%s", path_sae, op_names[op]);
@@ -1076,7 +1100,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 				  .op = op, .sae = sae, .keys = keys,
 				  .deadline_ms = kms_now_ms() + left / (int64_t)(n - i),
 				  .given_ms = left / (int64_t)(n - i),
-				  .max_attempts = n > 1 };
+				  .max_attempts = n > 1, .n_lost = lost };
 
 		if (turn > 0 && left <= 10)
 			break;
@@ -1089,7 +1113,9 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 		rc = run_at(&k, tail, request, b, err);
 		b->status = k.http_status;
 		tried++;
-		if (n == 1 || rc == KMS_OK || !fails_over(rc, k.http_status))
+		lost = k.n_lost;
+		if (n == 1 || rc == KMS_OK || !fails_over(rc, k.http_status) ||
+		    lost_enough(&k))
 			break;
 		k.attempts = (int)(turn / n) + 1;
 		k.deadline_ms = deadline;

@@ -8,6 +8,7 @@ MODE:
   ok         every request gets a new 256-bit key
   dec-lost   a key ID is delivered once: the first dec_keys for it gets half
              its answer and the connection closes; later ones get HTTP 400
+  enc-lost   every enc_keys answer is cut off halfway, the connection closed
   redirect   HTTP 307 to another URL
   big-503    HTTP 503 with an HTML page larger than any answer kmstore reads
 """
@@ -85,6 +86,11 @@ def serve(raw):
                     {'message': 'key not found or already retrieved'}))
             elif mode == 'dec-lost':
                 delivered.add(kid)
+                body = container(kid).encode()
+                c.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'
+                          b'Content-Length: %d\r\n\r\n' % len(body) + body[:len(body) // 2])
+                break
+            elif mode == 'enc-lost' and path.endswith('/enc_keys'):
                 body = container(kid).encode()
                 c.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'
                           b'Content-Length: %d\r\n\r\n' % len(body) + body[:len(body) // 2])

@@ -3,6 +3,7 @@
 # does not give (fake_kme.py: other servers' ways), and across fork():
 #   - a dec_keys answer lost on the way, then "no such key": the error says
 #     the key may have been given to the lost answer, not only "not found"
+#   - enc_keys answers lost on the way: asked twice, not until the timeout
 #   - a redirect: the error names where to
 #   - an error page larger than any answer read: the HTTP status, not "too
 #     large"
@@ -50,6 +51,15 @@ expect_in "HTTP 400: key not found or already retrieved" "$RUN_ERR" "... the KME
 expect_in "after an earlier attempt whose answer was lost: transfer closed" "$RUN_ERR" \
 	"... and the lost answer before it, which may have carried the key"
 expect_eq 2 "$(grep -c "^req .*dec_keys" "$work/port.log")" "... two requests reached the KME"
+
+# Each enc_keys answer lost may have taken keys at the KME (and left them
+# waiting at the peer's): one retry, not one per back-off until the timeout.
+kme enc-lost
+run "$kmstore" -c "$conf" key qkd
+expect_rc 8 "enc_keys whose every answer is cut off"
+expect_in "transfer closed with 59 bytes remaining to read (after 2 attempts); 2 answers lost, not asked again: each may have taken keys at the KME" \
+	"$RUN_ERR" "... the error says why it gave up before the timeout"
+expect_eq 2 "$(grep -c "^req .*enc_keys" "$work/port.log")" "... two requests reached the KME, not one per back-off"
 
 kme redirect
 run "$kmstore" -c "$conf" key qkd
