@@ -27,7 +27,7 @@ static void conf_free(struct kmsd_conf *c)
 		return;
 	n = c->store != NULL ? kms_store_profile_count(c->store) : 0;
 	for (size_t i = 0; c->rules != NULL && i < n; i++)
-		kmsd_rule_clear(&c->rules[i]);
+		kms_allow_clear(&c->rules[i]);
 	for (size_t i = 0; c->pools != NULL && i < n; i++)
 		kmsd_pool_free(c->pools[i]);
 	free(c->pools);
@@ -82,13 +82,15 @@ static kms_rc conf_load(const char *path, struct kmsd_conf **out,
 
 		/* Its files as kmstore check reads them, as kmstored's user: a
 		 * key file it cannot read would fail every key, after a reload
-		 * that said all was well. */
+		 * that said all was well. Then its users and groups, looked up
+		 * as kmstore check looks them up (that part of check is the
+		 * load, so a lookup that may pass later is known as such). */
 		later = 0;
-		rc = kms_profile_check(p, err);
+		rc = kms_profile_check_files(p, err);
 		if (rc == KMS_OK)
 			warn_dates(p);
 		if (rc == KMS_OK)
-			rc = kmsd_rule_load(p, &c->rules[i], &later, err);
+			rc = kms_allow_load(p, &c->rules[i], &later, err);
 		if (rc != KMS_OK && later) {
 			if (waiting.code == KMS_OK)
 				waiting = *err;

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "kmstore.h"
+#include "allow.h"
 #include "error.h"
 
 /* log.c: stderr (the journal, with <N> priority prefixes when it reads
@@ -60,21 +61,9 @@ void kmsd_client_groups(int fd, struct kmsd_client *c);
 const char *kmsd_client_user(struct kmsd_client *c);
 void kmsd_client_clear(struct kmsd_client *c);
 
-/* A profile's allow-users and allow-groups, resolved to numbers. */
-struct kmsd_rule {
-	uid_t *uids;
-	size_t n_uids;
-	gid_t *gids;
-	size_t n_gids;
-};
-
-/* On failure *later says whether the failed lookup may pass later: no such
- * name (glibc says so of an sssd not up yet, too) or an error of the
- * directory service, not an entry too large. */
-kms_rc kmsd_rule_load(kms_profile *p, struct kmsd_rule *r, int *later,
-		      kms_error *err);
-void kmsd_rule_clear(struct kmsd_rule *r);
-int kmsd_rule_allows(const struct kmsd_rule *r, const struct kmsd_client *c);
+/* A profile's allow-users and allow-groups, resolved to numbers at load
+ * by the library (allow.h: kms_allow_load, kms_allow_clear). */
+int kmsd_rule_allows(const struct kms_allow *r, const struct kmsd_client *c);
 
 /* conf.c: the configuration in force. Requests hold a reference for
  * their whole duration; a reload swaps in a new one only if it loads. */
@@ -83,7 +72,7 @@ struct kmsd_pool;
 struct kmsd_conf {
 	atomic_int refs;
 	kms_store *store;
-	struct kmsd_rule *rules; /* one per profile, same order */
+	struct kms_allow *rules; /* one per profile, same order */
 	struct kmsd_pool **pools; /* one per profile, NULL without prefetch */
 	time_t loaded;
 };

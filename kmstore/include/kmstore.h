@@ -137,7 +137,12 @@ KMS_API int kms_profile_local(const kms_profile *p);
  * "peer-sae-id", "key-id", "timeout"), or NULL. */
 KMS_API const char *kms_profile_setting(const kms_profile *p, const char *name);
 
-/* Deep validation: reads key files, checks certificate and key paths. */
+/* Deep validation: reads key files, checks certificate and key paths, and
+ * looks up the users and groups of allow-users and allow-groups as
+ * kmstored does at start and reload (a number is not looked up): a name
+ * it cannot find is KMS_ERR_CONFIG naming the file, line, setting and
+ * name; a lookup that failed (the directory service unreachable) is
+ * KMS_ERR_SYSTEM with the reason. */
 KMS_API kms_rc kms_profile_check(kms_profile *p, kms_error *err);
 /* Whether the profile's certificates (QKD: the SAE's and the CA) are valid
  * now: KMS_ERR_CONFIG naming one that expired or is not valid yet; a

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "allow.h"
 #include "fileio.h"
 #include "remote.h"
 #include "secmem.h"
@@ -723,9 +724,24 @@ const char *kms_profile_setting(const kms_profile *p, const char *name)
 	return s != NULL ? s->value : NULL;
 }
 
-kms_rc kms_profile_check(kms_profile *p, kms_error *err)
+kms_rc kms_profile_check_files(kms_profile *p, kms_error *err)
 {
 	return p->type->check(p, err);
+}
+
+/* A profile of this process's file (not kmstored's, whose check is the
+ * daemon's) also has its users and groups looked up, as kmstored looks
+ * them up at start and reload: a name it would refuse fails here too. */
+kms_rc kms_profile_check(kms_profile *p, kms_error *err)
+{
+	struct kms_allow ids;
+	kms_rc rc = kms_profile_check_files(p, err);
+
+	if (rc != KMS_OK || find_type(p->type->name) != p->type)
+		return rc;
+	rc = kms_allow_load(p, &ids, NULL, err);
+	kms_allow_clear(&ids);
+	return rc;
 }
 
 kms_rc kms_profile_check_dates(kms_profile *p, kms_error *err)

@@ -45,6 +45,10 @@ kms_rc kms_store_read(const char *path, char resolved[PATH_MAX],
 		      uint8_t **text, size_t *len, kms_error *err);
 void kms_store_text_free(uint8_t *text, size_t len);
 
+/* kms_profile_check without the lookups of allow-users and allow-groups:
+ * kmstored makes those itself (kms_allow_load), keeping the numbers. */
+kms_rc kms_profile_check_files(kms_profile *p, kms_error *err);
+
 /* One more reference to store: kms_store_free drops one, and frees the
  * store with the last (kms_store_cache hands a store to many callers). */
 kms_store *kms_store_ref(kms_store *store);

@@ -242,6 +242,25 @@ run -c "$BROKEN" --json check
 expect_json 'd["profiles"][0]["ok"] is True and d["profiles"][1]["ok"] is False and ":9:" in d["profiles"][1]["error"]' \
 	"check --json marks the broken profile"
 
+# allow-users and allow-groups are kmstored's, but check looks their names
+# up as kmstored does at start and reload: a typo is found by check, not by
+# a kmstored that waits 60 s for it and exits. A number is taken as it is.
+# (check passed them all, and said nothing.)
+ACL=$T/acl.conf
+printf '[a]\ntype = static\nkey-id = a\nkey = hex:%s\nallow-users = root no-such-user-kmscli\n\n' "$KEY_HEX" >"$ACL"
+printf '[g]\ntype = static\nkey-id = g\nkey = hex:%s\nallow-groups = root,no-such-group-kmscli\n\n' "$KEY_HEX" >>"$ACL"
+printf '[n]\ntype = static\nkey-id = n\nkey = hex:%s\nallow-users = 4242424\nallow-groups = 4242425\n' "$KEY_HEX" >>"$ACL"
+chmod 600 "$ACL"
+run -c "$ACL" check
+expect_rc 1 "check of an allow-users naming no user exits 1"
+expect_in "$ACL:5: profile 'a': allow-users: no user 'no-such-user-kmscli' on this system" "$err" \
+	"... naming the file, line, profile, setting and user"
+expect_in "$ACL:11: profile 'g': allow-groups: no group 'no-such-group-kmscli' on this system" "$err" \
+	"... and the group of an allow-groups that names none"
+expect_in "ok      n (static)" "$out" "numbers in allow-users and allow-groups pass check without an entry"
+run -c "$ACL" profiles
+expect_rc 0 "the names are check's: profiles (in-process, where they do nothing) still loads"
+
 # A key file rewritten in place, as kmstore.conf(5) shows (truncated, then
 # written), is read whole: a reader that finds it empty just after a change
 # waits for the writer, up to 250 ms. (The old reader failed: "0 bytes".)

@@ -256,6 +256,20 @@ n=$(lookups "^getpwuid_r 65534 ")
 expect_eq 0 "$(lookups " main$")" "... none of them on the thread that accepts connections"
 kmstored_stop "$SN"
 
+# kmstore check looks allow-users and allow-groups up with kmstored's own
+# lookup (the library's, one for both): a name as kmstored does, a number
+# not at all.
+printf '[n]\ntype = static\nkey-id = N_1\nkey = hex:%s\nallow-users = 4242424 nobody\nallow-groups = 4242425\n' \
+	"$(head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n')" >"$work/numbers.conf"
+chmod 600 "$work/numbers.conf"
+mark=$(wc -l <"$work/nss.log")
+run env NSS_COUNT_LOG="$work/nss.log" \
+	LD_PRELOAD="${KMSTORE_TEST_PRELOAD:+$KMSTORE_TEST_PRELOAD }${NSS_COUNT:?}" \
+	"$KMSTORE" -c "$work/numbers.conf" check
+expect_rc 0 "kmstore check of allow-users = 4242424 nobody, allow-groups = 4242425"
+expect_eq 1 "$(lookups "^getpwnam_r nobody ")" "... looks up the name nobody once"
+expect_eq 0 "$(lookups "4242")" "... and neither number"
+
 # --- access rules: large entries and failed lookups (LDAP, sssd) ------------
 # A group of thousands of members is a line of tens of KiB; a lookup may fail
 # (sssd not up yet), which is not "no such group". kmstored runs in a mount
