@@ -364,15 +364,19 @@ static kms_rc parse_text(struct parser *ps, const char *text, size_t len)
 	while (pos < len && rc == KMS_OK) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t n = (nl != NULL ? (size_t)(nl - text) : len) - pos;
+		/* The limit is on what the line holds: the CR of a CRLF is
+		 * its end, as the LF is (trim() would drop it anyway). */
+		size_t held = nl != NULL && n > 0 && text[pos + n - 1] == '\r'
+			? n - 1 : n;
 
 		ps->line++;
-		if (n > LINE_MAX_LEN) {
+		if (held > LINE_MAX_LEN) {
 			rc = parse_fail(ps, KMS_ERR_CONFIG,
 					"line is longer than %d bytes", LINE_MAX_LEN);
 			break;
 		}
-		memcpy(line, text + pos, n);
-		line[n] = '\0';
+		memcpy(line, text + pos, held);
+		line[held] = '\0';
 		rc = parse_line(ps, line);
 		pos += n + 1;
 	}

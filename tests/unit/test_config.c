@@ -290,8 +290,17 @@ static void test_line_length(void **state)
 	strcpy(text + 9 + 4095, "\n");
 	assert_int_equal(test_parse(text, &st, &err), KMS_OK);
 	kms_store_free(st);
-	/* ...one more byte is not. */
+	/* ...and so with a CRLF line end: the limit is on the line's
+	 * content, not its end (the CR made it 4097, refused)... */
+	strcpy(text + 9 + 4095, "\r\n");
+	assert_int_equal(test_parse(text, &st, &err), KMS_OK);
+	kms_store_free(st);
+	/* ...one more byte is not, whatever the line end. */
 	strcpy(text + 9 + 4095, "x\n");
+	assert_int_equal(test_parse(text, &st, &err), KMS_ERR_CONFIG);
+	assert_contains(err.message, TEST_CONF ":2: line is longer than 4096 bytes");
+	assert_null(st);
+	strcpy(text + 9 + 4095, "x\r\n");
 	assert_int_equal(test_parse(text, &st, &err), KMS_ERR_CONFIG);
 	assert_contains(err.message, TEST_CONF ":2: line is longer than 4096 bytes");
 	assert_null(st);
