@@ -160,6 +160,20 @@ static kms_rc load_key(kms_profile *p, kms_key **out, kms_error *err)
 	return rc;
 }
 
+/* Whether a key file holds hex text (openssl rand -hex, xxd -p) rather
+ * than raw bytes: nothing but hex digits and line ends. 16 random bytes
+ * or more look so with odds under 1e-16. Every byte is looked at, so the
+ * time says nothing of where a key stops looking like text. */
+static int looks_like_hex_text(const uint8_t *b, size_t len)
+{
+	size_t other = 0;
+
+	for (size_t i = 0; i < len; i++)
+		other += kms_hex_digit((char)b[i]) < 0 && b[i] != '\n' &&
+			 b[i] != '\r';
+	return len > 0 && other == 0;
+}
+
 static kms_rc static_check(kms_profile *p, kms_error *err)
 {
 	struct static_state *st = p->state;
@@ -174,6 +188,18 @@ static kms_rc static_check(kms_profile *p, kms_error *err)
 			"profile '%s': key file %s holds only %zu bits; RFC 8784 "
 			"asks for at least 256", p->name, st->key_file,
 			kms_key_size(key) * 8);
+	/* Not refused: both peers may be using it so already. Named, never
+	 * shown. */
+	if (st->key_file != NULL &&
+	    looks_like_hex_text(kms_key_bytes(key), kms_key_size(key)))
+		kms_log(KMS_LOG_WARNING,
+			"profile '%s': key file %s looks like hex text (only hex "
+			"digits and line ends): its %zu bytes are the key as they "
+			"are, not decoded from hex (a key file is raw bytes); for a "
+			"key in hex, write key = hex:... in the profile, or convert "
+			"the file with xxd -r -p, on both peers at once "
+			"(kmstore.conf(5))", p->name, st->key_file,
+			kms_key_size(key));
 	kms_key_free(key);
 	return KMS_OK;
 }

@@ -225,6 +225,7 @@ expect_in "ready" "$out" "status says ready"
 # --- check
 run -c "$CONF" check
 expect_rc 0 "check of a good config exits 0"
+expect_not_in "hex text" "$err" "a key file of raw bytes is not taken for hex text"
 run -c "$CONF" --json check
 expect_json 'all(p["ok"] for p in d["profiles"]) and len(d["profiles"]) == 3' "check --json: every profile ok"
 
@@ -260,6 +261,28 @@ expect_in "$ACL:11: profile 'g': allow-groups: no group 'no-such-group-kmscli' o
 expect_in "ok      n (static)" "$out" "numbers in allow-users and allow-groups pass check without an entry"
 run -c "$ACL" profiles
 expect_rc 0 "the names are check's: profiles (in-process, where they do nothing) still loads"
+
+# A key file of hex text (openssl rand -hex, xxd -p: 60 digits a line) is
+# raw bytes like any other, its characters the key: check warns, naming the
+# file (never its content), and uses it. (It said nothing.)
+openssl rand -hex 32 >"$T/hex1.key"
+xxd -p "$T/west.key" >"$T/hex2.key"
+printf '[h1]\ntype = static\nkey-id = h1\nkey = file:hex1.key\n\n[h2]\ntype = static\nkey-id = h2\nkey = file:hex2.key\n' >"$T/hex.conf"
+chmod 600 "$T/hex.conf"
+run -c "$T/hex.conf" check
+expect_rc 0 "check of key files of hex text exits 0: they are not refused"
+expect_in "warning: profile 'h1': key file $T/hex1.key looks like hex text" "$err" \
+	"check warns of a key file of hex text (openssl rand -hex), naming it"
+expect_in "its 65 bytes are the key as they are, not decoded from hex" "$err" "... saying how it is read"
+expect_in "key = hex:" "$err" "... and how to write a key in hex"
+expect_in "warning: profile 'h2': key file $T/hex2.key looks like hex text" "$err" \
+	"... and of one of several lines (xxd -p)"
+expect_eq 2 "$(grep -c 'hex text' <<<"$err")" "... once each"
+expect_not_in "$(head -c 20 "$T/hex1.key")" "$out$err" "... never showing the content"
+expect_not_in "$KEY_HEX" "$out$err" "... of either"
+run -c "$T/hex.conf" key h1
+expect_rc 0 "a key file of hex text still gives its key"
+expect_in "$(kcv_of "$T/hex1.key")" "$out" "... its bytes as they are"
 
 # A key file rewritten in place, as kmstore.conf(5) shows (truncated, then
 # written), is read whole: a reader that finds it empty just after a change
