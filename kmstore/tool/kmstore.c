@@ -184,12 +184,15 @@ static int cmd_key(const struct options *o, struct output *out,
 			return fail(out, &e);
 		if (uri.profile == NULL) {
 			kms_uri_clear(&uri);
-			return usage_fail(out, "%s names no profile", what);
+			/* Quoted and named: "kmstore: kmstore: names ..."
+			 * read as a doubled prefix, not as the URI. */
+			return usage_fail(out, "URI '%s' names no profile "
+					  "(kmstore:profile=NAME)", what);
 		}
 		if (uri.key_id != NULL && key_id != NULL) {
 			kms_uri_clear(&uri);
-			return usage_fail(out, "%s has a key-id and --key-id is given too",
-					  what);
+			return usage_fail(out, "URI '%s' has a key-id and "
+					  "--key-id is given too", what);
 		}
 		name = uri.profile;
 		if (uri.key_id != NULL)

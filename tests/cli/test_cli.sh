@@ -209,8 +209,12 @@ run -c "$CONF" key 'kmstore:profile=a%ZZ'
 expect_rc 6 "URI with a bad %-escape exits 6"
 run -c "$CONF" key 'kmstore:'
 expect_rc 2 "URI without a profile is a usage error"
+expect_eq "kmstore: URI 'kmstore:' names no profile (kmstore:profile=NAME)" "$err" \
+	"... saying so once, the URI quoted (not 'kmstore: kmstore: names no profile')"
 run -c "$CONF" key 'kmstore:profile=inline;key-id=a%2Fb%3Bc' --key-id x
 expect_rc 2 "key-id in the URI and --key-id is a usage error"
+expect_in "kmstore: URI 'kmstore:profile=inline;key-id=a%2Fb%3Bc' has a key-id and --key-id is given too" "$err" \
+	"... naming the URI as a URI"
 
 run -c "$CONF" --json key no-such-profile
 expect_rc 5 "--json failure exits 5"
