@@ -100,13 +100,28 @@ static int usage_fail(struct output *out, const char *fmt, const char *arg)
 	return fail(out, &e);
 }
 
+/* What was printed could not be written (a full disk, a closed stdout):
+ * a system error, said once, with the reason. */
+static int write_failed(int e)
+{
+	fprintf(stderr, "kmstore: cannot write to standard output: %s\n",
+		strerror(e));
+	return KMS_ERR_SYSTEM;
+}
+
 static int finish(struct output *out, int status)
 {
-	if (output_finish(out) != 0) {
-		fprintf(stderr, "kmstore: cannot write the output\n");
-		return KMS_ERR_SYSTEM;
-	}
-	return status;
+	int e = output_finish(out);
+
+	return e != 0 ? write_failed(e) : status;
+}
+
+/* help and --version: what they print must be written, too. */
+static int printed(void)
+{
+	int e = output_flush();
+
+	return e != 0 ? write_failed(e) : 0;
 }
 
 /* The one place that chooses: kmstored's profiles, or a file's. */
@@ -340,10 +355,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			break;
 		case 'h':
 			usage(stdout);
-			exit(0);
+			exit(printed());
 		case 'V':
 			printf("kmstore %s\n", kms_version());
-			exit(0);
+			exit(printed());
 		default:
 			fputs("Try 'kmstore --help'.\n", stderr);
 			return KMS_ERR_USAGE;
@@ -383,7 +398,7 @@ int main(int argc, char **argv)
 	cmd = argv[optind++];
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
-		return 0;
+		return printed();
 	}
 	if (strcmp(cmd, "profiles") != 0 && strcmp(cmd, "status") != 0 &&
 	    strcmp(cmd, "key") != 0 && strcmp(cmd, "check") != 0 &&

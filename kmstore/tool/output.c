@@ -1,6 +1,8 @@
 /* output.c - the kmstore command's output: aligned text for people, one
  * JSON document (json-c) for programs. Errors also go to stderr as one
  * line, so scripts that ignore stdout still see them. */
+#include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,34 @@ struct output *output_new(bool json)
 	return out;
 }
 
+/* The errno of the first write to stdout that failed: a printf that
+ * fills the buffer writes it, and when that fails (a full disk) the data
+ * is dropped, so fflush has nothing left to fail on and says nothing. */
+static int write_errno;
+
+static void out_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void out_printf(const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vprintf(fmt, ap);
+	va_end(ap);
+	if (n < 0 && write_errno == 0)
+		write_errno = errno != 0 ? errno : EIO;
+}
+
+int output_flush(void)
+{
+	if (fflush(stdout) != 0 && write_errno == 0)
+		write_errno = errno != 0 ? errno : EIO;
+	if (write_errno == 0 && ferror(stdout))
+		write_errno = EIO;
+	return write_errno;
+}
+
 int output_finish(struct output *out)
 {
 	int rc = 0;
@@ -40,7 +70,7 @@ int output_finish(struct output *out)
 			JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 		json_object *key;
 
-		puts(text);
+		out_printf("%s\n", text);
 		/* A revealed key is in json-c's heap twice, in the string and in
 		 * the printed document (both owned by doc): wipe them before
 		 * json-c frees them. */
@@ -51,8 +81,7 @@ int output_finish(struct output *out)
 		}
 		json_object_put(out->doc);
 	}
-	if (fflush(stdout) != 0 || ferror(stdout))
-		rc = -1;
+	rc = output_flush();
 	free(out);
 	return rc;
 }
@@ -160,7 +189,7 @@ void output_profiles(struct output *out, const kms_store *store)
 		list = json_object_new_array();
 		json_object_object_add(out->doc, "profiles", list);
 	} else {
-		printf("%-24s %-7s %5s  %s\n", "PROFILE", "TYPE", "BITS", "SOURCE");
+		out_printf("%-24s %-7s %5s  %s\n", "PROFILE", "TYPE", "BITS", "SOURCE");
 	}
 	for (size_t i = 0; i < n; i++) {
 		const kms_profile *p = kms_store_profile_at(store, i);
@@ -178,18 +207,18 @@ void output_profiles(struct output *out, const kms_store *store)
 			json_object_array_add(list, o);
 			continue;
 		}
-		printf("%-24s %-7s ", kms_profile_name(p), kms_profile_type(p));
+		out_printf("%-24s %-7s ", kms_profile_name(p), kms_profile_type(p));
 		if (bits > 0)
-			printf("%5ld ", bits);
+			out_printf("%5ld ", bits);
 		else
-			printf("%5s ", "?");
+			out_printf("%5s ", "?");
 		for (size_t k = 0; k < N_SHOWN; k++) {
 			const char *v = kms_profile_setting(p, shown_settings[k][0]);
 
 			if (v != NULL)
-				printf(" %s=%s", shown_settings[k][0], v);
+				out_printf(" %s=%s", shown_settings[k][0], v);
 		}
-		putchar('\n');
+		out_printf("\n");
 	}
 }
 
@@ -206,7 +235,7 @@ static void output_pool_and_kmes(struct output *out, const kms_status *st)
 			json_object_object_add(out->doc, "kmes", list);
 		}
 	} else if (st->pool_target >= 0) {
-		printf("%-20s %ld\n%-20s %ld\n", "pool_keys", st->pool_keys,
+		out_printf("%-20s %ld\n%-20s %ld\n", "pool_keys", st->pool_keys,
 		       "pool_target", st->pool_target);
 	}
 	for (size_t i = 0; i < st->n_kmes; i++) {
@@ -226,14 +255,14 @@ static void output_pool_and_kmes(struct output *out, const kms_status *st)
 			json_object_array_add(list, o);
 			continue;
 		}
-		printf("%-20s %s %s", "kme", h->url, h->state);
+		out_printf("%-20s %s %s", "kme", h->url, h->state);
 		if (h->failures > 0)
-			printf(", %ld failure%s in a row, asked first again in %.1f s",
+			out_printf(", %ld failure%s in a row, asked first again in %.1f s",
 			       h->failures, h->failures == 1 ? "" : "s",
 			       h->retry_in_ms / 1000.0);
 		if (h->last_error[0] != '\0')
-			printf(": %s", h->last_error);
-		putchar('\n');
+			out_printf(": %s", h->last_error);
+		out_printf("\n");
 	}
 }
 
@@ -261,13 +290,13 @@ void output_status(struct output *out, const kms_profile *p,
 		if (st->target_kme_id[0] != '\0')
 			put_str(out->doc, "target_KME_ID", st->target_kme_id);
 	} else {
-		printf("%-20s %s\n%-20s %s\n%-20s %s\n", "profile",
+		out_printf("%-20s %s\n%-20s %s\n%-20s %s\n", "profile",
 		       kms_profile_name(p), "type", kms_profile_type(p), "state",
 		       st->state);
 		if (st->source_kme_id[0] != '\0')
-			printf("%-20s %s\n", "source_KME_ID", st->source_kme_id);
+			out_printf("%-20s %s\n", "source_KME_ID", st->source_kme_id);
 		if (st->target_kme_id[0] != '\0')
-			printf("%-20s %s\n", "target_KME_ID", st->target_kme_id);
+			out_printf("%-20s %s\n", "target_KME_ID", st->target_kme_id);
 	}
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
 		long v = *(const long *)((const char *)st + counts[i].offset);
@@ -275,7 +304,7 @@ void output_status(struct output *out, const kms_profile *p,
 		if (out->json)
 			put_int(out->doc, counts[i].name, v);
 		else if (v >= 0)
-			printf("%-20s %ld\n", counts[i].name, v);
+			out_printf("%-20s %ld\n", counts[i].name, v);
 	}
 	output_pool_and_kmes(out, st);
 }
@@ -299,7 +328,7 @@ static int print_secret(struct output *out, const kms_key *key,
 		put_str(out->doc, "key", text);
 		put_str(out->doc, "encoding", reveal == REVEAL_HEX ? "hex" : "base64");
 	} else {
-		printf("%-12s %s\n", "key", text);
+		out_printf("%-12s %s\n", "key", text);
 	}
 	kms_secmem_free(text, room);
 	return 0;
@@ -323,7 +352,7 @@ int output_key(struct output *out, const kms_key *key, enum reveal reveal)
 		put_int(out->doc, "bits", (long)len * 8);
 		put_str(out->doc, "check_value", have_kcv ? kcv : NULL);
 	} else {
-		printf("%-12s %s\n%-12s %s\n%-12s %zu bytes (%zu bits)\n%-12s %s\n",
+		out_printf("%-12s %s\n%-12s %s\n%-12s %zu bytes (%zu bits)\n%-12s %s\n",
 		       "profile", kms_key_profile(key), "key-id", kms_key_id(key),
 		       "size", len, len * 8, "check-value", have_kcv ? kcv : "none");
 	}
@@ -361,9 +390,9 @@ void output_check(struct output *out, const kms_profile *p, const kms_error *e)
 			put_str(o, "error", e->message);
 		json_object_array_add(list, o);
 	} else if (e == NULL) {
-		printf("ok      %s (%s)\n", kms_profile_name(p), kms_profile_type(p));
+		out_printf("ok      %s (%s)\n", kms_profile_name(p), kms_profile_type(p));
 	} else {
-		printf("FAILED  %s (%s)\n", kms_profile_name(p), kms_profile_type(p));
+		out_printf("FAILED  %s (%s)\n", kms_profile_name(p), kms_profile_type(p));
 	}
 	if (e != NULL)
 		fprintf(stderr, "kmstore: %s\n", e->message);
@@ -388,5 +417,5 @@ void output_text(struct output *out, const char *name, const char *text)
 	if (out->json)
 		put_str(out->doc, name, text);
 	else
-		printf("%s%s", text, n > 0 && text[n - 1] == '\n' ? "" : "\n");
+		out_printf("%s%s", text, n > 0 && text[n - 1] == '\n' ? "" : "\n");
 }

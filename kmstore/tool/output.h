@@ -11,9 +11,13 @@ enum reveal { REVEAL_NONE, REVEAL_HEX, REVEAL_BASE64 };
 struct output;
 
 struct output *output_new(bool json);
-/* Prints what was gathered (JSON) and frees it; returns 0 or -1 on a
- * write error (a full disk must not look like success). */
+/* Prints what was gathered (JSON) and frees it; returns 0, or the errno
+ * of a write to stdout that failed (a full disk must not look like
+ * success). */
 int output_finish(struct output *out);
+/* Flushes stdout: 0, or the errno of a write that failed (EIO when it is
+ * not known: an earlier printf's). */
+int output_flush(void);
 
 void output_profiles(struct output *out, const kms_store *store);
 void output_status(struct output *out, const kms_profile *p,

@@ -339,6 +339,27 @@ expect_rc 4 "a key file readable by others exits 4"
 expect_in "chmod 600" "$err" "key file refusal says chmod 600"
 chmod 600 "$T/west.key"
 
+# --- output that cannot be written (a full disk): exit 10, a system error
+# as kmstore(1) documents, check's too (not one of its findings), with one
+# line that says why. (help and --version exited 0; the others said only
+# "cannot write the output".)
+if [ -w /dev/full ]; then
+	for args in profiles "status west-east-static" "key west-east-static" \
+		"key west-east-static --reveal" check "--json check" "--json profiles" \
+		help --help --version; do
+		set +e
+		# shellcheck disable=SC2086 # the words of args are arguments
+		"$KMSTORE" -c "$CONF" $args >/dev/full 2>"$T/err"
+		rc=$?
+		set -e
+		err=$(cat "$T/err")
+		expect_rc 10 "kmstore $args >/dev/full exits 10"
+		# (check also warns here of the test certificates' end)
+		expect_eq "kmstore: cannot write to standard output: No space left on device" \
+			"$(grep -v '^kmstore: warning: ' <<<"$err")" "... saying so once, with the reason"
+	done
+fi
+
 # --- KMSTORE_CONF
 set +e
 KMSTORE_CONF=$CONF "$KMSTORE" profiles >"$T/out" 2>"$T/err"

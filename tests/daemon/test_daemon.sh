@@ -130,6 +130,15 @@ expect_rc 0 "kmstore -c CLIENT.conf key static: through kmstored"
 KMSTORE_CONF=$work/client.conf run "$KMSTORE" metrics
 expect_rc 0 "KMSTORE_CONF naming a client configuration: kmstore metrics asks its kmstored"
 expect_in "# TYPE kmstore_profiles gauge" "$RUN_OUT" "... and prints its metrics"
+# Output that cannot be written: exit 10 and one line saying why, through
+# kmstored as in-process (tests/cli). The metrics are over stdio's buffer.
+for args in metrics "check" "status static"; do
+	# shellcheck disable=SC2086 # the words of args are arguments
+	run sh -c 'exec "$@" >/dev/full' sh "$KMSTORE" --daemon "$SW" $args
+	expect_rc 10 "kmstore --daemon $args >/dev/full exits 10"
+	expect_eq "kmstore: cannot write to standard output: No space left on device" \
+		"$(grep -v '^kmstore: warning: ' <<<"$RUN_ERR")" "... saying so once, with the reason"
+done
 run "$KMSTORE" -c "$work/client.conf" reload
 expect_rc 0 "kmstore -c CLIENT.conf reload: its kmstored reloads"
 expect_match "reloaded .*west.conf: [0-9]+ profiles" "$RUN_OUT" "... and says what it loaded"
