@@ -564,6 +564,88 @@ case_checkconfig() {
 	done
 }
 
+# With intermediate=yes the IKE_INTERMEDIATE responder asks the ppk-uri=
+# token of the connection it picked at IKE_SA_INIT, before the peer's ID
+# is known: pluto warns when a connection is added that IKE_SA_INIT may
+# pick for the same peer as one already loaded naming another token (the
+# same local address, the same remote address or %any on either).
+tokens_conn() { # NAME TOKEN [RIGHT [LEFT]]
+	printf 'conn %s\n\tleft=%s\n\tleftid=@east-%s\n\tright=%s\n\trightid=@west-%s\n' \
+		"$1" "${4:-192.0.2.2}" "$1" "${3:-%any}" "$1"
+	printf '\tauthby=secret\n\tkeyexchange=ikev2\n\tppk=insist\n\tintermediate=yes\n\tppk-uri=pkcs11:token=%s\n' "$2"
+}
+case_intermediate_tokens() {
+	echo "# intermediate=yes: a warning for connections IKE_SA_INIT cannot tell apart naming different tokens"
+	local opts=$'ppk=insist\nintermediate=yes\nppk-uri=pkcs11:token=qkd' warn='may be picked at IKE_SA_INIT'
+	local what conns log
+	for what in one same-token other-peer two; do
+		case $what in
+		one) conns='' ;;
+		same-token) conns=$(tokens_conn other qkd) ;;
+		other-peer) conns=$(tokens_conn other static 192.0.2.9) ;;
+		two) conns=$(tokens_conn other static) ;;
+		esac
+		ike_lab_side east "$PATCHED" "$E_CONF" "$opts" '' "$conns"
+		ike_lab_start east || { tap_not_ok "intermediate_tokens ($what): east starts"; continue; }
+		log=$(ike_lab_log east)$(cat "$IKE_LAB_DIR/east/addconn.out")
+		if [ $what = two ]; then
+			# 5.4 orients each connection once its addresses are
+			# resolved, on a helper: the one oriented last warns
+			local a='"other": warning: ppk-uri=pkcs11:token=static with intermediate=yes: connection "west-east" (ppk-uri=pkcs11:token=qkd)'
+			local b='"west-east": warning: ppk-uri=pkcs11:token=qkd with intermediate=yes: connection "other" (ppk-uri=pkcs11:token=static)'
+			if [[ "$log" == *"$a $warn"* || "$log" == *"$b $warn"* ]]; then
+				tap_ok "intermediate_tokens: a right=%any connection beside west-east with another token: a warning naming both"
+			else
+				tap_not_ok "intermediate_tokens: a right=%any connection beside west-east with another token: a warning naming both" \
+					"expected: $a $warn" "or: $b $warn" "in: $(grep -F -e '": added' -e warning <<<"$log")"
+			fi
+			expect_eq 1 "$(ike_lab_log east | grep -c -F "$warn")" "intermediate_tokens: ... one warning"
+			expect_in "asks the token of the connection picked at IKE_SA_INIT" "$log" \
+				"intermediate_tokens: ... saying which token the responder asks"
+			expect_in '"other": added' "$log" "intermediate_tokens: ... and the connection is still added"
+		else
+			expect_not_in "$warn" "$log" "intermediate_tokens ($what): no warning"
+			[ $what = one ] || expect_in '"other": added' "$log" "intermediate_tokens ($what): the second connection is added"
+		fi
+		ike_lab_stop east
+	done
+	# connections added before pluto has their local address (added
+	# unoriented): the warning comes when they are oriented
+	ike_lab_side east "$PATCHED" "$E_CONF" '' '' \
+		"$(tokens_conn late1 qkd 192.0.2.1 192.0.2.3; tokens_conn late2 static %any 192.0.2.3)"
+	ike_lab_start east || { tap_not_ok "intermediate_tokens (late): east starts"; return; }
+	expect_not_in "$warn" "$(ike_lab_log east)" "intermediate_tokens (late): no warning while unoriented"
+	ike_lab_exec east ip addr add 192.0.2.3/24 dev eth1
+	ike_lab_whack east --listen >/dev/null 2>&1
+	sleep 0.3
+	expect_in "$warn" "$(ike_lab_log east)" "intermediate_tokens (late): a warning once pluto finds the address"
+	ike_lab_exec east ip addr del 192.0.2.3/24 dev eth1
+	ike_lab_stop east
+}
+
+# intermediate=yes and an initiator that proposes two PPK_IDs (ppk-ids=,
+# PPKS), the first one with a wrong key: east asks its ppk-uri= token for
+# the first one only (its confirmation does not match) and says it
+# ignores the second, without a key size (5.2's line showed the first
+# key's, as if the second had one).
+case_intermediate_ppk_ids() {
+	echo "# intermediate=yes, two PPK_IDs proposed: the responder looks up the first only"
+	ike_lab_side west "$PATCHED" '' $'ppk=propose\nintermediate=yes\nppk-ids=STATIC_PPK_1,OTHER_PPK' \
+		$': PPKS "STATIC_PPK_1" "a wrong key for STATIC_PPK_1, not the lab key"\n: PPKS "OTHER_PPK" "a key that east has not got"'
+	ike_lab_side east "$PATCHED" "$E_CONF" $'ppk=propose\nintermediate=yes\nppk-uri=pkcs11:token=static' ''
+	ike_lab_start west && ike_lab_start east || return
+	initiate
+	local log
+	log=$(ike_lab_log east)
+	expect_in "ppk-uri=pkcs11:token=static: using received PPK_ID STATIC_PPK_1 (256-bit PPK)" "$log" \
+		"intermediate_ppk_ids: east asks its token for the first PPK_ID"
+	expect_in "only the first PPK_ID is looked up, ignoring PPK_ID OTHER_PPK" "$log" \
+		"intermediate_ppk_ids: ... and ignores the second"
+	expect_not_in "ignoring PPK_ID OTHER_PPK (" "$log" \
+		"intermediate_ppk_ids: ... without the first key's size on that line"
+	ike_lab_stop
+}
+
 # N connections far1..farN between the same plutos, QKD, IDs of their own;
 # west's carry connalias=far.
 far_conns() { # SIDE N
@@ -1163,7 +1245,7 @@ scan_case() { # CASE
 	out=$(ike_lab_scan_secrets "$IKE_LAB_DIR/other.key" "$IKE_LAB_DIR/reused.key") || LEAKS+=("$1: $(head -n 3 <<<"$out")")
 }
 
-ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id no_token intermediate intermediate_addke interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others far_kme near_kme privsep daemon_faults late_token)
+ALL=(checkconfig seccomp logfile static qkd rekey mismatch unknown_id no_token intermediate intermediate_addke intermediate_tokens intermediate_ppk_ids interop hostile_peer reused_ppk_id kme_down kme_silent kme_silent_others far_kme near_kme privsep daemon_faults late_token)
 [ -z "$OTHER" ] || ALL+=(cross_qkd cross_intermediate)
 started=$SECONDS
 for c in "${ALL[@]}"; do
