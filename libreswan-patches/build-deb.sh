@@ -205,7 +205,7 @@ if [ "$src_kind" = dsc ]; then
 	tree=$build/tree
 	base_version=$(cd "$tree" && dpkg-parsechangelog -S Version)
 	# raised with libreswan-patches/debian/changelog's, for each new series
-	version=$base_version+kmstore2
+	version=$base_version+kmstore3
 	# bookworm: systemd (252) ships systemd.pc, there is no systemd-dev;
 	# the OpenSSL libcurl, as kmstore's (see the top)
 	python3 - "$tree/debian/control" <<'EOF'
