@@ -306,13 +306,45 @@ static void test_short_key_warning(void **state)
 	free(keyfile);
 }
 
+/* A key file or configuration file owned by another user (not this one,
+ * not root) is refused even at mode 600: that user could put any key in
+ * it (docs/security.md). Only root can make such a file, so the check is
+ * skipped for other users. */
+static void test_owner_refused(void **state)
+{
+	struct fixture *f = *state;
+	static const char text[] = "[s]\ntype = static\nkey-id = a\nkey = hex:" HEX32 "\n";
+	const uid_t other = 65534; /* nobody */
+	kms_store *st = (kms_store *)1;
+	kms_error err;
+	char *path;
+
+	if (geteuid() != 0)
+		skip();
+	path = test_write(f->dir, NULL, f->key, 32, 0600);
+	assert_int_equal(chown(path, other, (gid_t)-1), 0);
+	bad_key_file(f, path, KMS_ERR_PERMISSION, "is owned by uid 65534, not by you (uid 0) or root");
+	/* Given back to root: the same file is taken. */
+	assert_int_equal(chown(path, 0, (gid_t)-1), 0);
+	bad_key_file(f, path, KMS_OK, NULL);
+	free(path);
+	path = test_write(f->dir, "other.conf", text, strlen(text), 0600);
+	assert_int_equal(chown(path, other, (gid_t)-1), 0);
+	assert_int_equal(kms_store_open(path, &st, &err), KMS_ERR_PERMISSION);
+	assert_null(st);
+	assert_contains(err.message, "other.conf is owned by uid 65534");
+	assert_contains(err.message, "fix: chown 0 ");
+	assert_lacks(err.message, HEX32);
+	free(path);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_encodings), T(test_by_id), T(test_key_file_refused),
-		T(test_config_permission), T(test_relative_path), T(test_env_conf),
+		T(test_config_permission), T(test_owner_refused), T(test_relative_path), T(test_env_conf),
 		T(test_short_key_warning),
 	};
 
