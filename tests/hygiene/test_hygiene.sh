@@ -419,16 +419,34 @@ scan_result() { # LINE
 	LEAK\ *) tap_not_ok "no key in $(sed "s|^LEAK $work/||; s|:.*||" <<<"$1")" "${1#LEAK }" ;;
 	esac
 }
-while IFS= read -r line; do scan_result "$line"; done < <($scan "$sec" --shapes "$out" || true)
+# scan_dir WHAT ARGS... DIR: the scanner's lines in SCAN_OUT. It must have run
+# (exit 0: clean, 1: a leak) and given one line per file: a scanner that
+# crashed, or saw no keys or no files, would otherwise pass every check by
+# reporting nothing.
+scan_dir() {
+	local what=$1 dir=${*: -1} rc=0 files lines
+	shift
+	SCAN_OUT=$($scan "$@") || rc=$?
+	files=$(find "$dir" -type f | wc -l)
+	lines=$(grep -c '^\(clean\|LEAK\) ' <<<"$SCAN_OUT" || true)
+	if [[ $rc -gt 1 || $files -eq 0 || $lines -ne $files || $(ls "$sec" | wc -l) -eq 0 ]]; then
+		tap_not_ok "the scanner ran over $what" "exit $rc, $files files, $lines results, $(ls "$sec" | wc -l) keys"
+		SCAN_OUT=
+	fi
+}
+scan_dir "the outputs" "$sec" --shapes "$out"
+while IFS= read -r line; do scan_result "$line"; done <<<"$SCAN_OUT"
 if ((can_core)); then
-	while IFS= read -r line; do scan_result "$line"; done < <($scan "$sec" "$cores" || true)
+	scan_dir "the core dumps" "$sec" "$cores"
+	while IFS= read -r line; do scan_result "$line"; done <<<"$SCAN_OUT"
 fi
 # The scanner itself: each explicit reveal must be found.
+scan_dir "the revealed keys" "$sec" "$revealed"
 while IFS= read -r line; do
 	case $line in
 	LEAK\ *) tap_ok "the scanner finds the revealed key in ${line#LEAK "$work"/}" ;;
 	clean\ *) tap_not_ok "the scanner finds the revealed key in ${line#clean "$work"/}" ;;
 	esac
-done < <($scan "$sec" "$revealed" || true)
+done <<<"$SCAN_OUT"
 
 tap_done
