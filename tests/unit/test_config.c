@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profile.h"
+#include "qkd.h"
 #include "store.h"
 #include "util.h"
 
@@ -178,6 +180,62 @@ static void test_prefetch_low_zero_alone(void **state)
 	kms_store_free(st);
 	assert_int_equal(test_parse(QKD_HEAD "prefetch-low = 0\n", &st, &err),
 			 KMS_OK);
+	kms_store_free(st);
+}
+
+/* The QKD settings as parsed: each default the man page gives
+ * (kmstore.conf(5): key-size 256, timeout 5 s, no pool, prefetch-low half
+ * of prefetch rounded up, prefetch-max-age 300 s, outage drain), and each
+ * setting as written. Nothing else reads them before kmstored's pool. */
+static const struct kms_qkd_config *qkd_of(const char *text, kms_store **st)
+{
+	kms_error err;
+
+	if (test_parse(text, st, &err) != KMS_OK)
+		fail_msg("%s", err.message);
+	return kms_store_profile_at(*st, 0)->state;
+}
+
+static void test_qkd_settings(void **state)
+{
+	const struct kms_qkd_config *c;
+	kms_store *st;
+
+	(void)state;
+	c = qkd_of(QKD_HEAD, &st);
+	assert_int_equal(c->key_bits, 256);
+	assert_int_equal(c->timeout_ms, 5000);
+	assert_int_equal(c->prefetch, 0);
+	assert_int_equal(c->prefetch_max_age_ms, 300 * 1000);
+	assert_int_equal(c->outage, KMS_OUTAGE_DRAIN);
+	assert_int_equal(c->n_urls, 1);
+	assert_string_equal(c->urls[0], "https://kme.example:8443");
+	kms_store_free(st);
+	c = qkd_of(QKD_HEAD "prefetch = 5\n", &st);
+	assert_int_equal(c->prefetch, 5);
+	assert_int_equal(c->prefetch_low, 3); /* half, rounded up */
+	kms_store_free(st);
+	c = qkd_of(QKD_HEAD "prefetch = 4\n", &st);
+	assert_int_equal(c->prefetch_low, 2);
+	kms_store_free(st);
+	c = qkd_of(QKD_HEAD "prefetch = 1\n", &st);
+	assert_int_equal(c->prefetch_low, 1);
+	kms_store_free(st);
+	c = qkd_of(QKD_NO_URL "url = https://a.example https://b.example:8443\n"
+		   "key-size = 512\ntimeout = 2.5\nprefetch = 8\nprefetch-low = 7\n"
+		   "prefetch-max-age = 60\noutage = fail\n", &st);
+	assert_int_equal(c->n_urls, 2);
+	assert_string_equal(c->urls[0], "https://a.example");
+	assert_string_equal(c->urls[1], "https://b.example:8443");
+	assert_int_equal(c->key_bits, 512);
+	assert_int_equal(c->timeout_ms, 2500);
+	assert_int_equal(c->prefetch, 8);
+	assert_int_equal(c->prefetch_low, 7);
+	assert_int_equal(c->prefetch_max_age_ms, 60 * 1000);
+	assert_int_equal(c->outage, KMS_OUTAGE_FAIL);
+	kms_store_free(st);
+	c = qkd_of(QKD_HEAD "outage = drain\n", &st);
+	assert_int_equal(c->outage, KMS_OUTAGE_DRAIN);
 	kms_store_free(st);
 }
 
@@ -581,6 +639,7 @@ int main(void)
 		cmocka_unit_test(test_valid_crlf),
 		cmocka_unit_test(test_valid_bom),
 		cmocka_unit_test(test_prefetch_low_zero_alone),
+		cmocka_unit_test(test_qkd_settings),
 		cmocka_unit_test(test_lenient_numbers),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_empty_and_comments_only),
