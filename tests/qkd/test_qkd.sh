@@ -60,6 +60,17 @@ chmod 666 "$work/lab/open-ca.crt"
 run "$kmstore" -c "$(conf_with "$W" ca "$work/lab/open-ca.crt")" check
 expect_rc 1 "check refuses a CA file that others may write"
 expect_in "chmod go-w" "$RUN_ERR" "... and says how to fix it"
+# Group-writable is refused too, and the SAE's certificate is held to
+# the same rule (kmstore.conf(5)): neither is trusted if others may edit it.
+chmod 664 "$work/lab/open-ca.crt"
+run "$kmstore" -c "$(conf_with "$W" ca "$work/lab/open-ca.crt")" check
+expect_rc 1 "check refuses a CA file that its group may write"
+expect_in "open-ca.crt is writable by group or others (mode 0664)" "$RUN_ERR" "... naming the file and its mode"
+cp "$work/lab/pki/sae-a.crt" "$work/lab/open-sae.crt"
+chmod 646 "$work/lab/open-sae.crt"
+run "$kmstore" -c "$(conf_with "$W" certificate "$work/lab/open-sae.crt")" check
+expect_rc 1 "check refuses a certificate file that others may write"
+expect_in "open-sae.crt is writable by group or others (mode 0646)" "$RUN_ERR" "... naming the file and its mode"
 # The SAE's TLS key is checked (owner, mode) on an open descriptor: it must
 # be read through that one too, not opened again by name (by curl), or
 # whoever may rename files in its directory can swap it in between.
