@@ -393,12 +393,24 @@ wait_for 10 grep -q "reload refused.*(SIGHUP)" "$SW.log" || true
 expect_match "error: reload refused.*\(SIGHUP\)" "$(cat "$SW.log")" "SIGHUP with a broken file: logged, refused"
 echo "$good" >"$work/reload.conf"
 sed -i 's/^\[added\]/[renamed]/' "$work/reload.conf"
+t_reload=$(date +%s)
 kill -HUP "$(kmstored_pid "$SW")"
 wait_for 10 grep -q "reloaded .*(SIGHUP)" "$SW.log" || true
 expect_match "info: reloaded .*reload.conf: 3 profiles \(SIGHUP\)" "$(cat "$SW.log")" "SIGHUP with a good file: reloaded"
 m=$("$KMSTORE" --daemon "$SW" metrics)
 expect_eq "2 2" "$(sed -n 's/^kmstore_config_reloads_total{result="ok"} //p' <<<"$m") $(sed -n 's/^kmstore_config_reloads_total{result="failed"} //p' <<<"$m")" \
 	"kmstore_config_reloads_total counts both ways, ok and failed: kmstore reload's and SIGHUP's"
+loaded=$(sed -n 's/^kmstore_config_loaded_timestamp_seconds //p' <<<"$m")
+if [[ $loaded =~ ^[0-9]+$ ]] && [ "$loaded" -ge "$t_reload" ] && [ "$loaded" -le "$(date +%s)" ]; then
+	tap_ok "kmstore_config_loaded_timestamp_seconds: the time of the last reload that was taken"
+else
+	tap_not_ok "kmstore_config_loaded_timestamp_seconds: the time of the last reload that was taken" "got '$loaded', the reload at $t_reload"
+fi
+# The long-lived client's connection and the one asking: 2 (a client that
+# just exited may be counted until kmstored sees it go).
+conns_are() { "$KMSTORE" --daemon "$SW" metrics | grep -qx "kmstore_connections $1"; }
+if wait_for 10 conns_are 2; then tap_ok "kmstore_connections: the long-lived client and the one asking (2)"; else
+	tap_not_ok "kmstore_connections: the long-lived client and the one asking (2)" "$("$KMSTORE" --daemon "$SW" metrics | grep '^kmstore_connections')"; fi
 run "$KMSTORE" --daemon "$SW" key renamed
 expect_rc 0 "... its profiles served"
 client_ask "key static"
