@@ -30,16 +30,29 @@ kmstored_start() { # SOCKET CONF [WRAPPER...]
 }
 
 kmstored_stop() { # SOCKET [SIGNAL]
-	local pid i
+	local pid i signalled=0 forced=0 rc=0
 	pid=$(kmstored_pid "$1")
 	[ -n "$pid" ] || return 0
-	kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+	kill "-${2:-TERM}" "$pid" 2>/dev/null && signalled=1
 	for i in $(seq 200); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.05
 	done
-	kill -9 "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
+	kill -9 "$pid" 2>/dev/null && forced=1
+	wait "$pid" 2>/dev/null || rc=$?
 	rm -f "$1.pid"
+	# kmstored(8): SIGTERM stops it with exit 0, within its stop wait. A
+	# crash, an error exit or a hang while stopping is a failure (when it
+	# was a child of this shell: wait says 127 otherwise).
+	if [ "${2:-TERM}" = TERM ] && [ "$signalled" = 1 ] && [ "$rc" != 127 ] &&
+		{ [ "$rc" != 0 ] || [ "$forced" = 1 ]; }; then
+		local what="kmstored at $1 stops on SIGTERM with exit 0"
+		local why="exit $rc$([ "$forced" = 1 ] && echo ", killed after 10 s")"
+		if declare -F tap_not_ok >/dev/null; then
+			tap_not_ok "$what" "$why" "$(tail -n 3 "$1.log" 2>/dev/null)"
+		else
+			echo "warning: $what: $why" >&2
+		fi
+	fi
 	return 0
 }
