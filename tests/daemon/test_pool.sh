@@ -410,6 +410,18 @@ if [ "${dropped:-0}" -ge 2 ] && [ "$failures" -lt "$dropped" ]; then
 else
 	tap_not_ok "... requests dropped together: one failure of that front end" "dropped ${dropped:-none}, failures $failures"
 fi
+# Each enc_keys at the second front end took 200 ms and more (its latency),
+# and less than the profile's timeout (2 s): the histogram is in seconds,
+# none in the buckets up to 0.1 s, all of them in the one of 5 s.
+m=$("$KMSTORE" --daemon "$SW" metrics)
+hist() { sed -n "s|^kmstore_kme_request_duration_seconds_$1{profile=\"qkd\",kme=\"$A2\",op=\"enc_keys\"$2} ||p" <<<"$m"; }
+count=$(hist count '') sum=$(hist sum '')
+if [[ ${count:-0} -ge 1 ]] && [ "$(hist bucket ',le="0.1"')" = 0 ] && [ "$(hist bucket ',le="5"')" = "$count" ] &&
+	awk -v s="$sum" -v n="$count" 'BEGIN { exit !(s >= 0.2 * n && s <= 5 * n) }'; then
+	tap_ok "kmstore_kme_request_duration_seconds: $count requests of 200 ms and more, in seconds (sum $sum)"
+else
+	tap_not_ok "kmstore_kme_request_duration_seconds: requests of 200 ms and more, in seconds" "$(grep "kme_request_duration_seconds.*$A2.*enc_keys" <<<"$m")"
+fi
 kmstored_stop "$SW"
 # A burst at a slow KME: the four sent at once take 4.5 s of the 6 s
 # timeout and get their keys; the four that waited behind them go with
@@ -544,6 +556,56 @@ expect_in "pool refill failed (0 keys left of 16)" "$(cat "$SW.log")" "... the g
 expect_eq "" "$(grep 'per request for 10 minutes' "$SW.log" || true)" "... and no limit learned from it"
 expect_eq 16 "$(tail -n +$((mark + 1)) "$work/sim.log" | sed -n 's/.*enc_keys for SAE_B: number //p' | sort -u | tr '\n' ' ' | sed 's/ $//')" \
 	"... asking for 16 keys each time"
+kmstored_stop "$SW"
+
+# A refill that fails backs off, doubling (1 s, 2 s, 4 s, ...), rather than
+# asking its KME again at once: with the only KME down (nothing listens,
+# each request refused at once), its enc_keys requests start at 0, 1, 3 and
+# 7 s. Counted over 6.5 s after the first: 3, 4 at most. A load that
+# delays kmstored only lowers the count; a pool that does not back off
+# makes thousands, one that does not double 7.
+gone_url="https://127.0.0.1:$(closed_port)"
+conf "$work/west.conf" west "$gone_url" $'prefetch = 5\nprefetch-low = 3'
+kmstored_start "$SW" "$work/west.conf"
+refills() {
+	"$KMSTORE" --daemon "$SW" metrics 2>/dev/null | awk -v k="kme=\"$gone_url\",op=\"enc_keys\"" \
+		'index($0, "kmstore_kme_requests_total{") == 1 && index($0, k) { n += $NF } END { print n + 0 }'
+}
+first_ok=0
+for i in $(seq 100); do [ "$(refills)" -ge 1 ] && { first_ok=1; break; }; sleep 0.1; done
+t0=$(date +%s%N) seen=
+while [ $((($(date +%s%N) - t0) / 1000000)) -lt 6500 ]; do
+	sleep 0.5
+	seen+=" $((($(date +%s%N) - t0) / 1000000))ms:$(refills)"
+done
+n=${seen##*:}
+if [ "$first_ok" = 1 ] && [ "$n" -ge 2 ] && [ "$n" -le 4 ]; then
+	tap_ok "the only KME down: the pool's refills back off, doubling ($n enc_keys requests in 6.5 s)"
+else
+	tap_not_ok "the only KME down: the pool's refills back off, doubling" "$n enc_keys requests in 6.5 s (want 2 to 4); after the first:$seen" \
+		"$("$KMSTORE" --daemon "$SW" metrics | grep "^kmstore_kme_requests_total{profile=\"qkd\",kme=\"$gone_url\"")" "$(tail -n 3 "$SW.log")"
+fi
+kmstored_stop "$SW"
+# A KME that fails is asked first again only after a back-off that doubles
+# (1 s, 2 s, 4 s, ... 60 s): its third failure in a row (each past the last
+# back-off) puts it 4 s away. status --json shows it (failures, retry_in_ms);
+# a load that delays this script only makes the failures later, not fewer.
+conf "$work/west.conf" west "$gone_url"
+kmstored_start "$SW" "$work/west.conf"
+"$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 || true
+sleep 1.2
+"$KMSTORE" --daemon "$SW" key qkd >/dev/null 2>&1 || true
+sleep 2.2
+run "$KMSTORE" --daemon "$SW" key qkd
+expect_rc 8 "the only KME down: unreachable (exit 8)"
+run "$KMSTORE" --daemon "$SW" --json status qkd
+health=$(json "$RUN_OUT" 'd["kmes"][0]["failures"], d["kmes"][0]["retry_in_ms"]' | tr -d '(),')
+read -r fails retry_in <<<"$health"
+if [ "$fails" = 3 ] && [ "$retry_in" -gt 2000 ] && [ "$retry_in" -le 4000 ]; then
+	tap_ok "... three failures: the KME's back-off has doubled twice (retry in $retry_in ms)"
+else
+	tap_not_ok "... three failures: the KME's back-off has doubled twice" "failures, retry_in_ms: $health (want 3, 2001 to 4000)"
+fi
 kmstored_stop "$SW"
 
 # --- outage policy and metrics -------------------------------------------------
