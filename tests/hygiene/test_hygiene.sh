@@ -4,7 +4,8 @@
 # Runs every face (the kmstore command with every subcommand, --json and
 # errors; the OpenSSL provider through openssl storeutl and pkey; the
 # PKCS#11 module through NSS, logging at info level to stderr and, with
-# log=syslog, to syslog) with a known static key, an inline key, and QKD
+# log=syslog, to syslog; the module through kmstored, kmstored's log with
+# the cell's output) with a known static key, an inline key, and QKD
 # keys whose bytes are learnt at the other site with an explicit
 # `kmstore key --reveal hex`; then KMEs with faults that put keys in bad
 # answers. Every stdout, stderr, syslog line and kme-sim log is searched
@@ -217,7 +218,7 @@ for face in "${FACES[@]}"; do
 	[[ $face == pluto ]] && continue
 	rm -f "$work/keylog-$face"
 	SSLKEYLOGFILE=$work/keylog-$face "face_$face" enc west
-	[[ $face == pkcs11 ]] && CELL_OUT=$(grep -v '^key=' <<<"$CELL_OUT" || true)
+	[[ $face == pkcs11 || $face == daemon ]] && CELL_OUT=$(grep -v '^key=' <<<"$CELL_OUT" || true)
 	printf '%s\n' "$CELL_OUT" >"$out/keylog-$face.txt"
 	if [[ $CELL_KEY != 1 ]]; then
 		tap_not_ok "SSLKEYLOGFILE set: $face still gets a key" "$CELL_OUT"
@@ -250,7 +251,7 @@ for fault in malformed wrong-length extra-key oversized=4096 truncated \
 		else
 			"face_$face" enc west
 		fi
-		[[ $face == pkcs11 ]] && CELL_OUT=$(grep -v '^key=' <<<"$CELL_OUT" || true)
+		[[ $face == pkcs11 || $face == daemon ]] && CELL_OUT=$(grep -v '^key=' <<<"$CELL_OUT" || true)
 		printf '%s\n' "$CELL_OUT" >"$out/fault-$f-$face.txt"
 	done
 	cp "$KME_DIR/kme-sim.log" "$out/kme-sim-$f.log"
