@@ -73,6 +73,7 @@ struct kme {
 	curl_socket_t idle_fd[IDLE_MAX]; /* its socket, CURL_SOCKET_BAD if none */
 	size_t n_idle;
 	pid_t pid;      /* the process the idle handles belong to */
+	struct kme *next, *prev; /* in kmes, every process's KME (fork) */
 	const char *url; /* the profile's copy */
 	char *host;     /* as in the URL, without brackets */
 	long port;
@@ -219,6 +220,83 @@ out:
 	return rc;
 }
 
+/* Every KME of the process, for fork(). */
+static struct kme *kmes;
+static pthread_mutex_t kmes_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t kmes_once = PTHREAD_ONCE_INIT;
+static pid_t forking; /* the parent, from kmes_before_fork to kmes_child */
+
+/* fork(), as for kmstored's idle connections (remote.c): every KME's idle
+ * lock is taken around it, so a child never inherits one held by a thread
+ * it does not have. In the child the idle handles are the parent's: their
+ * TLS connections are the parent's too, with the parent's keys and record
+ * sequence numbers. A request of the child on one would reach the KME in
+ * the parent's session (the parent's next request on it then fails as a
+ * bad record MAC, or reads the child's answer), and a curl_easy_cleanup()
+ * would send the parent's close_notify. So the child closes its copies
+ * of their sockets at once, before it can open anything that would take
+ * their numbers, and forgets the handles (their memory is the parent's
+ * pages, copied on write); the parent's connections stay open. */
+static void kmes_before_fork(void)
+{
+	pthread_mutex_lock(&kmes_lock);
+	for (struct kme *k = kmes; k != NULL; k = k->next)
+		pthread_mutex_lock(&k->idle_lock);
+	forking = getpid();
+}
+
+static void kmes_parent(void)
+{
+	for (struct kme *k = kmes; k != NULL; k = k->next)
+		pthread_mutex_unlock(&k->idle_lock);
+	pthread_mutex_unlock(&kmes_lock);
+}
+
+static void kmes_child(void)
+{
+	pid_t me = getpid();
+
+	for (struct kme *k = kmes; k != NULL; k = k->next) {
+		for (size_t i = 0; k->pid == forking && i < k->n_idle; i++)
+			if (k->idle_fd[i] != CURL_SOCKET_BAD)
+				close(k->idle_fd[i]);
+		k->n_idle = 0;
+		k->pid = me;
+		pthread_mutex_unlock(&k->idle_lock);
+	}
+	pthread_mutex_unlock(&kmes_lock);
+}
+
+/* glibc unregisters the handlers when the library is unloaded (dlclose). */
+static void kmes_register_atfork(void)
+{
+	pthread_atfork(kmes_before_fork, kmes_parent, kmes_child);
+}
+
+static void kmes_add(struct kme *k)
+{
+	pthread_once(&kmes_once, kmes_register_atfork);
+	pthread_mutex_lock(&kmes_lock);
+	k->prev = NULL;
+	k->next = kmes;
+	if (kmes != NULL)
+		kmes->prev = k;
+	kmes = k;
+	pthread_mutex_unlock(&kmes_lock);
+}
+
+static void kmes_remove(struct kme *k)
+{
+	pthread_mutex_lock(&kmes_lock);
+	if (k->prev != NULL)
+		k->prev->next = k->next;
+	else
+		kmes = k->next;
+	if (k->next != NULL)
+		k->next->prev = k->prev;
+	pthread_mutex_unlock(&kmes_lock);
+}
+
 static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 {
 	for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
@@ -226,6 +304,7 @@ static kms_rc kme_init(struct kme *k, const char *url, kms_error *err)
 	pthread_mutex_init(&k->idle_lock, NULL);
 	pthread_mutex_init(&k->health_lock, NULL);
 	k->pid = getpid();
+	kmes_add(k);
 	k->url = url;
 	k->share = curl_share_init();
 	if (k->share == NULL)
@@ -272,7 +351,8 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 		struct kme *e = &cl->kmes[k];
 
 		/* The handles first: they use the share. A child of fork()
-		 * that never asked leaves the parent's connections alone. */
+		 * leaves the parent's connections alone. */
+		kmes_remove(e);
 		idle_after_fork(e);
 		for (size_t i = 0; i < e->n_idle; i++)
 			curl_easy_cleanup(e->idle[i]);
@@ -684,24 +764,16 @@ static void observe(const struct call *k, int64_t t0_us, const char *what)
 		observer(observer_ctx, &ev);
 }
 
-/* In a child of fork() the idle handles are the parent's: their TLS
- * connections are the parent's too, with the parent's keys and record
- * sequence numbers. A request of the child on one would reach the KME
- * in the parent's session (the next request of the parent on it then
- * fails as a bad record MAC, or reads the child's answer), and a
- * curl_easy_cleanup() would send the parent's close_notify. So the child
- * closes its copies of their sockets and forgets them, handles and all
- * (their memory is the parent's pages, copied on write). The lock is
- * held. */
+/* Idle handles of another process (a fork that ran no pthread_atfork
+ * handler, see kmes_child) are forgotten, never closed: their numbers
+ * may be this process's own descriptors by now. Under the idle lock, or
+ * with no other thread. */
 static void idle_after_fork(struct kme *cl)
 {
 	pid_t me = getpid();
 
 	if (cl->pid == me)
 		return;
-	for (size_t i = 0; i < cl->n_idle; i++)
-		if (cl->idle_fd[i] != CURL_SOCKET_BAD)
-			close(cl->idle_fd[i]);
 	cl->n_idle = 0;
 	cl->pid = me;
 }

@@ -8,8 +8,9 @@
 #   - an error page larger than any answer read: the HTTP status, not "too
 #     large"
 #   - fork(): the child asks on a connection of its own, never the
-#     parent's TLS session; a program the process runs inherits no KME
-#     connection
+#     parent's TLS session, and never closes a descriptor of its own that
+#     took the number of a parent's connection; a program the process runs
+#     inherits no KME connection
 # Usage: test_etsi_edges.sh KMSTORE KME_SIM_PKI FORK_CLIENT
 set -euo pipefail
 kmstore=$1 pki=$2 fork_client=$3
@@ -81,6 +82,13 @@ expect_eq 0 "$(grep -c '^error' "$work/port.log" || true)" "... the KME saw no T
 expect_eq "conn 1,req 1,conn 2,req 2,req 1" \
 	"$(grep -E '^(conn|req)' "$work/port.log" | cut -d' ' -f1,2 | paste -sd,)" \
 	"... the child asked on a connection of its own; the parent's stayed the parent's"
+
+# A child that closes what it inherited and opens its own files on those
+# numbers (a daemon's child) keeps them: its first key must not close one
+# as if it were a copy of its parent's KME connection.
+run "$fork_client" "$conf" qkd reuse
+expect_rc 0 "a key in the parent; in a child that closed its descriptors and opened pipes, a key"
+expect_not_in "is no longer its pipe" "$RUN_OUT" "... and the child's pipes are still its pipes"
 
 # A program run by the process (pluto's updown, a shell) inherits no TCP
 # socket: the SAE's connection to the KME is not kept up by it.
