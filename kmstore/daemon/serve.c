@@ -15,6 +15,7 @@
 #include "kmstored.h"
 #include "qkd.h"
 #include "secmem.h"
+#include "store.h"
 #include "wire.h"
 
 #define IO_TIMEOUT_MS 5000 /* the rest of a request once begun; a reply */
@@ -405,9 +406,12 @@ static kms_rc do_check(struct kmsd_client *c,
 	kms_profile *p;
 	kms_rc rc;
 
+	/* The profile as loaded: its users and groups were looked up then,
+	 * and those numbers are the rule in force (a client's check makes
+	 * no directory lookups, which a down sssd would hold). */
 	rc = kmsd_conf_profile(conf, c, q->profile, &p, NULL, err);
 	if (rc == KMS_OK)
-		rc = kms_profile_check(p, err);
+		rc = kms_profile_check_files(p, err);
 	if (rc == KMS_OK)
 		rc = kms_profile_check_dates(p, err);
 	kmsd_conf_put(conf);
