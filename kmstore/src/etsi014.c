@@ -877,7 +877,9 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 			snprintf(k->lost, sizeof(k->lost), "%.*s",
 				 (int)sizeof(k->lost) - 1,
 				 errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		if (*again && ++k->n_lost >= ENC_LOST_MAX && lost_enough(k)) {
+		if (*again)
+			k->n_lost++;
+		if (*again && lost_enough(k)) {
 			size_t l = err != NULL ? strlen(err->message) : 0;
 
 			*again = 0;
