@@ -541,6 +541,40 @@ case_checkconfig() {
 	run "$PATCHED/libexec/ipsec/addconn" --checkconfig --config "$d/pin.conf"
 	expect_rc 3 "checkconfig: a ppk-uri with a pin-value= is refused"
 	expect_not_in "s3cret-PIN" "$RUN_OUT$RUN_ERR" "checkconfig: ... without echoing the PIN"
+	# the PIN is looked for in the raw value, before any message shows
+	# the URI: in one NSS cannot parse (whose refusal echoes it whole),
+	# in the path (";pin-value=", which NSS parses as an attribute like
+	# any other); nor does addconn go on to the seccomp= check, which
+	# shows the URI too, for one it has refused
+	local what uri seccomp
+	while IFS='|' read -r what seccomp uri <&3; do
+		printf 'config setup\n\tseccomp=%s\nconn a\n\tleft=192.0.2.1\n\tright=192.0.2.2\n\tppk=insist\n\tppk-uri=%s\n' \
+			"$seccomp" "$uri" >"$d/pin2.conf"
+		run "$PATCHED/libexec/ipsec/addconn" --checkconfig --config "$d/pin2.conf"
+		expect_rc 3 "checkconfig: a pin-value= $what is refused"
+		expect_in "ppk-uri= invalid: a PIN (pin-value=)" "$RUN_OUT$RUN_ERR" "checkconfig: ... as a PIN ($what)"
+		expect_not_in "s3cret" "$RUN_OUT$RUN_ERR" "checkconfig: ... without echoing the PIN ($what)"
+	done 3<<-'EOF'
+	in a URI NSS cannot parse|disabled|pkcs11:token=static;;%zz?pin-value=s3cret
+	in the path|disabled|pkcs11:token=static;pin-value=s3cret
+	with seccomp=enabled|enabled|pkcs11:token=static?pin-value=s3cret
+	EOF
+	# and pluto, which addconn sends the connection as it is
+	while IFS='|' read -r what uri <&3; do
+		ike_lab_side west "$PATCHED" "$W_CONF" $'ppk=insist\nppk-uri='"$uri" ''
+		if ike_lab_start west 2>/dev/null; then
+			tap_not_ok "checkconfig: pluto refuses a pin-value= $what" "$(cat "$IKE_LAB_DIR/west/addconn.out")"
+		else
+			expect_in "ppk-uri= invalid: a PIN (pin-value=)" "$(cat "$IKE_LAB_DIR/west/addconn.out")" \
+				"checkconfig: pluto refuses a pin-value= $what"
+		fi
+		ike_lab_stop west
+		expect_not_in "s3cret" "$(cat "$IKE_LAB_DIR/west/addconn.out" "$IKE_LAB_DIR/west/pluto.log")" \
+			"checkconfig: ... and neither addconn nor pluto's log shows the PIN ($what)"
+	done 3<<-'EOF'
+	in a URI NSS cannot parse|pkcs11:token=static;;%zz?pin-value=s3cret
+	in the path|pkcs11:token=static;pin-value=s3cret
+	EOF
 	# pluto checks ppk-uri= amid the other conn keywords: it must not
 	# hide their errors (5.4's extract_connection() had its diag_t
 	# overwritten by the ppk-uri= check: the connection was added, with
