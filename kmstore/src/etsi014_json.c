@@ -658,6 +658,60 @@ int kms_etsi_same_key_id(const char *a, const char *b)
 	       strcasecmp(a, b) == 0;
 }
 
+/* Which of RFC 4648's alphabets the key's text is in, for a message that
+ * tells the vendor what its KME sends: B64_STD ('+', '/' or neither),
+ * B64_URL ('-' or '_', and no '+' or '/'), or B64_OTHER (anything else, or
+ * both). Padding ('=') is counted in *pad, wherever it is. Says nothing of
+ * the key but its alphabet. */
+enum b64_alphabet { B64_STD, B64_URL, B64_OTHER };
+
+static enum b64_alphabet alphabet_of(const char *t, size_t n, size_t *pad)
+{
+	int std = 0, url = 0, other = 0;
+
+	*pad = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = t[i];
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9'))
+			continue;
+		std |= c == '+' || c == '/';
+		url |= c == '-' || c == '_';
+		*pad += c == '=';
+		other |= c != '+' && c != '/' && c != '-' && c != '_' && c != '=';
+	}
+	if (other || (std && url))
+		return B64_OTHER;
+	return url ? B64_URL : B64_STD;
+}
+
+/* A key of key_len bytes whose text is not base64 of that length: what
+ * it is, if it is that key in unpadded base64 or in base64url. */
+static kms_rc bad_key_text(const char *sid, const char *t, size_t n,
+			   size_t key_len, kms_error *err)
+{
+	size_t pad, padded = (key_len + 2) / 3 * 4;
+	enum b64_alphabet a = alphabet_of(t, n, &pad);
+	const char *name = a == B64_URL ? "base64url" : "base64";
+
+	if (a != B64_OTHER && pad == 0 && n != padded &&
+	    n == (key_len * 4 + 2) / 3)
+		return kms_fail(err, KMS_ERR_KME,
+				"the KME's key '%s' is unpadded %s (%zu characters, "
+				"no '='%s): ETSI GS QKD 014 asks for base64 (RFC "
+				"4648 section 4), %zu characters for %zu bytes",
+				sid, name, n,
+				a == B64_URL ? "; '-' or '_', the URL-safe alphabet"
+					     : "", padded, key_len);
+	if (a == B64_URL && n == padded)
+		return kms_fail(err, KMS_ERR_KME,
+				"the KME's key '%s' is base64url (the URL-safe "
+				"alphabet: '-' or '_'): ETSI GS QKD 014 asks for "
+				"base64 (RFC 4648 section 4: '+' and '/')", sid);
+	return KMS_OK;
+}
+
 static kms_rc take_key(json_object *entry, const char *want_id,
 		       size_t key_len, char *id, uint8_t *key, kms_error *err)
 {
@@ -687,6 +741,10 @@ static kms_rc take_key(json_object *entry, const char *want_id,
 				"the KME's key '%s' has no key string", sid);
 	skey = json_object_get_string(jkey);
 	text_len = (size_t)json_object_get_string_len(jkey);
+	if (bad_key_text(sid, skey, text_len, key_len, err) != KMS_OK) {
+		wipe_string(jkey);
+		return KMS_ERR_KME;
+	}
 	if (kms_base64_decoded_len(skey, text_len) != key_len) {
 		wipe_string(jkey);
 		return kms_fail(err, KMS_ERR_KME,

@@ -244,6 +244,29 @@ static void test_malformed_containers(void **state)
 		       NULL, "not 32 bytes");
 	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":\"" KEY32 "AAAA\"}]}",
 		       NULL, "not 32 bytes");
+	/* 32 bytes without the '=' of base64's padding (43 characters): the
+	 * message says so, for the vendor; so for the URL-safe alphabet,
+	 * padded or not. */
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":"
+		       "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}]}",
+		       NULL, "is unpadded base64 (43 characters, no '='): "
+		       "ETSI GS QKD 014 asks for base64 (RFC 4648 section 4), "
+		       "44 characters for 32 bytes");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":"
+		       "\"-_ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}]}",
+		       NULL, "is unpadded base64url (43 characters, no '='; '-' "
+		       "or '_', the URL-safe alphabet)");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":"
+		       "\"-_ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}]}",
+		       NULL, "is base64url (the URL-safe alphabet: '-' or '_')");
+	/* Neither alphabet, or a length that is not 32 bytes unpadded: as
+	 * before. */
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":"
+		       "\"+_ECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}]}",
+		       NULL, "is not 32 bytes of base64 (43 characters)");
+	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":"
+		       "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh\"}]}",
+		       NULL, "is not 32 bytes of base64 (42 characters)");
 	/* Right length, bad alphabet, non-canonical tail bits. */
 	assert_refused("{\"keys\":[{\"key_ID\":\"a\",\"key\":"
 		       "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh*=\"}]}",
