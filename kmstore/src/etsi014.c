@@ -146,6 +146,11 @@ struct call {
 	int n_lost;       /* answers lost, in this call and the ones before it */
 	char location[160]; /* a 3xx answer's Location, cleaned */
 	int big;          /* the last answer's body was beyond BODY_MAX, not read */
+	int tls_stalled;  /* the last attempt connected, and ran out of time in
+			   * the TLS handshake */
+	/* The last failure's words after "... for SAE 'X': ", or a briefer
+	 * form of them: the KME's part of a failover's error (run()). */
+	char why[KMS_ERROR_MAX];
 	struct curl_blob tls_key; /* the SAE's PEM key, in locked memory */
 };
 
@@ -371,11 +376,12 @@ void kms_qkd_client_free(struct kms_qkd_client *cl)
 	free(cl);
 }
 
-static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
+static kms_rc call_fail(struct call *k, kms_error *err, kms_rc code,
 			const char *fmt, ...) KMS_PRINTF(4, 5);
 
-/* "profile 'P': KME URL: enc_keys for SAE 'X': ..." */
-static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
+/* "profile 'P': KME URL: enc_keys for SAE 'X': ...", the "..." kept in
+ * k->why too. */
+static kms_rc call_fail(struct call *k, kms_error *err, kms_rc code,
 			const char *fmt, ...)
 {
 	char msg[KMS_ERROR_MAX];
@@ -384,6 +390,7 @@ static kms_rc call_fail(const struct call *k, kms_error *err, kms_rc code,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	memcpy(k->why, msg, sizeof(k->why));
 	return kms_fail(err, code, "profile '%s': KME %s: %s for SAE '%s': %s",
 			k->p->name, k->kme->url, op_names[k->op], k->sae, msg);
 }
@@ -696,11 +703,25 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 				 "the answer is larger than %d bytes", BODY_MAX);
 	k->timed_out = rc == CURLE_OPERATION_TIMEDOUT ||
 		       kms_now_ms() >= k->deadline_ms;
-	if (k->timed_out)
-		return call_fail(k, err, KMS_ERR_UNREACHABLE,
-				 "no answer %s (%d attempt%s; last: %s)",
-				 time_given(k, given, sizeof(given)), k->attempts,
-				 k->attempts == 1 ? "" : "s", detail);
+	if (k->timed_out && k->tls_stalled) {
+		call_fail(k, err, KMS_ERR_UNREACHABLE,
+			  "TLS handshake did not finish %s: TCP connected, the "
+			  "KME's TLS did not answer (%d attempt%s; last: %s)",
+			  time_given(k, given, sizeof(given)), k->attempts,
+			  k->attempts == 1 ? "" : "s", detail);
+		snprintf(k->why, sizeof(k->why), "TLS handshake did not finish "
+			 "within %.1f s (TCP connected)", k->given_ms / 1000.0);
+		return KMS_ERR_UNREACHABLE;
+	}
+	if (k->timed_out) {
+		call_fail(k, err, KMS_ERR_UNREACHABLE,
+			  "no answer %s (%d attempt%s; last: %s)",
+			  time_given(k, given, sizeof(given)), k->attempts,
+			  k->attempts == 1 ? "" : "s", detail);
+		snprintf(k->why, sizeof(k->why), "no answer within %.1f s",
+			 k->given_ms / 1000.0);
+		return KMS_ERR_UNREACHABLE;
+	}
 	/* This SAE's own certificate, key or CA file: no KME would take
 	 * them, and none is to blame. */
 	if (rc == CURLE_SSL_CERTPROBLEM || rc == CURLE_SSL_CACERT_BADFILE)
@@ -830,6 +851,25 @@ static void give_back(struct kme *cl, CURL *h)
 	curl_easy_cleanup(h); /* beyond the pool: closes its connection */
 }
 
+/* Whether a transfer that timed out did so in the TLS handshake: a new
+ * connection was made in it (a reused one is not counted) to the KME's
+ * address, and no handshake finished. libcurl 7.88 sets
+ * CURLINFO_CONNECT_TIME_T only once TLS is up too, so it cannot tell;
+ * these do: a SYN unanswered leaves no connection and no address, a
+ * handshake done sets CURLINFO_APPCONNECT_TIME_T. */
+static int tls_stalled(CURL *h)
+{
+	curl_off_t tls = 0;
+	long made = 0;
+	char *ip = NULL;
+
+	if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &made) != CURLE_OK ||
+	    curl_easy_getinfo(h, CURLINFO_PRIMARY_IP, &ip) != CURLE_OK ||
+	    curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &tls) != CURLE_OK)
+		return 0;
+	return made > 0 && ip != NULL && ip[0] != '\0' && tls == 0;
+}
+
 /* One attempt; *again is set when a retry may help. */
 static kms_rc attempt(struct call *k, const char *url, const char *request,
 		      struct curl_slist *headers, struct curl_slist *resolved,
@@ -849,7 +889,9 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	k->http_status = 0;
 	k->timed_out = 0;
 	k->big = 0;
+	k->tls_stalled = 0;
 	k->location[0] = '\0';
+	k->why[0] = '\0';
 	h = take_handle(k->kme);
 	if (h == NULL || set_options(h, k, url, request, headers, resolved, b,
 				     errbuf, (long)(budget > 1 ? budget : 1)) != 0) {
@@ -858,6 +900,8 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	}
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		k->tls_stalled = tls_stalled(h);
 	if (status >= 300 && status < 400)
 		redirect_to(h, k->location, sizeof(k->location));
 	give_back(k->kme, h);
@@ -887,6 +931,9 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 				snprintf(err->message + l, sizeof(err->message) - l,
 					 "; %d answers lost, not asked again: each "
 					 "may have taken keys at the KME", k->n_lost);
+			l = strlen(k->why);
+			snprintf(k->why + l, sizeof(k->why) - l, "; %d answers "
+				 "lost, not asked again", k->n_lost);
 		}
 	} else if (status == 200) {
 		out = KMS_OK;
@@ -1144,6 +1191,62 @@ static kms_rc run_at(struct call *k, const char *path_tail, const char *request,
 	return rc;
 }
 
+/* The length of s cut to at most n bytes, not inside a UTF-8 sequence
+ * (curl's words and kmstore's are ASCII; a URL may not be). */
+static size_t cut_at(const char *s, size_t n)
+{
+	size_t len = strlen(s);
+
+	if (len <= n)
+		return len;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+/* Each KME's last failure, in the order they were asked: what a failover
+ * that failed says, "every KME of profile 'P' failed enc_keys for SAE 'X'
+ * (3 tries): URL: why; URL: why". When they do not all fit in a message,
+ * each gets an equal share of what is left, cut with "..." (what one does
+ * not use, the next may). */
+static void failover_error(kms_error *err, const kms_profile *p, enum op op,
+			   const char *sae, size_t tries, const struct kme *kme,
+			   const size_t *order, char (*why)[KMS_ERROR_MAX],
+			   size_t n)
+{
+	char *m = err->message;
+	size_t size = sizeof(err->message), o, asked = 0;
+
+	for (size_t i = 0; i < n; i++)
+		asked += why[i][0] != '\0';
+	o = (size_t)snprintf(m, size, "every KME of profile '%s' failed %s for "
+			     "SAE '%s' (%zu tr%s):", p->name, op_names[op], sae,
+			     tries, tries == 1 ? "y" : "ies");
+	if (o >= size)
+		o = cut_at(m, size - 1);
+	for (size_t i = 0; i < n; i++) {
+		const char *url = kme[order[i]].url;
+		size_t share, avail, u, w, left = size - 1 - o;
+		int cut;
+
+		if (why[i][0] == '\0')
+			continue;
+		share = left / asked--;
+		if (share < 8)
+			break;
+		/* " URL: why;": the URL and why in avail, "..." for a cut why */
+		avail = share - 3 - (asked > 0);
+		u = cut_at(url, avail - 3);
+		w = cut_at(why[i], avail - u);
+		cut = w < strlen(why[i]);
+		if (cut)
+			w = cut_at(why[i], avail - u - 3);
+		o += (size_t)snprintf(m + o, size - o, " %.*s: %.*s%s%s", (int)u,
+				      url, (int)w, why[i], cut ? "..." : "",
+				      asked > 0 ? ";" : "");
+	}
+}
+
 /* Runs op for the SAE sae with request (NULL: GET) until deadline
  * (monotonic ms) and leaves the answer in b (secmem). With one KME it
  * has the whole deadline, retries included; with several, they take
@@ -1157,7 +1260,8 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 	struct kms_qkd_config *c = p->state;
 	struct kms_qkd_client *cl = c->client;
 	char path_sae[3 * 64 + 1], tail[3 * 64 + 32];
-	size_t order[KMS_KMES_MAX], n, tried = 0;
+	size_t order[KMS_KMES_MAX], n, tried = 0, kmes_tried = 0;
+	char why[KMS_KMES_MAX][KMS_ERROR_MAX]; /* by turn % n: the last failure */
 	kms_rc rc = KMS_ERR_UNREACHABLE;
 	int lost = 0;
 
@@ -1167,6 +1271,8 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 	if (b->data == NULL)
 		return kms_fail(err, KMS_ERR_SYSTEM, "out of memory");
 	n = kme_order(cl, order);
+	for (size_t i = 0; i < n; i++)
+		why[i][0] = '\0';
 	for (size_t turn = 0;; turn++) {
 		size_t i = turn % n;
 		int64_t left = deadline - kms_now_ms();
@@ -1187,6 +1293,11 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 		rc = run_at(&k, tail, request, b, err);
 		b->status = k.http_status;
 		tried++;
+		kmes_tried += why[i][0] == '\0';
+		if (rc != KMS_OK)
+			snprintf(why[i], sizeof(why[i]), "%s", k.why[0] ? k.why :
+				 err != NULL && err->message[0] ? err->message
+								: "failed");
 		lost = k.n_lost;
 		if (n == 1 || rc == KMS_OK || !fails_over(rc, k.http_status) ||
 		    lost_enough(&k))
@@ -1199,9 +1310,12 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 	if (rc != KMS_OK) {
 		kms_secmem_free_used(b->data, BODY_MAX + 1, b->high);
 		b->data = NULL;
-		if (n > 1 && tried > 0 && err != NULL)
-			kms_error_prefix(err, "every KME of profile '%s' failed "
-					 "(%zu tries); the last", p->name, tried);
+		/* Each KME's last failure, the error's code the last one's.
+		 * One KME asked: its answer (a 4xx, a bad answer) is no
+		 * failover's, and its own message says it all. */
+		if (n > 1 && kmes_tried > 1 && err != NULL)
+			failover_error(err, p, op, sae, tried, cl->kmes, order,
+				       why, n);
 	}
 	return rc;
 }

@@ -472,7 +472,7 @@ expect_rc 0 "while one client waits for a silent KME, another is served"
 expect_faster 0.5 "... at once"
 wait "$hang_client" || true
 t1=$(date +%s.%N)
-expect_in "no answer within the timeout of 2.0 s" "$(cat "$work/hang.out")" "the waiting client gets the KME's timeout, relayed"
+expect_in "TLS handshake did not finish within the timeout of 2.0 s" "$(cat "$work/hang.out")" "the waiting client gets the KME's timeout, relayed"
 awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a < 3) }' && tap_ok "... within the profile's timeout" ||
 	tap_not_ok "... within the profile's timeout" "took $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
 client_send "key hang"

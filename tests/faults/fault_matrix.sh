@@ -91,7 +91,7 @@ rows=(
 	"failover: 1st black hole|@two --fault blackhole,kme=KME_A/1|url=both|ok|0|"
 	"failover: 1st 503|@two --fault 503,kme=KME_A/1|url=both|ok|0|"
 	"failover: 1st 500|@two --fault status=500,kme=KME_A/1|url=both|ok|0|"
-	"failover: every KME 503|@two --fault 503,kme=KME_A|url=both|enc|7|every KME of profile 'qkd' failed \\([0-9]+ tries\\); the last: profile 'qkd': KME [^ ]+: enc_keys for SAE 'SAE_B': HTTP 503"
+	"failover: every KME 503|@two --fault 503,kme=KME_A|url=both|enc|7|every KME of profile 'qkd' failed enc_keys for SAE 'SAE_B' \\([0-9]+ tries\\): https://[^ ]+: HTTP 503[^;]*; https://[^ ]+: HTTP 503"
 	"slow DNS 0.5 s|@dns=500||ok|0|"
 	"slow DNS, silent KME|@dns=1500 --fault blackhole||enc|8|no answer within the timeout of 2\\.0 s"
 	"silent DNS|@dns=never||enc|8|cannot resolve '$FACE_DNS_NAME' within the timeout of 2\\.0 s"

@@ -11,6 +11,9 @@ MODE:
   enc-lost   every enc_keys answer is cut off halfway, the connection closed
   redirect   HTTP 307 to another URL
   big-503    HTTP 503 with an HTML page larger than any answer kmstore reads
+  no-tls     accepts TCP connections and never answers the TLS handshake
+  unpadded   keys in base64 without its '=' padding (43 characters)
+  url-unpadded  keys in base64url (RFC 4648 section 5), unpadded, with '-'
 """
 import base64, itertools, json, os, socket, ssl, sys, threading, uuid
 
@@ -57,11 +60,22 @@ def answer(c, status, body, ctype='application/json', headers=''):
 
 def container(kid):
     key = base64.b64encode(os.urandom(32)).decode()
+    if mode == 'unpadded':
+        key = key.rstrip('=')
+    elif mode == 'url-unpadded':
+        # a '-' (62) at the start: an alphabet that cannot be read as base64
+        key = base64.urlsafe_b64encode(b'\xf8' + os.urandom(31)).decode().rstrip('=')
     return json.dumps({'keys': [{'key_ID': kid, 'key': key}]})
 
 
 def serve(raw):
     n = next(conns)
+    if mode == 'no-tls':
+        say('conn %d tcp' % n)
+        while raw.recv(4096):
+            pass
+        raw.close()
+        return
     try:
         c = ctx.wrap_socket(raw, server_side=True)
     except (OSError, ssl.SSLError) as e:
@@ -79,7 +93,7 @@ def serve(raw):
             kid = str(uuid.uuid4())
             if 'key_IDs' in req:
                 kid = req['key_IDs'][0]['key_ID']
-            if mode == 'ok':
+            if mode in ('ok', 'unpadded', 'url-unpadded'):
                 answer(c, '200 OK', container(kid))
             elif mode == 'dec-lost' and kid in delivered:
                 answer(c, '400 Bad Request', json.dumps(

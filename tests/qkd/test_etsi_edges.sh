@@ -7,6 +7,12 @@
 #   - a redirect: the error names where to
 #   - an error page larger than any answer read: the HTTP status, not "too
 #     large"
+#   - keys in unpadded base64 or base64url: the error says which, for the
+#     vendor, not only "not 32 bytes of base64"
+#   - a KME that takes TCP connections and never does TLS: "TLS handshake
+#     did not finish", not curl's "Connection timed out"
+#   - several KMEs, every one failing: the error names each one's last
+#     failure, in order, within a message's 511 bytes
 #   - fork(): the child asks on a connection of its own, never the
 #     parent's TLS session, and never closes a descriptor of its own that
 #     took the number of a parent's connection; a program the process runs
@@ -73,6 +79,47 @@ run "$kmstore" -c "$conf" key qkd
 expect_rc 7 "HTTP 503 with a 25 kB HTML page"
 expect_in "HTTP 503 (its body is larger than 16384 bytes; not read)" "$RUN_ERR" \
 	"... the error is the status, not a body too large"
+
+kme unpadded
+run "$kmstore" -c "$conf" key qkd
+expect_rc 7 "a key in base64 without its padding is refused"
+expect_in "is unpadded base64 (43 characters, no '='): ETSI GS QKD 014 asks for base64 (RFC 4648 section 4), 44 characters for 32 bytes" \
+	"$RUN_ERR" "... saying it is unpadded base64"
+
+kme url-unpadded
+run "$kmstore" -c "$conf" key qkd
+expect_rc 7 "a key in unpadded base64url is refused"
+expect_in "is unpadded base64url (43 characters, no '='; '-' or '_', the URL-safe alphabet)" \
+	"$RUN_ERR" "... saying it is unpadded base64url"
+
+# TCP connects, TLS never answers: said so, not curl's "Connection timed out".
+kme no-tls
+sed -i 's/^timeout .*/timeout      = 1/' "$conf"
+run "$kmstore" -c "$conf" key qkd
+expect_rc 8 "a KME that never answers the TLS handshake"
+expect_in "enc_keys for SAE 'SAE_B': TLS handshake did not finish within the timeout of 1.0 s: TCP connected, the KME's TLS did not answer (1 attempt; last: " \
+	"$RUN_ERR" "... the error says the TLS handshake did not finish"
+
+# Two KMEs: the first black-holes TLS, the second refuses connections
+# (port 1: nothing listens). Each one's failure is in the error, in order.
+port=$(cat "$work/port")
+sed -i "s|^url .*|url          = https://127.0.0.1:$port https://127.0.0.1:1|; s/^timeout .*/timeout      = 2/" "$conf"
+run "$kmstore" -c "$conf" key qkd
+expect_rc 8 "two KMEs, one silent after TCP, one refusing: unreachable (the last failure's code)"
+expect_match "every KME of profile 'qkd' failed enc_keys for SAE 'SAE_B' \([0-9]+ tries\): https://127\.0\.0\.1:$port: TLS handshake did not finish within [0-9.]+ s \(TCP connected\); https://127\.0\.0\.1:1: cannot connect: [^;]*Couldn't connect to server\$" \
+	"$RUN_ERR" "... the error names each KME's last failure, in order"
+
+# Eight KMEs that refuse, with long URLs: each named, cut to fit.
+urls=
+for i in 1 2 3 4 5 6 7 8; do urls="$urls https://127.0.0.1:$i/a-kme-gateway-behind-a-rather-long-path-$i"; done
+sed -i "s|^url .*|url          =$urls|; s/^timeout .*/timeout      = 1/" "$conf"
+run "$kmstore" -c "$conf" key qkd
+expect_rc 8 "eight KMEs refusing"
+msg=$(printf '%s\n' "$RUN_ERR" | grep -o "every KME of profile.*" || true)
+expect_eq 1 "$([ "${#msg}" -le 511 ] && [ "${#msg}" -ge 400 ] && echo 1 || echo "${#msg} bytes")" \
+	"... the error fills, and is within, a message's 511 bytes"
+expect_eq 8 "$(grep -o 'https://127\.0\.0\.1:[1-8]/a-kme' <<<"$msg" | sort -u | wc -l)" "... and names all eight KMEs"
+expect_in "..." "$msg" "... their failures cut with '...'"
 
 kme ok
 run "$fork_client" "$conf" qkd fork
