@@ -148,6 +148,7 @@ struct call {
 	int big;          /* the last answer's body was beyond BODY_MAX, not read */
 	int tls_stalled;  /* the last attempt connected, and ran out of time in
 			   * the TLS handshake */
+	int os_errno;     /* the last attempt's CURLINFO_OS_ERRNO */
 	/* The last failure's words after "... for SAE 'X': ", or a briefer
 	 * form of them: the KME's part of a failover's error (run()). */
 	char why[KMS_ERROR_MAX];
@@ -731,9 +732,14 @@ static kms_rc transfer_failure(struct call *k, CURLcode rc, const char *errbuf,
 	if (tls_failure(rc, errbuf))
 		return call_fail(k, err, KMS_ERR_UNREACHABLE, "TLS failure: %s",
 				 detail);
-	if (rc == CURLE_COULDNT_CONNECT)
-		return call_fail(k, err, KMS_ERR_UNREACHABLE,
-				 "cannot connect: %s", detail);
+	if (rc == CURLE_COULDNT_CONNECT) {
+		call_fail(k, err, KMS_ERR_UNREACHABLE, "cannot connect: %s",
+			  detail);
+		if (k->os_errno != 0) /* curl 7.88's words have the address */
+			snprintf(k->why, sizeof(k->why), "cannot connect: %s",
+				 strerror(k->os_errno));
+		return KMS_ERR_UNREACHABLE;
+	}
 	if (rc == CURLE_SEND_ERROR)
 		return call_fail(k, err, KMS_ERR_UNREACHABLE,
 				 "TLS failure? the KME closed the connection while "
@@ -876,7 +882,7 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 		      struct body *b, int *again, kms_error *err)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	long status = 0; /* curl's type */
+	long status = 0, os_errno = 0; /* curl's type */
 	int64_t t0 = kms_now_us(), budget = k->deadline_ms - kms_now_ms();
 	kms_rc out;
 	CURLcode rc;
@@ -890,6 +896,7 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	k->timed_out = 0;
 	k->big = 0;
 	k->tls_stalled = 0;
+	k->os_errno = 0;
 	k->location[0] = '\0';
 	k->why[0] = '\0';
 	h = take_handle(k->kme);
@@ -902,6 +909,8 @@ static kms_rc attempt(struct call *k, const char *url, const char *request,
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	if (rc == CURLE_OPERATION_TIMEDOUT)
 		k->tls_stalled = tls_stalled(h);
+	if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK)
+		k->os_errno = (int)os_errno;
 	if (status >= 300 && status < 400)
 		redirect_to(h, k->location, sizeof(k->location));
 	give_back(k->kme, h);
@@ -1227,23 +1236,32 @@ static void failover_error(kms_error *err, const kms_profile *p, enum op op,
 	for (size_t i = 0; i < n; i++) {
 		const char *url = kme[order[i]].url;
 		size_t share, avail, u, w, left = size - 1 - o;
-		int cut;
+		int cut, u_cut;
 
 		if (why[i][0] == '\0')
 			continue;
 		share = left / asked--;
-		if (share < 8)
+		if (share < 24)
 			break;
-		/* " URL: why;": the URL and why in avail, "..." for a cut why */
+		/* " URL: why;": the URL and why in avail, "..." after either
+		 * when cut; the URL whole unless that leaves the why less than
+		 * 12 bytes. */
 		avail = share - 3 - (asked > 0);
-		u = cut_at(url, avail - 3);
-		w = cut_at(why[i], avail - u);
-		cut = w < strlen(why[i]);
+		u = strlen(url);
+		w = strlen(why[i]);
+		if (u + w > avail && u + 12 > avail) {
+			u = cut_at(url, avail - 15);
+			u_cut = 1;
+		} else {
+			u_cut = 0;
+		}
+		avail -= u + 3 * u_cut;
+		cut = w > avail;
 		if (cut)
-			w = cut_at(why[i], avail - u - 3);
-		o += (size_t)snprintf(m + o, size - o, " %.*s: %.*s%s%s", (int)u,
-				      url, (int)w, why[i], cut ? "..." : "",
-				      asked > 0 ? ";" : "");
+			w = cut_at(why[i], avail - 3);
+		o += (size_t)snprintf(m + o, size - o, " %.*s%s: %.*s%s%s", (int)u,
+				      url, u_cut ? "..." : "", (int)w, why[i],
+				      cut ? "..." : "", asked > 0 ? ";" : "");
 	}
 }
 

@@ -106,19 +106,20 @@ port=$(cat "$work/port")
 sed -i "s|^url .*|url          = https://127.0.0.1:$port https://127.0.0.1:1|; s/^timeout .*/timeout      = 2/" "$conf"
 run "$kmstore" -c "$conf" key qkd
 expect_rc 8 "two KMEs, one silent after TCP, one refusing: unreachable (the last failure's code)"
-expect_match "every KME of profile 'qkd' failed enc_keys for SAE 'SAE_B' \([0-9]+ tries\): https://127\.0\.0\.1:$port: TLS handshake did not finish within [0-9.]+ s \(TCP connected\); https://127\.0\.0\.1:1: cannot connect: [^;]*Couldn't connect to server\$" \
+expect_match "every KME of profile 'qkd' failed enc_keys for SAE 'SAE_B' \([0-9]+ tries\): https://127\.0\.0\.1:$port: TLS handshake did not finish within [0-9.]+ s \(TCP connected\); https://127\.0\.0\.1:1: cannot connect: Connection refused\$" \
 	"$RUN_ERR" "... the error names each KME's last failure, in order"
 
-# Eight KMEs that refuse, with long URLs: each named, cut to fit.
+# Eight KMEs that refuse: too long for one message; each named, its words cut.
 urls=
-for i in 1 2 3 4 5 6 7 8; do urls="$urls https://127.0.0.1:$i/a-kme-gateway-behind-a-rather-long-path-$i"; done
+for i in 1 2 3 4 5 6 7 8; do urls="$urls https://127.0.0.1:$i/qkd-gateway-$i"; done
 sed -i "s|^url .*|url          =$urls|; s/^timeout .*/timeout      = 1/" "$conf"
 run "$kmstore" -c "$conf" key qkd
 expect_rc 8 "eight KMEs refusing"
 msg=$(printf '%s\n' "$RUN_ERR" | grep -o "every KME of profile.*" || true)
 expect_eq 1 "$([ "${#msg}" -le 511 ] && [ "${#msg}" -ge 400 ] && echo 1 || echo "${#msg} bytes")" \
 	"... the error fills, and is within, a message's 511 bytes"
-expect_eq 8 "$(grep -o 'https://127\.0\.0\.1:[1-8]/a-kme' <<<"$msg" | sort -u | wc -l)" "... and names all eight KMEs"
+expect_eq 8 "$(grep -oE 'https://127\.0\.0\.1:[1-8]/qkd-gateway-[1-8]: cannot conn' <<<"$msg" | sort -u | wc -l)" \
+	"... and names all eight KMEs, each with the start of its failure"
 expect_in "..." "$msg" "... their failures cut with '...'"
 
 kme ok
