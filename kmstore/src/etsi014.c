@@ -1215,9 +1215,11 @@ static size_t cut_at(const char *s, size_t n)
 
 /* Each KME's last failure, in the order they were asked: what a failover
  * that failed says, "every KME of profile 'P' failed enc_keys for SAE 'X'
- * (3 tries): URL: why; URL: why". When they do not all fit in a message,
- * each gets an equal share of what is left, cut with "..." (what one does
- * not use, the next may). */
+ * (3 tries): URL: why; URL: why" ("2 of the 3 KMEs ... (2 tries; the
+ * rest not asked)" when the round ended before the last: an answer no
+ * other KME would change, or no time left). When they do not all fit in a
+ * message, each gets an equal share of what is left, cut with "..." (what
+ * one does not use, the next may). */
 static void failover_error(kms_error *err, const kms_profile *p, enum op op,
 			   const char *sae, size_t tries, const struct kme *kme,
 			   const size_t *order, char (*why)[KMS_ERROR_MAX],
@@ -1228,11 +1230,21 @@ static void failover_error(kms_error *err, const kms_profile *p, enum op op,
 
 	for (size_t i = 0; i < n; i++)
 		asked += why[i][0] != '\0';
-	o = (size_t)snprintf(m, size, "every KME of profile '%s' failed %s for "
-			     "SAE '%s' (%zu tr%s):", p->name, op_names[op], sae,
-			     tries, tries == 1 ? "y" : "ies");
-	if (o >= size)
+	if (asked == n)
+		o = (size_t)snprintf(m, size, "every KME of profile '%s' failed "
+				     "%s for SAE '%s' (%zu tr%s):", p->name,
+				     op_names[op], sae, tries,
+				     tries == 1 ? "y" : "ies");
+	else
+		o = (size_t)snprintf(m, size, "%zu of the %zu KMEs of profile "
+				     "'%s' failed %s for SAE '%s' (%zu tr%s; the "
+				     "rest not asked):", asked, n, p->name,
+				     op_names[op], sae, tries,
+				     tries == 1 ? "y" : "ies");
+	if (o >= size) {
 		o = cut_at(m, size - 1);
+		m[o] = '\0';
+	}
 	for (size_t i = 0; i < n; i++) {
 		const char *url = kme[order[i]].url;
 		size_t share, avail, u, w, left = size - 1 - o;

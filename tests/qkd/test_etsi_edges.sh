@@ -74,6 +74,16 @@ expect_rc 7 "a redirect is not followed"
 expect_in "HTTP 307 (a redirect to https://kme-2.example:8443/api/v1/keys/SAE_B/enc_keys: kmstore follows none" \
 	"$RUN_ERR" "... and the error says where it points"
 
+# Three KMEs: the first refuses connections, the second redirects (an
+# answer no other KME would change), so the third is not asked: the error
+# does not say every KME failed.
+port=$(cat "$work/port")
+sed -i "s|^url .*|url          = https://127.0.0.1:1 https://127.0.0.1:$port https://127.0.0.1:2|" "$conf"
+run "$kmstore" -c "$conf" key qkd
+expect_rc 7 "three KMEs: one refusing, one redirecting, one not asked"
+expect_in "2 of the 3 KMEs of profile 'qkd' failed enc_keys for SAE 'SAE_B' (2 tries; the rest not asked): https://127.0.0.1:1: cannot connect: Connection refused; https://127.0.0.1:$port: HTTP 307 (" \
+	"$RUN_ERR" "... the error names the two asked, and says the rest were not"
+
 kme big-503
 run "$kmstore" -c "$conf" key qkd
 expect_rc 7 "HTTP 503 with a 25 kB HTML page"
