@@ -201,7 +201,7 @@ expect_rc 3 "allow-users naming a user that does not exist: the reload is refuse
 expect_match "acl.conf:[0-9]+: profile 'static': allow-users: no user 'no-such-user-kms' on this system" "$RUN_ERR" "... naming file, line, profile and user"
 expect_in "the configuration loaded at" "$RUN_ERR" "... and saying the running one stays"
 # (it would try for 60 s: SIGTERM after 3 s ends the wait)
-run timeout --preserve-status 3 "$KMSTORED" --config "$work/acl.conf" --socket "$work/acl-start.sock" --foreground
+run_term_after 3 "$KMSTORED" --config "$work/acl.conf" --socket "$work/acl-start.sock" --foreground
 expect_in "no user 'no-such-user-kms' on this system; trying again every 2 s" "$RUN_ERR" \
 	"kmstored started with it waits for the lookup (it may pass later: sssd not up yet), not 78 at once"
 expect_rc 0 "... SIGTERM ends the wait: exit 0, a stop, not a failure"
@@ -213,7 +213,7 @@ kme_env_dated_cert "$work/expired.crt" 20200101000000Z 20210101000000Z
 sed "s|^certificate .*|certificate = $work/expired.crt|" "$work/acl.conf" >"$work/acl-weak.conf"
 chmod 600 "$work/acl-weak.conf"
 printf '\n[weak]\ntype = static\nkey-id = W\nkey = hex:00112233445566778899aabbccddeeff\n' >>"$work/acl-weak.conf"
-run timeout --preserve-status 5 "$KMSTORED" --config "$work/acl-weak.conf" --socket "$work/acl-start.sock" --foreground
+run_term_after 5 "$KMSTORED" --config "$work/acl-weak.conf" --socket "$work/acl-start.sock" --foreground
 expect_eq 1 "$(grep -c "profile 'weak': the key is only 128 bits" <<<"$RUN_ERR" || true)" \
 	"a weak key's warning, once in a start that waits for a lookup"
 expect_eq 1 "$(grep -c "expired.crt expired on" <<<"$RUN_ERR" || true)" \
@@ -222,7 +222,7 @@ expect_eq 1 "$(grep -c "expired.crt expired on" <<<"$RUN_ERR" || true)" \
 # behind the wait.
 cp -p "$work/acl.conf" "$work/acl-broken.conf"
 printf '\n[broken]\ntype = static\nkey-id = B\nkey = file:%s\n' "$work/no-such.key" >>"$work/acl-broken.conf"
-run timeout --preserve-status 20 "$KMSTORED" --config "$work/acl-broken.conf" --socket "$work/acl-start.sock" --foreground
+run_term_after 20 "$KMSTORED" --config "$work/acl-broken.conf" --socket "$work/acl-start.sock" --foreground
 expect_rc 78 "the lookup that may pass, then a profile naming a missing key file: exit 78 at once"
 expect_in "no-such.key" "$RUN_ERR" "... telling the file's error"
 expect_not_in "trying again" "$RUN_ERR" "... without waiting on the lookup"
@@ -325,7 +325,7 @@ if "${in_nss[@]}" true 2>/dev/null; then
 	chmod 600 "$nss/fail.conf"
 	chmod 000 "$nss/group"
 	# (it would try for 60 s: SIGTERM after 3 s ends the wait)
-	run timeout --preserve-status 3 "${in_nss[@]}" setpriv --reuid=65534 --regid=65534 --clear-groups \
+	run_term_after 3 "${in_nss[@]}" setpriv --reuid=65534 --regid=65534 --clear-groups \
 		"$KMSTORED" --config "$nss/fail.conf" --socket "$nss/fail.sock" --foreground
 	chmod 644 "$nss/group"
 	expect_match "fail.conf:5: profile 's': allow-groups: cannot look up group 'kmsbiggrp': Permission denied; trying again every 2 s for 60 s" \

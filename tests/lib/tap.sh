@@ -33,6 +33,38 @@ run() {
 	rm -f "$o" "$e"
 }
 
+# run_term_after SECONDS CMD...: as run, for a program that would go on: it
+# gets SIGTERM after SECONDS (if still running), and SIGKILL 30 s later.
+# Not timeout(1): it sends SIGCONT after SIGTERM, and a SIGCONT that comes
+# while LeakSanitizer stops the exiting program's threads (PTRACE_ATTACH's
+# SIGSTOP) cancels that stop, and the ASan build hangs at exit for good.
+run_term_after() {
+	local secs=$1 t0 t1 o e pid i errexit=${-//[^e]/}
+	shift
+	o=$(mktemp) e=$(mktemp)
+	t0=$(date +%s.%N)
+	set +e
+	"$@" >"$o" 2>"$e" &
+	pid=$!
+	for ((i = 0; i < secs * 10; i++)); do
+		[[ $(ps -o stat= -p "$pid") == [^Z]* ]] || break
+		sleep 0.1
+	done
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 300; i++)); do
+		[[ $(ps -o stat= -p "$pid") == [^Z]* ]] || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid"
+	RUN_RC=$?
+	[ -n "$errexit" ] && set -e
+	t1=$(date +%s.%N)
+	RUN_OUT=$(cat "$o") RUN_ERR=$(cat "$e")
+	RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+	rm -f "$o" "$e"
+}
+
 # wait_for SECONDS CMD...: until CMD succeeds (polled every 0.1 s); fails
 # after SECONDS. What a test waits for on a loaded machine, not a sleep.
 wait_for() {
