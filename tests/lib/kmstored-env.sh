@@ -49,7 +49,9 @@ kmstored_stop() { # SOCKET [SIGNAL]
 		local what="kmstored at $1 stops on SIGTERM with exit 0"
 		local why="exit $rc$([ "$forced" = 1 ] && echo ", killed after 10 s")"
 		if declare -F tap_not_ok >/dev/null; then
-			tap_not_ok "$what" "$why" "$(tail -n 3 "$1.log" 2>/dev/null)"
+			# the log's end, or a sanitizer's whole report
+			tap_not_ok "$what" "$why" "$(sed -n '/^==[0-9]*==ERROR/,$p' "$1.log" 2>/dev/null |
+				grep . || tail -n 3 "$1.log" 2>/dev/null)"
 		else
 			echo "warning: $what: $why" >&2
 		fi
