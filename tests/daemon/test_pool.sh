@@ -468,6 +468,22 @@ expect_rc 0 "failover for dec_keys too (east's first KME answers 503)"
 expect_eq "$kcv" "$(json "$RUN_OUT" 'd["check_value"]')" "... the same key"
 kmstored_stop "$SW"
 kmstored_stop "$SE"
+# The order of asking: a KME that refused connections is in its back-off,
+# one that answered 503 is busy for a second. With both failing, the next
+# request asks the busy one first: it is up, only loaded.
+down=https://127.0.0.1:$(closed_port)
+conf "$work/west.conf" west "$down $A1"
+kmstored_start "$SW" "$work/west.conf"
+client_start "$SW"
+client_ask "key qkd" 10
+first=$ANSWER
+client_ask "key qkd" 10
+expect_match "^error [0-9]+ .*: $down: cannot connect[^;]*; $A1: HTTP 503" "$first" \
+	"two KMEs failing, the first refusing connections, the second 503: asked as configured"
+expect_match "^error [0-9]+ .*: $A1: HTTP 503[^;]*; $down: cannot connect" "$ANSWER" \
+	"... and at once again: the busy one first, the one in its back-off after it"
+client_stop
+kmstored_stop "$SW"
 sim --fault "503,kme=KME_A"
 conf "$work/west.conf" west "$A1 $A2"
 kmstored_start "$SW" "$work/west.conf"
