@@ -741,22 +741,23 @@ static kms_rc take_key(json_object *entry, const char *want_id,
 				"the KME's key '%s' has no key string", sid);
 	skey = json_object_get_string(jkey);
 	text_len = (size_t)json_object_get_string_len(jkey);
-	if (bad_key_text(sid, skey, text_len, key_len, err) != KMS_OK) {
+	/* A refused text is looked at again, for a message that names the
+	 * variant (unpadded, base64url); a good one is read once. */
+	if (kms_base64_decoded_len(skey, text_len) != key_len) {
+		if (bad_key_text(sid, skey, text_len, key_len, err) == KMS_OK)
+			kms_fail(err, KMS_ERR_KME, "the KME's key '%s' is not %zu "
+				 "bytes of base64 (%zu characters)", sid, key_len,
+				 text_len);
 		wipe_string(jkey);
 		return KMS_ERR_KME;
 	}
-	if (kms_base64_decoded_len(skey, text_len) != key_len) {
-		wipe_string(jkey);
-		return kms_fail(err, KMS_ERR_KME,
-				"the KME's key '%s' is not %zu bytes of base64 "
-				"(%zu characters)", sid, key_len, text_len);
-	}
 	if (kms_base64_decode(skey, text_len, key, &where) != 0) {
-		wipe_string(jkey);
 		kms_wipe(key, key_len);
-		return kms_fail(err, KMS_ERR_KME,
-				"the KME's key '%s' is not valid base64 (at "
-				"character %zu)", sid, where + 1);
+		if (bad_key_text(sid, skey, text_len, key_len, err) == KMS_OK)
+			kms_fail(err, KMS_ERR_KME, "the KME's key '%s' is not valid "
+				 "base64 (at character %zu)", sid, where + 1);
+		wipe_string(jkey);
+		return KMS_ERR_KME;
 	}
 	wipe_string(jkey);
 	/* The ID asked for, as asked: the PPK_ID both peers use. */
