@@ -1219,17 +1219,15 @@ static size_t cut_at(const char *s, size_t n)
  * rest not asked)" when the round ended before the last: an answer no
  * other KME would change, or no time left). When they do not all fit in a
  * message, each gets an equal share of what is left, cut with "..." (what
- * one does not use, the next may). */
+ * one does not use, the next may). asked: how many of the n KMEs were. */
 static void failover_error(kms_error *err, const kms_profile *p, enum op op,
 			   const char *sae, size_t tries, const struct kme *kme,
 			   const size_t *order, char (*why)[KMS_ERROR_MAX],
-			   size_t n)
+			   size_t n, size_t asked)
 {
 	char *m = err->message;
-	size_t size = sizeof(err->message), o, asked = 0;
+	size_t size = sizeof(err->message), o;
 
-	for (size_t i = 0; i < n; i++)
-		asked += why[i][0] != '\0';
 	if (asked == n)
 		o = (size_t)snprintf(m, size, "every KME of profile '%s' failed "
 				     "%s for SAE '%s' (%zu tr%s):", p->name,
@@ -1345,7 +1343,7 @@ static kms_rc run(kms_profile *p, enum op op, const char *sae,
 		 * failover's, and its own message says it all. */
 		if (n > 1 && kmes_tried > 1 && err != NULL)
 			failover_error(err, p, op, sae, tried, cl->kmes, order,
-				       why, n);
+				       why, n, kmes_tried);
 	}
 	return rc;
 }
