@@ -28,9 +28,11 @@
 #         from pluto's first initiation to the last SA established
 # Configurations are interleaved, REPEATS times; each cell is the median.
 # Besides the rates: the plutos' CPU per IKE SA (west + east), kme-sim's
-# and the kmstoreds' apart. Then memory (rss_once): each configuration's
-# RSS at start and its growth per IKE SA over a first and a second burst
-# of N (ppks is in configs for the comparison). Then a
+# and the kmstoreds' apart; under each target, for the all-at-once cells,
+# how busy ppks kept the CPUs and what CPU per IKE SA the target ratio
+# leaves for the PPK's source (cpu_budget). Then memory (rss_once): each
+# configuration's RSS at start and its growth per IKE SA over a first and
+# a second burst of N (ppks is in configs for the comparison). Then a
 # far KME: kme-sim delaying every answer by 5 and by 20 ms, qkd-uri and
 # qkd-pool, all at once (BENCH_FAR_CONFIGS="qkd-pool+8 ..." runs a
 # configuration with pluto's nhelpers=8). BENCH_CONFIGS and
@@ -270,6 +272,22 @@ for prop in "${props[@]}"; do
 done
 echo "(ratio: SAs/s over ppks in the same cell; SA ms: one SA's time in west's pluto log; pluto ms: CPU of both plutos per IKE SA; kme ms: kme-sim's CPU per IKE SA, both KMEs; kmstored ms: both kmstoreds' CPU per IKE SA; retx: IKE requests west retransmitted, all repeats: a lost burst packet costs its run 0.5 s;"
 echo " threads: west's/east's pluto after the SAs are up, the most of any repeat: main thread, crypto helpers, waiting helpers)"
+# cpu_budget CONFIG RATIO: for each all-at-once cell, how busy ppks kept
+# the CPUs and what CPU per IKE SA the ratio leaves for what CONFIG adds.
+# Where a burst keeps every CPU busy (the KMEs and kmstoreds run on the
+# same ones as both plutos), its rate follows the CPU an IKE SA costs in
+# all, C: a ratio r to ppks leaves C (1/r - 1) for the PPK's source.
+cpu_budget() {
+	local prop p
+	for prop in "${props[@]}"; do
+		p=$(pname "$prop")
+		awk -v cell="$p all" -v r="$2" -v cpus="$(nproc)" -v rate="$(col "ppks.$p.all" 1)" \
+			-v c0="$(col "ppks.$p.all" 3)" -v pl="$(col "$1.$p.all" 3)" \
+			-v km="$(col "$1.$p.all" 4)" -v kd="$(col "$1.$p.all" 5)" 'BEGIN {
+			printf "  %s: ppks kept %.2f of %d CPUs busy; %s leaves %.3f ms of CPU per IKE SA; it added %.3f (plutos %.3f, kme-sim %.3f, kmstoreds %.3f)\n",
+				cell, rate * c0 / 1000, cpus, r, c0 * (1 / r - 1), pl - c0 + km + kd, pl - c0, km, kd }'
+	done
+}
 for t in "qkd-pool 0.97" "qkd-uri 0.9" "static-uri 0.97"; do
 	read -r config want <<<"$t"
 	[[ " ${configs[*]} " == *" $config "* ]] || continue
@@ -282,6 +300,7 @@ for t in "qkd-pool 0.97" "qkd-uri 0.9" "static-uri 0.97"; do
 		done
 	done
 	awk -v c="$config" -v w="$worst" -v t="$want" 'BEGIN { printf "%s over ppks, worst of the four cells: %.2f (target >= %s: %s)\n", c, w, t, (w >= t ? "met" : "NOT met") }'
+	cpu_budget "$config" "$want"
 done
 
 # Memory: what a configuration costs once, and what each IKE SA keeps
