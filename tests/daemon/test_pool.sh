@@ -16,7 +16,8 @@
 #     stop: its keys dropped, logged and counted, never silently;
 #   - failover with the first KME down (nothing listening), black-holed,
 #     answering 503, for enc_keys and dec_keys; a failed KME is skipped
-#     during its back-off; every KME down: a clear error in bounded time;
+#     during its back-off; the order of asking (up, busy, then in back-off
+#     soonest back first); every KME down: a clear error in bounded time;
 #   - exhaustion (a KME with no keys left) drains the pool, then fails
 #     clearly; a KME answering 503 is backed off from, then asked for as
 #     many keys as before;
@@ -482,6 +483,33 @@ expect_match "^error [0-9]+ .*: $down: cannot connect[^;]*; $A1: HTTP 503" "$fir
 	"two KMEs failing, the first refusing connections, the second 503: asked as configured"
 expect_match "^error [0-9]+ .*: $A1: HTTP 503[^;]*; $down: cannot connect" "$ANSWER" \
 	"... and at once again: the busy one first, the one in its back-off after it"
+client_stop
+kmstored_stop "$SW"
+# Two KMEs in their back-off: the one back sooner is asked first, whatever
+# the configured order. The first, refusing connections, fails twice (its
+# back-off doubles to 2 s); the second answers until kme-sim stops, then
+# fails once (1 s). A failing request goes round the KMEs until its
+# timeout: 1 s here, so that it ends before the second's back-off does.
+sim
+conf "$work/west.conf" west "$down $A1"
+sed -i 's/^timeout .*/timeout      = 1/' "$work/west.conf"
+kmstored_start "$SW" "$work/west.conf"
+client_start "$SW"
+client_ask "key qkd" 10
+sleep 1.2
+client_ask "key qkd" 10
+second=$ANSWER
+kill -KILL "$sim_pid" # at once: the checks below count on time
+wait "$sim_pid" 2>/dev/null || true
+sim_pid=
+client_ask "key qkd" 10
+third=$ANSWER
+client_ask "key qkd" 10
+expect_match "^ok " "$second" "the first KME failing twice in a row, the second answering: a key"
+expect_match "^error [0-9]+ .*: $A1: [^;]*; $down: cannot connect" "$third" \
+	"... the second gone: asked first (it is up), the first in its back-off after it"
+expect_match "^error [0-9]+ .*: $A1: [^;]*; $down: cannot connect" "$ANSWER" \
+	"... and at once again: both in their back-off, the one back sooner (the second) first"
 client_stop
 kmstored_stop "$SW"
 sim --fault "503,kme=KME_A"
