@@ -6,6 +6,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 #include <math.h>
+#include <search.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@ struct kme_link {
 	struct pending *head;  /* oldest first, so eviction takes the head */
 	struct pending *tail;
 	size_t n_pending;
+	void *by_id;           /* the same keys by ID and master (tsearch) */
 };
 
 static void wipe_free(void *p, size_t len)
@@ -94,8 +96,20 @@ static void link_refill(struct kme_link *l, const struct kme_settings *s)
 	l->last = now;
 }
 
+/* A dec_keys looks its keys up by ID: with many keys not retrieved (a
+ * peer that never asks, a long load test) a walk of the list would cost
+ * every lookup more than the rest of the request. */
+static int pending_cmp(const void *a, const void *b)
+{
+	const struct pending *x = a, *y = b;
+	int c = strcmp(x->id, y->id);
+
+	return c != 0 ? c : strcmp(x->master, y->master);
+}
+
 static void pending_unlink(struct kme_link *l, struct pending *p)
 {
+	tdelete(p, &l->by_id, pending_cmp);
 	if (p->prev != NULL)
 		p->prev->next = p->next;
 	else
@@ -113,8 +127,10 @@ static void pending_free(struct pending *p)
 	free(p);
 }
 
-static void pending_append(struct kme_link *l, struct pending *p)
+static int pending_append(struct kme_link *l, struct pending *p)
 {
+	if (tsearch(p, &l->by_id, pending_cmp) == NULL)
+		return -1;
 	p->next = NULL;
 	p->prev = l->tail;
 	if (l->tail != NULL)
@@ -123,6 +139,7 @@ static void pending_append(struct kme_link *l, struct pending *p)
 		l->head = p;
 	l->tail = p;
 	l->n_pending++;
+	return 0;
 }
 
 int kme_model_init(struct kme_model *m, struct kme *kmes, size_t n,
@@ -147,6 +164,11 @@ int kme_model_init(struct kme_model *m, struct kme *kmes, size_t n,
 	return pthread_mutex_init(&m->lock, NULL) == 0 ? 0 : -1;
 }
 
+static void no_free(void *p)
+{
+	(void)p; /* the list's loop frees the keys */
+}
+
 void kme_model_free(struct kme_model *m)
 {
 	for (size_t i = 0; i < m->n_links; i++) {
@@ -156,6 +178,7 @@ void kme_model_free(struct kme_model *m)
 			next = p->next;
 			pending_free(p);
 		}
+		tdestroy(m->links[i].by_id, no_free);
 	}
 	free(m->links);
 	for (size_t i = 0; i < m->n_kmes; i++) {
@@ -367,7 +390,11 @@ static int commit_keys(struct kme_model *m, struct kme_link *l,
 	}
 	l->level -= need;
 	for (unsigned i = 0; i < number; i++) {
-		pending_append(l, pend[i]);
+		if (pending_append(l, pend[i]) != 0) {
+			/* those appended stay, undelivered, until evicted */
+			pthread_mutex_unlock(&m->lock);
+			return fail(res, 500, "", "", "out of memory");
+		}
 		pend[i] = NULL;
 	}
 	evict_oldest(l, m->set.max_pending, m->kmes[at].id, m->kmes[peer].id);
@@ -424,10 +451,14 @@ int kme_enc_keys(struct kme_model *m, size_t at, const char *caller,
 static struct pending *find_pending(struct kme_link *l, const char *id,
 				    const char *master)
 {
-	for (struct pending *p = l->head; p != NULL; p = p->next)
-		if (strcmp(p->id, id) == 0 && strcmp(p->master, master) == 0)
-			return p;
-	return NULL;
+	struct pending want = { .master = master };
+	void *found;
+
+	if (strlen(id) >= sizeof(want.id))
+		return NULL; /* longer than any key ID of ours */
+	memcpy(want.id, id, strlen(id) + 1);
+	found = tfind(&want, &l->by_id, pending_cmp);
+	return found != NULL ? *(struct pending **)found : NULL;
 }
 
 static int check_dec_request(const struct kme_settings *s,

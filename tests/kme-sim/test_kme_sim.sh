@@ -514,6 +514,24 @@ check "--sequential-ids: dec_keys finds a key by its counted ID" "200 00000000-0
 	"$CODE $(jq -r '.keys[0].key_ID' <<<"$BODY")"
 stop_sim
 
+# Keys nobody retrieves: past --max-pending the oldest go, and only they.
+start_sim evict --sequential-ids --max-pending 3
+for i in 1 2 3 4 5; do post sae-a "$A/api/v1/keys/SAE_B/enc_keys" '{"number":1}'; done
+post sae-b "$B/api/v1/keys/SAE_A/dec_keys" '{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000002"}]}'
+check_re "--max-pending 3, 5 keys not retrieved: the second is gone" \
+	"^400 key 00000000-0000-4000-8000-000000000002 not found" "$CODE $(jq -r .message <<<"$BODY")"
+post sae-b "$B/api/v1/keys/SAE_A/dec_keys" \
+	'{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000005"},{"key_ID":"00000000-0000-4000-8000-000000000003"}]}'
+check "... the three newest are there, found in any order" \
+	"200 00000000-0000-4000-8000-000000000005 00000000-0000-4000-8000-000000000003" \
+	"$CODE $(jq -r '[.keys[].key_ID] | join(" ")' <<<"$BODY")"
+post sae-b "$B/api/v1/keys/SAE_A/dec_keys" '{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000003"}]}'
+check "... and once retrieved, gone" "400" "$CODE"
+stop_sim
+check "... kme-sim said which keys it dropped" \
+	"00000000-0000-4000-8000-000000000001 00000000-0000-4000-8000-000000000002" \
+	"$(sed -n 's/.*dropping the oldest, //p' "$tmp/evict.log" | tr '\n' ' ' | sed 's/ $//')"
+
 start_sim blackhole --fault kme=KME_A:blackhole
 req sae-a "$A/api/v1/keys/SAE_B/status" --max-time 2
 check "blackhole: no answer, the client times out (curl 28)" "28" "$RC"
