@@ -503,8 +503,8 @@ stop_sim
 
 start_sim seq --sequential-ids
 ids=''
-for n in 1 2; do
-	post sae-a "$A/api/v1/keys/SAE_B/enc_keys" "{\"number\":$n}"
+for k in 1 2; do
+	post sae-a "$A/api/v1/keys/SAE_B/enc_keys" "{\"number\":$k}"
 	ids+="$(jq -r '.keys[].key_ID' <<<"$BODY" | tr '\n' ' ')"
 done
 check "--sequential-ids: key_IDs count up from 1" \
