@@ -491,6 +491,7 @@ kmstored_stop "$SW"
 # fails once (1 s). A failing request goes round the KMEs until its
 # timeout: 1 s here, so that it ends before the second's back-off does.
 sim
+down=https://127.0.0.1:$(closed_port) # not one kme-sim just took
 conf "$work/west.conf" west "$down $A1"
 sed -i 's/^timeout .*/timeout      = 1/' "$work/west.conf"
 kmstored_start "$SW" "$work/west.conf"
