@@ -521,9 +521,9 @@ post sae-b "$B/api/v1/keys/SAE_A/dec_keys" '{"key_IDs":[{"key_ID":"00000000-0000
 check_re "--max-pending 3, 5 keys not retrieved: the second is gone" \
 	"^400 key 00000000-0000-4000-8000-000000000002 not found" "$CODE $(jq -r .message <<<"$BODY")"
 post sae-b "$B/api/v1/keys/SAE_A/dec_keys" \
-	'{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000005"},{"key_ID":"00000000-0000-4000-8000-000000000003"}]}'
+	'{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000005"},{"key_ID":"00000000-0000-4000-8000-000000000003"},{"key_ID":"00000000-0000-4000-8000-000000000004"}]}'
 check "... the three newest are there, found in any order" \
-	"200 00000000-0000-4000-8000-000000000005 00000000-0000-4000-8000-000000000003" \
+	"200 00000000-0000-4000-8000-000000000005 00000000-0000-4000-8000-000000000003 00000000-0000-4000-8000-000000000004" \
 	"$CODE $(jq -r '[.keys[].key_ID] | join(" ")' <<<"$BODY")"
 post sae-b "$B/api/v1/keys/SAE_A/dec_keys" '{"key_IDs":[{"key_ID":"00000000-0000-4000-8000-000000000003"}]}'
 check "... and once retrieved, gone" "400" "$CODE"
